@@ -100,3 +100,16 @@ export function toAppError(error: unknown): AppError {
   const message = error instanceof Error ? error.message : String(error);
   return new AppError('Internal', message, { cause: error });
 }
+
+/**
+ * A queue message that can never be processed (bad JSON, fails its schema, unknown version). Queue
+ * triggers dead-letter it at once with this reason instead of retrying it up to MaxDeliveryCount.
+ */
+export class InvalidMessageError extends AppError {
+  readonly deadLetterReason: string;
+  constructor(reason: string, description: string, details?: Record<string, unknown>) {
+    super('Validation', description, { retryable: false, ...(details === undefined ? {} : { details }) });
+    this.name = 'InvalidMessageError';
+    this.deadLetterReason = reason;
+  }
+}
