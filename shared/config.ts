@@ -8,94 +8,102 @@ import { z } from 'zod';
  */
 const url = z.url({ protocol: /^https?$/ });
 const httpsUrl = z.url({ protocol: /^https$/ });
-const guid = z.uuid({ version: undefined });
+const guid = z.guid();
 const optionalText = z.string().trim().min(1).optional();
 const positiveInt = z.coerce.number().int().positive();
 
-export const settingsSchema = z
-  .object({
-    /** `local` serves the dev host with function keys; `azure` expects managed identity and Entra auth. */
-    ATRIA_ENVIRONMENT: z.enum(['local', 'azure']).default('local'),
-    LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+export const settingsSchema = z.object({
+  /** `local` serves the dev host with function keys; `azure` expects managed identity and Entra auth. */
+  ATRIA_ENVIRONMENT: z.enum(['local', 'azure']).default('local'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 
-    // Table storage: a connection string (Azurite) or an identity-based service URI (Azure).
-    TableStorage: optionalText,
-    TableStorage__tableServiceUri: url.optional(),
-    TableStorage__clientId: guid.optional(),
+  // Table storage: a connection string (Azurite) or an identity-based service URI (Azure).
+  TableStorage: optionalText,
+  TableStorage__tableServiceUri: url.optional(),
+  TableStorage__clientId: guid.optional(),
 
-    // Service Bus: the same two shapes; the Functions trigger binding reads the same names.
-    ServiceBusConnection: optionalText,
-    ServiceBusConnection__fullyQualifiedNamespace: optionalText,
-    ServiceBusConnection__clientId: guid.optional(),
+  // Service Bus: the same two shapes; the Functions trigger binding reads the same names.
+  ServiceBusConnection: optionalText,
+  ServiceBusConnection__fullyQualifiedNamespace: optionalText,
+  ServiceBusConnection__clientId: guid.optional(),
 
-    // The partner's multi-tenant Entra app used for Graph (one credential per customer tenant).
-    Graph__authorityHost: httpsUrl.default('https://login.microsoftonline.com'),
-    Graph__baseUrl: httpsUrl.default('https://graph.microsoft.com/v1.0'),
-    Graph__clientId: guid.optional(),
-    Graph__clientSecret: optionalText,
-    Graph__certificatePath: optionalText,
+  // The partner's multi-tenant Entra app used for Graph (one credential per customer tenant).
+  Graph__authorityHost: httpsUrl.default('https://login.microsoftonline.com'),
+  Graph__baseUrl: httpsUrl.default('https://graph.microsoft.com/v1.0'),
+  Graph__clientId: guid.optional(),
+  Graph__clientSecret: optionalText,
+  Graph__certificatePath: optionalText,
 
-    // Partner Center (1-Tier CSP); absent for providers that only buy through distributors.
-    PartnerCenter__baseUrl: httpsUrl.default('https://api.partnercenter.microsoft.com'),
-    PartnerCenter__tenantId: guid.optional(),
-    PartnerCenter__clientId: guid.optional(),
-    PartnerCenter__clientSecret: optionalText,
+  // Partner Center (1-Tier CSP); absent for providers that only buy through distributors.
+  PartnerCenter__baseUrl: httpsUrl.default('https://api.partnercenter.microsoft.com'),
+  PartnerCenter__tenantId: guid.optional(),
+  PartnerCenter__clientId: guid.optional(),
+  PartnerCenter__clientSecret: optionalText,
 
-    // Callers: API keys (hashed in storage) everywhere; Entra bearer tokens in Azure.
-    Auth__entraTenantId: guid.optional(),
-    Auth__entraAudience: optionalText,
-    Auth__entraAuthorityHost: httpsUrl.default('https://login.microsoftonline.com'),
+  // Callers: API keys (hashed in storage) everywhere; Entra bearer tokens in Azure.
+  Auth__entraTenantId: guid.optional(),
+  Auth__entraAudience: optionalText,
+  Auth__entraAuthorityHost: httpsUrl.default('https://login.microsoftonline.com'),
 
-    // Relay agent commands are signed with this Ed25519 private key (PEM, a Key Vault reference in Azure).
-    Relay__signingKeyPem: optionalText,
-    Relay__replyTimeoutInMs: positiveInt.default(30_000),
+  // Relay agent commands are signed with this Ed25519 private key (PEM, a Key Vault reference in Azure).
+  Relay__signingKeyPem: optionalText,
+  Relay__replyTimeoutInMs: positiveInt.default(30_000),
 
-    // Accidental bulk delete/disable guard (like Entra Connect's threshold).
-    Guard__maxSharePercent: z.coerce.number().min(1).max(100).default(10),
-    Guard__minUsers: positiveInt.default(20),
-    Guard__windowInMinutes: positiveInt.default(60),
+  // Accidental bulk delete/disable guard (like Entra Connect's threshold).
+  Guard__maxSharePercent: z.coerce.number().min(1).max(100).default(10),
+  Guard__minUsers: positiveInt.default(20),
+  Guard__windowInMinutes: positiveInt.default(60),
 
-    // Local host only.
-    LocalHost__port: positiveInt.default(7071),
-  })
-  .superRefine((s, ctx) => {
-    if (s.TableStorage === undefined && s.TableStorage__tableServiceUri === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['TableStorage'],
-        message: 'set TableStorage (connection string) or TableStorage__tableServiceUri (managed identity)',
-      });
-    }
-    const graphPartial = s.Graph__clientId !== undefined || s.Graph__clientSecret !== undefined;
-    if (graphPartial && s.Graph__clientId === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['Graph__clientId'], message: 'required when a Graph credential is set' });
-    }
-    if (s.Graph__clientId !== undefined && s.Graph__clientSecret === undefined && s.Graph__certificatePath === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['Graph__clientSecret'],
-        message: 'set Graph__clientSecret or Graph__certificatePath',
-      });
-    }
-    const pc = [s.PartnerCenter__tenantId, s.PartnerCenter__clientId, s.PartnerCenter__clientSecret];
-    if (pc.some((v) => v !== undefined) && pc.some((v) => v === undefined)) {
-      for (const name of ['PartnerCenter__tenantId', 'PartnerCenter__clientId', 'PartnerCenter__clientSecret'] as const) {
-        if (s[name] === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'required with the other PartnerCenter__ settings' });
-      }
-    }
-    if (s.ATRIA_ENVIRONMENT === 'azure' && s.Auth__entraTenantId === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['Auth__entraTenantId'], message: 'required in Azure (callers use Entra tokens)' });
-    }
-  });
+  // Local host only.
+  LocalHost__port: positiveInt.default(7071),
+});
+
+type Problem = { setting: string; message: string };
+
+/**
+ * Rules across settings, checked on the raw values so they are reported together with the per-setting
+ * problems (zod skips refinements once a field has failed).
+ */
+function crossChecks(s: Record<string, string>): Problem[] {
+  const problems: Problem[] = [];
+  const has = (name: string): boolean => s[name] !== undefined;
+  if (!has('TableStorage') && !has('TableStorage__tableServiceUri')) {
+    problems.push({
+      setting: 'TableStorage',
+      message: 'set TableStorage (connection string) or TableStorage__tableServiceUri (managed identity)',
+    });
+  }
+  if (has('Graph__clientSecret') && !has('Graph__clientId')) {
+    problems.push({ setting: 'Graph__clientId', message: 'required when a Graph credential is set' });
+  }
+  if (has('Graph__clientId') && !has('Graph__clientSecret') && !has('Graph__certificatePath')) {
+    problems.push({
+      setting: 'Graph__clientSecret',
+      message: 'set Graph__clientSecret or Graph__certificatePath',
+    });
+  }
+  const pc = ['PartnerCenter__tenantId', 'PartnerCenter__clientId', 'PartnerCenter__clientSecret'];
+  if (pc.some(has)) {
+    for (const name of pc.filter((n) => !has(n)))
+      problems.push({ setting: name, message: 'required with the other PartnerCenter__ settings' });
+  }
+  if (s.ATRIA_ENVIRONMENT === 'azure' && !has('Auth__entraTenantId')) {
+    problems.push({
+      setting: 'Auth__entraTenantId',
+      message: 'required in Azure (callers use Entra tokens)',
+    });
+  }
+  return problems;
+}
 
 export type Settings = z.infer<typeof settingsSchema>;
 
 /** Names of every setting, for docs and for redaction of values read from the environment. */
-export const settingNames = Object.keys(settingsSchema.def.shape ?? {});
+export const settingNames = Object.keys(settingsSchema.shape);
 
 export class ConfigError extends Error {
-  readonly problems: { setting: string; message: string }[];
-  constructor(problems: { setting: string; message: string }[]) {
+  readonly problems: Problem[];
+  constructor(problems: Problem[]) {
     super(`Invalid configuration: ${problems.map((p) => `${p.setting} (${p.message})`).join('; ')}`);
     this.name = 'ConfigError';
     this.problems = problems;
@@ -109,10 +117,13 @@ export function loadSettings(env: Record<string, string | undefined>): Settings 
     if (value !== undefined && value !== '') input[name] = value;
   }
   const parsed = settingsSchema.safeParse(input);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((issue) => ({ setting: issue.path.map(String).join('.') || '(root)', message: issue.message })),
-    );
-  }
+  const problems: Problem[] = parsed.success
+    ? []
+    : parsed.error.issues.map((issue) => ({
+        setting: issue.path.map(String).join('.') || '(root)',
+        message: issue.message,
+      }));
+  problems.push(...crossChecks(input));
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   return parsed.data;
 }

@@ -20,7 +20,8 @@ export type LogSink = (level: LogLevel, record: Record<string, unknown>) => void
 const levels: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const REDACTED = '[redacted]';
 
-const secretKey = /pass(word)?|secret|token|authorization|api[-_]?key|functions-key|signature|sig$|credential|connectionstring|sharedaccess|privatekey|^key$|cookie|unicodepwd/i;
+const secretKey =
+  /pass(word)?|secret|token|authorization|api[-_]?key|functions-key|signature|sig$|credential|connectionstring|sharedaccess|privatekey|^key$|cookie|unicodepwd/i;
 
 const secretValuePatterns: RegExp[] = [
   /\bBearer\s+[A-Za-z0-9\-._~+/]+=*/gi,
@@ -34,7 +35,8 @@ export function redactString(value: string): string {
   for (const pattern of secretValuePatterns) {
     out = out.replace(pattern, (match) => {
       const eq = match.indexOf('=');
-      if (eq > 0 && !match.startsWith('eyJ') && !/^bearer/i.test(match)) return `${match.slice(0, eq + 1)}${REDACTED}`;
+      if (eq > 0 && !match.startsWith('eyJ') && !/^bearer/i.test(match))
+        return `${match.slice(0, eq + 1)}${REDACTED}`;
       return REDACTED;
     });
   }
@@ -46,14 +48,19 @@ export function redact(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return redactString(value);
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;
-    return { name: value.name, message: redactString(value.message), ...(code === undefined ? {} : { code }) };
+    return {
+      name: value.name,
+      message: redactString(value.message),
+      ...(code === undefined ? {} : { code }),
+    };
   }
   if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
   if (value instanceof Date) return value.toISOString();
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [key, item] of Object.entries(value)) {
-      out[key] = secretKey.test(key) && item !== undefined && item !== null ? REDACTED : redact(item, depth + 1);
+      out[key] =
+        secretKey.test(key) && item !== undefined && item !== null ? REDACTED : redact(item, depth + 1);
     }
     return out;
   }

@@ -31,11 +31,14 @@ async function waitForPort(port: number, timeoutInMs: number): Promise<void> {
 }
 
 /** Starts Azurite's Table service in memory on a free loopback port. */
-export async function startAzurite(options: { tablePort?: number; location?: string } = {}): Promise<AzuritePeer> {
+export async function startAzurite(
+  options: { tablePort?: number; location?: string } = {},
+): Promise<AzuritePeer> {
   const tablePort = options.tablePort ?? (await freePort());
   const require = createRequire(import.meta.url);
   const entry = require.resolve('azurite/dist/src/table/main.js');
-  const persistence = options.location === undefined ? ['--inMemoryPersistence'] : ['--location', options.location];
+  const persistence =
+    options.location === undefined ? ['--inMemoryPersistence'] : ['--location', options.location];
   const child = spawnPeer(process.execPath, [
     entry,
     '--tableHost',

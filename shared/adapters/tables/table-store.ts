@@ -14,11 +14,12 @@ const chunkChars = 30_000;
 const maxChunks = 30;
 
 export type TableStoreConnection =
-  | { connectionString: string }
-  | { serviceUri: string; credential: TokenCredential };
+  { connectionString: string } | { serviceUri: string; credential: TokenCredential };
 
 function isLocalHttp(connectionString: string): boolean {
-  return /TableEndpoint=http:\/\//i.test(connectionString) || /UseDevelopmentStorage=true/i.test(connectionString);
+  return (
+    /TableEndpoint=http:\/\//i.test(connectionString) || /UseDevelopmentStorage=true/i.test(connectionString)
+  );
 }
 
 export function mapTableError(error: unknown, what: string): AppError {
@@ -27,14 +28,21 @@ export function mapTableError(error: unknown, what: string): AppError {
     const status = error.statusCode ?? 0;
     if (status === 404) return new AppError('NotFound', `${what} not found`, { cause: error });
     if (status === 409) return new AppError('AlreadyExists', `${what} already exists`, { cause: error });
-    if (status === 412) return new AppError('ConcurrencyConflict', `${what} was changed by someone else`, { cause: error });
+    if (status === 412)
+      return new AppError('ConcurrencyConflict', `${what} was changed by someone else`, { cause: error });
     if (status === 429 || status === 503 || status === 500 || status === 0) {
-      return new AppError('Unavailable', `table storage unavailable (${status})`, { cause: error, retryable: true });
+      return new AppError('Unavailable', `table storage unavailable (${status})`, {
+        cause: error,
+        retryable: true,
+      });
     }
     return new AppError('Internal', `table storage error ${status}`, { cause: error });
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new AppError('Unavailable', `table storage unreachable: ${message}`, { cause: error, retryable: true });
+  return new AppError('Unavailable', `table storage unreachable: ${message}`, {
+    cause: error,
+    retryable: true,
+  });
 }
 
 type Row = Record<string, unknown> & { partitionKey?: string; rowKey?: string };
@@ -93,7 +101,10 @@ class TableCollection<T> implements Collection<T> {
   private validate(value: T): T {
     const parsed = this.schema.safeParse(value);
     if (!parsed.success) {
-      throw new AppError('Validation', `invalid ${this.name}: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`);
+      throw new AppError(
+        'Validation',
+        `invalid ${this.name}: ${parsed.error.issues.map((i) => i.path.join('.')).join(', ')}`,
+      );
     }
     return parsed.data;
   }
@@ -137,7 +148,10 @@ class TableCollection<T> implements Collection<T> {
     } catch (error) {
       // A replace of a row deleted meanwhile is a lost update too.
       if (error instanceof RestError && error.statusCode === 404) {
-        throw new AppError('ConcurrencyConflict', `${this.name} ${partitionKey}/${rowKey} was deleted meanwhile`);
+        throw new AppError(
+          'ConcurrencyConflict',
+          `${this.name} ${partitionKey}/${rowKey} was deleted meanwhile`,
+        );
       }
       throw mapTableError(error, `${this.name} ${partitionKey}/${rowKey}`);
     }
@@ -160,7 +174,11 @@ class TableCollection<T> implements Collection<T> {
   async delete(partitionKey: string, rowKey: string, etag?: string): Promise<void> {
     await this.ensureTable();
     try {
-      await this.client.deleteEntity(encodeKey(partitionKey), encodeKey(rowKey), etag === undefined ? {} : { etag });
+      await this.client.deleteEntity(
+        encodeKey(partitionKey),
+        encodeKey(rowKey),
+        etag === undefined ? {} : { etag },
+      );
     } catch (error) {
       if (error instanceof RestError && error.statusCode === 404) return;
       throw mapTableError(error, `${this.name} ${partitionKey}/${rowKey}`);
@@ -177,12 +195,10 @@ class TableCollection<T> implements Collection<T> {
       filter += ` and RowKey ge '${prefix}' and RowKey lt '${prefix}\uffff'`;
     }
     try {
-      const iterator = this.client
-        .listEntities<Row>({ queryOptions: { filter } })
-        .byPage({
-          maxPageSize: options.pageSize ?? 100,
-          ...(options.continuationToken === undefined ? {} : { continuationToken: options.continuationToken }),
-        });
+      const iterator = this.client.listEntities<Row>({ queryOptions: { filter } }).byPage({
+        maxPageSize: options.pageSize ?? 100,
+        ...(options.continuationToken === undefined ? {} : { continuationToken: options.continuationToken }),
+      });
       const next = await iterator.next();
       if (next.done === true) return { items: [] };
       const page = next.value as TableEntityResult<Row>[] & { continuationToken?: string };
@@ -195,7 +211,10 @@ class TableCollection<T> implements Collection<T> {
     }
   }
 
-  async *list(partitionKey: string, options: Omit<ListOptions, 'continuationToken'> = {}): AsyncIterable<Versioned<T>> {
+  async *list(
+    partitionKey: string,
+    options: Omit<ListOptions, 'continuationToken'> = {},
+  ): AsyncIterable<Versioned<T>> {
     let continuationToken: string | undefined;
     do {
       const page = await this.listPage(partitionKey, {

@@ -20,7 +20,9 @@ describe('Table storage adapter against Azurite', () => {
     const created = await things.create('p', 'r', { name: 'a', count: 1 });
     expect(created.etag).not.toBe('');
     expect((await things.get('p', 'r'))?.value).toEqual({ name: 'a', count: 1 });
-    await expect(things.create('p', 'r', { name: 'b', count: 2 })).rejects.toSatisfy((e) => isAppError(e, 'AlreadyExists'));
+    await expect(things.create('p', 'r', { name: 'b', count: 2 })).rejects.toSatisfy((e) =>
+      isAppError(e, 'AlreadyExists'),
+    );
     expect((await things.get('p', 'r'))?.value.name).toBe('a');
   });
 
@@ -40,7 +42,9 @@ describe('Table storage adapter against Azurite', () => {
     const things = collection();
     const v1 = await things.create('p', 'r', { name: 'v1', count: 1 });
     await things.replace('p', 'r', { name: 'v2', count: 2 }, v1.etag);
-    await expect(things.delete('p', 'r', v1.etag)).rejects.toSatisfy((e) => isAppError(e, 'ConcurrencyConflict'));
+    await expect(things.delete('p', 'r', v1.etag)).rejects.toSatisfy((e) =>
+      isAppError(e, 'ConcurrencyConflict'),
+    );
     await things.delete('p', 'r');
     expect(await things.get('p', 'r')).toBeUndefined();
     await things.delete('p', 'r'); // deleting a missing row is not an error
@@ -51,7 +55,8 @@ describe('Table storage adapter against Azurite', () => {
     const keys = ['cust/1#a', 'cust/1?b', 'cust/1\\c', 'cust/2', 'other\u0001'];
     for (const [i, key] of keys.entries()) await things.create('provider/x', key, { name: key, count: i });
     const all: string[] = [];
-    for await (const item of things.list('provider/x', { rowKeyPrefix: 'cust/1', pageSize: 2 })) all.push(item.rowKey);
+    for await (const item of things.list('provider/x', { rowKeyPrefix: 'cust/1', pageSize: 2 }))
+      all.push(item.rowKey);
     expect(all.sort()).toEqual(['cust/1#a', 'cust/1?b', 'cust/1\\c'].sort());
     expect((await things.get('provider/x', 'other\u0001'))?.value.count).toBe(4);
   });
@@ -77,10 +82,14 @@ describe('Table storage adapter against Azurite', () => {
   it('refuses to write a value that breaks the schema and reports a stored row that does', async () => {
     const name = `s${randomUUID().replace(/-/g, '').slice(0, 10)}`;
     const things = store.collection(name, thing);
-    await expect(things.create('p', 'bad', { name: 'x', count: 1.5 })).rejects.toSatisfy((e) => isAppError(e, 'Validation'));
+    await expect(things.create('p', 'bad', { name: 'x', count: 1.5 })).rejects.toSatisfy((e) =>
+      isAppError(e, 'Validation'),
+    );
     await things.create('p', 'r', { name: 'ok', count: 1 });
     // Someone writes a row of another shape behind our back.
-    const raw = TableClient.fromConnectionString(connectionString, `atria${name}`, { allowInsecureConnection: true });
+    const raw = TableClient.fromConnectionString(connectionString, `atria${name}`, {
+      allowInsecureConnection: true,
+    });
     await raw.upsertEntity({ partitionKey: 'p', rowKey: 'r', d0: JSON.stringify({ name: 1 }) }, 'Replace');
     await expect(things.get('p', 'r')).rejects.toSatisfy((e) => isAppError(e, 'Internal'));
   });

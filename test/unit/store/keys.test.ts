@@ -2,7 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { decodeKey, encodeKey } from '../../../shared/adapters/tables/keys.js';
 
 describe('table key encoding', () => {
-  const awkward = ['a/b', 'back\\slash', 'hash#tag', 'what?', 'tab\there', 'nul\u0000x', 'percent%25', 'bang!', 'ünïcødé ✓', ''];
+  const awkward = [
+    'a/b',
+    'back\\slash',
+    'hash#tag',
+    'what?',
+    'tab\there',
+    'nul\u0000x',
+    'percent%25',
+    'bang!',
+    'ünïcødé ✓',
+    '',
+  ];
 
   it.each(awkward)('round-trips %j and leaves no forbidden character', (key) => {
     const encoded = encodeKey(key);

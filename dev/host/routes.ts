@@ -1,0 +1,44 @@
+/**
+ * Matches request paths against Functions route templates (`customers/{customerId}`, `{id:guid}`,
+ * optional `{x?}`, catch-all `{*rest}`), as the Functions host does under the `/api` prefix.
+ */
+export interface CompiledRoute {
+  template: string;
+  match(path: string): Record<string, string> | undefined;
+}
+
+const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function compileRoute(template: string): CompiledRoute {
+  const segments = template.split('/').filter((s) => s !== '');
+  return {
+    template,
+    match(path) {
+      const parts = path.split('/').filter((s) => s !== '');
+      const params: Record<string, string> = {};
+      for (let i = 0; i < segments.length; i++) {
+        const segment = segments[i] as string;
+        const part = parts[i];
+        const param = /^\{(\*?)(\w+)(\?)?(?::(\w+))?\}$/.exec(segment);
+        if (param === null) {
+          if (part === undefined || part.toLowerCase() !== segment.toLowerCase()) return undefined;
+          continue;
+        }
+        const [, catchAll, name = '', optional, constraint] = param;
+        if (catchAll === '*') {
+          params[name] = parts.slice(i).map(decodeURIComponent).join('/');
+          return params;
+        }
+        if (part === undefined) {
+          if (optional === '?') continue;
+          return undefined;
+        }
+        const decoded = decodeURIComponent(part);
+        if (constraint === 'guid' && !guid.test(decoded)) return undefined;
+        if (constraint === 'int' && !/^-?\d+$/.test(decoded)) return undefined;
+        params[name] = decoded;
+      }
+      return parts.length <= segments.length ? params : undefined;
+    },
+  };
+}

@@ -1,0 +1,189 @@
+import { randomUUID } from 'node:crypto';
+import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
+import { z } from 'zod';
+import type { AppDeps } from '../../shared/composition.js';
+import type { Caller } from '../../shared/domain/caller.js';
+import { AppError, toAppError } from '../../shared/errors.js';
+import { createLogger, type Logger, type LogSink } from '../../shared/logging.js';
+import type { HttpFunctionDefinition, HttpMethod } from '../define.js';
+import { problemResponse } from './problem.js';
+
+/**
+ * The one HTTP pipeline every route goes through: correlation id, caller authentication, zod parsing
+ * of params/query/body, the use case, and RFC 9457 errors. The same schemas generate /api/openapi.json.
+ */
+export interface EndpointResult {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface EndpointInput<P, Q, B> {
+  params: P;
+  query: Q;
+  body: B;
+  caller: Caller | undefined;
+  deps: AppDeps;
+  log: Logger;
+  correlationId: string;
+  headers: Headers;
+}
+
+export interface EndpointSpec<P, Q, B> {
+  name: string;
+  route: string;
+  method: HttpMethod;
+  summary: string;
+  tags?: string[];
+  /** `caller`: an API key or Entra token is required. Only health and the API description are open. */
+  auth: 'anonymous' | 'caller';
+  params?: z.ZodType<P>;
+  query?: z.ZodType<Q>;
+  body?: z.ZodType<B>;
+  /** Extra request headers worth documenting (e.g. Idempotency-Key). */
+  requestHeaders?: Record<string, { description: string; required?: boolean }>;
+  responses: Record<number, { description: string; schema?: z.ZodType }>;
+  handle(input: EndpointInput<P, Q, B>): Promise<EndpointResult>;
+}
+
+// The definition table holds endpoints of many shapes; each is only ever run with its own schemas.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyEndpoint = EndpointSpec<any, any, any>;
+
+const correlationIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function issuesOf(error: z.ZodError, where: string): { path: string; message: string }[] {
+  return error.issues.map((issue) => ({
+    path: [where, ...issue.path.map(String)].join('.'),
+    message: issue.message,
+  }));
+}
+
+function validationError(errors: { path: string; message: string }[]): AppError {
+  return new AppError(
+    'Validation',
+    `The request is invalid: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`,
+    {
+      details: { errors },
+    },
+  );
+}
+
+async function readBody(request: HttpRequest): Promise<unknown> {
+  const text = await request.text();
+  if (text.trim() === '') return undefined;
+  const type = request.headers.get('content-type') ?? '';
+  if (!/^application\/([a-z.+-]*\+)?json\b/i.test(type)) {
+    throw new AppError('Validation', 'The body must be JSON (content-type: application/json).', {
+      status: 415,
+    });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AppError('Validation', 'The body is not valid JSON.');
+  }
+}
+
+function parseWith<T>(
+  schema: z.ZodType<T> | undefined,
+  value: unknown,
+  where: string,
+  errors: { path: string; message: string }[],
+): T {
+  if (schema === undefined) return undefined as T;
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  errors.push(...issuesOf(parsed.error, where));
+  return undefined as T;
+}
+
+async function authenticate(request: HttpRequest, deps: AppDeps): Promise<Caller> {
+  const key = request.headers.get('x-functions-key') ?? request.query.get('code');
+  if (key !== null && key !== '') return deps.callers.authenticateApiKey(key);
+  const authorization = request.headers.get('authorization');
+  const bearer = authorization === null ? undefined : /^Bearer\s+(.+)$/i.exec(authorization)?.[1];
+  if (bearer !== undefined) return deps.callers.authenticateBearer(bearer);
+  throw new AppError('Unauthenticated', 'Send an API key in x-functions-key or an Entra ID bearer token.');
+}
+
+export function invocationSink(context: InvocationContext): LogSink {
+  return (level, record) => {
+    const line = JSON.stringify(record);
+    if (level === 'error') context.error(line);
+    else if (level === 'warn') context.warn(line);
+    else if (level === 'debug') context.debug(line);
+    else context.info(line);
+  };
+}
+
+export function runEndpoint<P, Q, B>(spec: EndpointSpec<P, Q, B>, deps: AppDeps) {
+  return async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
+    const given = request.headers.get('x-correlation-id');
+    const correlationId = given !== null && correlationIdPattern.test(given) ? given : randomUUID();
+    const log = createLogger(invocationSink(context), {
+      level: deps.settings.LOG_LEVEL,
+      props: { correlationId, function: spec.name, invocationId: context.invocationId },
+    });
+    const started = performance.now();
+    try {
+      const caller = spec.auth === 'caller' ? await authenticate(request, deps) : undefined;
+      const errors: { path: string; message: string }[] = [];
+      const params = parseWith(spec.params, request.params, 'params', errors);
+      const query = parseWith(spec.query, Object.fromEntries(request.query.entries()), 'query', errors);
+      const rawBody = spec.body === undefined ? undefined : await readBody(request);
+      if (spec.body !== undefined && rawBody === undefined)
+        errors.push({ path: 'body', message: 'a JSON body is required' });
+      const body = rawBody === undefined ? (undefined as B) : parseWith(spec.body, rawBody, 'body', errors);
+      if (errors.length > 0) throw validationError(errors);
+
+      const result = await spec.handle({
+        params,
+        query,
+        body,
+        caller,
+        deps,
+        log: caller === undefined ? log : log.child({ providerId: caller.providerId, callerId: caller.id }),
+        correlationId,
+        headers: request.headers,
+      });
+      log.info('request handled', {
+        method: request.method,
+        status: result.status,
+        durationInMs: Math.round(performance.now() - started),
+      });
+      return {
+        status: result.status,
+        headers: {
+          'x-correlation-id': correlationId,
+          ...(result.body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...result.headers,
+        },
+        ...(result.body === undefined ? {} : { body: JSON.stringify(result.body) }),
+      };
+    } catch (thrown) {
+      const error = toAppError(thrown);
+      const level = error.status >= 500 ? 'error' : 'info';
+      log[level]('request failed', {
+        method: request.method,
+        status: error.status,
+        code: error.code,
+        error: thrown,
+        durationInMs: Math.round(performance.now() - started),
+      });
+      return problemResponse(error, correlationId);
+    }
+  };
+}
+
+export function httpFunction<P, Q, B>(spec: EndpointSpec<P, Q, B>): HttpFunctionDefinition {
+  return {
+    kind: 'http',
+    name: spec.name,
+    route: spec.route,
+    methods: [spec.method],
+    authLevel: 'anonymous',
+    endpoint: spec,
+    handler: (deps) => runEndpoint(spec, deps),
+  };
+}
