@@ -53,7 +53,7 @@ export interface LocalHost {
 function toHeaders(init: HttpResponseInit['headers']): Record<string, string> {
   if (init === undefined) return {};
   if (init instanceof Headers) return Object.fromEntries(init.entries());
-  if (Array.isArray(init)) return Object.fromEntries(init as [string, string][]);
+  if (Array.isArray(init)) return Object.fromEntries(init);
   return Object.fromEntries(Object.entries(init).map(([k, v]) => [k, String(v)]));
 }
 

@@ -58,7 +58,7 @@ export async function startAzurite(
     await waitForPort(tablePort, 15_000);
   } catch (error) {
     await stopChild(child);
-    throw new Error(`${(error as Error).message}\n${stderr}`);
+    throw new Error(`${(error as Error).message}\n${stderr}`, { cause: error });
   }
   return {
     tablePort,

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { HttpRequest, HttpResponseInit, InvocationContext } from '@azure/functions';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { AppDeps } from '../../shared/composition.js';
 import type { Caller } from '../../shared/domain/caller.js';
 import { AppError, toAppError } from '../../shared/errors.js';

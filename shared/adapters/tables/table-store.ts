@@ -252,7 +252,7 @@ export function createTableStore(connection: TableStoreConnection): Store {
       const existing = collections.get(name);
       if (existing !== undefined) return existing as unknown as Collection<T>;
       const created = new TableCollection<T>(clientFor(tableName(name)), name, schema);
-      collections.set(name, created as unknown as TableCollection<unknown>);
+      collections.set(name, created);
       return created;
     },
     async ping(): Promise<void> {

@@ -1,3 +1,4 @@
+import type * as AzureFunctions from '@azure/functions';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { definitions } from '../../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../../dev/host/local-host.js';
@@ -10,7 +11,7 @@ const registered = vi.hoisted(() => ({
   timers: [] as { name: string; schedule: string }[],
 }));
 vi.mock('@azure/functions', async (importOriginal) => {
-  const original = await importOriginal<typeof import('@azure/functions')>();
+  const original = await importOriginal<typeof AzureFunctions>();
   return {
     ...original,
     app: {
