@@ -1,0 +1,76 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * On-demand failures, set through the admin API and consumed by matching requests:
+ * - `throttle`: 429 with Retry-After and Partner Center's throttling body, before the request runs;
+ * - `error`: a 5xx before the request runs;
+ * - `dropAfterCommit`: the request runs (an order is placed), then the connection is destroyed;
+ * - `stallAfterCommit`: the request runs, then the response is held for `stallInMs` (client timeout).
+ */
+export const faultSchema = z
+  .object({
+    kind: z.enum(['throttle', 'error', 'dropAfterCommit', 'stallAfterCommit']),
+    count: z.number().int().positive().default(1),
+    retryAfterInSeconds: z.number().int().nonnegative().default(1),
+    status: z.number().int().min(500).max(599).default(503),
+    stallInMs: z.number().int().nonnegative().default(30_000),
+    match: z
+      .object({
+        method: z.string().optional(),
+        pathIncludes: z.string().optional(),
+        partnerTenantId: z.string().optional(),
+        customerId: z.string().optional(),
+      })
+      .default({}),
+  })
+  .strict();
+
+export type FaultInput = z.input<typeof faultSchema>;
+export type Fault = z.infer<typeof faultSchema> & { id: string; remaining: number };
+
+export interface RequestFacts {
+  method: string;
+  path: string;
+  partnerTenantId: string;
+  customerId: string | undefined;
+}
+
+export class FaultBook {
+  private faults: Fault[] = [];
+
+  add(input: unknown): Fault {
+    const parsed = faultSchema.parse(input);
+    const fault: Fault = { ...parsed, id: randomUUID(), remaining: parsed.count };
+    this.faults.push(fault);
+    return fault;
+  }
+
+  list(): Fault[] {
+    return [...this.faults];
+  }
+
+  clear(): void {
+    this.faults = [];
+  }
+
+  /** Takes one use of the first fault of these kinds that matches the request. */
+  take(kinds: Fault['kind'][], facts: RequestFacts): Fault | undefined {
+    const fault = this.faults.find(
+      (candidate) =>
+        kinds.includes(candidate.kind) &&
+        candidate.remaining > 0 &&
+        (candidate.match.method === undefined || candidate.match.method.toUpperCase() === facts.method) &&
+        (candidate.match.pathIncludes === undefined ||
+          facts.path.toLowerCase().includes(candidate.match.pathIncludes.toLowerCase())) &&
+        (candidate.match.partnerTenantId === undefined ||
+          candidate.match.partnerTenantId.toLowerCase() === facts.partnerTenantId) &&
+        (candidate.match.customerId === undefined ||
+          candidate.match.customerId.toLowerCase() === facts.customerId),
+    );
+    if (fault === undefined) return undefined;
+    fault.remaining -= 1;
+    if (fault.remaining === 0) this.faults = this.faults.filter((candidate) => candidate !== fault);
+    return fault;
+  }
+}
