@@ -1,0 +1,665 @@
+import {
+  AndFilter,
+  Attribute,
+  Change,
+  Control,
+  EqualityFilter,
+  GreaterThanEqualsFilter,
+  NotFilter,
+  OrFilter,
+  type Client,
+  type Entry,
+  type Filter,
+} from 'ldapts';
+import { AppError } from '../../shared/errors.js';
+import type {
+  CommandEnvelope,
+  CommandOf,
+  CommandResult,
+  CommandType,
+  DirectoryUser,
+  ObjectRef,
+  SealedSecret,
+} from '../../shared/relay-protocol/index.js';
+import { childDn, dnEquals, isWithin, parseDn, splitDn } from './dn.js';
+import { ldapToAppError } from './errors.js';
+import type { DcPool } from './pool.js';
+
+export interface ExecutorPolicy {
+  /** Only objects inside these OUs (DNs) are read or written. */
+  allowedOus: readonly string[];
+  /** Attributes commands may set besides the fixed user fields (case-insensitive). */
+  allowedAttributes: readonly string[];
+  /** When set, a UPN must end in one of these suffixes. */
+  upnSuffixes?: readonly string[];
+}
+
+export interface SecretOpener {
+  open(sealed: SealedSecret, binding: { commandId: string; siteId: string }): string;
+}
+
+/** Never settable through commands, whatever the allow-list says: they grant rights or are ours. */
+const protectedAttributes = new Set(
+  [
+    'unicodePwd',
+    'userPassword',
+    'userAccountControl',
+    'objectClass',
+    'objectCategory',
+    'member',
+    'memberOf',
+    'primaryGroupID',
+    'adminCount',
+    'sIDHistory',
+    'servicePrincipalName',
+    'msDS-AllowedToDelegateTo',
+    'msDS-AllowedToActOnBehalfOfOtherIdentity',
+    'nTSecurityDescriptor',
+    'adminDescription',
+    'mS-DS-ConsistencyGuid',
+    'sAMAccountName',
+    'userPrincipalName',
+    'distinguishedName',
+    'cn',
+    'name',
+    'objectGUID',
+    'objectSid',
+  ].map((name) => name.toLowerCase()),
+);
+
+/** Attributes updateAttributes may change without appearing in the allow-list. */
+const baseUserAttributes = ['givenName', 'sn', 'displayName'];
+
+const UF_ACCOUNTDISABLE = 0x2;
+const UF_NORMAL_ACCOUNT = 0x200;
+const showDeletedOid = '1.2.840.113556.1.4.417';
+/** Characters Windows AD refuses in sAMAccountName. */
+const samForbidden = /["/\\[\]:;|=,+*?<>]/;
+const stampPrefix = 'atria-command:';
+
+function hasControlCharacter(value: string): boolean {
+  return Array.from(value).some((c) => c.charCodeAt(0) < 0x20 || c === '\u007f');
+}
+
+const userAttributes = [
+  'objectGUID',
+  'distinguishedName',
+  'sAMAccountName',
+  'userPrincipalName',
+  'displayName',
+  'givenName',
+  'sn',
+  'userAccountControl',
+  'mS-DS-ConsistencyGuid',
+  'uSNChanged',
+  'adminDescription',
+];
+const bufferAttributes = ['objectGUID', 'mS-DS-ConsistencyGuid'];
+
+function one(entry: Entry, name: string): string | undefined {
+  const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
+  const value = key === undefined ? undefined : entry[key];
+  if (Array.isArray(value)) {
+    const first = value[0];
+    return first === undefined ? undefined : Buffer.isBuffer(first) ? first.toString('utf8') : first;
+  }
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  return value;
+}
+
+function oneBuffer(entry: Entry, name: string): Buffer | undefined {
+  const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
+  const value = key === undefined ? undefined : entry[key];
+  const first = Array.isArray(value) ? value[0] : value;
+  if (first === undefined) return undefined;
+  return Buffer.isBuffer(first) ? first : undefined;
+}
+
+/** UTF-16LE of the password in double quotes: the only form AD accepts for unicodePwd. */
+function unicodePwd(password: string): Change {
+  return new Change({
+    operation: 'replace',
+    modification: new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${password}"`, 'utf16le')] }),
+  });
+}
+
+function replace(type: string, values: string[] | Buffer[]): Change {
+  return new Change({ operation: 'replace', modification: new Attribute({ type, values }) });
+}
+
+interface Located {
+  dn: string;
+  entry: Entry;
+}
+
+/**
+ * Executes verified relay commands against AD with ldapts. Enforces what Windows AD would (and Samba does
+ * not): sAMAccountName rules, no enabled account without a password, UPN suffix. Every write is
+ * idempotent by commandId so a redelivered command returns the same outcome.
+ */
+export class LdapExecutor {
+  private readonly allowedAttributes: Set<string>;
+
+  constructor(
+    private readonly pool: DcPool,
+    private readonly policy: ExecutorPolicy,
+    private readonly secrets: SecretOpener,
+    private readonly extraReadAttributes: readonly string[] = policy.allowedAttributes,
+  ) {
+    if (policy.allowedOus.length === 0) throw new AppError('Validation', 'no allowed OU configured');
+    for (const ou of policy.allowedOus) parseDn(ou);
+    this.allowedAttributes = new Set(policy.allowedAttributes.map((name) => name.toLowerCase()));
+  }
+
+  async execute(envelope: CommandEnvelope): Promise<CommandResult<CommandType>> {
+    const { command } = envelope;
+    switch (command.type) {
+      case 'createUser':
+        return this.createUser(command, envelope);
+      case 'updateAttributes':
+        return this.updateAttributes(command);
+      case 'enable':
+        return this.setEnabled(command.target, true);
+      case 'disable':
+        return this.setEnabled(command.target, false);
+      case 'resetPassword':
+        return this.resetPassword(command, envelope);
+      case 'move':
+        return this.move(command);
+      case 'delete':
+        return this.delete(command);
+      case 'groupAdd':
+        return this.groupChange(command, 'add');
+      case 'groupRemove':
+        return this.groupChange(command, 'delete');
+      case 'findUser':
+        return this.findUser(command);
+      case 'listChanges':
+        return this.listChanges(command);
+    }
+  }
+
+  // ---- scope ----
+
+  private assertInScope(dn: string, what: string): void {
+    if (!this.policy.allowedOus.some((ou) => isWithin(dn, ou))) {
+      throw new AppError('OutOfScope', `${what} is outside the agent's allowed OUs`, {
+        retryable: false,
+        details: { dn },
+      });
+    }
+  }
+
+  private assertAttributesAllowed(names: readonly string[], base: readonly string[] = []): void {
+    const baseSet = new Set(base.map((name) => name.toLowerCase()));
+    for (const name of names) {
+      const lower = name.toLowerCase();
+      if (protectedAttributes.has(lower) || !(this.allowedAttributes.has(lower) || baseSet.has(lower))) {
+        throw new AppError('OutOfScope', `attribute ${name} is not in the agent's allow-list`, {
+          retryable: false,
+          details: { attribute: name },
+        });
+      }
+    }
+  }
+
+  // ---- reads ----
+
+  private toUser(entry: Entry): DirectoryUser {
+    const guid = oneBuffer(entry, 'objectGUID');
+    if (guid?.length !== 16) throw new AppError('Upstream', 'directory object without a 16-byte objectGUID');
+    const consistency = oneBuffer(entry, 'mS-DS-ConsistencyGuid');
+    const uac = Number(one(entry, 'userAccountControl') ?? '0');
+    const attributes: Record<string, string> = {};
+    for (const name of this.extraReadAttributes) {
+      const value = one(entry, name);
+      if (value !== undefined) attributes[name] = value;
+    }
+    const optional = (name: string): Record<string, string> => {
+      const value = one(entry, name);
+      return value === undefined ? {} : { [name]: value };
+    };
+    return {
+      objectGuid: guid.toString('base64'),
+      dn: entry.dn,
+      sAMAccountName: one(entry, 'sAMAccountName') ?? '',
+      ...optional('userPrincipalName'),
+      ...optional('displayName'),
+      ...optional('givenName'),
+      ...optional('sn'),
+      enabled: (uac & UF_ACCOUNTDISABLE) === 0,
+      ...(consistency?.length === 16 ? { consistencyGuid: consistency.toString('base64') } : {}),
+      attributes,
+      usnChanged: one(entry, 'uSNChanged') ?? '0',
+    };
+  }
+
+  private readAttributes(): string[] {
+    return [...userAttributes, ...this.extraReadAttributes];
+  }
+
+  private async searchOne(client: Client, base: string, filter: Filter): Promise<Entry | undefined> {
+    const { searchEntries } = await client.search(base, {
+      scope: 'sub',
+      filter,
+      attributes: this.readAttributes(),
+      explicitBufferAttributes: bufferAttributes,
+      sizeLimit: 2,
+    });
+    if (searchEntries.length > 1) throw new AppError('Conflict', 'more than one directory object matches');
+    return searchEntries[0];
+  }
+
+  private async readDn(client: Client, dn: string): Promise<Entry | undefined> {
+    try {
+      const { searchEntries } = await client.search(dn, {
+        scope: 'base',
+        attributes: this.readAttributes(),
+        explicitBufferAttributes: bufferAttributes,
+      });
+      return searchEntries[0];
+    } catch (error) {
+      const mapped = ldapToAppError(error, 'read');
+      if (mapped.code === 'NotFound') return undefined;
+      throw mapped;
+    }
+  }
+
+  /** Finds the object a ref names and checks it is in scope; NotFound when absent. */
+  private async locate(
+    client: Client,
+    namingContext: string,
+    ref: ObjectRef,
+    what: string,
+  ): Promise<Located> {
+    let entry: Entry | undefined;
+    if ('dn' in ref) {
+      this.assertInScope(ref.dn, what); // before touching the directory
+      entry = await this.readDn(client, ref.dn);
+    } else {
+      const guid = Buffer.from(ref.objectGuid, 'base64');
+      // A Buffer value: a string filter with \xx escapes is re-encoded as UTF-8 and matches nothing.
+      entry = await this.searchOne(
+        client,
+        namingContext,
+        new EqualityFilter({ attribute: 'objectGUID', value: guid }),
+      );
+    }
+    if (entry === undefined) throw new AppError('NotFound', `${what} not found`, { retryable: false });
+    this.assertInScope(entry.dn, what);
+    return { dn: entry.dn, entry };
+  }
+
+  private async reread(client: Client, dn: string): Promise<DirectoryUser> {
+    const entry = await this.readDn(client, dn);
+    if (entry === undefined)
+      throw new AppError('NotFound', 'object vanished after the write', { retryable: true });
+    return this.toUser(entry);
+  }
+
+  private async run<T>(
+    context: string,
+    work: (client: Client, namingContext: string) => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await this.pool.run(work);
+    } catch (error) {
+      throw ldapToAppError(error, context);
+    }
+  }
+
+  // ---- createUser ----
+
+  private validateNewUser(command: CommandOf<'createUser'>): void {
+    const sam = command.sAMAccountName;
+    if (
+      sam.length > 20 ||
+      samForbidden.test(sam) ||
+      sam.trim() !== sam ||
+      sam.endsWith('.') ||
+      hasControlCharacter(sam)
+    ) {
+      throw new AppError(
+        'Validation',
+        'sAMAccountName must be at most 20 characters without " / \\ [ ] : ; | = , + * ? < > or control characters',
+        { retryable: false },
+      );
+    }
+    const at = command.userPrincipalName.lastIndexOf('@');
+    const suffix = at < 0 ? '' : command.userPrincipalName.slice(at + 1);
+    if (at < 1 || suffix.length === 0 || /[\s@]/.test(suffix)) {
+      throw new AppError('Validation', 'userPrincipalName needs a name and a UPN suffix (name@suffix)', {
+        retryable: false,
+      });
+    }
+    const suffixes = this.policy.upnSuffixes;
+    if (
+      suffixes !== undefined &&
+      !suffixes.some((allowed) => allowed.toLowerCase() === suffix.toLowerCase())
+    ) {
+      throw new AppError('OutOfScope', `UPN suffix ${suffix} is not allowed for this site`, {
+        retryable: false,
+      });
+    }
+    if (command.enabled && command.password === undefined) {
+      throw new AppError('Validation', 'an enabled user needs a password', { retryable: false });
+    }
+    this.assertInScope(command.ou, 'target OU');
+    this.assertAttributesAllowed(Object.keys(command.attributes ?? {}));
+  }
+
+  private async createUser(
+    command: CommandOf<'createUser'>,
+    envelope: CommandEnvelope,
+  ): Promise<CommandResult<'createUser'>> {
+    this.validateNewUser(command);
+    const stamp = `${stampPrefix}${envelope.commandId}`;
+    const password =
+      command.password === undefined
+        ? undefined
+        : this.secrets.open(command.password, { commandId: envelope.commandId, siteId: envelope.siteId });
+    return this.run('createUser', async (client, namingContext) => {
+      const dn = childDn('cn', command.cn ?? command.displayName, command.ou);
+      const clash = new OrFilter({
+        filters: [
+          new EqualityFilter({ attribute: 'sAMAccountName', value: command.sAMAccountName }),
+          new EqualityFilter({ attribute: 'userPrincipalName', value: command.userPrincipalName }),
+          new EqualityFilter({ attribute: 'distinguishedName', value: dn }),
+        ],
+      });
+      let existing = await this.searchAll(client, namingContext, clash);
+      let replayed = existing.length > 0;
+      if (existing.length === 0) {
+        const attributes: Attribute[] = [
+          new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
+          new Attribute({ type: 'sAMAccountName', values: [command.sAMAccountName] }),
+          new Attribute({ type: 'userPrincipalName', values: [command.userPrincipalName] }),
+          new Attribute({ type: 'displayName', values: [command.displayName] }),
+          // Created disabled: AD refuses (and we never allow) an enabled account without a password.
+          new Attribute({
+            type: 'userAccountControl',
+            values: [String(UF_NORMAL_ACCOUNT | UF_ACCOUNTDISABLE)],
+          }),
+          // Durable idempotency record: a redelivered command finds its own object by this stamp.
+          new Attribute({ type: 'adminDescription', values: [stamp] }),
+        ];
+        if (command.givenName !== undefined)
+          attributes.push(new Attribute({ type: 'givenName', values: [command.givenName] }));
+        if (command.sn !== undefined) attributes.push(new Attribute({ type: 'sn', values: [command.sn] }));
+        for (const [type, value] of Object.entries(command.attributes ?? {})) {
+          attributes.push(new Attribute({ type, values: [value] }));
+        }
+        try {
+          await client.add(dn, attributes);
+        } catch (error) {
+          const mapped = ldapToAppError(error, 'createUser');
+          if (mapped.code !== 'AlreadyExists') throw mapped;
+          // Lost a race with a concurrent delivery of the same command, or a genuine clash: look again.
+          existing = await this.searchAll(client, namingContext, clash);
+          if (existing.length === 0) throw mapped;
+          replayed = true;
+        }
+      }
+      let target = dn;
+      if (replayed) {
+        const mine = existing.find((entry) => one(entry, 'adminDescription') === stamp);
+        if (mine === undefined || existing.length > 1) {
+          throw new AppError(
+            'AlreadyExists',
+            'a directory object with this sAMAccountName, UPN or name exists',
+            {
+              retryable: false,
+              details: { dn: existing[0]?.dn },
+            },
+          );
+        }
+        target = mine.dn;
+      }
+      const current = await this.readDn(client, target);
+      if (current === undefined)
+        throw new AppError('NotFound', 'created object vanished', { retryable: true });
+      const uac = Number(one(current, 'userAccountControl') ?? '0');
+      const stillDisabled = (uac & UF_ACCOUNTDISABLE) !== 0;
+      if (password !== undefined && (!replayed || (command.enabled && stillDisabled))) {
+        try {
+          await client.modify(target, unicodePwd(password));
+        } catch (error) {
+          const mapped = ldapToAppError(error, 'createUser: set password');
+          if (mapped.code === 'PasswordPolicy' || !mapped.retryable) {
+            // Leave nothing half-made: a new command (with a better password) can create it cleanly.
+            await client.del(target).catch(() => undefined);
+          }
+          throw mapped;
+        }
+      }
+      if (command.enabled && stillDisabled) {
+        await client.modify(target, replace('userAccountControl', [String(uac & ~UF_ACCOUNTDISABLE)]));
+      }
+      const guid = oneBuffer(current, 'objectGUID');
+      const consistency = oneBuffer(current, 'mS-DS-ConsistencyGuid');
+      if (guid !== undefined && (consistency === undefined || !consistency.equals(guid))) {
+        // Anchor for a later Entra Connect / Cloud Sync install: it hard-matches our users instead of duplicating.
+        await client.modify(target, replace('mS-DS-ConsistencyGuid', [guid]));
+      }
+      return { user: await this.reread(client, target), replayed };
+    });
+  }
+
+  private async searchAll(client: Client, base: string, filter: Filter): Promise<Entry[]> {
+    const { searchEntries } = await client.search(base, {
+      scope: 'sub',
+      filter,
+      attributes: this.readAttributes(),
+      explicitBufferAttributes: bufferAttributes,
+    });
+    return searchEntries;
+  }
+
+  // ---- other writes ----
+
+  private async updateAttributes(
+    command: CommandOf<'updateAttributes'>,
+  ): Promise<CommandResult<'updateAttributes'>> {
+    const names = Object.keys(command.set);
+    this.assertAttributesAllowed(names, baseUserAttributes);
+    if (names.length === 0) throw new AppError('Validation', 'nothing to update', { retryable: false });
+    return this.run('updateAttributes', async (client, namingContext) => {
+      const { dn } = await this.locate(client, namingContext, command.target, 'user');
+      const changes = Object.entries(command.set).map(([type, value]) =>
+        replace(type, value === null ? [] : [value]),
+      );
+      await client.modify(dn, changes);
+      return { user: await this.reread(client, dn) };
+    });
+  }
+
+  private async setEnabled(target: ObjectRef, enabled: boolean): Promise<CommandResult<'enable'>> {
+    return this.run(enabled ? 'enable' : 'disable', async (client, namingContext) => {
+      const { dn, entry } = await this.locate(client, namingContext, target, 'user');
+      const uac = Number(one(entry, 'userAccountControl') ?? String(UF_NORMAL_ACCOUNT));
+      const next = enabled ? uac & ~UF_ACCOUNTDISABLE : uac | UF_ACCOUNTDISABLE;
+      if (next !== uac) await client.modify(dn, replace('userAccountControl', [String(next)]));
+      return { user: await this.reread(client, dn) };
+    });
+  }
+
+  private async resetPassword(
+    command: CommandOf<'resetPassword'>,
+    envelope: CommandEnvelope,
+  ): Promise<CommandResult<'resetPassword'>> {
+    const password = this.secrets.open(command.password, {
+      commandId: envelope.commandId,
+      siteId: envelope.siteId,
+    });
+    return this.run('resetPassword', async (client, namingContext) => {
+      const { dn, entry } = await this.locate(client, namingContext, command.target, 'user');
+      const changes = [unicodePwd(password)];
+      if (command.mustChangeAtNextLogon === true) changes.push(replace('pwdLastSet', ['0']));
+      await client.modify(dn, changes);
+      return { objectGuid: this.toUser(entry).objectGuid };
+    });
+  }
+
+  private async move(command: CommandOf<'move'>): Promise<CommandResult<'move'>> {
+    this.assertInScope(command.newOu, 'destination OU');
+    return this.run('move', async (client, namingContext) => {
+      const { dn } = await this.locate(client, namingContext, command.target, 'user');
+      const { rdn, parent } = splitDn(dn);
+      if (dnEquals(parent, command.newOu)) return { user: await this.reread(client, dn) }; // already there
+      const first = rdn[0];
+      if (first === undefined || rdn.length !== 1)
+        throw new AppError('Validation', 'multi-valued RDNs are not moved');
+      const newDn = childDn(first.type, first.value, command.newOu);
+      await client.modifyDN(dn, newDn);
+      return { user: await this.reread(client, newDn) };
+    });
+  }
+
+  private async delete(command: CommandOf<'delete'>): Promise<CommandResult<'delete'>> {
+    return this.run('delete', async (client, namingContext) => {
+      let located: Located;
+      try {
+        located = await this.locate(client, namingContext, command.target, 'user');
+      } catch (error) {
+        // Deleting what is already gone is success: a redelivered delete must not fail.
+        if (error instanceof AppError && error.code === 'NotFound') {
+          return 'objectGuid' in command.target
+            ? { objectGuid: command.target.objectGuid, alreadyAbsent: true }
+            : { alreadyAbsent: true };
+        }
+        throw error;
+      }
+      const objectGuid = this.toUser(located.entry).objectGuid;
+      try {
+        await client.del(located.dn);
+      } catch (error) {
+        const mapped = ldapToAppError(error, 'delete');
+        if (mapped.code === 'NotFound') return { objectGuid, alreadyAbsent: true };
+        throw mapped;
+      }
+      return { objectGuid, alreadyAbsent: false };
+    });
+  }
+
+  private async groupChange(
+    command: CommandOf<'groupAdd'> | CommandOf<'groupRemove'>,
+    operation: 'add' | 'delete',
+  ): Promise<CommandResult<'groupAdd'>> {
+    return this.run(command.type, async (client, namingContext) => {
+      const group = await this.locate(client, namingContext, command.group, 'group');
+      const member = await this.locate(client, namingContext, command.member, 'member');
+      try {
+        await client.modify(
+          group.dn,
+          new Change({ operation, modification: new Attribute({ type: 'member', values: [member.dn] }) }),
+        );
+        return { changed: true };
+      } catch (error) {
+        const mapped = ldapToAppError(error, command.type);
+        // Already a member / already not a member: the desired state holds, so the command succeeded.
+        if (operation === 'add' && mapped.code === 'AlreadyExists') return { changed: false };
+        if (operation === 'delete' && (mapped.code === 'Validation' || mapped.code === 'NotFound')) {
+          if (
+            error instanceof Error &&
+            /\b(16|0x10|53|0x35)\b|no such attribute|unwilling/i.test(error.message)
+          ) {
+            return { changed: false };
+          }
+        }
+        throw mapped;
+      }
+    });
+  }
+
+  // ---- queries ----
+
+  private async findUser(command: CommandOf<'findUser'>): Promise<CommandResult<'findUser'>> {
+    let filter: Filter;
+    if (command.by === 'objectGuid') {
+      const guid = Buffer.from(command.value, 'base64');
+      if (guid.length !== 16 || guid.toString('base64') !== command.value) {
+        throw new AppError('Validation', 'objectGuid must be base64 of 16 bytes', { retryable: false });
+      }
+      filter = new EqualityFilter({ attribute: 'objectGUID', value: guid });
+    } else {
+      filter = new EqualityFilter({ attribute: command.by, value: command.value });
+    }
+    const userFilter = new AndFilter({
+      filters: [new EqualityFilter({ attribute: 'objectClass', value: 'user' }), filter],
+    });
+    return this.run('findUser', async (client) => {
+      for (const ou of this.policy.allowedOus) {
+        const entry = await this.searchOne(client, ou, userFilter);
+        if (entry !== undefined) return { user: this.toUser(entry) };
+      }
+      return { user: null };
+    });
+  }
+
+  private async listChanges(command: CommandOf<'listChanges'>): Promise<CommandResult<'listChanges'>> {
+    const since = BigInt(command.since ?? '0');
+    const pageSize = command.pageSize ?? 500;
+    const usnFilter = new GreaterThanEqualsFilter({
+      attribute: 'uSNChanged',
+      value: (since + 1n).toString(),
+    });
+    const users = new AndFilter({
+      filters: [
+        new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
+        new NotFilter({ filter: new EqualityFilter({ attribute: 'objectClass', value: 'computer' }) }),
+        usnFilter,
+      ],
+    });
+    return this.run('listChanges', async (client, namingContext) => {
+      type Change = CommandResult<'listChanges'>['changes'][number];
+      const found: Change[] = [];
+      for (const ou of this.policy.allowedOus) {
+        for await (const page of client.searchPaginated(ou, {
+          scope: 'sub',
+          filter: users,
+          attributes: this.readAttributes(),
+          explicitBufferAttributes: bufferAttributes,
+          paged: { pageSize: 500 },
+        })) {
+          for (const entry of page.searchEntries) found.push(this.toUser(entry));
+        }
+      }
+      // Deleted users live in CN=Deleted Objects; lastKnownParent tells whether they were ours.
+      const { searchEntries: deleted } = await client.search(
+        namingContext,
+        {
+          scope: 'sub',
+          filter: new AndFilter({
+            filters: [
+              new EqualityFilter({ attribute: 'isDeleted', value: 'TRUE' }),
+              new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
+              usnFilter,
+            ],
+          }),
+          attributes: ['objectGUID', 'lastKnownParent', 'uSNChanged'],
+          explicitBufferAttributes: ['objectGUID'],
+        },
+        new Control(showDeletedOid, { critical: true }),
+      );
+      for (const entry of deleted) {
+        const parent = one(entry, 'lastKnownParent');
+        const guid = oneBuffer(entry, 'objectGUID');
+        if (parent === undefined || guid?.length !== 16) continue;
+        if (!this.policy.allowedOus.some((ou) => isWithin(parent, ou))) continue;
+        found.push({
+          objectGuid: guid.toString('base64'),
+          deleted: true,
+          usnChanged: one(entry, 'uSNChanged') ?? '0',
+        });
+      }
+      found.sort((a, b) => (BigInt(a.usnChanged) < BigInt(b.usnChanged) ? -1 : 1));
+      const page = found.slice(0, pageSize);
+      const last = page[page.length - 1];
+      return {
+        changes: page,
+        watermark: last === undefined ? since.toString() : last.usnChanged,
+        more: found.length > pageSize,
+      };
+    });
+  }
+}

@@ -1,0 +1,12 @@
+export * from './schema.js';
+export { canonicalJson } from './canonical.js';
+export { signCommand, verifySignedCommand } from './signing.js';
+export { sealSecret, openSecret, type SecretBinding } from './password.js';
+export {
+  generateSigningKeyPair,
+  generateSiteKeyPair,
+  publicKeyFromPem,
+  privateKeyFromPem,
+  type PemKeyPair,
+} from './keys.js';
+export { newEnvelope, defaultCommandLifetimeInMs } from './envelope.js';

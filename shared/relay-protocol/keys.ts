@@ -1,0 +1,40 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+
+/**
+ * Keys of the relay: the cloud signs commands with an Ed25519 key (agents hold its public key); each site
+ * has an X25519 key pair for passwords (the cloud holds the public key, only the agent the private key).
+ * Keys travel as PEM (SPKI public, PKCS#8 private).
+ */
+export interface PemKeyPair {
+  publicKeyPem: string;
+  privateKeyPem: string;
+}
+
+export function generateSigningKeyPair(): PemKeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  return pemPair(publicKey, privateKey);
+}
+
+export function generateSiteKeyPair(): PemKeyPair {
+  const { publicKey, privateKey } = generateKeyPairSync('x25519');
+  return pemPair(publicKey, privateKey);
+}
+
+function pemPair(publicKey: KeyObject, privateKey: KeyObject): PemKeyPair {
+  return {
+    publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  };
+}
+
+export function publicKeyFromPem(pem: string, expected: 'ed25519' | 'x25519'): KeyObject {
+  const key = createPublicKey(pem);
+  if (key.asymmetricKeyType !== expected) throw new TypeError(`expected an ${expected} public key`);
+  return key;
+}
+
+export function privateKeyFromPem(pem: string, expected: 'ed25519' | 'x25519'): KeyObject {
+  const key = createPrivateKey(pem);
+  if (key.asymmetricKeyType !== expected) throw new TypeError(`expected an ${expected} private key`);
+  return key;
+}

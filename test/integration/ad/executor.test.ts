@@ -1,0 +1,413 @@
+import { randomUUID } from 'node:crypto';
+import { EqualityFilter, type Client } from 'ldapts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DcPool } from '../../../agent/ldap/pool.js';
+import type { LdapExecutor } from '../../../agent/ldap/executor.js';
+import { startSambaPeer, type SambaPeer } from '../../../dev/peers/samba/index.js';
+import { AppError } from '../../../shared/errors.js';
+import { sealSecret, type CommandResult, type DirectoryUser } from '../../../shared/relay-protocol/index.js';
+import {
+  adminClient,
+  canBind,
+  createUserEnvelope,
+  envelope,
+  newExecutor,
+  siteId,
+  siteKeys,
+  strongPassword,
+} from './support.js';
+
+let dc: SambaPeer;
+let pool: DcPool;
+let executor: LdapExecutor;
+let admin: Client;
+const keys = siteKeys();
+let counter = 0;
+const sam = (prefix = 'u'): string => `${prefix}${Date.now().toString(36).slice(-5)}${counter++}`;
+
+async function rejects(promise: Promise<unknown>): Promise<AppError> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(AppError);
+    return error as AppError;
+  }
+  throw new Error('expected a rejection');
+}
+
+async function create(fields: Parameters<typeof createUserEnvelope>[2]): Promise<DirectoryUser> {
+  const result = (await executor.execute(
+    createUserEnvelope(keys, dc, fields),
+  )) as CommandResult<'createUser'>;
+  return result.user;
+}
+
+async function countBySam(value: string): Promise<number> {
+  const { searchEntries } = await admin.search(dc.baseDn, {
+    filter: new EqualityFilter({ attribute: 'sAMAccountName', value }),
+    attributes: ['dn'],
+  });
+  return searchEntries.length;
+}
+
+beforeAll(async () => {
+  dc = await startSambaPeer();
+  ({ pool, executor } = newExecutor(dc, keys));
+  admin = await adminClient(dc);
+  await admin.add(`OU=Leavers,${dc.atriaOu}`, { objectClass: 'organizationalUnit', ou: 'Leavers' });
+});
+
+afterAll(async () => {
+  await admin?.unbind();
+  await pool?.close();
+  await dc?.stop();
+});
+
+describe('createUser against a real AD', () => {
+  it('creates an enabled user with its password, ConsistencyGuid stamped with the objectGUID', async () => {
+    const password = strongPassword();
+    const name = sam();
+    const user = await create({ sam: name, password });
+    expect(Buffer.from(user.objectGuid, 'base64')).toHaveLength(16);
+    expect(user.consistencyGuid).toBe(user.objectGuid);
+    expect(user.enabled).toBe(true);
+    expect(user.dn).toBe(`CN=${name},${dc.usersOu}`);
+    expect(user.userPrincipalName).toBe(`${name}@atria.test`);
+    expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
+    expect(await canBind(dc, `${name}@atria.test`, `${password}x`)).toBe(false);
+  });
+
+  it('a redelivered create returns the object it created instead of failing or duplicating', async () => {
+    const name = sam();
+    const command = createUserEnvelope(keys, dc, { sam: name, password: strongPassword() });
+    const first = (await executor.execute(command)) as CommandResult<'createUser'>;
+    const again = (await executor.execute(command)) as CommandResult<'createUser'>;
+    expect(first.replayed).toBe(false);
+    expect(again.replayed).toBe(true);
+    expect(again.user.objectGuid).toBe(first.user.objectGuid);
+    expect(await countBySam(name)).toBe(1);
+  });
+
+  it('another command for the same sAMAccountName or UPN is AlreadyExists', async () => {
+    const name = sam();
+    await create({ sam: name, password: strongPassword() });
+    const error = await rejects(create({ sam: name, cn: `${name}-other`, password: strongPassword() }));
+    expect(error.code).toBe('AlreadyExists');
+    expect(error.retryable).toBe(false);
+    expect(await countBySam(name)).toBe(1);
+  });
+
+  it('a weak password is PasswordPolicy and leaves no half-made account', async () => {
+    const name = sam();
+    const error = await rejects(create({ sam: name, password: 'abc' }));
+    expect(error.code).toBe('PasswordPolicy');
+    expect(error.retryable).toBe(false);
+    expect(await countBySam(name)).toBe(0);
+  });
+
+  it('creates a disabled user without a password', async () => {
+    const user = await create({ sam: sam(), enabled: false });
+    expect(user.enabled).toBe(false);
+  });
+
+  it('enforces Windows AD rules Samba would let through', async () => {
+    const tooLong = await rejects(create({ sam: 'a'.repeat(21), password: strongPassword() }));
+    expect(tooLong.code).toBe('Validation');
+    for (const bad of [
+      'a"b',
+      'a/b',
+      'a\\b',
+      'a[b',
+      'a]b',
+      'a:b',
+      'a;b',
+      'a|b',
+      'a=b',
+      'a,b',
+      'a+b',
+      'a*b',
+      'a?b',
+      'a<b',
+      'a>b',
+    ]) {
+      const error = await rejects(create({ sam: bad, password: strongPassword() }));
+      expect(error.code, bad).toBe('Validation');
+    }
+    const noPassword = await rejects(create({ sam: sam(), enabled: true }));
+    expect(noPassword.code).toBe('Validation');
+    const noSuffix = await rejects(
+      executor.execute(
+        envelope({
+          type: 'createUser',
+          ou: dc.usersOu,
+          sAMAccountName: sam(),
+          userPrincipalName: 'nosuffix@',
+          displayName: 'x',
+          enabled: false,
+        }),
+      ),
+    );
+    expect(noSuffix.code).toBe('Validation');
+  });
+
+  it('stores hostile names literally and never widens a search', async () => {
+    const hostile = [
+      '*)(cn=*',
+      '\\00x',
+      'a,OU=Evil',
+      'say "hi"',
+      'a+b=c',
+      '#hash',
+      ' lead',
+      'trail ',
+      'semi;colon',
+      '<angle>',
+    ];
+    for (const cn of hostile) {
+      const name = sam('h');
+      const user = await create({ sam: name, cn, displayName: cn, enabled: false });
+      const found = (await executor.execute(
+        envelope({ type: 'findUser', by: 'objectGuid', value: user.objectGuid }),
+      )) as CommandResult<'findUser'>;
+      expect(found.user?.displayName, cn).toBe(cn);
+      const { searchEntries } = await admin.search(dc.usersOu, {
+        filter: new EqualityFilter({ attribute: 'sAMAccountName', value: name }),
+        attributes: ['cn', 'distinguishedName'],
+        scope: 'one',
+      });
+      expect(searchEntries, cn).toHaveLength(1);
+      expect(searchEntries[0]?.['cn'], cn).toBe(cn);
+    }
+    for (const value of ['*', '*)(cn=*', '*)(|(sAMAccountName=*']) {
+      const result = (await executor.execute(
+        envelope({ type: 'findUser', by: 'sAMAccountName', value }),
+      )) as CommandResult<'findUser'>;
+      expect(result.user, value).toBeNull();
+    }
+  });
+});
+
+describe('commands on existing users', () => {
+  it('finds a user by objectGUID, UPN and sAMAccountName', async () => {
+    const name = sam();
+    const user = await create({ sam: name, password: strongPassword() });
+    for (const [by, value] of [
+      ['objectGuid', user.objectGuid],
+      ['userPrincipalName', `${name}@atria.test`],
+      ['sAMAccountName', name],
+    ] as const) {
+      const result = (await executor.execute(
+        envelope({ type: 'findUser', by, value }),
+      )) as CommandResult<'findUser'>;
+      expect(result.user?.objectGuid, by).toBe(user.objectGuid);
+    }
+    const missing = (await executor.execute(
+      envelope({ type: 'findUser', by: 'objectGuid', value: Buffer.alloc(16, 7).toString('base64') }),
+    )) as CommandResult<'findUser'>;
+    expect(missing.user).toBeNull();
+  });
+
+  it('updates allow-listed attributes, clears with null, refuses others', async () => {
+    const user = await create({ sam: sam(), enabled: false });
+    const target = { objectGuid: user.objectGuid };
+    const updated = (await executor.execute(
+      envelope({
+        type: 'updateAttributes',
+        target,
+        set: { department: 'Sales', title: 'Lead', displayName: 'New Name' },
+      }),
+    )) as CommandResult<'updateAttributes'>;
+    expect(updated.user.attributes['department']).toBe('Sales');
+    expect(updated.user.displayName).toBe('New Name');
+    const cleared = (await executor.execute(
+      envelope({ type: 'updateAttributes', target, set: { department: null } }),
+    )) as CommandResult<'updateAttributes'>;
+    expect(cleared.user.attributes['department']).toBeUndefined();
+    for (const attribute of ['userAccountControl', 'adminCount', 'servicePrincipalName', 'homeDirectory']) {
+      const error = await rejects(
+        executor.execute(envelope({ type: 'updateAttributes', target, set: { [attribute]: '1' } })),
+      );
+      expect(error.code, attribute).toBe('OutOfScope');
+    }
+  });
+
+  it('disables and enables (idempotently)', async () => {
+    const user = await create({ sam: sam(), password: strongPassword() });
+    const target = { objectGuid: user.objectGuid };
+    for (const [type, enabled] of [
+      ['disable', false],
+      ['disable', false],
+      ['enable', true],
+      ['enable', true],
+    ] as const) {
+      const result = (await executor.execute(envelope({ type, target }))) as CommandResult<'enable'>;
+      expect(result.user.enabled).toBe(enabled);
+    }
+  });
+
+  it('resets a password (weak ones are PasswordPolicy)', async () => {
+    const name = sam();
+    const user = await create({ sam: name, password: strongPassword() });
+    const next = strongPassword();
+    const commandId = randomUUID();
+    await executor.execute(
+      envelope(
+        {
+          type: 'resetPassword',
+          target: { objectGuid: user.objectGuid },
+          password: sealSecret(next, keys.publicKey, { commandId, siteId }),
+        },
+        commandId,
+      ),
+    );
+    expect(await canBind(dc, `${name}@atria.test`, next)).toBe(true);
+    const weakId = randomUUID();
+    const weak = await rejects(
+      executor.execute(
+        envelope(
+          {
+            type: 'resetPassword',
+            target: { objectGuid: user.objectGuid },
+            password: sealSecret('password', keys.publicKey, { commandId: weakId, siteId }),
+          },
+          weakId,
+        ),
+      ),
+    );
+    expect(weak.code).toBe('PasswordPolicy');
+  });
+
+  it('a password sealed for another command cannot be used', async () => {
+    const user = await create({ sam: sam(), password: strongPassword() });
+    const sealed = sealSecret(strongPassword(), keys.publicKey, { commandId: 'other-command', siteId });
+    const error = await rejects(
+      executor.execute(
+        envelope({ type: 'resetPassword', target: { objectGuid: user.objectGuid }, password: sealed }),
+      ),
+    );
+    expect(error.code).toBe('BadSignature');
+  });
+
+  it('moves within scope (a repeated move is a no-op) and refuses to move out', async () => {
+    const name = sam();
+    const user = await create({ sam: name, cn: `Mover, ${name}`, enabled: false });
+    const leavers = `OU=Leavers,${dc.atriaOu}`;
+    const target = { objectGuid: user.objectGuid };
+    const moved = (await executor.execute(
+      envelope({ type: 'move', target, newOu: leavers }),
+    )) as CommandResult<'move'>;
+    expect(moved.user.dn).toBe(`CN=Mover\\, ${name},${leavers}`);
+    expect(moved.user.objectGuid).toBe(user.objectGuid);
+    const again = (await executor.execute(
+      envelope({ type: 'move', target, newOu: leavers }),
+    )) as CommandResult<'move'>;
+    expect(again.user.dn).toBe(moved.user.dn);
+    const out = await rejects(
+      executor.execute(envelope({ type: 'move', target, newOu: `OU=Outside,${dc.baseDn}` })),
+    );
+    expect(out.code).toBe('OutOfScope');
+  });
+
+  it('deletes; deleting again reports alreadyAbsent', async () => {
+    const user = await create({ sam: sam(), enabled: false });
+    const target = { objectGuid: user.objectGuid };
+    const first = (await executor.execute(envelope({ type: 'delete', target }))) as CommandResult<'delete'>;
+    const second = (await executor.execute(envelope({ type: 'delete', target }))) as CommandResult<'delete'>;
+    expect(first).toEqual({ objectGuid: user.objectGuid, alreadyAbsent: false });
+    expect(second).toEqual({ objectGuid: user.objectGuid, alreadyAbsent: true });
+  });
+
+  it('adds to and removes from a group, idempotently', async () => {
+    const user = await create({ sam: sam(), enabled: false });
+    const group = { dn: `CN=Staff,${dc.groupsOu}` };
+    const member = { objectGuid: user.objectGuid };
+    const members = async (): Promise<string[]> => {
+      const { searchEntries } = await admin.search(group.dn, { scope: 'base', attributes: ['member'] });
+      const value = searchEntries[0]?.['member'];
+      return value === undefined ? [] : Array.isArray(value) ? value.map(String) : [String(value)];
+    };
+    expect(await executor.execute(envelope({ type: 'groupAdd', group, member }))).toEqual({ changed: true });
+    expect(await executor.execute(envelope({ type: 'groupAdd', group, member }))).toEqual({ changed: false });
+    expect(await members()).toContain(user.dn);
+    expect(await executor.execute(envelope({ type: 'groupRemove', group, member }))).toEqual({
+      changed: true,
+    });
+    expect(await executor.execute(envelope({ type: 'groupRemove', group, member }))).toEqual({
+      changed: false,
+    });
+    expect(await members()).not.toContain(user.dn);
+  });
+
+  it('lists changes since a watermark, including deletions in scope', async () => {
+    const start = (await executor.execute(envelope({ type: 'listChanges' }))) as CommandResult<'listChanges'>;
+    const a = await create({ sam: sam(), enabled: false });
+    const b = await create({ sam: sam(), enabled: false });
+    await executor.execute(envelope({ type: 'delete', target: { objectGuid: b.objectGuid } }));
+    const delta = (await executor.execute(
+      envelope({ type: 'listChanges', since: start.watermark }),
+    )) as CommandResult<'listChanges'>;
+    const guids = delta.changes.map((change) => change.objectGuid);
+    expect(guids).toContain(a.objectGuid);
+    expect(delta.changes.find((change) => change.objectGuid === b.objectGuid)).toMatchObject({
+      deleted: true,
+    });
+    expect(BigInt(delta.watermark)).toBeGreaterThan(BigInt(start.watermark));
+    const none = (await executor.execute(
+      envelope({ type: 'listChanges', since: delta.watermark }),
+    )) as CommandResult<'listChanges'>;
+    expect(none.changes).toEqual([]);
+    const paged = (await executor.execute(
+      envelope({ type: 'listChanges', since: start.watermark, pageSize: 1 }),
+    )) as CommandResult<'listChanges'>;
+    expect(paged.changes).toHaveLength(1);
+    expect(paged.more).toBe(true);
+  });
+});
+
+describe('scope', () => {
+  it('refuses objects and OUs outside the allowed OUs, comparing parsed DNs', async () => {
+    const administrator = { dn: dc.bindDn };
+    for (const command of [
+      { type: 'disable' as const, target: administrator },
+      { type: 'delete' as const, target: administrator },
+      { type: 'disable' as const, target: { dn: `CN=x,OU=Outside,${dc.baseDn}` } },
+      { type: 'disable' as const, target: { dn: `CN=x\\,OU=Atria,OU=Outside,${dc.baseDn}` } },
+    ]) {
+      const error = await rejects(executor.execute(envelope(command)));
+      expect(error.code, JSON.stringify(command)).toBe('OutOfScope');
+    }
+    const found = (await executor.execute(
+      envelope({ type: 'findUser', by: 'sAMAccountName', value: 'Administrator' }),
+    )) as CommandResult<'findUser'>;
+    expect(found.user).toBeNull();
+    const { searchEntries } = await admin.search(dc.bindDn, {
+      scope: 'base',
+      attributes: ['objectGUID'],
+      explicitBufferAttributes: ['objectGUID'],
+    });
+    const adminGuid = (searchEntries[0]?.['objectGUID'] as Buffer).toString('base64');
+    const byGuid = await rejects(
+      executor.execute(envelope({ type: 'disable', target: { objectGuid: adminGuid } })),
+    );
+    expect(byGuid.code).toBe('OutOfScope');
+    for (const ou of [
+      `OU=Outside,${dc.baseDn}`,
+      `OU=Atria-Evil,${dc.baseDn}`,
+      `OU=Atria\\,OU=Evil,${dc.baseDn}`,
+      `CN=Users,${dc.baseDn}`,
+    ]) {
+      const error = await rejects(create({ sam: sam(), enabled: false, ou }));
+      expect(error.code, ou).toBe('OutOfScope');
+    }
+    const staff = await rejects(
+      executor.execute(
+        envelope({
+          type: 'groupAdd',
+          group: { dn: `CN=Domain Admins,CN=Users,${dc.baseDn}` },
+          member: { dn: `CN=x,${dc.usersOu}` },
+        }),
+      ),
+    );
+    expect(staff.code).toBe('OutOfScope');
+  });
+});
