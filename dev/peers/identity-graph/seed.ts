@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/** Seed and admin-API shapes. One schema for both, so a seed file and `POST /_admin/tenants` agree. */
+const guid = z.guid();
+
+export const servicePlanSchema = z.object({ servicePlanId: guid, servicePlanName: z.string().min(1) });
+
+export const skuSeedSchema = z.object({
+  skuId: guid,
+  skuPartNumber: z.string().min(1),
+  enabled: z.number().int().min(0),
+  appliesTo: z.enum(['User', 'Company']).optional(),
+  servicePlans: z.array(servicePlanSchema).optional(),
+});
+
+export const domainSeedSchema = z.object({
+  id: z.string().min(3).toLowerCase(),
+  isDefault: z.boolean().optional(),
+  isInitial: z.boolean().optional(),
+  isVerified: z.boolean().optional(),
+  authenticationType: z.enum(['Managed', 'Federated']).optional(),
+});
+
+export const userSeedSchema = z.object({
+  id: guid.optional(),
+  userPrincipalName: z.string().min(3),
+  displayName: z.string().min(1),
+  mailNickname: z.string().optional(),
+  accountEnabled: z.boolean().optional(),
+  usageLocation: z.string().length(2).optional(),
+  onPremisesImmutableId: z.string().optional(),
+});
+
+export const tenantSeedSchema = z.object({
+  id: guid.optional(),
+  displayName: z.string().min(1),
+  domains: z.array(domainSeedSchema).optional(),
+  skus: z.array(skuSeedSchema).optional(),
+  users: z.array(userSeedSchema).optional(),
+});
+
+export const appSeedSchema = z.object({
+  clientId: guid,
+  clientSecret: z.string().min(1).optional(),
+  /** PEM certificates whose private keys may sign client assertions for this app. */
+  certificates: z.array(z.string().includes('BEGIN CERTIFICATE')).optional(),
+  homeTenantId: guid,
+  /** Tenants where the app is consented (its home tenant always is). */
+  tenants: z.array(guid).optional(),
+  roles: z.array(z.string().min(1)).optional(),
+  displayName: z.string().optional(),
+});
+
+export const seedSchema = z.object({
+  tenants: z.array(tenantSeedSchema).default([]),
+  apps: z.array(appSeedSchema).default([]),
+});
+
+export type SkuSeed = z.infer<typeof skuSeedSchema>;
+export type TenantSeed = z.infer<typeof tenantSeedSchema>;
+export type AppSeed = z.infer<typeof appSeedSchema>;
+export type UserSeed = z.infer<typeof userSeedSchema>;
+export type Seed = z.input<typeof seedSchema>;
+
+export function loadSeed(seed: Seed | string | undefined): z.infer<typeof seedSchema> {
+  if (seed === undefined) return { tenants: [], apps: [] };
+  const raw: unknown = typeof seed === 'string' ? JSON.parse(readFileSync(seed, 'utf8')) : seed;
+  return seedSchema.parse(raw);
+}
