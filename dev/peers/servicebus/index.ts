@@ -1,0 +1,76 @@
+import { Broker } from './broker.js';
+import { loadEmulatorConfig, type AccessRight, type EmulatorConfig, type SasRule } from './config.js';
+import { createAmqpFront } from './server.js';
+
+export type { EmulatorConfig, SasRule, AccessRight } from './config.js';
+
+/** The official emulator's well-known namespace key, so emulator connection strings work unchanged. */
+export const defaultKeyName = 'RootManageSharedAccessKey';
+export const defaultKey = 'SAS_KEY_VALUE';
+
+export interface ServiceBusPeerOptions {
+  /** 0 or undefined: the OS picks a free port. */
+  port?: number;
+  host?: string;
+  /** An emulator `config.json` object, or the path of one. */
+  config: EmulatorConfig | string;
+  /** Namespace-wide rule with Manage (Send + Listen) rights. */
+  keyName?: string;
+  key?: string;
+  /** More SAS rules: `entity` set = scoped to that queue or topic, unset = namespace-wide. */
+  extraRules?: SasRule[];
+  log?: (message: string) => void;
+}
+
+export interface ServiceBusPeer {
+  port: number;
+  /** Connection string for the namespace-wide key (what the emulator prints). */
+  connectionString: string;
+  /** Connection string for any configured rule's key name (namespace-wide or entity-scoped). */
+  connectionStringFor(keyName: string): string;
+  /** Adds a SAS rule while running (e.g. a per-site agent key). */
+  addRule(rule: SasRule): void;
+  stop(): Promise<void>;
+}
+
+export async function startServiceBusPeer(options: ServiceBusPeerOptions): Promise<ServiceBusPeer> {
+  const definition = loadEmulatorConfig(options.config);
+  const keyName = options.keyName ?? defaultKeyName;
+  const key = options.key ?? defaultKey;
+  const manage: AccessRight[] = ['Manage', 'Send', 'Listen'];
+  const rules: SasRule[] = [
+    { keyName, key, rights: manage },
+    ...definition.rules,
+    ...(options.extraRules ?? []),
+  ];
+  const broker = new Broker(definition);
+  const front = createAmqpFront({
+    broker,
+    rules: () => rules,
+    now: Date.now,
+    ...(options.log === undefined ? {} : { log: options.log }),
+  });
+  const host = options.host ?? '127.0.0.1';
+  const server = await front.listen(options.port ?? 0, host);
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('servicebus peer: no TCP address');
+  broker.start();
+  const port = address.port;
+  const connectionStringFor = (name: string): string => {
+    const rule = rules.find((candidate) => candidate.keyName === name);
+    if (rule === undefined) throw new Error(`servicebus peer: no SAS rule named ${name}`);
+    return `Endpoint=sb://${host}:${port};SharedAccessKeyName=${rule.keyName};SharedAccessKey=${rule.key};UseDevelopmentEmulator=true;`;
+  };
+  return {
+    port,
+    connectionString: connectionStringFor(keyName),
+    connectionStringFor,
+    addRule: (rule) => {
+      rules.push(rule);
+    },
+    stop: async () => {
+      broker.stop();
+      await front.close();
+    },
+  };
+}
