@@ -1,0 +1,204 @@
+import type { AppError } from '../errors.js';
+
+/**
+ * One customer's Entra ID directory (Microsoft Graph in production). Domain types only; the adapter
+ * owns the Graph shapes. Failures are AppErrors: NotFound, AlreadyExists (duplicate UPN or
+ * onPremisesImmutableId), Validation, PasswordPolicy, UsageLocationRequired, LicenceUnavailable,
+ * SyncStateExpired, Throttled (retryAfterInSeconds), Unavailable, Forbidden, InvalidCredentials.
+ * Writes are idempotent where Graph allows: deleting a missing user, adding an existing member,
+ * removing an absent member or re-assigning an assigned licence all succeed without a change.
+ */
+export interface CloudDirectory {
+  readonly tenantId: string;
+
+  /** Fails with AlreadyExists when the UPN or immutable id is taken (look the user up, then decide). */
+  createUser(user: NewCloudUser): Promise<CloudUser>;
+  /** Many creates in Graph JSON batches (20 per request); one result per input, in input order. */
+  createUsers(users: NewCloudUser[]): Promise<BulkResult<CloudUser>[]>;
+  /** By object id or UPN; NotFound when absent. */
+  getUser(idOrUpn: string): Promise<CloudUser>;
+  findUserByUpn(userPrincipalName: string): Promise<CloudUser | undefined>;
+  findUserByImmutableId(onPremisesImmutableId: string): Promise<CloudUser | undefined>;
+  updateUser(userId: string, patch: CloudUserPatch): Promise<void>;
+  disableUser(userId: string): Promise<void>;
+  enableUser(userId: string): Promise<void>;
+  /** Soft delete (restorable for 30 days); succeeds when the user is already gone. */
+  deleteUser(userId: string): Promise<void>;
+  setPassword(userId: string, password: string, options?: SetPasswordOptions): Promise<void>;
+
+  createGroup(group: NewCloudGroup): Promise<CloudGroup>;
+  getGroup(groupId: string): Promise<CloudGroup>;
+  findGroupByMailNickname(mailNickname: string): Promise<CloudGroup | undefined>;
+  /** Member object ids. */
+  listGroupMembers(groupId: string): Promise<string[]>;
+  addGroupMember(groupId: string, userId: string): Promise<void>;
+  removeGroupMember(groupId: string, userId: string): Promise<void>;
+
+  /** Adds and removes licences in one call; the user must have a usage location first. */
+  assignLicences(userId: string, change: LicenceChange): Promise<CloudUser>;
+  /** Many licence changes in JSON batches; one result per input, in input order. */
+  assignLicencesInBulk(changes: BulkLicenceChange[]): Promise<BulkResult<void>[]>;
+  /** Seats bought (enabledUnits) and assigned (consumedUnits) per SKU. */
+  listSubscribedSkus(): Promise<SubscribedSku[]>;
+
+  /**
+   * One page of user changes. Without a cursor a full round starts (current state); pass back
+   * `nextCursor` until a page returns `deltaLink`, store that, and pass it later for changes since.
+   * An expired deltaLink (7 days) fails with SyncStateExpired: start a new round without a cursor.
+   */
+  listUserChanges(cursor?: string): Promise<UserChangePage>;
+
+  getDomain(domainName: string): Promise<CloudDomain>;
+  /** undefined when the domain is not federated. */
+  getDomainFederation(domainName: string): Promise<DomainFederation | undefined>;
+  /** Creates the federation (making the domain Federated) or updates the existing one. */
+  putDomainFederation(domainName: string, federation: DomainFederationSettings): Promise<DomainFederation>;
+}
+
+export type CloudDirectoryFactory = (tenantId: string) => CloudDirectory;
+
+export type BulkResult<T> = { ok: true; value: T } | { ok: false; error: AppError };
+
+export interface AssignedLicence {
+  skuId: string;
+  disabledPlanIds: string[];
+}
+
+export interface CloudUser {
+  id: string;
+  userPrincipalName: string;
+  displayName: string;
+  mailNickname: string | null;
+  accountEnabled: boolean | null;
+  givenName: string | null;
+  surname: string | null;
+  jobTitle: string | null;
+  department: string | null;
+  mail: string | null;
+  usageLocation: string | null;
+  /** base64 of the on-prem objectGUID for hybrid users; null for cloud-only users. */
+  onPremisesImmutableId: string | null;
+  assignedLicences: AssignedLicence[];
+}
+
+export interface NewCloudUser {
+  userPrincipalName: string;
+  displayName: string;
+  mailNickname: string;
+  /** Default true. */
+  accountEnabled?: boolean;
+  /** Required unless the UPN is in a federated domain and onPremisesImmutableId is set. */
+  password?: string;
+  forceChangePasswordNextSignIn?: boolean;
+  onPremisesImmutableId?: string;
+  /** ISO 3166 alpha-2; needed before licences can be assigned. */
+  usageLocation?: string;
+  givenName?: string;
+  surname?: string;
+  jobTitle?: string;
+  department?: string;
+}
+
+export interface CloudUserPatch {
+  userPrincipalName?: string;
+  displayName?: string;
+  mailNickname?: string;
+  givenName?: string | null;
+  surname?: string | null;
+  jobTitle?: string | null;
+  department?: string | null;
+  usageLocation?: string;
+  onPremisesImmutableId?: string | null;
+}
+
+export interface SetPasswordOptions {
+  forceChangePasswordNextSignIn?: boolean;
+}
+
+export interface CloudGroup {
+  id: string;
+  displayName: string;
+  mailNickname: string;
+  description: string | null;
+  securityEnabled: boolean;
+  mailEnabled: boolean;
+  groupTypes: string[];
+}
+
+export interface NewCloudGroup {
+  displayName: string;
+  mailNickname: string;
+  description?: string;
+  /** Default: a security group (securityEnabled true, mailEnabled false, no groupTypes). */
+  securityEnabled?: boolean;
+  mailEnabled?: boolean;
+  groupTypes?: string[];
+}
+
+export interface LicenceChange {
+  add: AssignedLicence[];
+  remove: string[];
+}
+
+export interface BulkLicenceChange extends LicenceChange {
+  userId: string;
+}
+
+export interface SubscribedSku {
+  skuId: string;
+  skuPartNumber: string;
+  appliesTo: string;
+  capabilityStatus: string;
+  /** Seats bought and active (prepaidUnits.enabled). */
+  enabledUnits: number;
+  /** Seats assigned to users. */
+  consumedUnits: number;
+  servicePlans: { servicePlanId: string; servicePlanName: string }[];
+}
+
+export type UserChange =
+  | { kind: 'upserted'; user: CloudUserSnapshot }
+  /** permanently: false for a soft delete (restorable), true once purged. */
+  | { kind: 'removed'; id: string; permanently: boolean };
+
+/** What delta reports for a user: only the tracked properties, absent ones unknown (undefined). */
+export type CloudUserSnapshot = { id: string } & Partial<Omit<CloudUser, 'id'>>;
+
+export interface UserChangePage {
+  changes: UserChange[];
+  /** Present while the round has more pages. */
+  nextCursor?: string;
+  /** Present on the last page of a round: store it for the next round. */
+  deltaLink?: string;
+}
+
+export interface CloudDomain {
+  id: string;
+  authenticationType: 'Managed' | 'Federated';
+  isDefault: boolean;
+  isInitial: boolean;
+  isVerified: boolean;
+}
+
+export interface DomainFederationSettings {
+  displayName?: string;
+  issuerUri: string;
+  passiveSignInUri: string;
+  signingCertificate: string;
+  nextSigningCertificate?: string;
+  activeSignInUri?: string;
+  metadataExchangeUri?: string;
+  signOutUri?: string;
+  preferredAuthenticationProtocol?: 'wsFed' | 'saml';
+  federatedIdpMfaBehavior?:
+    'acceptIfMfaDoneByFederatedIdp' | 'enforceMfaByFederatedIdp' | 'rejectMfaByFederatedIdp';
+  promptLoginBehavior?: 'translateToFreshPasswordAuthentication' | 'nativeSupport' | 'disabled';
+  isSignedAuthenticationRequestRequired?: boolean;
+}
+
+export interface DomainFederation extends DomainFederationSettings {
+  id: string;
+  preferredAuthenticationProtocol: 'wsFed' | 'saml';
+  federatedIdpMfaBehavior:
+    'acceptIfMfaDoneByFederatedIdp' | 'enforceMfaByFederatedIdp' | 'rejectMfaByFederatedIdp';
+}
