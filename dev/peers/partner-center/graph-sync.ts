@@ -8,8 +8,7 @@ export interface GraphTenantSync {
   ensurePartnerApp(
     partnerTenantId: string,
     partnerName: string,
-    clientId: string,
-    clientSecret: string,
+    app: { clientId: string; clientSecret: string; graphRoles: string[] },
   ): Promise<void>;
   createCustomerTenant(input: {
     tenantId: string;
@@ -58,7 +57,7 @@ export function graphAdminClient(adminUrl: string): GraphTenantSync {
       throw new GraphAdminError(`graph admin ${method} ${path} answered ${response.status}`, response.status);
   };
   return {
-    async ensurePartnerApp(partnerTenantId, partnerName, clientId, clientSecret) {
+    async ensurePartnerApp(partnerTenantId, partnerName, { clientId, clientSecret, graphRoles }) {
       // 409 = already there (the Graph peer may have been seeded with the same partner).
       await call(
         'POST',
@@ -80,7 +79,13 @@ export function graphAdminClient(adminUrl: string): GraphTenantSync {
       await call(
         'POST',
         '/apps',
-        { clientId, clientSecret, homeTenantId: partnerTenantId, tenants: [partnerTenantId], roles: [] },
+        {
+          clientId,
+          clientSecret,
+          homeTenantId: partnerTenantId,
+          tenants: [partnerTenantId],
+          roles: graphRoles,
+        },
         [409],
       );
     },

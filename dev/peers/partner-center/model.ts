@@ -293,7 +293,7 @@ export class PartnerCenterModel {
   private readonly graph: GraphTenantSync;
   private readonly log: (message: string) => void;
   private readonly partners = new Map<string, Partner>();
-  private readonly partnerApps = new Map<string, { clientId: string; clientSecret?: string | undefined }[]>();
+  private readonly partnerApps = new Map<string, { clientId: string }[]>();
   private readonly customers = new Map<string, Customer>();
   private readonly carts = new Map<string, Cart>();
   private readonly orders = new Map<string, Order>();
@@ -332,7 +332,11 @@ export class PartnerCenterModel {
     for (const partner of this.seed.partners)
       for (const app of partner.apps)
         if (app.clientSecret !== undefined)
-          await this.graph.ensurePartnerApp(partner.tenantId, partner.name, app.clientId, app.clientSecret);
+          await this.graph.ensurePartnerApp(partner.tenantId, partner.name, {
+            clientId: app.clientId,
+            clientSecret: app.clientSecret,
+            graphRoles: app.graphRoles,
+          });
     for (const seeded of this.seed.customers) {
       const partner = this.partners.get(seeded.partnerTenantId.toLowerCase());
       if (partner === undefined)

@@ -68,7 +68,16 @@ export const seedSchema = z.object({
         name: z.string().min(1),
         mpnId: z.string().default('1234567'),
         /** Apps allowed to call as this partner; with a secret the peer also registers them in the Graph peer. */
-        apps: z.array(z.object({ clientId: guid, clientSecret: z.string().optional() })).min(1),
+        apps: z
+          .array(
+            z.object({
+              clientId: guid,
+              clientSecret: z.string().optional(),
+              /** App roles the app holds in the Graph peer (e.g. Directory.Read.All to read subscribedSkus). */
+              graphRoles: z.array(z.string()).default([]),
+            }),
+          )
+          .min(1),
         indirectResellers: z
           .array(
             z.object({
