@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { HttpRequest, InvocationContext, type HttpResponseInit, type Timer } from '@azure/functions';
+import azureFunctions, { type HttpResponseInit, type InvocationContext, type Timer } from '@azure/functions';
 import type {
   FunctionDefinition,
   HttpFunctionDefinition,
@@ -10,6 +10,9 @@ import type {
 import type { AppDeps } from '../../shared/composition.js';
 import { consoleSink, createLogger, type Logger } from '../../shared/logging.js';
 import { nextOccurrence, parseNcrontab } from './ncrontab.js';
+
+// @azure/functions is CommonJS; its classes are reachable only through the default export under Node's ESM loader.
+const { HttpRequest, InvocationContext: InvocationContextClass } = azureFunctions;
 import { compileRoute, type CompiledRoute } from './routes.js';
 
 /**
@@ -143,7 +146,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
           params,
           ...(body.length === 0 ? {} : { body: { bytes: body } }),
         });
-        const context = new InvocationContext({
+        const context = new InvocationContextClass({
           invocationId: randomUUID(),
           functionName: entry.definition.name,
         });
@@ -200,7 +203,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     if (definition === undefined) throw new Error(`no timer function ${name}`);
     const now = new Date();
     const next = nextOccurrence(parseNcrontab(definition.schedule), now);
-    const context = new InvocationContext({ invocationId: randomUUID(), functionName: name });
+    const context = new InvocationContextClass({ invocationId: randomUUID(), functionName: name });
     await definition.handler(options.deps)(timerPayload(timerLast.get(name) ?? now, next, false), context);
     timerLast.set(name, now);
   };

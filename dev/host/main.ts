@@ -1,0 +1,24 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { definitions } from '../../functions/definitions.js';
+import { createComposition } from '../../shared/composition.js';
+import { loadSettings } from '../../shared/config.js';
+import { consoleSink, createLogger } from '../../shared/logging.js';
+import { peersFilePath, peersFileSchema } from '../peers/run-all.js';
+import { startLocalHost } from './local-host.js';
+import { localEnvironment } from './settings.js';
+
+// npm run host: the local Functions host alone, against peers already started by `npm run peers`.
+const peers = existsSync(peersFilePath)
+  ? peersFileSchema.parse(JSON.parse(readFileSync(peersFilePath, 'utf8')))
+  : undefined;
+const settings = loadSettings(localEnvironment(peers));
+const host = await startLocalHost({
+  definitions,
+  deps: createComposition(settings),
+  port: settings.LocalHost__port,
+  log: createLogger(consoleSink, { level: settings.LOG_LEVEL, props: { component: 'local-host' } }),
+});
+console.log(JSON.stringify({ url: host.url, registration: host.registration }));
+const shutdown = (): void => void host.stop().then(() => process.exit(0));
+process.once('SIGINT', shutdown);
+process.once('SIGTERM', shutdown);
