@@ -1,0 +1,324 @@
+import { join } from 'node:path';
+import {
+  ServiceBusClient,
+  type ServiceBusReceivedMessage,
+  type ServiceBusReceiver,
+  type ServiceBusSender,
+} from '@azure/service-bus';
+import { toAppError } from '../shared/errors.js';
+import type { Logger } from '../shared/logging.js';
+import { systemClock, type Clock } from '../shared/ports/clock.js';
+import {
+  openSecret,
+  privateKeyFromPem,
+  protocolVersion,
+  publicKeyFromPem,
+  replyMessageId,
+  type CommandEnvelope,
+  type Heartbeat,
+  type Reply,
+} from '../shared/relay-protocol/index.js';
+import { withRetry } from '../shared/retry.js';
+import type { ResolvedAgentConfig } from './config.js';
+import { LdapExecutor } from './ldap/executor.js';
+import { DcPool } from './ldap/pool.js';
+import { FileNonceStore } from './nonce-store.js';
+import { CommandVerifier } from './verifier.js';
+
+export const agentVersion = '0.1.0';
+
+export interface RunningAgent {
+  /** Stops receiving, finishes in-flight commands (reply + complete), closes connections. */
+  stop(): Promise<void>;
+  /** Commands answered since start. */
+  readonly answered: number;
+  /** Sends a heartbeat now (also sent every heartbeatIntervalInMs). */
+  heartbeat(): Promise<void>;
+}
+
+export interface AgentDependencies {
+  clock?: Clock;
+  log: Logger;
+}
+
+/** Errors that mean "this message can never be valid": dead-letter, do not answer (it may be forged). */
+const untrustedCodes = new Set(['BadSignature', 'Replayed']);
+
+function bodyCommandId(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const envelope = (body as { envelope?: unknown }).envelope;
+  if (typeof envelope !== 'object' || envelope === null) return undefined;
+  const id = (envelope as { commandId?: unknown }).commandId;
+  return typeof id === 'string' ? id : undefined;
+}
+
+/**
+ * The relay agent: receives signed commands from its site queue (peek-lock, outbound AMQP only), verifies
+ * them, executes them against the site's DCs and answers on the reply queue. A command is completed only
+ * after its reply is sent, so a crash at any point leads to a redelivery, which the idempotent executor
+ * turns into the same answer; the reply's deterministic messageId lets duplicate detection drop repeats.
+ */
+export async function startAgent(
+  config: ResolvedAgentConfig,
+  deps: AgentDependencies,
+): Promise<RunningAgent> {
+  const clock = deps.clock ?? systemClock;
+  const log = deps.log.child({ siteId: config.siteId });
+  const sitePrivateKey = privateKeyFromPem(config.sitePrivateKeyPem, 'x25519');
+  const verifier = new CommandVerifier({
+    siteId: config.siteId,
+    trustedKeys: new Map(
+      config.cloudSigningKeys.map((key) => [key.kid, publicKeyFromPem(key.publicKeyPem, 'ed25519')]),
+    ),
+    clock,
+    nonces: new FileNonceStore(
+      clock,
+      config.stateDir === undefined ? undefined : join(config.stateDir, 'answered-nonces.log'),
+    ),
+  });
+  const pool = new DcPool({
+    urls: config.directory.urls,
+    bindDn: config.directory.bindDn,
+    password: config.directory.password,
+    ...(config.directory.ca === undefined ? {} : { ca: config.directory.ca }),
+    connectTimeoutInMs: config.directory.connectTimeoutInMs,
+    operationTimeoutInMs: config.directory.operationTimeoutInMs,
+    onFailover: (from, to, error) =>
+      log.warn('domain controller failover', {
+        from,
+        to,
+        error: error instanceof Error ? error.message : String(error),
+      }),
+  });
+  const executor = new LdapExecutor(
+    pool,
+    {
+      allowedOus: config.directory.allowedOus,
+      allowedAttributes: config.directory.allowedAttributes,
+      ...(config.directory.upnSuffixes === undefined ? {} : { upnSuffixes: config.directory.upnSuffixes }),
+    },
+    { open: (sealed, binding) => openSecret(sealed, sitePrivateKey, binding) },
+  );
+
+  // A SAS rule scoped to this site (Listen on its queue, Send on replies) is the agent's only credential.
+  const reachable = await pool.probe();
+  if (reachable.length === 0)
+    log.warn('no domain controller reachable yet; commands wait for one', { dcs: config.directory.urls });
+
+  const client = new ServiceBusClient(
+    'connectionString' in config.serviceBus
+      ? config.serviceBus.connectionString
+      : `Endpoint=sb://${config.serviceBus.fullyQualifiedNamespace}/;SharedAccessKeyName=${config.serviceBus.sasKeyName};SharedAccessKey=${config.serviceBus.sasKey}`,
+  );
+  const receiver: ServiceBusReceiver = client.createReceiver(config.commandQueue, {
+    receiveMode: 'peekLock',
+  });
+  const sender: ServiceBusSender = client.createSender(config.replyQueue);
+
+  let answered = 0;
+  let lastError: string | undefined;
+  let stopping = false;
+  const inFlight = new Set<Promise<void>>();
+
+  const send = async (body: Reply | Heartbeat, messageId: string, correlationId?: string): Promise<void> => {
+    await sender.sendMessages({
+      body,
+      messageId,
+      ...(correlationId === undefined ? {} : { correlationId }),
+      contentType: 'application/json',
+      applicationProperties: { siteId: config.siteId, type: body.type },
+    });
+  };
+
+  const answer = async (
+    message: ServiceBusReceivedMessage,
+    commandId: string,
+    outcome: Reply,
+  ): Promise<void> => {
+    const correlationId = typeof message.correlationId === 'string' ? message.correlationId : commandId;
+    await send(outcome, replyMessageId(commandId), correlationId);
+  };
+
+  const handle = async (message: ServiceBusReceivedMessage): Promise<void> => {
+    let body: unknown = message.body;
+    if (typeof body === 'string' || Buffer.isBuffer(body)) {
+      try {
+        body = JSON.parse(body.toString()) as unknown;
+      } catch {
+        body = undefined;
+      }
+    }
+    let envelope: CommandEnvelope;
+    try {
+      envelope = verifier.verify(body);
+    } catch (thrown) {
+      const error = toAppError(thrown);
+      const commandId = bodyCommandId(body);
+      log.warn('command refused', {
+        code: error.code,
+        reason: error.message,
+        messageId: String(message.messageId ?? ''),
+      });
+      if (untrustedCodes.has(error.code) || error.code === 'OutOfScope' || commandId === undefined) {
+        // Forged, replayed or another site's: never act on it, never answer for it.
+        await receiver.deadLetterMessage(message, {
+          deadLetterReason: error.code,
+          deadLetterErrorDescription: error.message,
+        });
+        return;
+      }
+      // Signed by the cloud but expired/invalid: the cloud wants to know.
+      await answer(message, commandId, {
+        v: protocolVersion,
+        type: 'reply',
+        commandId,
+        siteId: config.siteId,
+        ok: false,
+        error: { code: error.code, message: error.message, retryable: false },
+      });
+      await receiver.completeMessage(message);
+      return;
+    }
+    const started = Date.now();
+    let reply: Reply;
+    try {
+      const result = await withRetry(() => executor.execute(envelope), {
+        maxAttempts: config.localAttempts,
+        baseDelayInMs: 250,
+        maxDelayInMs: 5000,
+      });
+      reply = {
+        v: protocolVersion,
+        type: 'reply',
+        commandId: envelope.commandId,
+        siteId: config.siteId,
+        commandType: envelope.command.type,
+        ok: true,
+        result,
+      };
+    } catch (thrown) {
+      const error = toAppError(thrown);
+      lastError = `${error.code}: ${error.message}`;
+      if (error.retryable && !stopping && (message.deliveryCount ?? 0) < config.answerAfterDeliveries) {
+        log.warn('command failed transiently; abandoning for redelivery', {
+          commandId: envelope.commandId,
+          code: error.code,
+          deliveryCount: message.deliveryCount ?? 0,
+        });
+        await receiver.abandonMessage(message);
+        return;
+      }
+      if (error.retryable && stopping) {
+        await receiver.abandonMessage(message);
+        return;
+      }
+      reply = {
+        v: protocolVersion,
+        type: 'reply',
+        commandId: envelope.commandId,
+        siteId: config.siteId,
+        commandType: envelope.command.type,
+        ok: false,
+        error: { code: error.code, message: error.message, retryable: error.retryable },
+      };
+    }
+    await answer(message, envelope.commandId, reply);
+    await receiver.completeMessage(message);
+    verifier.markDone(envelope);
+    answered++;
+    log.info('command answered', {
+      commandId: envelope.commandId,
+      type: envelope.command.type,
+      ok: reply.ok,
+      ...(reply.ok ? {} : { code: reply.error.code }),
+      durationInMs: Date.now() - started,
+    });
+  };
+
+  const subscription = receiver.subscribe(
+    {
+      processMessage: async (message) => {
+        if (stopping) {
+          await receiver.abandonMessage(message).catch(() => undefined);
+          return;
+        }
+        const work = handle(message).catch(async (error: unknown) => {
+          // Settlement or reply failed (e.g. bus connection lost): the lock expires and it is redelivered.
+          lastError = error instanceof Error ? error.message : String(error);
+          log.error('command handling failed', { error: lastError });
+          await receiver.abandonMessage(message).catch(() => undefined);
+        });
+        inFlight.add(work);
+        try {
+          await work;
+        } finally {
+          inFlight.delete(work);
+        }
+      },
+      processError: async (args) => {
+        lastError = args.error.message;
+        log.warn('service bus error (the SDK reconnects)', {
+          source: args.errorSource,
+          error: args.error.message,
+        });
+        await Promise.resolve();
+      },
+    },
+    { autoCompleteMessages: false, maxConcurrentCalls: config.maxConcurrentCommands },
+  );
+
+  const heartbeat = async (): Promise<void> => {
+    const dcsReachable = await pool.probe();
+    let queueLag: number;
+    try {
+      // A fresh receiver peeks from the head of the queue (Listen right only; capped at 100).
+      const peeker = client.createReceiver(config.commandQueue);
+      queueLag = (await peeker.peekMessages(100)).length;
+      await peeker.close();
+    } catch {
+      queueLag = -1;
+    }
+    const beat: Heartbeat = {
+      v: protocolVersion,
+      type: 'heartbeat',
+      siteId: config.siteId,
+      agentVersion,
+      dcsReachable,
+      queueLag,
+      ...(lastError === undefined ? {} : { lastError: lastError.slice(0, 2000) }),
+      at: clock.now().toISOString(),
+    };
+    await send(beat, `hb-${config.siteId}-${beat.at}`);
+  };
+  const timer = setInterval(() => {
+    heartbeat().catch((error: unknown) =>
+      log.warn('heartbeat failed', { error: error instanceof Error ? error.message : String(error) }),
+    );
+  }, config.heartbeatIntervalInMs);
+  timer.unref();
+  void heartbeat().catch(() => undefined);
+  log.info('agent started', {
+    queue: config.commandQueue,
+    dcs: config.directory.urls,
+    version: agentVersion,
+  });
+
+  return {
+    get answered() {
+      return answered;
+    },
+    heartbeat,
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(timer);
+      await subscription.close();
+      await Promise.allSettled([...inFlight]);
+      await receiver.close();
+      await sender.close();
+      await client.close();
+      await pool.close();
+      log.info('agent stopped', { answered });
+    },
+  };
+}

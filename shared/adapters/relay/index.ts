@@ -1,0 +1,1 @@
+export { RelayHub, type RelayHubOptions } from './relay-hub.js';

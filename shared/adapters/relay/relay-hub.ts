@@ -1,0 +1,391 @@
+import type { KeyObject } from 'node:crypto';
+import type {
+  ServiceBusClient,
+  ServiceBusReceiver,
+  ServiceBusSender,
+  ServiceBusReceivedMessage,
+} from '@azure/service-bus';
+import { AppError, type ErrorCode } from '../../errors.js';
+import type { Logger } from '../../logging.js';
+import { systemClock, type Clock } from '../../ports/clock.js';
+import type {
+  NewOnPremUser,
+  OnPremCallOptions,
+  OnPremDirectory,
+  OnPremRef,
+  OnPremUser,
+} from '../../ports/on-prem-directory.js';
+import {
+  agentMessageSchema,
+  commandMessageId,
+  commandQueueName,
+  newEnvelope,
+  publicKeyFromPem,
+  replyQueueName,
+  resultSchemas,
+  sealSecret,
+  signCommand,
+  type Command,
+  type CommandOf,
+  type CommandResult,
+  type CommandType,
+  type DirectoryUser,
+  type Heartbeat,
+  type Reply,
+} from '../../relay-protocol/index.js';
+
+export interface RelayHubOptions {
+  /** Created once per process by the composition root. */
+  client: ServiceBusClient;
+  /** The cloud's Ed25519 signing key and its id (agents trust it by kid). */
+  signer: { privateKey: KeyObject; kid: string };
+  clock?: Clock;
+  replyQueue?: string;
+  /** How long a call waits for the agent by default (30 s). */
+  defaultTimeoutInMs?: number;
+  /** Lifetime stamped on commands (default 6 h: an agent that was down a while still runs them). */
+  commandLifetimeInMs?: number;
+  /** Replies no call waits for (the saga sent and moved on, or the waiter timed out). */
+  onUnclaimedReply?: (reply: Reply) => Promise<void>;
+  onHeartbeat?: (heartbeat: Heartbeat) => Promise<void>;
+  log?: Logger;
+}
+
+interface Waiter {
+  siteId: string;
+  resolve: (reply: Reply) => void;
+}
+
+/** Codes an agent may answer with; anything else becomes Upstream. */
+const knownCodes = new Set<ErrorCode>([
+  'Validation',
+  'NotFound',
+  'AlreadyExists',
+  'Conflict',
+  'PasswordPolicy',
+  'InvalidCredentials',
+  'Forbidden',
+  'OutOfScope',
+  'BadSignature',
+  'Replayed',
+  'Expired',
+  'Unavailable',
+  'Timeout',
+  'Upstream',
+  'Internal',
+]);
+const recentReplyTtlInMs = 10 * 60 * 1000;
+const recentReplyLimit = 10_000;
+
+/**
+ * The cloud end of the relay: signs commands and sends them to `agent-site-<siteId>` (messageId
+ * `cmd-<commandId>`, so Service Bus duplicate detection drops a resend), and runs one receiver on the
+ * reply queue per process that hands each reply to the call waiting for its commandId. Replies nobody
+ * waits for and heartbeats go to the callbacks (the Functions side resumes sagas and stores heartbeats).
+ * Replies are remembered for 10 minutes so a call retried with the same commandId after a timeout gets
+ * the answer even though duplicate detection swallowed its resend.
+ */
+export class RelayHub {
+  private readonly clock: Clock;
+  private readonly senders = new Map<string, ServiceBusSender>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private readonly recent = new Map<string, { reply: Reply; at: number }>();
+  private receiver: ServiceBusReceiver | undefined;
+  private subscription: { close(): Promise<void> } | undefined;
+
+  constructor(private readonly options: RelayHubOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** Starts the process's reply receiver (skip it when a Functions trigger feeds `handleAgentMessage`). */
+  start(): void {
+    if (this.receiver !== undefined) return;
+    const receiver = this.options.client.createReceiver(this.options.replyQueue ?? replyQueueName, {
+      receiveMode: 'peekLock',
+    });
+    this.receiver = receiver;
+    this.subscription = receiver.subscribe(
+      {
+        processMessage: async (message: ServiceBusReceivedMessage) => {
+          // Throwing abandons the message (autoComplete), so a failing callback gets it again later.
+          await this.handleAgentMessage(message.body);
+        },
+        processError: async (args) => {
+          this.options.log?.warn('relay reply receiver error (the SDK reconnects)', {
+            error: args.error.message,
+          });
+          await Promise.resolve();
+        },
+      },
+      { autoCompleteMessages: true, maxConcurrentCalls: 16 },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.subscription?.close();
+    await this.receiver?.close();
+    this.receiver = undefined;
+    await Promise.all([...this.senders.values()].map((sender) => sender.close()));
+    this.senders.clear();
+  }
+
+  /** Dispatches one message of the reply queue. Unparseable messages are dropped (logged), not retried. */
+  async handleAgentMessage(body: unknown): Promise<'claimed' | 'unclaimed' | 'heartbeat' | 'invalid'> {
+    const parsed = agentMessageSchema.safeParse(body);
+    if (!parsed.success) {
+      this.options.log?.warn('invalid message on the reply queue', {
+        issue: parsed.error.issues[0]?.message,
+      });
+      return 'invalid';
+    }
+    const message = parsed.data;
+    if (message.type === 'heartbeat') {
+      await this.options.onHeartbeat?.(message);
+      return 'heartbeat';
+    }
+    this.remember(message);
+    const waiting = [...(this.waiters.get(message.commandId) ?? [])].filter(
+      (waiter) => waiter.siteId === message.siteId,
+    );
+    if (waiting.length > 0) {
+      for (const waiter of waiting) waiter.resolve(message);
+      return 'claimed';
+    }
+    await this.options.onUnclaimedReply?.(message);
+    return 'unclaimed';
+  }
+
+  private remember(reply: Reply): void {
+    const now = this.clock.now().getTime();
+    this.recent.set(reply.commandId, { reply, at: now });
+    if (this.recent.size > recentReplyLimit) {
+      for (const [key, value] of this.recent) {
+        if (this.recent.size <= recentReplyLimit * 0.9 && now - value.at < recentReplyTtlInMs) break;
+        this.recent.delete(key);
+      }
+    }
+  }
+
+  private sender(siteId: string): ServiceBusSender {
+    let sender = this.senders.get(siteId);
+    if (sender === undefined) {
+      sender = this.options.client.createSender(commandQueueName(siteId));
+      this.senders.set(siteId, sender);
+    }
+    return sender;
+  }
+
+  /** Signs and sends a command without waiting (the reply arrives through the callbacks). */
+  async send(siteId: string, commandId: string, command: Command): Promise<void> {
+    const lifetimeInMs = this.options.commandLifetimeInMs ?? 6 * 60 * 60 * 1000;
+    const envelope = newEnvelope({ commandId, siteId, command, now: this.clock.now(), lifetimeInMs });
+    const signed = signCommand(envelope, this.options.signer);
+    try {
+      await this.sender(siteId).sendMessages({
+        body: signed,
+        messageId: commandMessageId(commandId),
+        correlationId: commandId,
+        contentType: 'application/json',
+        timeToLive: lifetimeInMs,
+        applicationProperties: { siteId, type: command.type },
+      });
+    } catch (error) {
+      throw new AppError(
+        'Unavailable',
+        `cannot send the command to site ${siteId}: ${(error as Error).message}`,
+        {
+          cause: error,
+          retryable: true,
+        },
+      );
+    }
+  }
+
+  /** Sends a command and waits for the agent's answer; maps it to a typed result or AppError. */
+  async call<T extends CommandType>(
+    siteId: string,
+    command: CommandOf<T>,
+    options: OnPremCallOptions,
+  ): Promise<CommandResult<T>> {
+    const cached = this.recent.get(options.commandId);
+    if (
+      cached !== undefined &&
+      cached.reply.siteId === siteId &&
+      this.clock.now().getTime() - cached.at < recentReplyTtlInMs &&
+      (cached.reply.ok || !cached.reply.error.retryable)
+    ) {
+      return this.outcome(command.type, cached.reply);
+    }
+    const timeoutInMs = options.timeoutInMs ?? this.options.defaultTimeoutInMs ?? 30_000;
+    let waiter: Waiter | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const replied = new Promise<Reply>((resolve, reject) => {
+      waiter = { siteId, resolve };
+      const set = this.waiters.get(options.commandId) ?? new Set<Waiter>();
+      set.add(waiter);
+      this.waiters.set(options.commandId, set);
+      timer = setTimeout(
+        () =>
+          reject(
+            new AppError(
+              'Timeout',
+              `site ${siteId} did not answer command ${options.commandId} within ${timeoutInMs} ms`,
+              {
+                retryable: true,
+              },
+            ),
+          ),
+        timeoutInMs,
+      );
+      onAbort = () => reject(new AppError('Timeout', 'call aborted', { retryable: true }));
+      options.abortSignal?.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      await this.send(siteId, options.commandId, command);
+      return this.outcome(command.type, await replied);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort !== undefined) options.abortSignal?.removeEventListener('abort', onAbort);
+      const set = this.waiters.get(options.commandId);
+      if (set !== undefined && waiter !== undefined) {
+        set.delete(waiter);
+        if (set.size === 0) this.waiters.delete(options.commandId);
+      }
+    }
+  }
+
+  private outcome<T extends CommandType>(type: T, reply: Reply): CommandResult<T> {
+    if (!reply.ok) {
+      const code = knownCodes.has(reply.error.code as ErrorCode)
+        ? (reply.error.code as ErrorCode)
+        : 'Upstream';
+      throw new AppError(code, `agent: ${reply.error.message}`, {
+        retryable: reply.error.retryable,
+        details: { siteId: reply.siteId, commandId: reply.commandId },
+      });
+    }
+    const parsed = resultSchemas[type].safeParse(reply.result);
+    if (!parsed.success) {
+      throw new AppError('Upstream', `agent answered ${type} with an unexpected result`, {
+        retryable: false,
+      });
+    }
+    return parsed.data as CommandResult<T>;
+  }
+
+  /** The OnPremDirectory port for one site. */
+  directoryFor(site: { siteId: string; sitePublicKeyPem: string }): OnPremDirectory {
+    return new RelayOnPremDirectory(this, site.siteId, publicKeyFromPem(site.sitePublicKeyPem, 'x25519'));
+  }
+}
+
+function toUser(user: DirectoryUser): OnPremUser {
+  return user;
+}
+
+class RelayOnPremDirectory implements OnPremDirectory {
+  constructor(
+    private readonly hub: RelayHub,
+    readonly siteId: string,
+    private readonly sitePublicKey: KeyObject,
+  ) {}
+
+  private seal(password: string, commandId: string) {
+    return sealSecret(password, this.sitePublicKey, { commandId, siteId: this.siteId });
+  }
+
+  async createUser(
+    user: NewOnPremUser,
+    options: OnPremCallOptions,
+  ): Promise<{ user: OnPremUser; replayed: boolean }> {
+    const { password, ...rest } = user;
+    const result = await this.hub.call<'createUser'>(
+      this.siteId,
+      {
+        type: 'createUser',
+        ...rest,
+        ...(password === undefined ? {} : { password: this.seal(password, options.commandId) }),
+      },
+      options,
+    );
+    return { user: toUser(result.user), replayed: result.replayed };
+  }
+
+  async updateAttributes(target: OnPremRef, set: Record<string, string | null>, options: OnPremCallOptions) {
+    return toUser(
+      (
+        await this.hub.call<'updateAttributes'>(
+          this.siteId,
+          { type: 'updateAttributes', target, set },
+          options,
+        )
+      ).user,
+    );
+  }
+
+  async enable(target: OnPremRef, options: OnPremCallOptions) {
+    return toUser((await this.hub.call<'enable'>(this.siteId, { type: 'enable', target }, options)).user);
+  }
+
+  async disable(target: OnPremRef, options: OnPremCallOptions) {
+    return toUser((await this.hub.call<'disable'>(this.siteId, { type: 'disable', target }, options)).user);
+  }
+
+  async resetPassword(
+    target: OnPremRef,
+    password: string,
+    options: OnPremCallOptions & { mustChangeAtNextLogon?: boolean },
+  ): Promise<void> {
+    await this.hub.call<'resetPassword'>(
+      this.siteId,
+      {
+        type: 'resetPassword',
+        target,
+        password: this.seal(password, options.commandId),
+        ...(options.mustChangeAtNextLogon === undefined
+          ? {}
+          : { mustChangeAtNextLogon: options.mustChangeAtNextLogon }),
+      },
+      options,
+    );
+  }
+
+  async move(target: OnPremRef, newOu: string, options: OnPremCallOptions) {
+    return toUser((await this.hub.call<'move'>(this.siteId, { type: 'move', target, newOu }, options)).user);
+  }
+
+  async delete(target: OnPremRef, options: OnPremCallOptions) {
+    const result = await this.hub.call<'delete'>(this.siteId, { type: 'delete', target }, options);
+    return { alreadyAbsent: result.alreadyAbsent };
+  }
+
+  async addToGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions) {
+    return this.hub.call<'groupAdd'>(this.siteId, { type: 'groupAdd', group, member }, options);
+  }
+
+  async removeFromGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions) {
+    return this.hub.call<'groupRemove'>(this.siteId, { type: 'groupRemove', group, member }, options);
+  }
+
+  async findUser(
+    by: 'objectGuid' | 'userPrincipalName' | 'sAMAccountName',
+    value: string,
+    options: OnPremCallOptions,
+  ) {
+    const result = await this.hub.call<'findUser'>(this.siteId, { type: 'findUser', by, value }, options);
+    return result.user === null ? null : toUser(result.user);
+  }
+
+  async listChanges(since: string | undefined, options: OnPremCallOptions & { pageSize?: number }) {
+    return this.hub.call<'listChanges'>(
+      this.siteId,
+      {
+        type: 'listChanges',
+        ...(since === undefined ? {} : { since }),
+        ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+      },
+      options,
+    );
+  }
+}

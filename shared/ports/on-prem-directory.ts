@@ -1,0 +1,95 @@
+/**
+ * A customer's on-prem Active Directory, for one site (reached through that site's relay agent).
+ * Every call carries a `commandId`: the idempotency key of the step (the operation/step id), so a retried
+ * call with the same id returns the first outcome instead of applying twice. Failures are AppErrors:
+ * AlreadyExists, PasswordPolicy, NotFound, OutOfScope, Validation, Forbidden, InvalidCredentials (the
+ * agent's service account), Unavailable/Timeout (retryable: the site or its DCs are unreachable).
+ */
+
+/** objectGUID as base64 of its 16 bytes (equals Entra's onPremisesImmutableId for the user). */
+export type ObjectGuid = string;
+
+export type OnPremRef = { objectGuid: ObjectGuid } | { dn: string };
+
+export interface OnPremUser {
+  objectGuid: ObjectGuid;
+  dn: string;
+  sAMAccountName: string;
+  userPrincipalName?: string;
+  displayName?: string;
+  givenName?: string;
+  sn?: string;
+  enabled: boolean;
+  /** base64 ms-DS-ConsistencyGuid (the agent stamps it with the objectGUID on create). */
+  consistencyGuid?: ObjectGuid;
+  attributes: Record<string, string>;
+  usnChanged: string;
+}
+
+export interface NewOnPremUser {
+  ou: string;
+  sAMAccountName: string;
+  userPrincipalName: string;
+  displayName: string;
+  givenName?: string;
+  sn?: string;
+  cn?: string;
+  /** Plain text here; the adapter seals it to the site's key before it leaves the process. */
+  password?: string;
+  enabled: boolean;
+  attributes?: Record<string, string>;
+}
+
+export interface OnPremCallOptions {
+  /** Idempotency key (operation/step id); ≤ 120 chars of letters, digits, . _ : - */
+  commandId: string;
+  /** How long to wait for the agent's answer; Timeout (retryable) after it. */
+  timeoutInMs?: number;
+  abortSignal?: AbortSignal;
+}
+
+export interface OnPremChanges {
+  changes: Array<OnPremUser | { objectGuid: ObjectGuid; deleted: true; usnChanged: string }>;
+  /** Pass back as `since` to get only later changes. */
+  watermark: string;
+  more: boolean;
+}
+
+export interface OnPremDirectory {
+  readonly siteId: string;
+  /** Creates (or, for a repeated commandId, returns) the user; `replayed` says it already existed. */
+  createUser(
+    user: NewOnPremUser,
+    options: OnPremCallOptions,
+  ): Promise<{ user: OnPremUser; replayed: boolean }>;
+  updateAttributes(
+    target: OnPremRef,
+    set: Record<string, string | null>,
+    options: OnPremCallOptions,
+  ): Promise<OnPremUser>;
+  enable(target: OnPremRef, options: OnPremCallOptions): Promise<OnPremUser>;
+  disable(target: OnPremRef, options: OnPremCallOptions): Promise<OnPremUser>;
+  resetPassword(
+    target: OnPremRef,
+    password: string,
+    options: OnPremCallOptions & { mustChangeAtNextLogon?: boolean },
+  ): Promise<void>;
+  move(target: OnPremRef, newOu: string, options: OnPremCallOptions): Promise<OnPremUser>;
+  /** Deleting an absent object succeeds with `alreadyAbsent: true`. */
+  delete(target: OnPremRef, options: OnPremCallOptions): Promise<{ alreadyAbsent: boolean }>;
+  addToGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions): Promise<{ changed: boolean }>;
+  removeFromGroup(
+    group: OnPremRef,
+    member: OnPremRef,
+    options: OnPremCallOptions,
+  ): Promise<{ changed: boolean }>;
+  findUser(
+    by: 'objectGuid' | 'userPrincipalName' | 'sAMAccountName',
+    value: string,
+    options: OnPremCallOptions,
+  ): Promise<OnPremUser | null>;
+  listChanges(
+    since: string | undefined,
+    options: OnPremCallOptions & { pageSize?: number },
+  ): Promise<OnPremChanges>;
+}
