@@ -1,0 +1,127 @@
+import { z } from 'zod';
+
+/** What we read back from Graph, checked before it becomes a domain value. Unknown fields pass through. */
+const nullableString = z.string().nullable().optional();
+
+export const assignedLicenseSchema = z.object({
+  skuId: z.string(),
+  disabledPlans: z.array(z.string()).optional().default([]),
+});
+
+export const graphUserSchema = z.object({
+  id: z.string().min(1),
+  userPrincipalName: z.string().min(1).optional(),
+  displayName: nullableString,
+  mailNickname: nullableString,
+  accountEnabled: z.boolean().nullable().optional(),
+  givenName: nullableString,
+  surname: nullableString,
+  jobTitle: nullableString,
+  department: nullableString,
+  mail: nullableString,
+  usageLocation: nullableString,
+  onPremisesImmutableId: nullableString,
+  assignedLicenses: z.array(assignedLicenseSchema).optional(),
+});
+export type GraphUser = z.infer<typeof graphUserSchema>;
+
+export const userCollectionSchema = z.object({
+  value: z.array(graphUserSchema),
+  '@odata.nextLink': z.string().optional(),
+});
+
+export const deltaPageSchema = z
+  .object({
+    value: z.array(
+      graphUserSchema.extend({
+        '@removed': z.object({ reason: z.enum(['changed', 'deleted']) }).optional(),
+      }),
+    ),
+    '@odata.nextLink': z.string().optional(),
+    '@odata.deltaLink': z.string().optional(),
+  })
+  .refine((page) => (page['@odata.nextLink'] === undefined) !== (page['@odata.deltaLink'] === undefined), {
+    message: 'a delta page carries exactly one of @odata.nextLink and @odata.deltaLink',
+  });
+
+export const groupSchema = z.object({
+  id: z.string().min(1),
+  displayName: z.string(),
+  mailNickname: z.string(),
+  description: z.string().nullable().optional(),
+  securityEnabled: z.boolean(),
+  mailEnabled: z.boolean(),
+  groupTypes: z.array(z.string()).optional().default([]),
+});
+
+export const groupCollectionSchema = z.object({ value: z.array(groupSchema) });
+
+export const memberCollectionSchema = z.object({
+  value: z.array(z.object({ id: z.string() })),
+  '@odata.nextLink': z.string().optional(),
+});
+
+export const subscribedSkuSchema = z.object({
+  skuId: z.string(),
+  skuPartNumber: z.string(),
+  appliesTo: z.string(),
+  capabilityStatus: z.string(),
+  consumedUnits: z.number().int(),
+  prepaidUnits: z.object({ enabled: z.number().int() }),
+  servicePlans: z.array(z.object({ servicePlanId: z.string(), servicePlanName: z.string() })).default([]),
+});
+export const subscribedSkuCollectionSchema = z.object({ value: z.array(subscribedSkuSchema) });
+
+export const domainSchema = z.object({
+  id: z.string(),
+  authenticationType: z.enum(['Managed', 'Federated']),
+  isDefault: z.boolean(),
+  isInitial: z.boolean(),
+  isVerified: z.boolean(),
+});
+
+const protocol = z.enum(['wsFed', 'saml']);
+const mfaBehavior = z.enum([
+  'acceptIfMfaDoneByFederatedIdp',
+  'enforceMfaByFederatedIdp',
+  'rejectMfaByFederatedIdp',
+]);
+export const federationSchema = z.object({
+  id: z.string(),
+  displayName: z.string().nullable().optional(),
+  issuerUri: z.string(),
+  passiveSignInUri: z.string(),
+  signingCertificate: z.string(),
+  nextSigningCertificate: z.string().nullable().optional(),
+  activeSignInUri: z.string().nullable().optional(),
+  metadataExchangeUri: z.string().nullable().optional(),
+  signOutUri: z.string().nullable().optional(),
+  preferredAuthenticationProtocol: protocol,
+  federatedIdpMfaBehavior: mfaBehavior.nullable().optional(),
+  promptLoginBehavior: z
+    .enum(['translateToFreshPasswordAuthentication', 'nativeSupport', 'disabled'])
+    .nullable()
+    .optional(),
+  isSignedAuthenticationRequestRequired: z.boolean().nullable().optional(),
+});
+export const federationCollectionSchema = z.object({ value: z.array(federationSchema) });
+
+/** Graph's error body (concepts/errors.md). */
+export const graphErrorBodySchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string().optional().default(''),
+    innerError: z.record(z.string(), z.unknown()).optional(),
+  }),
+});
+
+export const batchResponseSchema = z.object({
+  responses: z.array(
+    z.object({
+      id: z.string(),
+      status: z.number().int(),
+      headers: z.record(z.string(), z.string()).optional().default({}),
+      body: z.unknown().optional(),
+    }),
+  ),
+});
