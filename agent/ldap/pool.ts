@@ -67,17 +67,17 @@ export class DcPool {
       const url = this.options.urls[this.index % this.options.urls.length] ?? '';
       const pending = this.connect(url);
       this.current = pending;
-      // A failed connect must not stay cached.
-      pending.catch(() => {
-        if (this.current === pending) this.current = undefined;
-      });
+      // run() settles failures through drop(); this only keeps an unobserved rejection quiet.
+      pending.catch(() => undefined);
     }
     return this.current;
   }
 
-  private drop(failed: Promise<Bound>, error: unknown): void {
+  /** Forgets a failed connection; moves to the next DC when the DC itself is the problem. */
+  private drop(failed: Promise<Bound>, error: unknown, nextDc: boolean): void {
     if (this.current !== failed) return; // another caller already moved on
     this.current = undefined;
+    if (!nextDc) return;
     const from = this.options.urls[this.index % this.options.urls.length] ?? '';
     this.index++;
     const to = this.options.urls[this.index % this.options.urls.length] ?? '';
@@ -91,14 +91,23 @@ export class DcPool {
     // Each DC once, plus one more try on the first (it may have just come back).
     for (let attempt = 0; attempt <= this.options.urls.length; attempt++) {
       const pending = this.acquire();
+      let bound: Bound;
       try {
-        const bound = await pending;
+        bound = await pending;
+      } catch (error) {
+        const dcDown = isConnectionError(error);
+        this.drop(pending, error, dcDown);
+        if (!dcDown) throw error instanceof AppError ? error : ldapToAppError(error, 'ldap bind');
+        lastError = error;
+        continue;
+      }
+      try {
         return await work(bound.client, bound.namingContext);
       } catch (error) {
         if (!isConnectionError(error))
           throw error instanceof AppError ? error : ldapToAppError(error, 'ldap');
         lastError = error;
-        this.drop(pending, error);
+        this.drop(pending, error, true);
       }
     }
     throw ldapToAppError(lastError, `no domain controller reachable (${this.options.urls.join(', ')})`);
