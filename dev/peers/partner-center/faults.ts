@@ -74,3 +74,38 @@ export class FaultBook {
     return fault;
   }
 }
+
+/**
+ * Automatic throttling in real time (not virtual): a sliding one-minute window per key. Partner Center
+ * limits the Subscription resource to 500 requests per minute per partner+customer
+ * (subscription-resources.md); a per-partner limit can be set too.
+ */
+export const limitsSchema = z
+  .object({
+    subscriptionRequestsPerMinute: z.number().int().positive().nullable().optional(),
+    partnerRequestsPerMinute: z.number().int().positive().nullable().optional(),
+  })
+  .strict();
+
+export class RateLimiter {
+  private readonly hits = new Map<string, number[]>();
+
+  constructor(
+    public limitPerMinute: number | null,
+    private readonly windowInMs = 60_000,
+  ) {}
+
+  /** Records a request; answers the seconds to wait when the key is over its limit. */
+  hit(key: string, nowInMs = Date.now()): number | undefined {
+    if (this.limitPerMinute === null) return undefined;
+    const recent = (this.hits.get(key) ?? []).filter((at) => at > nowInMs - this.windowInMs);
+    if (recent.length >= this.limitPerMinute) {
+      this.hits.set(key, recent);
+      const oldest = recent[0] ?? nowInMs;
+      return Math.max(1, Math.ceil((oldest + this.windowInMs - nowInMs) / 1000));
+    }
+    recent.push(nowInMs);
+    this.hits.set(key, recent);
+    return undefined;
+  }
+}

@@ -7,7 +7,7 @@ import { serverTls } from '../../tls.js';
 import { tokenVerifier, type Caller } from './auth.js';
 import { VirtualClock, clockRequestSchema, durationInMs } from './clock.js';
 import { PcError, pcErrors } from './errors.js';
-import { FaultBook } from './faults.js';
+import { FaultBook, RateLimiter, limitsSchema } from './faults.js';
 import { graphAdminClient, type GraphTenantSync } from './graph-sync.js';
 import { PartnerCenterModel } from './model.js';
 import { loadSeed, type SeedInput } from './seed.js';
@@ -86,6 +86,8 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   await model.init();
   const verify = tokenVerifier(options.identity.authorityHost);
   const faults = new FaultBook();
+  const subscriptionLimiter = new RateLimiter(seed.limits.subscriptionRequestsPerMinute);
+  const partnerLimiter = new RateLimiter(seed.limits.partnerRequestsPerMinute);
   /** MS-RequestId → the first successful reply; in-flight duplicates wait for it. */
   const idempotent = new Map<string, Promise<Reply>>();
 
@@ -224,6 +226,17 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
       faults.clear();
       return { status: 204 };
     }
+    if (path === '/_admin/limits' && method === 'POST') {
+      const input = limitsSchema.parse(body ?? {});
+      if (input.subscriptionRequestsPerMinute !== undefined)
+        subscriptionLimiter.limitPerMinute = input.subscriptionRequestsPerMinute;
+      if (input.partnerRequestsPerMinute !== undefined)
+        partnerLimiter.limitPerMinute = input.partnerRequestsPerMinute;
+      return ok({
+        subscriptionRequestsPerMinute: subscriptionLimiter.limitPerMinute,
+        partnerRequestsPerMinute: partnerLimiter.limitPerMinute,
+      });
+    }
     if (path === '/_admin/state' && method === 'GET') return ok(model.adminSnapshot());
     const subscription = /^\/_admin\/subscriptions\/([^/]+)$/.exec(path);
     if (subscription?.[1] !== undefined && method === 'POST') {
@@ -272,20 +285,23 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
     const customerId = /^\/v1\/customers\/([^/]+)/i.exec(path)?.[1]?.toLowerCase();
     const facts = { method, path, partnerTenantId: caller.tenantId, customerId };
 
+    const throttled = (seconds: number): Reply => ({
+      status: 429,
+      headers: { 'retry-after': String(seconds) },
+      body: { statusCode: 429, message: `Rate limit is exceeded. Try again in ${seconds} seconds.` },
+    });
     const before = faults.take(['throttle', 'error'], facts);
     if (before?.kind === 'throttle') {
-      send(
-        response,
-        {
-          status: 429,
-          headers: { 'retry-after': String(before.retryAfterInSeconds) },
-          body: {
-            statusCode: 429,
-            message: `Rate limit is exceeded. Try again in ${before.retryAfterInSeconds} seconds.`,
-          },
-        },
-        echo,
-      );
+      send(response, throttled(before.retryAfterInSeconds), echo);
+      return;
+    }
+    const wait =
+      partnerLimiter.hit(caller.tenantId) ??
+      (customerId !== undefined && /\/subscriptions(\/|$)/i.test(path)
+        ? subscriptionLimiter.hit(`${caller.tenantId}|${customerId}`)
+        : undefined);
+    if (wait !== undefined) {
+      send(response, throttled(wait), echo);
       return;
     }
     if (before?.kind === 'error') {

@@ -399,11 +399,6 @@ export class PartnerCenterModel {
     return customer;
   }
 
-  /** The customer tenant a request is about, for per partner+customer throttling. */
-  customerExists(customerId: string): boolean {
-    return this.customers.has(customerId.toLowerCase());
-  }
-
   // ---------- customers ----------
 
   private initialDomain(domain: string): string {
@@ -1295,8 +1290,21 @@ export class PartnerCenterModel {
 
   // ---------- Graph ----------
 
-  /** Sets prepaidUnits.enabled of every SKU the customer holds (or held) to its active seats. */
+  private readonly syncChains = new Map<string, Promise<void>>();
+
+  /**
+   * Sets prepaidUnits.enabled of every SKU the customer holds (or held) to its active seats. Syncs of
+   * one customer run one after another and read the totals when they run, so concurrent changes can
+   * never leave an older total in Graph.
+   */
   async syncSeats(customer: Customer): Promise<void> {
+    const previous = this.syncChains.get(customer.id) ?? Promise.resolve();
+    const next = previous.then(() => this.pushSeats(customer));
+    this.syncChains.set(customer.id, next);
+    await next;
+  }
+
+  private async pushSeats(customer: Customer): Promise<void> {
     const totals = new Map<string, { sku: CatalogSku['graph']; enabled: number }>();
     for (const subscription of this.subscriptions.values()) {
       if (subscription.customerId !== customer.id) continue;

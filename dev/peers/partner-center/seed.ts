@@ -61,6 +61,13 @@ export const seedSchema = z.object({
   clock: z
     .object({ start: z.iso.datetime().optional(), frozen: z.boolean().default(false) })
     .default({ frozen: false }),
+  /** Automatic throttling (real time); null turns a limit off. */
+  limits: z
+    .object({
+      subscriptionRequestsPerMinute: z.number().int().positive().nullable().default(500),
+      partnerRequestsPerMinute: z.number().int().positive().nullable().default(null),
+    })
+    .default({ subscriptionRequestsPerMinute: 500, partnerRequestsPerMinute: null }),
   partners: z
     .array(
       z.object({

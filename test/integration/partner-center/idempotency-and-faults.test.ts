@@ -144,6 +144,33 @@ describe('throttling and outages', () => {
     expect(isAppError(error) && error.retryAfterInSeconds).toBe(30);
   });
 
+  it('throttles automatically per partner and customer once the per-minute limit is used up', async () => {
+    const customerId = await stack.readyCustomer();
+    const setLimit = async (limit: number | null) =>
+      fetch(`${stack.partnerCenter.adminUrl}/limits`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ subscriptionRequestsPerMinute: limit }),
+      });
+    expect((await setLimit(3)).status).toBe(200);
+    try {
+      const commerce = createPartnerCenterCommerce({
+        credential: stack.credential,
+        baseUrl: stack.partnerCenter.baseUrl,
+        retry: { maxRetryAfterInMs: 100 },
+      });
+      for (let call = 0; call < 3; call += 1)
+        expect(await commerce.listSubscriptions(customerId)).toEqual([]);
+      const error: unknown = await commerce.listSubscriptions(customerId).catch((thrown: unknown) => thrown);
+      expect(isAppError(error, 'Throttled')).toBe(true);
+      expect(isAppError(error) && (error.retryAfterInSeconds ?? 0) > 0).toBe(true);
+      // Other resources of the same customer are not part of the Subscription limit.
+      expect((await commerce.getCustomer(customerId)).id).toBe(customerId);
+    } finally {
+      await setLimit(500);
+    }
+  });
+
   it('retries a 503 and reports Unavailable when it persists', async () => {
     const customerId = await stack.readyCustomer();
     await stack.fault({ kind: 'error', status: 503, count: 1, match: { customerId } });
