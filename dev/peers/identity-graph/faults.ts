@@ -15,7 +15,9 @@ export const faultSettingsSchema = z.object({
     .optional(),
   /** Fraction (0..1) of Graph requests answered 503. */
   random503Rate: z.number().min(0).max(1).optional(),
-  /** Retry-After seconds sent with the random 503s (none when unset). */
+  /** The next N Graph requests are answered 503 (deterministic, for tests). */
+  next503Count: z.number().int().min(0).optional(),
+  /** Retry-After seconds sent with the 503s (none when unset). */
   retryAfter503InSeconds: z.number().int().min(0).optional(),
   /** For this long after creation, a new user or group reads as 404 (Entra replication lag). */
   replicationLagInMs: z.number().int().min(0).optional(),
@@ -51,6 +53,9 @@ export class Faults {
   random503Rate = 0;
   retryAfter503InSeconds: number | undefined;
   replicationLagInMs = 0;
+  next503Count = 0;
+  /** What the faults did so far, for tests to assert on. */
+  readonly stats = { throttled: 0, unavailable: 0 };
   private readonly buckets = new Map<string, Bucket>();
 
   configure(input: FaultSettingsInput): void {
@@ -65,6 +70,7 @@ export class Faults {
     if (input.retryAfter503InSeconds !== undefined)
       this.retryAfter503InSeconds = input.retryAfter503InSeconds;
     if (input.replicationLagInMs !== undefined) this.replicationLagInMs = input.replicationLagInMs;
+    if (input.next503Count !== undefined) this.next503Count = input.next503Count;
   }
 
   reset(): void {
@@ -75,6 +81,9 @@ export class Faults {
     this.random503Rate = 0;
     this.retryAfter503InSeconds = undefined;
     this.replicationLagInMs = 0;
+    this.next503Count = 0;
+    this.stats.throttled = 0;
+    this.stats.unavailable = 0;
     this.buckets.clear();
   }
 
@@ -89,11 +98,21 @@ export class Faults {
       random503Rate: this.random503Rate,
       retryAfter503InSeconds: this.retryAfter503InSeconds ?? null,
       replicationLagInMs: this.replicationLagInMs,
+      next503Count: this.next503Count,
+      stats: { ...this.stats },
     };
   }
 
   should503(): boolean {
-    return this.random503Rate > 0 && Math.random() < this.random503Rate;
+    let answer: boolean;
+    if (this.next503Count > 0) {
+      this.next503Count -= 1;
+      answer = true;
+    } else {
+      answer = this.random503Rate > 0 && Math.random() < this.random503Rate;
+    }
+    if (answer) this.stats.unavailable += 1;
+    return answer;
   }
 
   static resourceUnitLimit(userCount: number): number {
@@ -123,6 +142,7 @@ export class Faults {
     const writeLimit = Math.max(1, Math.floor(3000 * this.scale));
     const scope = `Tenant_Application/ReadWrite/${appId}/${tenantId}`;
     if (bucket.used + cost.resourceUnits > ruLimit) {
+      this.stats.throttled += 1;
       const retryAfterInSeconds = Math.max(
         1,
         Math.ceil((bucket.windowStartMs + this.windowInMs - nowMs) / 1000),
@@ -139,6 +159,7 @@ export class Faults {
       };
     }
     if (cost.writes > 0 && bucket.writesUsed + cost.writes > writeLimit) {
+      this.stats.throttled += 1;
       const retryAfterInSeconds = Math.max(
         1,
         Math.ceil((bucket.writeWindowStartMs + this.writeWindowInMs - nowMs) / 1000),
