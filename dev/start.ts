@@ -3,6 +3,7 @@ import { createComposition } from '../shared/composition.js';
 import { loadSettings } from '../shared/config.js';
 import { consoleSink, createLogger } from '../shared/logging.js';
 import { startLocalHost } from './host/local-host.js';
+import { serviceBusTriggers } from './host/queue-triggers.js';
 import { localEnvironment } from './host/settings.js';
 import { peersFilePath, startAllPeers } from './peers/run-all.js';
 
@@ -12,12 +13,15 @@ import { peersFilePath, startAllPeers } from './peers/run-all.js';
  */
 const running = await startAllPeers();
 const settings = loadSettings(localEnvironment(running.peers));
-const deps = createComposition(settings);
+const log = createLogger(consoleSink, { level: settings.LOG_LEVEL, props: { component: 'local-host' } });
+const deps = createComposition(settings, { log });
+const triggers = serviceBusTriggers(running.peers.serviceBus.connectionString, log);
 const host = await startLocalHost({
   definitions,
   deps,
   port: settings.LocalHost__port,
-  log: createLogger(consoleSink, { level: settings.LOG_LEVEL, props: { component: 'local-host' } }),
+  log,
+  startQueueTrigger: triggers.start,
 });
 
 const { apiKey } = await deps.callers.createApiKey({
@@ -44,6 +48,8 @@ const shutdown = (): void => {
   stopping = true;
   void host
     .stop()
+    .then(() => triggers.close())
+    .then(() => deps.close())
     .then(() => running.stop())
     .then(() => process.exit(0));
 };

@@ -1,7 +1,26 @@
 import type { FunctionDefinition } from './define.js';
+import { getCustomer, putCustomer } from './http/customers.js';
 import { health } from './http/health.js';
 import { openApiFunction } from './http/openapi-function.js';
+import { getOperation, listOperations } from './http/operations.js';
+import { putSite } from './http/sites.js';
+import { createUser, getUser } from './http/users.js';
 import { whoami } from './http/whoami.js';
+import { agentReplies } from './queue/agent-replies.js';
+import { directoryWorker } from './queue/directory-worker.js';
 
 /** Every function of atria-m365, once. Azure registration and the local host both read this table. */
-export const definitions: FunctionDefinition[] = [health, openApiFunction(() => definitions), whoami];
+export const definitions: FunctionDefinition[] = [
+  health,
+  openApiFunction(() => definitions),
+  whoami,
+  putCustomer,
+  getCustomer,
+  createUser,
+  getUser,
+  getOperation,
+  listOperations,
+  putSite,
+  directoryWorker,
+  agentReplies,
+];

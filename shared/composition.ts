@@ -1,32 +1,68 @@
+import { randomBytes } from 'node:crypto';
 import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import type { ServiceBusClient } from '@azure/service-bus';
+import { createAesSealer } from './adapters/crypto/aes-sealer.js';
 import { createEntraTokenVerifier } from './adapters/entra-auth/token-verifier.js';
+import { createCredentialFor, createGraphDirectoryFactory } from './adapters/graph/index.js';
+import { RelayHub } from './adapters/relay/index.js';
+import { createServiceBusBus, createServiceBusClient } from './adapters/service-bus/index.js';
 import { createTableStore } from './adapters/tables/table-store.js';
 import type { Settings } from './config.js';
+import { AppError } from './errors.js';
+import type { Logger } from './logging.js';
+import type { Bus } from './ports/bus.js';
 import { systemClock, type Clock } from './ports/clock.js';
+import type { CloudDirectoryFactory } from './ports/cloud-directory.js';
 import type { HealthCheck } from './ports/health.js';
+import type { OnPremDirectory } from './ports/on-prem-directory.js';
 import type { Store } from './ports/store.js';
+import { privateKeyFromPem } from './relay-protocol/index.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
+import { createCustomers } from './usecases/customers.js';
+import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
+import { createSites, type Sites } from './usecases/sites.js';
 
 /**
  * The composition root: the only module that knows both adapters and use cases. Built once per
- * process (Functions worker, local host, agent-side tests) and handed to every function's handler.
+ * process (Functions worker, local host, tests) and handed to every function's handler.
  */
 export interface AppDeps {
   settings: Settings;
   clock: Clock;
   store: Store;
   callers: CallerRegistry;
+  customers: ReturnType<typeof createCustomers>;
+  provisioning: Provisioning;
+  sites: Sites;
+  /** Present when Service Bus and a relay signing key are configured. */
+  relay?: RelayHub;
   healthChecks: HealthCheck[];
+  close(): Promise<void>;
 }
 
 export function azureCredential(clientId: string | undefined): TokenCredential {
   return clientId === undefined ? new DefaultAzureCredential() : new ManagedIdentityCredential({ clientId });
 }
 
-export function createComposition(
-  settings: Settings,
-  overrides: Partial<Pick<AppDeps, 'clock' | 'store'>> = {},
-): AppDeps {
+const unconfiguredBus: Bus = {
+  send: () =>
+    Promise.reject(new AppError('Unavailable', 'Service Bus is not configured', { retryable: false })),
+  sendBatch: () =>
+    Promise.reject(new AppError('Unavailable', 'Service Bus is not configured', { retryable: false })),
+};
+
+function graphCustomHosts(baseUrl: string): string[] {
+  const host = new URL(baseUrl).hostname;
+  return host === 'graph.microsoft.com' ? [] : [host];
+}
+
+export interface CompositionOverrides {
+  clock?: Clock;
+  store?: Store;
+  log?: Logger;
+}
+
+export function createComposition(settings: Settings, overrides: CompositionOverrides = {}): AppDeps {
   const clock = overrides.clock ?? systemClock;
   const store =
     overrides.store ??
@@ -49,6 +85,69 @@ export function createComposition(
     clock,
     ...(tokenVerifier === undefined ? {} : { tokenVerifier }),
   });
+
+  let serviceBus: ServiceBusClient | undefined;
+  if (settings.ServiceBusConnection !== undefined) {
+    serviceBus = createServiceBusClient({ connectionString: settings.ServiceBusConnection });
+  } else if (settings.ServiceBusConnection__fullyQualifiedNamespace !== undefined) {
+    serviceBus = createServiceBusClient({
+      fullyQualifiedNamespace: settings.ServiceBusConnection__fullyQualifiedNamespace,
+      credential: azureCredential(settings.ServiceBusConnection__clientId),
+    });
+  }
+  const bus = serviceBus === undefined ? unconfiguredBus : createServiceBusBus(serviceBus);
+
+  const cloudDirectory: CloudDirectoryFactory | undefined =
+    settings.Graph__clientId === undefined
+      ? undefined
+      : createGraphDirectoryFactory({
+          credentialFor: createCredentialFor({
+            clientId: settings.Graph__clientId,
+            ...(settings.Graph__clientSecret === undefined
+              ? {}
+              : { clientSecret: settings.Graph__clientSecret }),
+            authorityHost: settings.Graph__authorityHost,
+          }),
+          graphBaseUrl: settings.Graph__baseUrl,
+          customHosts: graphCustomHosts(settings.Graph__baseUrl),
+          clock,
+        });
+
+  const sites = createSites({ store, clock });
+  const relay =
+    serviceBus === undefined || settings.Relay__signingKeyPem === undefined
+      ? undefined
+      : new RelayHub({
+          client: serviceBus,
+          signer: {
+            privateKey: privateKeyFromPem(settings.Relay__signingKeyPem, 'ed25519'),
+            kid: settings.Relay__signingKeyId,
+          },
+          clock,
+          defaultTimeoutInMs: settings.Relay__replyTimeoutInMs,
+          onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
+          ...(overrides.log === undefined ? {} : { log: overrides.log }),
+        });
+  const onPremDirectory =
+    relay === undefined
+      ? undefined
+      : async (siteId: string): Promise<OnPremDirectory> => {
+          const site = await sites.get(siteId);
+          return relay.directoryFor({ siteId, sitePublicKeyPem: site.publicKeyPem });
+        };
+
+  // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.
+  const sealer = createAesSealer(settings.Secrets__operationKey ?? randomBytes(32).toString('base64'));
+  const provisioning = createProvisioning({
+    store,
+    clock,
+    bus,
+    sealer,
+    ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+    ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
+    agentTimeoutInMs: settings.Relay__replyTimeoutInMs,
+  });
+
   const healthChecks: HealthCheck[] = [
     {
       name: 'storage',
@@ -57,6 +156,44 @@ export function createComposition(
         return { state: 'ok' };
       },
     },
+    {
+      name: 'serviceBus',
+      check: async () => {
+        if (serviceBus === undefined) return { state: 'notConfigured' };
+        const receiver = serviceBus.createReceiver('directory-work');
+        try {
+          await receiver.peekMessages(1);
+          return { state: 'ok' };
+        } finally {
+          await receiver.close();
+        }
+      },
+    },
+    {
+      name: 'graph',
+      check: () =>
+        Promise.resolve(
+          cloudDirectory === undefined
+            ? { state: 'notConfigured' }
+            : { state: 'ok', detail: 'credentials configured' },
+        ),
+    },
+    ...sites.healthChecks(),
   ];
-  return { settings, clock, store, callers, healthChecks };
+
+  return {
+    settings,
+    clock,
+    store,
+    callers,
+    customers: createCustomers({ store, clock }),
+    provisioning,
+    sites,
+    ...(relay === undefined ? {} : { relay }),
+    healthChecks,
+    async close() {
+      await relay?.close();
+      await serviceBus?.close();
+    },
+  };
 }

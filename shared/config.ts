@@ -47,7 +47,14 @@ export const settingsSchema = z.object({
 
   // Relay agent commands are signed with this Ed25519 private key (PEM, a Key Vault reference in Azure).
   Relay__signingKeyPem: optionalText,
+  Relay__signingKeyId: z.string().min(1).max(64).default('atria-cloud-1'),
   Relay__replyTimeoutInMs: positiveInt.default(30_000),
+
+  /** AES-256 key (base64, 32 bytes) sealing initial passwords while their step waits in storage. */
+  Secrets__operationKey: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64')
+    .optional(),
 
   // Accidental bulk delete/disable guard (like Entra Connect's threshold).
   Guard__maxSharePercent: z.coerce.number().min(1).max(100).default(10),
@@ -86,6 +93,9 @@ function crossChecks(s: Record<string, string>): Problem[] {
   if (pc.some(has)) {
     for (const name of pc.filter((n) => !has(n)))
       problems.push({ setting: name, message: 'required with the other PartnerCenter__ settings' });
+  }
+  if (s.ATRIA_ENVIRONMENT === 'azure' && !has('Secrets__operationKey')) {
+    problems.push({ setting: 'Secrets__operationKey', message: 'required in Azure (a Key Vault reference)' });
   }
   if (s.ATRIA_ENVIRONMENT === 'azure' && !has('Auth__entraTenantId')) {
     problems.push({

@@ -5,6 +5,7 @@ import { loadSettings } from '../../shared/config.js';
 import { consoleSink, createLogger } from '../../shared/logging.js';
 import { peersFilePath, peersFileSchema } from '../peers/run-all.js';
 import { startLocalHost } from './local-host.js';
+import { serviceBusTriggers } from './queue-triggers.js';
 import { localEnvironment } from './settings.js';
 
 // npm run host: the local Functions host alone, against peers already started by `npm run peers`.
@@ -12,13 +13,23 @@ const peers = existsSync(peersFilePath)
   ? peersFileSchema.parse(JSON.parse(readFileSync(peersFilePath, 'utf8')))
   : undefined;
 const settings = loadSettings(localEnvironment(peers));
+const log = createLogger(consoleSink, { level: settings.LOG_LEVEL, props: { component: 'local-host' } });
+const triggers =
+  settings.ServiceBusConnection === undefined
+    ? undefined
+    : serviceBusTriggers(settings.ServiceBusConnection, log);
 const host = await startLocalHost({
   definitions,
-  deps: createComposition(settings),
+  deps: createComposition(settings, { log }),
   port: settings.LocalHost__port,
-  log: createLogger(consoleSink, { level: settings.LOG_LEVEL, props: { component: 'local-host' } }),
+  log,
+  ...(triggers === undefined ? {} : { startQueueTrigger: triggers.start }),
 });
 console.log(JSON.stringify({ url: host.url, registration: host.registration }));
-const shutdown = (): void => void host.stop().then(() => process.exit(0));
+const shutdown = (): void =>
+  void host.stop().then(async () => {
+    await triggers?.close();
+    process.exit(0);
+  });
 process.once('SIGINT', shutdown);
 process.once('SIGTERM', shutdown);

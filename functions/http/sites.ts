@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import { httpFunction } from './endpoint.js';
+
+const siteParams = z.object({
+  siteId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lowercase letters, digits and - (≤ 40)'),
+});
+const siteView = z.object({
+  siteId: z.string(),
+  providerId: z.string(),
+  publicKeyPem: z.string(),
+  registeredAt: z.string(),
+});
+
+export const putSite = httpFunction({
+  name: 'sites-put',
+  route: 'sites/{siteId}',
+  method: 'PUT',
+  summary:
+    "Register a customer site's relay agent: its X25519 public key (initial passwords are sealed to it)",
+  tags: ['sites'],
+  auth: 'caller',
+  params: siteParams,
+  body: z.object({
+    publicKeyPem: z
+      .string()
+      .regex(/^-----BEGIN PUBLIC KEY-----[\s\S]+-----END PUBLIC KEY-----\s*$/, 'a PEM public key'),
+  }),
+  responses: { 200: { description: 'Registered', schema: siteView } },
+  async handle({ caller, params: { siteId }, body, deps }) {
+    const site = await deps.sites.register(caller as NonNullable<typeof caller>, siteId, body.publicKeyPem);
+    const { heartbeat: _h, ...view } = site;
+    return { status: 200, body: view };
+  },
+});

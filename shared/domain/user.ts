@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { sAMAccountNamePattern, upnPattern } from './identity.js';
+
+/** Atria's view of one user of one customer, linking its ids in both directories. */
+export const userStates = [
+  'provisioning',
+  'active',
+  'needsLicence',
+  'disabled',
+  'failed',
+  'deleted',
+] as const;
+
+export const userIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, . _ - (≤ 64)');
+
+/** The body of POST /api/customers/{id}/users (and of the public `user.create` queue command). */
+export const createUserRequestSchema = z.object({
+  /** Atria's own id for the user: the key every later call uses. */
+  userId: userIdSchema,
+  userPrincipalName: z.string().trim().regex(upnPattern, 'must be alias@domain with allowed characters'),
+  displayName: z.string().trim().min(1).max(256),
+  givenName: z.string().trim().min(1).max(64).optional(),
+  surname: z.string().trim().min(1).max(64).optional(),
+  mailNickname: z
+    .string()
+    .regex(/^[^@()\\[\]";:.<>, ]{1,64}$/)
+    .optional(),
+  sAMAccountName: z
+    .string()
+    .regex(sAMAccountNamePattern, '≤ 20 characters, none of " / \\ [ ] : ; | = , + * ? < > @ or spaces')
+    .optional(),
+  usageLocation: z
+    .string()
+    .regex(/^[A-Z]{2}$/)
+    .optional(),
+  jobTitle: z.string().max(128).optional(),
+  department: z.string().max(64).optional(),
+  accountEnabled: z.boolean().default(true),
+  /** Name of one of the customer's licence plans. */
+  licencePlan: z.string().optional(),
+  /**
+   * Initial password for AD (adOnly, hybridFederated, both) and for the cloud account in `both`. Sealed
+   * at once, never stored or queued in clear. Cloud-only users get a random one and must change it.
+   */
+  password: z.string().min(8).max(256).optional(),
+});
+export type CreateUserRequest = z.infer<typeof createUserRequestSchema>;
+
+export const userRecordSchema = z.object({
+  userId: z.string(),
+  providerId: z.string(),
+  customerId: z.string(),
+  userPrincipalName: z.string(),
+  displayName: z.string(),
+  state: z.enum(userStates),
+  ad: z.object({ objectGuid: z.string(), dn: z.string(), sAMAccountName: z.string() }).optional(),
+  entra: z.object({ objectId: z.string(), onPremisesImmutableId: z.string().optional() }).optional(),
+  licences: z.array(z.object({ skuId: z.string(), assignedAt: z.string() })).default([]),
+  lastOperationId: z.string(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type UserRecord = z.infer<typeof userRecordSchema>;

@@ -1,0 +1,634 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { directoryWork } from '../contracts/directory-work.js';
+import type { Caller } from '../domain/caller.js';
+import { allowedUpnSuffixes, writesToAd, writesToEntra, type Customer } from '../domain/customer.js';
+import {
+  immutableIdFromObjectGuid,
+  mailNicknameFrom,
+  sAMAccountNameFrom,
+  upnParts,
+} from '../domain/identity.js';
+import { isFinished, newStep, operationSchema, type Operation, type Step } from '../domain/operation.js';
+import { userRecordSchema, type CreateUserRequest, type UserRecord } from '../domain/user.js';
+import { AppError, toAppError } from '../errors.js';
+import type { Logger } from '../logging.js';
+import { deterministicMessageId, type Bus } from '../ports/bus.js';
+import type { Clock } from '../ports/clock.js';
+import type { CloudDirectory } from '../ports/cloud-directory.js';
+import type { OnPremDirectory } from '../ports/on-prem-directory.js';
+import type { SecretSealer } from '../ports/secret-sealer.js';
+import type { Store, Versioned } from '../ports/store.js';
+import { customersCollection, loadCustomer } from './customers.js';
+
+/**
+ * Provisioning a user is a saga over up to three steps — AD create (through the site's relay agent),
+ * Entra create (hybrid: onPremisesImmutableId = base64(objectGUID), no cloud password), licences —
+ * persisted after each step. Every step is idempotent by a key derived from the operation, so a
+ * redelivered message resumes instead of repeating; a permanent failure undoes the done steps.
+ */
+export interface ProvisioningDeps {
+  store: Store;
+  clock: Clock;
+  bus: Bus;
+  sealer: SecretSealer;
+  cloudDirectory?: (tenantId: string) => CloudDirectory;
+  onPremDirectory?: (siteId: string) => Promise<OnPremDirectory>;
+  agentTimeoutInMs?: number;
+}
+
+const idempotencySchema = z.object({
+  operationId: z.string(),
+  requestHash: z.string(),
+  createdAt: z.string(),
+});
+const indexSchema = z.object({ operationId: z.string() });
+
+export const userPartition = (providerId: string, customerId: string): string =>
+  `${providerId}/${customerId}`;
+
+function collections(store: Store) {
+  return {
+    operations: store.collection('operations', operationSchema),
+    customerOperations: store.collection('customeroperations', indexSchema),
+    users: store.collection('users', userRecordSchema),
+    idempotency: store.collection('idempotency', idempotencySchema),
+    customers: customersCollection(store),
+  };
+}
+
+function requestHash(request: CreateUserRequest): string {
+  const { password, ...rest } = request;
+  return createHash('sha256')
+    .update(
+      JSON.stringify({
+        ...rest,
+        password: password === undefined ? null : createHash('sha256').update(password).digest('hex'),
+      }),
+    )
+    .digest('hex');
+}
+
+function stepsFor(customer: Customer, request: CreateUserRequest): Step[] {
+  const steps: Step[] = [];
+  if (writesToAd(customer.identityMode)) steps.push(newStep('ad.create'));
+  if (writesToEntra(customer.identityMode)) steps.push(newStep('entra.create'));
+  if (request.licencePlan !== undefined) steps.push(newStep('licences'));
+  return steps;
+}
+
+/** What a customer's configuration says about one create request, checked before anything is queued. */
+export function validateAgainstCustomer(customer: Customer, request: CreateUserRequest): void {
+  const errors: { path: string; message: string }[] = [];
+  const { domain } = upnParts(request.userPrincipalName);
+  const suffixes = allowedUpnSuffixes(customer);
+  if (!suffixes.includes(domain)) {
+    errors.push({
+      path: 'body.userPrincipalName',
+      message: `domain must be one of: ${suffixes.join(', ') || '(none configured)'}`,
+    });
+  }
+  if (customer.identityMode === 'hybridFederated' && domain !== customer.entra?.federatedDomain) {
+    errors.push({
+      path: 'body.userPrincipalName',
+      message: `hybrid users sign in through ADFS: use @${customer.entra?.federatedDomain ?? ''}`,
+    });
+  }
+  if (request.licencePlan !== undefined) {
+    if (customer.identityMode === 'adOnly')
+      errors.push({ path: 'body.licencePlan', message: 'adOnly customers have no Entra licences' });
+    else if (!customer.licencePlans.some((p) => p.name === request.licencePlan)) {
+      errors.push({
+        path: 'body.licencePlan',
+        message: `unknown plan; the customer has: ${customer.licencePlans.map((p) => p.name).join(', ') || '(none)'}`,
+      });
+    }
+    if (request.usageLocation === undefined && customer.defaultUsageLocation === undefined) {
+      errors.push({
+        path: 'body.usageLocation',
+        message: 'required for licences (the customer has no defaultUsageLocation)',
+      });
+    }
+  }
+  if (writesToAd(customer.identityMode) && request.accountEnabled && request.password === undefined) {
+    errors.push({ path: 'body.password', message: 'an enabled AD account needs an initial password' });
+  }
+  if (customer.identityMode === 'cloudOnly' && request.password !== undefined) {
+    errors.push({
+      path: 'body.password',
+      message: 'cloud-only users get a random password; set one with POST …/password',
+    });
+  }
+  if (errors.length > 0) {
+    throw new AppError(
+      'Validation',
+      `The request does not fit customer ${customer.customerId}: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`,
+      {
+        details: { errors },
+      },
+    );
+  }
+}
+
+function strongRandomPassword(): string {
+  // 24 chars from four classes: meets Entra and AD complexity whatever the random bytes.
+  return `${randomBytes(18).toString('base64url')}aA1!`;
+}
+
+export function createProvisioning(deps: ProvisioningDeps) {
+  const c = collections(deps.store);
+  const now = (): string => deps.clock.now().toISOString();
+
+  async function enqueue(operation: Operation): Promise<void> {
+    await deps.bus.send(
+      directoryWork,
+      { type: 'operation.run', v: 1, providerId: operation.providerId, operationId: operation.operationId },
+      {
+        messageId: deterministicMessageId('operation.run', operation.providerId, operation.operationId),
+        correlationId: operation.correlationId,
+      },
+    );
+  }
+
+  /**
+   * Accepts a create request: records it (once per idempotency key), queues the work, and answers with
+   * the operation. Replays of the same key return the same operation; a different body is refused.
+   */
+  async function requestCreateUser(input: {
+    caller: Caller;
+    customerId: string;
+    request: CreateUserRequest;
+    idempotencyKey?: string;
+    correlationId: string;
+  }): Promise<{ operation: Operation; replayed: boolean }> {
+    const { caller, customerId, request } = input;
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    validateAgainstCustomer(customer, request);
+    const partition = userPartition(caller.providerId, customerId);
+    const hash = requestHash(request);
+    const idempotencyKey = input.idempotencyKey ?? `user:${request.userId}`;
+
+    let operationId: string = randomUUID();
+    try {
+      await c.idempotency.create(partition, idempotencyKey, {
+        operationId,
+        requestHash: hash,
+        createdAt: now(),
+      });
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+      const first = await c.idempotency.get(partition, idempotencyKey);
+      if (first === undefined)
+        throw new AppError('Unavailable', 'idempotency record vanished; retry', { retryable: true });
+      if (first.value.requestHash !== hash) {
+        throw new AppError(
+          'Conflict',
+          input.idempotencyKey === undefined
+            ? `user ${request.userId} already exists with different details`
+            : 'this Idempotency-Key was used for a different request',
+        );
+      }
+      operationId = first.value.operationId;
+      const existing = await c.operations.get(caller.providerId, operationId);
+      if (existing !== undefined) {
+        if (!isFinished(existing.value.state)) await enqueue(existing.value);
+        return { operation: existing.value, replayed: true };
+      }
+      // The first attempt stopped between its two writes: finish it now with the same operation id.
+    }
+
+    const created = now();
+    const operation: Operation = {
+      operationId,
+      providerId: caller.providerId,
+      customerId,
+      userId: request.userId,
+      kind: 'user.create',
+      state: 'queued',
+      steps: stepsFor(customer, request),
+      correlationId: input.correlationId,
+      ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }),
+      request: { ...request, password: undefined },
+      ...(request.password === undefined ? {} : { sealedPassword: deps.sealer.seal(request.password) }),
+      createdAt: created,
+      updatedAt: created,
+    };
+    delete operation.request.password;
+    try {
+      await c.users.create(partition, request.userId, {
+        userId: request.userId,
+        providerId: caller.providerId,
+        customerId,
+        userPrincipalName: request.userPrincipalName,
+        displayName: request.displayName,
+        state: 'provisioning',
+        licences: [],
+        lastOperationId: operationId,
+        createdAt: created,
+        updatedAt: created,
+      });
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+      const user = await c.users.get(partition, request.userId);
+      if (user?.value.lastOperationId !== operationId) {
+        throw new AppError(
+          'AlreadyExists',
+          `user ${request.userId} already exists for customer ${customerId}`,
+        );
+      }
+    }
+    try {
+      await c.operations.create(caller.providerId, operationId, operation);
+      await c.customerOperations.create(partition, `${created}~${operationId}`, { operationId });
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+    }
+    await enqueue(operation);
+    return { operation, replayed: false };
+  }
+
+  /** The public `user.create` queue command: the same path as HTTP, with the provider's full scope. */
+  async function acceptQueuedCreate(
+    message: {
+      providerId: string;
+      customerId: string;
+      idempotencyKey: string;
+      user: Omit<CreateUserRequest, 'password'>;
+    },
+    correlationId: string,
+  ) {
+    const caller: Caller = { id: 'service-bus', kind: 'apiKey', providerId: message.providerId };
+    return requestCreateUser({
+      caller,
+      customerId: message.customerId,
+      request: message.user,
+      idempotencyKey: message.idempotencyKey,
+      correlationId,
+    });
+  }
+
+  async function getOperation(caller: Caller, operationId: string): Promise<Operation> {
+    const found = await c.operations.get(caller.providerId, operationId);
+    if (
+      found === undefined ||
+      (caller.customerIds !== undefined && !caller.customerIds.includes(found.value.customerId))
+    ) {
+      throw new AppError('NotFound', `operation ${operationId} not found`);
+    }
+    const { sealedPassword: _sealed, ...visible } = found.value;
+    return visible;
+  }
+
+  async function listOperations(caller: Caller, customerId: string, limit = 50): Promise<Operation[]> {
+    await loadCustomer(deps.store, caller, customerId);
+    const out: Operation[] = [];
+    for await (const entry of c.customerOperations.list(userPartition(caller.providerId, customerId))) {
+      const op = await c.operations.get(caller.providerId, entry.value.operationId);
+      if (op !== undefined) {
+        const { sealedPassword: _sealed, ...visible } = op.value;
+        out.push(visible);
+      }
+    }
+    return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt)).slice(0, limit);
+  }
+
+  async function getUser(caller: Caller, customerId: string, userId: string): Promise<UserRecord> {
+    await loadCustomer(deps.store, caller, customerId);
+    const user = await c.users.get(userPartition(caller.providerId, customerId), userId);
+    if (user === undefined) throw new AppError('NotFound', `user ${userId} not found`);
+    return user.value;
+  }
+
+  // ---- the saga -------------------------------------------------------------------------------------
+
+  interface RunContext {
+    operation: Versioned<Operation>;
+    customer: Customer;
+    log: Logger;
+  }
+
+  async function save(ctx: RunContext, change: (op: Operation) => void): Promise<void> {
+    const next = structuredClone(ctx.operation.value);
+    change(next);
+    next.updatedAt = now();
+    ctx.operation = await c.operations.replace(next.providerId, next.operationId, next, ctx.operation.etag);
+  }
+
+  function stepResult(op: Operation, name: string): Record<string, string> {
+    return op.steps.find((s) => s.name === name)?.result ?? {};
+  }
+
+  function cloudFor(customer: Customer): CloudDirectory {
+    if (deps.cloudDirectory === undefined || customer.entra === undefined) {
+      throw new AppError('Unavailable', 'Microsoft Graph is not configured', { retryable: false });
+    }
+    return deps.cloudDirectory(customer.entra.tenantId);
+  }
+
+  async function onPremFor(customer: Customer): Promise<OnPremDirectory> {
+    if (deps.onPremDirectory === undefined || customer.ad === undefined) {
+      throw new AppError('Unavailable', 'no relay agent is configured for this customer', {
+        retryable: false,
+      });
+    }
+    return deps.onPremDirectory(customer.ad.siteId);
+  }
+
+  async function executeStep(ctx: RunContext, step: Step): Promise<Record<string, string>> {
+    const op = ctx.operation.value;
+    const request = op.request as Omit<CreateUserRequest, 'password'>;
+    const customer = ctx.customer;
+    const { alias } = upnParts(request.userPrincipalName);
+    const usageLocation = request.usageLocation ?? customer.defaultUsageLocation;
+    switch (step.name) {
+      case 'ad.create': {
+        const password = op.sealedPassword === undefined ? undefined : deps.sealer.open(op.sealedPassword);
+        const { user } = await (
+          await onPremFor(customer)
+        ).createUser(
+          {
+            ou: customer.ad?.usersOu ?? '',
+            sAMAccountName: request.sAMAccountName ?? sAMAccountNameFrom(alias),
+            userPrincipalName: request.userPrincipalName,
+            displayName: request.displayName,
+            ...(request.givenName === undefined ? {} : { givenName: request.givenName }),
+            ...(request.surname === undefined ? {} : { sn: request.surname }),
+            ...(password === undefined ? {} : { password }),
+            enabled: request.accountEnabled && password !== undefined,
+          },
+          {
+            commandId: `${op.operationId}.ad.create`,
+            ...(deps.agentTimeoutInMs === undefined ? {} : { timeoutInMs: deps.agentTimeoutInMs }),
+          },
+        );
+        return { objectGuid: user.objectGuid, dn: user.dn, sAMAccountName: user.sAMAccountName };
+      }
+      case 'entra.create': {
+        const cloud = cloudFor(customer);
+        const objectGuid = stepResult(op, 'ad.create').objectGuid;
+        const federated = customer.identityMode === 'hybridFederated';
+        const immutableId =
+          federated && objectGuid !== undefined ? immutableIdFromObjectGuid(objectGuid) : undefined;
+        const existing = await cloud.findUserByUpn(request.userPrincipalName);
+        if (existing !== undefined) {
+          // Ours if it carries our anchor, or if an earlier attempt of this very step may have created it.
+          const ours =
+            immutableId !== undefined
+              ? existing.onPremisesImmutableId === immutableId
+              : step.attempts > 1 && existing.onPremisesImmutableId === null;
+          if (!ours)
+            throw new AppError(
+              'AlreadyExists',
+              `${request.userPrincipalName} already exists in Entra ID and is not ours`,
+            );
+          return {
+            objectId: existing.id,
+            ...(immutableId === undefined ? {} : { onPremisesImmutableId: immutableId }),
+          };
+        }
+        const password =
+          customer.identityMode === 'both' && op.sealedPassword !== undefined
+            ? deps.sealer.open(op.sealedPassword)
+            : strongRandomPassword();
+        const created = await cloud.createUser({
+          userPrincipalName: request.userPrincipalName,
+          displayName: request.displayName,
+          mailNickname: request.mailNickname ?? mailNicknameFrom(alias),
+          accountEnabled: request.accountEnabled,
+          ...(immutableId === undefined
+            ? { password, forceChangePasswordNextSignIn: customer.identityMode === 'cloudOnly' }
+            : { onPremisesImmutableId: immutableId }),
+          ...(usageLocation === undefined ? {} : { usageLocation }),
+          ...(request.givenName === undefined ? {} : { givenName: request.givenName }),
+          ...(request.surname === undefined ? {} : { surname: request.surname }),
+          ...(request.jobTitle === undefined ? {} : { jobTitle: request.jobTitle }),
+          ...(request.department === undefined ? {} : { department: request.department }),
+        });
+        return {
+          objectId: created.id,
+          ...(immutableId === undefined ? {} : { onPremisesImmutableId: immutableId }),
+        };
+      }
+      case 'licences': {
+        const plan = customer.licencePlans.find((p) => p.name === request.licencePlan);
+        if (plan === undefined)
+          throw new AppError('Validation', `licence plan ${request.licencePlan ?? ''} no longer exists`);
+        const objectId = stepResult(op, 'entra.create').objectId;
+        if (objectId === undefined) throw new AppError('Internal', 'licences step without an Entra user');
+        const cloud = cloudFor(customer);
+        if (usageLocation !== undefined) await cloud.updateUser(objectId, { usageLocation });
+        // Re-assigning an assigned licence is a no-op in Graph, so a retry is safe.
+        await cloud.assignLicences(objectId, {
+          add: plan.skus.map((s) => ({ skuId: s.skuId, disabledPlanIds: s.disabledServicePlanIds })),
+          remove: [],
+        });
+        return { skuIds: plan.skus.map((s) => s.skuId).join(',') };
+      }
+      default:
+        throw new AppError('Internal', `unknown step ${step.name}`);
+    }
+  }
+
+  async function compensate(ctx: RunContext): Promise<void> {
+    const op = ctx.operation.value;
+    for (const step of [...op.steps].reverse()) {
+      if (step.state !== 'done') continue;
+      try {
+        if (step.name === 'ad.create' && step.result?.objectGuid !== undefined) {
+          await (
+            await onPremFor(ctx.customer)
+          ).delete({ objectGuid: step.result.objectGuid }, { commandId: `${op.operationId}.ad.create.undo` });
+        } else if (step.name === 'entra.create' && step.result?.objectId !== undefined) {
+          await cloudFor(ctx.customer).deleteUser(step.result.objectId);
+        } else continue;
+        await save(ctx, (o) => {
+          const s = o.steps.find((x) => x.name === step.name);
+          if (s !== undefined) s.state = 'compensated';
+        });
+      } catch (error) {
+        // Undo failures are logged and left visible on the operation; the original failure stands.
+        ctx.log.error('compensation failed', { operationId: op.operationId, step: step.name, error });
+        throw error;
+      }
+    }
+  }
+
+  async function updateUserRecord(ctx: RunContext, change: (user: UserRecord) => void): Promise<void> {
+    const op = ctx.operation.value;
+    const partition = userPartition(op.providerId, op.customerId);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const user = await c.users.get(partition, op.userId);
+      if (user === undefined) return;
+      const next = structuredClone(user.value);
+      change(next);
+      next.updatedAt = now();
+      try {
+        await c.users.replace(partition, op.userId, next, user.etag);
+        return;
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      }
+    }
+    throw new AppError('Unavailable', 'user record kept changing; retry', { retryable: true });
+  }
+
+  /**
+   * Runs the operation's remaining steps. Returns normally when the operation is finished or held
+   * (needs a licence); throws a retryable error when the message should be delivered again.
+   */
+  async function runOperation(
+    providerId: string,
+    operationId: string,
+    log: Logger,
+  ): Promise<Operation | undefined> {
+    const loaded = await c.operations.get(providerId, operationId);
+    if (loaded === undefined) {
+      log.warn('operation not found; nothing to do', { operationId });
+      return undefined;
+    }
+    if (isFinished(loaded.value.state)) return loaded.value;
+    const customer = await c.customers.get(providerId, loaded.value.customerId);
+    if (customer === undefined) throw new AppError('NotFound', `customer ${loaded.value.customerId} is gone`);
+    const ctx: RunContext = { operation: loaded, customer: customer.value, log };
+    try {
+      await save(ctx, (o) => {
+        o.state = 'running';
+      });
+      for (const step of ctx.operation.value.steps) {
+        if (step.state === 'done' || step.state === 'skipped') continue;
+        await save(ctx, (o) => {
+          const s = o.steps.find((x) => x.name === step.name) as Step;
+          s.state = 'running';
+          s.attempts += 1;
+          s.startedAt ??= now();
+          delete s.error;
+        });
+        const current = ctx.operation.value.steps.find((x) => x.name === step.name) as Step;
+        let result: Record<string, string>;
+        try {
+          result = await executeStep(ctx, current);
+        } catch (thrown) {
+          const error = toAppError(thrown);
+          const info = { code: error.code, message: error.message, retryable: error.retryable };
+          if (error.code === 'LicenceUnavailable') {
+            await save(ctx, (o) => {
+              const s = o.steps.find((x) => x.name === step.name) as Step;
+              s.state = 'waiting';
+              s.error = info;
+              o.state = 'needsLicence';
+            });
+            await updateUserRecord(ctx, (u) => {
+              u.state = 'needsLicence';
+              const entra = stepResult(ctx.operation.value, 'entra.create');
+              if (entra.objectId !== undefined)
+                u.entra = {
+                  objectId: entra.objectId,
+                  ...(entra.onPremisesImmutableId === undefined
+                    ? {}
+                    : { onPremisesImmutableId: entra.onPremisesImmutableId }),
+                };
+            });
+            log.warn('operation held: no free licence', { operationId, step: step.name });
+            return ctx.operation.value;
+          }
+          if (error.retryable) {
+            await save(ctx, (o) => {
+              (o.steps.find((x) => x.name === step.name) as Step).error = info;
+            });
+            throw error;
+          }
+          await save(ctx, (o) => {
+            const s = o.steps.find((x) => x.name === step.name) as Step;
+            s.state = 'failed';
+            s.error = info;
+            s.finishedAt = now();
+            o.error = info;
+          });
+          await compensate(ctx);
+          await save(ctx, (o) => {
+            o.state = o.steps.some((s) => s.state === 'compensated') ? 'compensated' : 'failed';
+            delete o.sealedPassword;
+          });
+          await updateUserRecord(ctx, (u) => {
+            u.state = 'failed';
+          });
+          log.warn('operation failed', { operationId, step: step.name, code: error.code });
+          return ctx.operation.value;
+        }
+        await save(ctx, (o) => {
+          const s = o.steps.find((x) => x.name === step.name) as Step;
+          s.state = 'done';
+          s.result = result;
+          s.finishedAt = now();
+          // The password is needed by the directory steps only; drop it as soon as they are done.
+          if (
+            !o.steps.some((x) => (x.name === 'ad.create' || x.name === 'entra.create') && x.state !== 'done')
+          )
+            delete o.sealedPassword;
+        });
+      }
+      await save(ctx, (o) => {
+        o.state = 'succeeded';
+        delete o.sealedPassword;
+      });
+      const op = ctx.operation.value;
+      const ad = stepResult(op, 'ad.create');
+      const entra = stepResult(op, 'entra.create');
+      const licences = stepResult(op, 'licences');
+      await updateUserRecord(ctx, (u) => {
+        u.state =
+          (op.request as { accountEnabled?: boolean }).accountEnabled === false ? 'disabled' : 'active';
+        if (ad.objectGuid !== undefined)
+          u.ad = { objectGuid: ad.objectGuid, dn: ad.dn ?? '', sAMAccountName: ad.sAMAccountName ?? '' };
+        if (entra.objectId !== undefined) {
+          u.entra = {
+            objectId: entra.objectId,
+            ...(entra.onPremisesImmutableId === undefined
+              ? {}
+              : { onPremisesImmutableId: entra.onPremisesImmutableId }),
+          };
+        }
+        if (licences.skuIds !== undefined)
+          u.licences = licences.skuIds.split(',').map((skuId) => ({ skuId, assignedAt: now() }));
+      });
+      return op;
+    } catch (error) {
+      // Another delivery of the same message is running this operation: leave it to that one.
+      if (error instanceof AppError && error.code === 'ConcurrencyConflict') {
+        log.info('operation is being run by another delivery', { operationId });
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  /** Queues held operations of a customer again (after seats were bought). */
+  async function retryHeld(caller: Caller, customerId: string): Promise<number> {
+    const ops = await listOperations(caller, customerId, 1000);
+    let count = 0;
+    for (const op of ops.filter((o) => o.state === 'needsLicence')) {
+      await deps.bus.send(
+        directoryWork,
+        { type: 'operation.run', v: 1, providerId: op.providerId, operationId: op.operationId },
+        {
+          messageId: deterministicMessageId('operation.retry', op.operationId, now()),
+          correlationId: op.correlationId,
+        },
+      );
+      count++;
+    }
+    return count;
+  }
+
+  return {
+    requestCreateUser,
+    acceptQueuedCreate,
+    getOperation,
+    listOperations,
+    getUser,
+    runOperation,
+    retryHeld,
+  };
+}
+
+export type Provisioning = ReturnType<typeof createProvisioning>;

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Seed } from '../../dev/peers/identity-graph/index.js';
+import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
+import { startTestStack, waitFor, type TestStack } from '../support/stack.js';
+
+const partnerTenant = randomUUID();
+const tenantId = randomUUID();
+const skuE3 = randomUUID();
+const seed: Seed = {
+  tenants: [
+    {
+      id: partnerTenant,
+      displayName: 'Partner',
+      domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
+    },
+    {
+      id: tenantId,
+      displayName: 'Fabrikam',
+      domains: [{ id: 'fabrikam.example', isDefault: true, authenticationType: 'Managed' }],
+      skus: [{ skuId: skuE3, skuPartNumber: 'ENTERPRISEPACK', enabled: 2 }],
+    },
+  ],
+  apps: [
+    {
+      clientId: randomUUID(),
+      clientSecret: 'e2e-secret-value-123',
+      homeTenantId: partnerTenant,
+      tenants: [tenantId],
+      roles: [
+        'User.ReadWrite.All',
+        'Directory.ReadWrite.All',
+        'Domain.ReadWrite.All',
+        'Organization.Read.All',
+        'LicenseAssignment.ReadWrite.All',
+      ],
+    },
+  ],
+};
+
+let stack: TestStack;
+let key: string;
+let otherProviderKey: string;
+let narrowKey: string;
+
+type Op = {
+  operationId: string;
+  state: string;
+  steps: { name: string; state: string; result?: Record<string, string> }[];
+};
+
+async function finished(operationId: string): Promise<Op> {
+  return waitFor(async () => {
+    const response = await stack.api(`/operations/${operationId}`, { key });
+    const op = (await response.json()) as Op;
+    return ['succeeded', 'failed', 'compensated', 'needsLicence'].includes(op.state) ? op : undefined;
+  }, `operation ${operationId}`);
+}
+
+beforeAll(async () => {
+  stack = await startTestStack({
+    storageConnectionString: inject('storageConnectionString'),
+    graphSeed: seed,
+  });
+  key = (await stack.deps.callers.createApiKey({ providerId: 'prov-cloud', name: 'e2e' })).apiKey;
+  otherProviderKey = (await stack.deps.callers.createApiKey({ providerId: 'prov-other', name: 'e2e other' }))
+    .apiKey;
+  narrowKey = (
+    await stack.deps.callers.createApiKey({
+      providerId: 'prov-cloud',
+      customerIds: ['someone-else'],
+      name: 'narrow',
+    })
+  ).apiKey;
+  const put = await stack.api('/customers/fabrikam', {
+    method: 'PUT',
+    key,
+    body: JSON.stringify({
+      displayName: 'Fabrikam',
+      identityMode: 'cloudOnly',
+      entra: { tenantId, domains: ['fabrikam.example'] },
+      defaultUsageLocation: 'NL',
+      licencePlans: [{ name: 'E3', skus: [{ skuId: skuE3 }] }],
+    }),
+  });
+  expect(put.status).toBe(201);
+});
+
+afterAll(async () => {
+  await stack.stop();
+});
+
+describe('cloud-only provisioning end to end (HTTP → Service Bus → worker → Graph peer)', () => {
+  it('creates the user in Entra ID with a licence and links Atria id ↔ Entra object id', async () => {
+    const response = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key,
+      headers: { 'idempotency-key': 'create-ann-1' },
+      body: JSON.stringify({
+        userId: 'u-ann',
+        userPrincipalName: 'ann@fabrikam.example',
+        displayName: 'Ann Smith',
+        licencePlan: 'E3',
+      }),
+    });
+    expect(response.status).toBe(202);
+    const accepted = (await response.json()) as Op;
+    expect(response.headers.get('location')).toBe(`/api/operations/${accepted.operationId}`);
+    const op = await finished(accepted.operationId);
+    expect(op.state).toBe('succeeded');
+    expect(op.steps.map((s) => [s.name, s.state])).toEqual([
+      ['entra.create', 'done'],
+      ['licences', 'done'],
+    ]);
+
+    const user = (await (await stack.api('/customers/fabrikam/users/u-ann', { key })).json()) as {
+      state: string;
+      entra: { objectId: string };
+      licences: { skuId: string }[];
+    };
+    expect(user.state).toBe('active');
+    // The app's own record is above; now ask Graph itself through a separate client.
+    const cloud = createGraphDirectoryFactory({
+      credentialFor: createCredentialFor({
+        clientId: stack.graphApp.clientId,
+        clientSecret: stack.graphApp.clientSecret,
+        authorityHost: stack.graph.authorityHost,
+      }),
+      graphBaseUrl: stack.graph.graphBaseUrl,
+      customHosts: ['127.0.0.1'],
+    })(tenantId);
+    const graphUser = await cloud.getUser('ann@fabrikam.example');
+    expect(graphUser.id).toBe(user.entra.objectId);
+    expect(graphUser.usageLocation).toBe('NL');
+    expect(graphUser.assignedLicences.map((l) => l.skuId)).toEqual([skuE3]);
+    expect(user.licences.map((l) => l.skuId)).toEqual([skuE3]);
+    const skus = await cloud.listSubscribedSkus();
+    expect(skus.find((s) => s.skuId === skuE3)?.consumedUnits).toBe(1);
+  });
+
+  it('replays the same Idempotency-Key with the same operation and refuses it for another body', async () => {
+    const body = { userId: 'u-ben', userPrincipalName: 'ben@fabrikam.example', displayName: 'Ben' };
+    const first = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key,
+      headers: { 'idempotency-key': 'ben-1' },
+      body: JSON.stringify(body),
+    });
+    const again = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key,
+      headers: { 'idempotency-key': 'ben-1' },
+      body: JSON.stringify(body),
+    });
+    expect(first.status).toBe(202);
+    expect(again.status).toBe(200);
+    const a = (await first.json()) as Op;
+    const b = (await again.json()) as Op;
+    expect(b.operationId).toBe(a.operationId);
+    const changed = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key,
+      headers: { 'idempotency-key': 'ben-1' },
+      body: JSON.stringify({ ...body, displayName: 'Benjamin' }),
+    });
+    expect(changed.status).toBe(409);
+    expect((await finished(a.operationId)).state).toBe('succeeded');
+  });
+
+  it('holds the operation in needs-licence when no seat is free, without failing it', async () => {
+    // Two seats: ann took one; cid takes the last; dee finds none.
+    for (const [id, name] of [
+      ['u-cid', 'cid'],
+      ['u-dee', 'dee'],
+    ] as const) {
+      await stack.api('/customers/fabrikam/users', {
+        method: 'POST',
+        key,
+        body: JSON.stringify({
+          userId: id,
+          userPrincipalName: `${name}@fabrikam.example`,
+          displayName: name,
+          licencePlan: 'E3',
+        }),
+      });
+    }
+    const list = (await (await stack.api('/customers/fabrikam/operations', { key })).json()) as {
+      value: (Op & { userId: string })[];
+    };
+    const cid = await finished(list.value.find((o) => o.userId === 'u-cid')?.operationId ?? '');
+    const dee = await finished(list.value.find((o) => o.userId === 'u-dee')?.operationId ?? '');
+    expect(cid.state).toBe('succeeded');
+    expect(dee.state).toBe('needsLicence');
+    expect(dee.steps.find((s) => s.name === 'licences')?.state).toBe('waiting');
+    const user = (await (await stack.api('/customers/fabrikam/users/u-dee', { key })).json()) as {
+      state: string;
+      entra?: { objectId: string };
+    };
+    expect(user.state).toBe('needsLicence');
+    expect(user.entra?.objectId).toBeDefined();
+  });
+
+  it('names the bad field in a 400 problem and answers 404 for an unknown customer', async () => {
+    const bad = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({ userId: 'u-x', userPrincipalName: 'not-an-upn', displayName: '' }),
+    });
+    expect(bad.status).toBe(400);
+    const problem = (await bad.json()) as { code: string; errors: { path: string }[] };
+    expect(problem.code).toBe('Validation');
+    expect(problem.errors.map((e) => e.path)).toEqual(
+      expect.arrayContaining(['body.userPrincipalName', 'body.displayName']),
+    );
+    const wrongDomain = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({ userId: 'u-y', userPrincipalName: 'y@elsewhere.example', displayName: 'Y' }),
+    });
+    expect(wrongDomain.status).toBe(400);
+    expect((await stack.api('/customers/nobody/users/u-ann', { key })).status).toBe(404);
+  });
+
+  it("never lets a caller reach another provider's or an out-of-scope customer", async () => {
+    expect((await stack.api('/customers/fabrikam', { key: otherProviderKey })).status).toBe(404);
+    expect((await stack.api('/customers/fabrikam/users/u-ann', { key: otherProviderKey })).status).toBe(404);
+    const list = (await (await stack.api('/customers/fabrikam/operations', { key })).json()) as {
+      value: Op[];
+    };
+    const someOp = list.value[0]?.operationId ?? '';
+    expect((await stack.api(`/operations/${someOp}`, { key: otherProviderKey })).status).toBe(404);
+    expect((await stack.api(`/operations/${someOp}`, { key: narrowKey })).status).toBe(404);
+    expect((await stack.api('/customers/fabrikam', { key: narrowKey })).status).toBe(403);
+    const create = await stack.api('/customers/fabrikam/users', {
+      method: 'POST',
+      key: otherProviderKey,
+      body: JSON.stringify({
+        userId: 'u-evil',
+        userPrincipalName: 'evil@fabrikam.example',
+        displayName: 'Evil',
+      }),
+    });
+    expect(create.status).toBe(404);
+  });
+});

@@ -1,0 +1,107 @@
+import { join } from 'node:path';
+import { definitions } from '../../functions/definitions.js';
+import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
+import { serviceBusTriggers } from '../../dev/host/queue-triggers.js';
+import {
+  startIdentityGraphPeer,
+  type IdentityGraphPeer,
+  type Seed,
+} from '../../dev/peers/identity-graph/index.js';
+import { startServiceBusPeer, type ServiceBusPeer } from '../../dev/peers/servicebus/index.js';
+import { createComposition, type AppDeps } from '../../shared/composition.js';
+import { loadSettings } from '../../shared/config.js';
+import { createLogger, type Logger } from '../../shared/logging.js';
+
+/**
+ * The whole app on the local peers, wired as production wires it: local Functions host (HTTP and queue
+ * triggers) → Service Bus peer → workers → Graph peer (and Samba through the agent, where a test adds it).
+ */
+export interface TestStack {
+  host: LocalHost;
+  deps: AppDeps;
+  graph: IdentityGraphPeer;
+  serviceBus: ServiceBusPeer;
+  graphApp: { clientId: string; clientSecret: string; homeTenantId: string };
+  api(path: string, init?: RequestInit & { key?: string }): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+export const quietLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child() {
+    return quietLogger;
+  },
+};
+
+export async function startTestStack(options: {
+  storageConnectionString: string;
+  graphSeed: Seed;
+  extraSettings?: Record<string, string>;
+  log?: Logger;
+}): Promise<TestStack> {
+  const serviceBus = await startServiceBusPeer({
+    config: join(process.cwd(), 'dev/peers/servicebus/config.json'),
+  });
+  const graph = await startIdentityGraphPeer({ seed: options.graphSeed });
+  const app = options.graphSeed.apps?.[0];
+  if (app?.clientSecret === undefined) throw new Error('graph seed needs an app with a secret');
+  const settings = loadSettings({
+    LOG_LEVEL: 'warn',
+    TableStorage: options.storageConnectionString,
+    ServiceBusConnection: serviceBus.connectionString,
+    Graph__authorityHost: graph.authorityHost,
+    Graph__baseUrl: graph.graphBaseUrl,
+    Graph__clientId: app.clientId,
+    Graph__clientSecret: app.clientSecret,
+    ...options.extraSettings,
+  });
+  const log = options.log ?? createLogger(() => undefined);
+  const deps = createComposition(settings, { log });
+  const triggers = serviceBusTriggers(serviceBus.connectionString, log);
+  const host = await startLocalHost({
+    definitions,
+    deps,
+    port: 0,
+    log,
+    startQueueTrigger: triggers.start,
+    timers: false,
+  });
+  return {
+    host,
+    deps,
+    graph,
+    serviceBus,
+    graphApp: { clientId: app.clientId, clientSecret: app.clientSecret, homeTenantId: app.homeTenantId },
+    api(path, init = {}) {
+      const { key, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (key !== undefined) headers.set('x-functions-key', key);
+      if (rest.body !== undefined) headers.set('content-type', 'application/json');
+      return fetch(`${host.url}${path}`, { ...rest, headers });
+    },
+    async stop() {
+      await host.stop();
+      await triggers.close();
+      await deps.close();
+      await graph.stop();
+      await serviceBus.stop();
+    },
+  };
+}
+
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined>,
+  what: string,
+  timeoutInMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutInMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
