@@ -1,0 +1,3 @@
+export { createServiceBusBus, type ServiceBusBus } from './bus.js';
+export { createServiceBusClient, type ServiceBusSettings } from './client.js';
+export { toBusError } from './errors.js';
