@@ -12,18 +12,15 @@ const registered = vi.hoisted(() => ({
 }));
 vi.mock('@azure/functions', async (importOriginal) => {
   const original = await importOriginal<typeof AzureFunctions>();
-  return {
-    ...original,
-    app: {
-      setup: () => undefined,
-      http: (name: string, o: { route: string; methods: string[]; authLevel: string }) =>
-        registered.http.push({ name, route: o.route, methods: o.methods, authLevel: o.authLevel }),
-      serviceBusQueue: (name: string, o: { queueName: string; connection: string }) =>
-        registered.queues.push({ name, queueName: o.queueName, connection: o.connection }),
-      timer: (name: string, o: { schedule: string }) =>
-        registered.timers.push({ name, schedule: o.schedule }),
-    },
+  const app = {
+    setup: () => undefined,
+    http: (name: string, o: { route: string; methods: string[]; authLevel: string }) =>
+      registered.http.push({ name, route: o.route, methods: o.methods, authLevel: o.authLevel }),
+    serviceBusQueue: (name: string, o: { queueName: string; connection: string }) =>
+      registered.queues.push({ name, queueName: o.queueName, connection: o.connection }),
+    timer: (name: string, o: { schedule: string }) => registered.timers.push({ name, schedule: o.schedule }),
   };
+  return { ...original, app, default: { ...original, app } };
 });
 
 const deps = testDeps({ TableStorage: inject('storageConnectionString') });
