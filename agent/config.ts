@@ -66,8 +66,12 @@ export const agentConfigSchema = z.strictObject({
   localAttempts: z.number().int().min(1).max(10).default(3),
   /** After this many deliveries a transient failure is answered (retryable) instead of abandoned again. */
   answerAfterDeliveries: z.number().int().min(1).default(5),
+  /** Wait before abandoning a transiently failed command, times its delivery count (capped at 30 s). */
+  redeliveryDelayInMs: z.number().int().min(0).default(1000),
 });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
+/** The file as written (defaults may be left out). */
+export type AgentConfigFile = z.input<typeof agentConfigSchema>;
 
 export interface ResolvedAgentConfig {
   siteId: string;
@@ -83,6 +87,7 @@ export interface ResolvedAgentConfig {
   maxConcurrentCommands: number;
   localAttempts: number;
   answerAfterDeliveries: number;
+  redeliveryDelayInMs: number;
 }
 
 function resolveSecret(source: SecretSource, base: string, env: NodeJS.ProcessEnv, what: string): string {
@@ -150,6 +155,7 @@ export function resolveAgentConfig(
     maxConcurrentCommands: config.maxConcurrentCommands,
     localAttempts: config.localAttempts,
     answerAfterDeliveries: config.answerAfterDeliveries,
+    redeliveryDelayInMs: config.redeliveryDelayInMs,
   };
 }
 

@@ -120,6 +120,11 @@ export async function startAgent(
   let stopping = false;
   const inFlight = new Set<Promise<void>>();
 
+  const sleepUnlessStopping = async (ms: number): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!stopping && Date.now() < deadline) await new Promise((r) => setTimeout(r, Math.min(100, ms)));
+  };
+
   const send = async (body: Reply | Heartbeat, messageId: string, correlationId?: string): Promise<void> => {
     await sender.sendMessages({
       body,
@@ -205,6 +210,10 @@ export async function startAgent(
           code: error.code,
           deliveryCount: message.deliveryCount ?? 0,
         });
+        // Pace redeliveries (Service Bus redelivers an abandoned message at once); the SDK renews the lock.
+        await sleepUnlessStopping(
+          Math.min(30_000, config.redeliveryDelayInMs * ((message.deliveryCount ?? 0) + 1)),
+        );
         await receiver.abandonMessage(message);
         return;
       }

@@ -203,18 +203,16 @@ describe('adapter → Service Bus → agent → DC', () => {
     });
     const name = sam();
     const error = await rejects(
-      past
-        .directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem })
-        .createUser(
-          {
-            ou: dc.usersOu,
-            sAMAccountName: name,
-            userPrincipalName: `${name}@atria.test`,
-            displayName: name,
-            enabled: false,
-          },
-          { commandId: id() },
-        ),
+      past.directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem }).createUser(
+        {
+          ou: dc.usersOu,
+          sAMAccountName: name,
+          userPrincipalName: `${name}@atria.test`,
+          displayName: name,
+          enabled: false,
+        },
+        { commandId: id() },
+      ),
     );
     await past.close();
     expect(error.code).toBe('Expired');

@@ -9,7 +9,7 @@ import {
   type ServiceBusPeer,
 } from '../../../dev/peers/servicebus/index.js';
 import type { SambaPeer } from '../../../dev/peers/samba/index.js';
-import type { AgentConfig } from '../../../agent/config.js';
+import type { AgentConfigFile as AgentConfig } from '../../../agent/config.js';
 import { RelayHub, type RelayHubOptions } from '../../../shared/adapters/relay/index.js';
 import {
   generateSigningKeyPair,
@@ -18,7 +18,7 @@ import {
 } from '../../../shared/relay-protocol/index.js';
 import { allowedAttributes, siteId } from './support.js';
 
-const queue = (name: string, maxDeliveryCount = 10) => ({
+const queue = (name: string, lockDuration = 'PT5S') => ({
   Name: name,
   Properties: {
     DeadLetteringOnMessageExpiration: false,
@@ -26,8 +26,8 @@ const queue = (name: string, maxDeliveryCount = 10) => ({
     DuplicateDetectionHistoryTimeWindow: 'PT10M',
     ForwardDeadLetteredMessagesTo: '',
     ForwardTo: '',
-    LockDuration: 'PT30S',
-    MaxDeliveryCount: maxDeliveryCount,
+    LockDuration: lockDuration,
+    MaxDeliveryCount: 10,
     RequiresDuplicateDetection: true,
     RequiresSession: false,
   },
