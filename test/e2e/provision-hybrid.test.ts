@@ -1,0 +1,263 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Client, EqualityFilter } from 'ldapts';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { resolveAgentConfig } from '../../agent/config.js';
+import { startAgent, type RunningAgent } from '../../agent/runtime.js';
+import type { Seed } from '../../dev/peers/identity-graph/index.js';
+import { startSambaPeer, type SambaPeer } from '../../dev/peers/samba/index.js';
+import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
+import { createLogger } from '../../shared/logging.js';
+import type { CloudDirectory } from '../../shared/ports/cloud-directory.js';
+import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
+import { startTestStack, waitFor, type TestStack } from '../support/stack.js';
+
+/**
+ * The hybrid path end to end: HTTP → Service Bus → worker → relay agent → Samba AD DC, then → Graph
+ * peer with onPremisesImmutableId = base64(objectGUID) in a federated domain, then licences.
+ */
+const partnerTenant = randomUUID();
+const tenantId = randomUUID();
+const sku = randomUUID();
+const siteId = 'demo'; // the peer's config declares agent-site-demo
+const seed: Seed = {
+  tenants: [
+    {
+      id: partnerTenant,
+      displayName: 'Partner',
+      domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
+    },
+    {
+      id: tenantId,
+      displayName: 'Contoso',
+      domains: [
+        { id: 'contoso.example', isDefault: true, authenticationType: 'Managed' },
+        { id: 'fed.contoso.example', authenticationType: 'Federated' },
+      ],
+      skus: [{ skuId: sku, skuPartNumber: 'ENTERPRISEPACK', enabled: 10 }],
+    },
+  ],
+  apps: [
+    {
+      clientId: randomUUID(),
+      clientSecret: 'hybrid-e2e-secret-1',
+      homeTenantId: partnerTenant,
+      tenants: [tenantId],
+      roles: [
+        'User.ReadWrite.All',
+        'Directory.ReadWrite.All',
+        'Domain.ReadWrite.All',
+        'LicenseAssignment.ReadWrite.All',
+      ],
+    },
+  ],
+};
+
+let dc: SambaPeer;
+let stack: TestStack;
+let agent: RunningAgent;
+let key: string;
+let cloud: CloudDirectory;
+
+type Op = {
+  operationId: string;
+  state: string;
+  steps: { name: string; state: string; error?: { code: string } }[];
+};
+
+async function finished(operationId: string): Promise<Op> {
+  return waitFor(
+    async () => {
+      const op = (await (await stack.api(`/operations/${operationId}`, { key })).json()) as Op;
+      return ['succeeded', 'failed', 'compensated', 'needsLicence'].includes(op.state) ? op : undefined;
+    },
+    `operation ${operationId}`,
+    45_000,
+  );
+}
+
+async function adUser(
+  upn: string,
+): Promise<{ objectGuid: string; dn: string; userAccountControl: string } | undefined> {
+  const client = new Client({ url: dc.url, tlsOptions: { ca: readFileSync(dc.caFile) } });
+  try {
+    await client.bind(dc.bindDn, dc.password);
+    const { searchEntries } = await client.search(dc.baseDn, {
+      scope: 'sub',
+      filter: new EqualityFilter({ attribute: 'userPrincipalName', value: upn }),
+      attributes: ['objectGUID', 'userAccountControl'],
+      explicitBufferAttributes: ['objectGUID'],
+    });
+    const entry = searchEntries[0];
+    if (entry === undefined) return undefined;
+    return {
+      objectGuid: (entry.objectGUID as Buffer).toString('base64'),
+      dn: entry.dn,
+      userAccountControl: String(entry.userAccountControl),
+    };
+  } finally {
+    await client.unbind();
+  }
+}
+
+beforeAll(async () => {
+  dc = await startSambaPeer();
+  const signing = generateSigningKeyPair();
+  const site = generateSiteKeyPair();
+  stack = await startTestStack({
+    storageConnectionString: inject('storageConnectionString'),
+    graphSeed: seed,
+    extraSettings: {
+      Relay__signingKeyPem: signing.privateKeyPem,
+      Relay__signingKeyId: 'e2e-key',
+      Relay__replyTimeoutInMs: '20000',
+    },
+  });
+  agent = await startAgent(
+    resolveAgentConfig(
+      {
+        siteId,
+        serviceBus: { connectionString: stack.serviceBus.connectionString },
+        directory: {
+          urls: [dc.url],
+          bindDn: dc.bindDn,
+          password: dc.password,
+          caFile: dc.caFile,
+          allowedOus: [dc.atriaOu],
+        },
+        cloudSigningKeys: [{ kid: 'e2e-key', publicKeyPem: signing.publicKeyPem }],
+        sitePrivateKey: site.privateKeyPem,
+        heartbeatIntervalInMs: 1000,
+      },
+      process.cwd(),
+    ),
+    { log: createLogger(() => undefined) },
+  );
+  key = (await stack.deps.callers.createApiKey({ providerId: 'prov-hybrid', name: 'e2e' })).apiKey;
+  expect(
+    (
+      await stack.api(`/sites/${siteId}`, {
+        method: 'PUT',
+        key,
+        body: JSON.stringify({ publicKeyPem: site.publicKeyPem }),
+      })
+    ).status,
+  ).toBe(200);
+  const put = await stack.api('/customers/contoso', {
+    method: 'PUT',
+    key,
+    body: JSON.stringify({
+      displayName: 'Contoso',
+      identityMode: 'hybridFederated',
+      entra: {
+        tenantId,
+        domains: ['contoso.example', 'fed.contoso.example'],
+        federatedDomain: 'fed.contoso.example',
+      },
+      ad: { siteId, usersOu: dc.usersOu, upnSuffixes: ['fed.contoso.example'] },
+      defaultUsageLocation: 'NL',
+      licencePlans: [{ name: 'E3', skus: [{ skuId: sku }] }],
+    }),
+  });
+  expect(put.status).toBe(201);
+  cloud = createGraphDirectoryFactory({
+    credentialFor: createCredentialFor({
+      clientId: stack.graphApp.clientId,
+      clientSecret: stack.graphApp.clientSecret,
+      authorityHost: stack.graph.authorityHost,
+    }),
+    graphBaseUrl: stack.graph.graphBaseUrl,
+    customHosts: ['127.0.0.1'],
+  })(tenantId);
+}, 120_000);
+
+afterAll(async () => {
+  await agent?.stop();
+  await stack?.stop();
+  await dc?.stop();
+});
+
+describe('hybrid federated provisioning end to end', () => {
+  it('writes AD first, then Entra with onPremisesImmutableId = base64(objectGUID) and no cloud password, then licences', async () => {
+    const response = await stack.api('/customers/contoso/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({
+        userId: 'h-ada',
+        userPrincipalName: 'ada@fed.contoso.example',
+        displayName: 'Ada Lovelace',
+        givenName: 'Ada',
+        surname: 'Lovelace',
+        password: 'Str0ng!Passw0rd#1',
+        licencePlan: 'E3',
+      }),
+    });
+    expect(response.status).toBe(202);
+    const op = await finished(((await response.json()) as Op).operationId);
+    expect(op.steps.map((s) => [s.name, s.state])).toEqual([
+      ['ad.create', 'done'],
+      ['entra.create', 'done'],
+      ['licences', 'done'],
+    ]);
+    expect(op.state).toBe('succeeded');
+
+    const inAd = await adUser('ada@fed.contoso.example');
+    expect(inAd).toBeDefined();
+    expect(inAd?.userAccountControl).toBe('512'); // enabled, with the password set
+    const inEntra = await cloud.getUser('ada@fed.contoso.example');
+    expect(inEntra.onPremisesImmutableId).toBe(inAd?.objectGuid);
+    expect(inEntra.assignedLicences.map((l) => l.skuId)).toEqual([sku]);
+
+    const record = (await (await stack.api('/customers/contoso/users/h-ada', { key })).json()) as {
+      state: string;
+      ad: { objectGuid: string; dn: string };
+      entra: { objectId: string; onPremisesImmutableId: string };
+    };
+    expect(record.state).toBe('active');
+    expect(record.ad.objectGuid).toBe(inAd?.objectGuid);
+    expect(record.entra).toEqual({ objectId: inEntra.id, onPremisesImmutableId: inAd?.objectGuid });
+    // The operation never shows the password, sealed or not.
+    expect(JSON.stringify(op)).not.toMatch(/Str0ng|sealedPassword/);
+  });
+
+  it('undoes the AD account when Entra refuses the user, leaving no half-user', async () => {
+    // Someone else already holds this UPN in Entra, so the Entra step fails permanently.
+    await cloud.createUser({
+      userPrincipalName: 'bob@fed.contoso.example',
+      displayName: 'Not ours',
+      mailNickname: 'bob',
+      onPremisesImmutableId: Buffer.from(randomUUID().replace(/-/g, ''), 'hex').toString('base64'),
+    });
+    const response = await stack.api('/customers/contoso/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({
+        userId: 'h-bob',
+        userPrincipalName: 'bob@fed.contoso.example',
+        displayName: 'Bob',
+        password: 'Str0ng!Passw0rd#2',
+      }),
+    });
+    const op = await finished(((await response.json()) as Op).operationId);
+    expect(op.state).toBe('compensated');
+    expect(op.steps.find((s) => s.name === 'ad.create')?.state).toBe('compensated');
+    expect(op.steps.find((s) => s.name === 'entra.create')?.error?.code).toBe('AlreadyExists');
+    expect(await adUser('bob@fed.contoso.example')).toBeUndefined();
+  });
+
+  it('shows the agent site with its heartbeat in /api/health', async () => {
+    await agent.heartbeat();
+    const report = await waitFor(async () => {
+      const body = (await (await stack.api('/health')).json()) as {
+        dependencies: {
+          name: string;
+          state: string;
+          info?: { sites: { siteId: string; agentVersion: string | null }[] };
+        }[];
+      };
+      const sites = body.dependencies.find((d) => d.name === 'agentSites');
+      return sites?.state === 'ok' ? sites : undefined;
+    }, 'a heartbeat');
+    expect(report.info?.sites[0]).toMatchObject({ siteId, agentVersion: expect.any(String) });
+  });
+});
