@@ -128,9 +128,8 @@ export function userDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
     const view = userView(user, select === undefined ? undefined : [...new Set([...select, 'id'])]);
     return view;
   });
-  const body: Record<string, unknown> = {
-    '@odata.context': `${ctx.graphBaseUrl}/$metadata#users${select === undefined ? '' : `(${select.join(',')})`}`,
-  };
+  // user-delta.md examples: the context stays $metadata#users even with $select.
+  const body: Record<string, unknown> = { '@odata.context': `${ctx.graphBaseUrl}/$metadata#users` };
   if (offset + pageSize < changed.length) {
     body['@odata.nextLink'] = link(ctx, '$skiptoken', {
       ...state,
