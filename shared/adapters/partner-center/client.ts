@@ -120,9 +120,21 @@ export class PartnerCenterClient {
     requestId: string,
     correlationId: string,
   ): Promise<z.infer<T>> {
-    const token = await this.options.credential.getToken(partnerCenterScope, {
-      ...(request.abortSignal === undefined ? {} : { abortSignal: request.abortSignal }),
-    });
+    let token: Awaited<ReturnType<TokenCredential['getToken']>>;
+    try {
+      token = await this.options.credential.getToken(partnerCenterScope, {
+        ...(request.abortSignal === undefined ? {} : { abortSignal: request.abortSignal }),
+      });
+    } catch (error) {
+      // The identity platform refusing us (bad secret, no consent) is final; an outage may pass.
+      const { name, statusCode } = error as { name?: unknown; statusCode?: unknown };
+      const refused =
+        name === 'AuthenticationRequiredError' ||
+        (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500);
+      throw new AppError(refused ? 'Unauthenticated' : 'Unavailable', 'no token for Partner Center', {
+        cause: error,
+      });
+    }
     if (token === null) throw new AppError('Unauthenticated', 'no token for Partner Center');
     const timeout = AbortSignal.timeout(this.timeoutInMs);
     const signal =

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { ClientSecretCredential } from '@azure/identity';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createPartnerCenterCommerce } from '../../../shared/adapters/partner-center/commerce.js';
 import { isAppError } from '../../../shared/errors.js';
@@ -193,6 +194,21 @@ describe('agreements and access', () => {
       .catch((thrown: unknown) => thrown);
     expect(isAppError(error, 'AgreementMissing')).toBe(true);
     expect(await stack.commerce.listSubscriptions(created.customer.id)).toEqual([]);
+  });
+
+  it('a credential the identity platform refuses is Unauthenticated, not retried', async () => {
+    const retries: string[] = [];
+    const commerce = createPartnerCenterCommerce({
+      credential: new ClientSecretCredential(stack.partnerTenantId, stack.clientId, 'wrong-secret', {
+        authorityHost: stack.graph.authorityHost,
+        disableInstanceDiscovery: true,
+      }),
+      baseUrl: stack.partnerCenter.baseUrl,
+      retry: { onRetry: (error) => retries.push(error.code) },
+    });
+    const error: unknown = await commerce.listOffers().catch((thrown: unknown) => thrown);
+    expect(isAppError(error, 'Unauthenticated')).toBe(true);
+    expect(retries).toEqual([]);
   });
 
   it('answers 401 without a token and 403 for a token of another audience', async () => {
