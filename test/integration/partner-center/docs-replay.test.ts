@@ -429,6 +429,17 @@ describe('carts and checkout (create-a-cart.md, update-a-cart.md, checkout-a-car
     ).toMatchObject(errorShape(800002));
   });
 
+  it('a cart expires 7 days after creation', async () => {
+    const customerId = await stack.readyCustomer();
+    const cart = await call('POST', `/v1/customers/${customerId}/carts`, { body: documentedCart });
+    const cartId = z.object({ id: z.string() }).parse(cart.body).id;
+    await stack.advance({ days: 7, hours: 1 });
+    const checkout = await call('POST', `/v1/customers/${customerId}/carts/${cartId}/checkout`);
+    expect(checkout.status).toBe(400);
+    expect(checkout.body).toMatchObject(errorShape(800009));
+    expect(await stack.commerce.listSubscriptions(customerId)).toEqual([]);
+  });
+
   it('checkout without MCA is 403/13605', async () => {
     const customerId = await createdCustomer();
     const cart = await call('POST', `/v1/customers/${customerId}/carts`, { body: documentedCart });
