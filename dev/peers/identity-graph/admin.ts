@@ -103,8 +103,9 @@ export function handleAdmin(
     if (method === 'POST' && id === undefined) {
       const parsed = appSeedSchema.safeParse(body);
       if (!parsed.success) return problem(400, 'Invalid app.', parsed.error.issues);
+      const existed = state.apps.has(parsed.data.clientId.toLowerCase());
       const app = state.addApp(parsed.data);
-      return { status: 201, body: { clientId: app.clientId } };
+      return { status: existed ? 200 : 201, body: { clientId: app.clientId } };
     }
     if (method === 'POST' && id !== undefined && sub === 'tenants') {
       const app = state.apps.get(id.toLowerCase());

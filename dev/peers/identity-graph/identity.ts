@@ -249,7 +249,7 @@ export async function issueToken(ctx: TokenRequestContext): Promise<IdentityResp
     const failure = await verifyAssertion(assertion, app, endpoints, nowInSeconds);
     if (failure !== undefined) return failure;
   } else if (secret !== undefined) {
-    if (app.clientSecret === undefined || secret !== app.clientSecret) {
+    if (!app.clientSecrets.includes(secret)) {
       return aadError(
         401,
         'invalid_client',

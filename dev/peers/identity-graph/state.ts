@@ -124,7 +124,8 @@ export class TenantState {
 
 export interface AppRecord {
   clientId: string;
-  clientSecret: string | undefined;
+  /** Entra apps may hold several secrets at once (rotation). */
+  clientSecrets: string[];
   certificatesPem: string[];
   homeTenantId: string;
   tenants: Set<string>;
@@ -208,22 +209,31 @@ export class DirectoryState {
     return tenant;
   }
 
+  /**
+   * Registers an app, or merges into an existing registration (secrets, certificates, consented
+   * tenants and roles are added, never dropped), so posting the same app twice is harmless.
+   */
   addApp(seed: AppSeed): AppRecord {
     const clientId = seed.clientId.toLowerCase();
     const existing = this.apps.get(clientId);
     const tenants = new Set<string>([
+      ...(existing?.tenants ?? []),
       seed.homeTenantId.toLowerCase(),
       ...(seed.tenants ?? []).map((t) => t.toLowerCase()),
     ]);
-    for (const t of existing?.tenants ?? []) tenants.add(t);
     const app: AppRecord = {
       clientId,
-      clientSecret: seed.clientSecret,
-      certificatesPem: seed.certificates ?? [],
-      homeTenantId: seed.homeTenantId.toLowerCase(),
+      clientSecrets: [
+        ...new Set([
+          ...(existing?.clientSecrets ?? []),
+          ...(seed.clientSecret === undefined ? [] : [seed.clientSecret]),
+        ]),
+      ],
+      certificatesPem: [...new Set([...(existing?.certificatesPem ?? []), ...(seed.certificates ?? [])])],
+      homeTenantId: existing?.homeTenantId ?? seed.homeTenantId.toLowerCase(),
       tenants,
-      roles: seed.roles ?? [],
-      displayName: seed.displayName ?? `app ${clientId}`,
+      roles: [...new Set([...(existing?.roles ?? []), ...(seed.roles ?? [])])],
+      displayName: seed.displayName ?? existing?.displayName ?? `app ${clientId}`,
       servicePrincipalIds: existing?.servicePrincipalIds ?? new Map<string, string>(),
     };
     this.apps.set(clientId, app);

@@ -161,6 +161,28 @@ describe('identity platform peer through @azure/identity', () => {
     expect(decodeJwt(token.token)['tid']).toBe(tenantId);
   });
 
+  it('merges a re-posted app registration: both secrets work and roles are added, not replaced', async () => {
+    const clientId = randomUUID();
+    const first = await admin(f, 'POST', '/apps', {
+      clientId,
+      clientSecret: 'first-secret',
+      homeTenantId: f.customerTenantId,
+      roles: ['User.Read.All'],
+    });
+    expect(first.status).toBe(201);
+    const again = await admin(f, 'POST', '/apps', {
+      clientId,
+      clientSecret: 'second-secret',
+      homeTenantId: f.customerTenantId,
+      roles: ['Domain.Read.All'],
+    });
+    expect(again.status).toBe(200);
+    for (const secret of ['first-secret', 'second-secret']) {
+      const token = await secretCredential(f, f.customerTenantId, secret, clientId).getToken(graphScope);
+      expect(decodeJwt(token.token)['roles']).toEqual(['User.Read.All', 'Domain.Read.All']);
+    }
+  });
+
   it('answers an unknown tenant with AADSTS90002, which MSAL reports as unresolvable endpoints', async () => {
     const tenantId = randomUUID();
     const discovery = await fetch(
