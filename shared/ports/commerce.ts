@@ -19,7 +19,11 @@ export interface Commerce {
   getCustomer(customerId: string, options?: ReadOptions): Promise<CommerceCustomer>;
   listCustomers(options?: ListCustomersOptions): AsyncIterable<CommerceCustomer>;
   listOffers(options?: ReadOptions): Promise<Offer[]>;
-  /** Creates the cart and checks it out; each line becomes a new subscription. */
+  /**
+   * Creates the cart and checks it out; each line becomes a new subscription. Order groups that
+   * failed come back in `errors`; repeating the call with the same operationKey re-attempts only
+   * those groups (the ordered ones are never bought twice).
+   */
   buy(customerId: string, lines: PurchaseLine[], options: MutationOptions): Promise<Purchase>;
   listSubscriptions(customerId: string, options?: ReadOptions): Promise<CommerceSubscription[]>;
   getSubscription(

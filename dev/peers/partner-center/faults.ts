@@ -6,11 +6,16 @@ import { z } from 'zod';
  * - `throttle`: 429 with Retry-After and Partner Center's throttling body, before the request runs;
  * - `error`: a 5xx before the request runs;
  * - `dropAfterCommit`: the request runs (an order is placed), then the connection is destroyed;
- * - `stallAfterCommit`: the request runs, then the response is held for `stallInMs` (client timeout).
+ * - `stallAfterCommit`: the request runs, then the response is held for `stallInMs` (client timeout);
+ * - `orderError`: a checkout places its orders except `groups` order groups, reported in `orderErrors`.
  */
 export const faultSchema = z
   .object({
-    kind: z.enum(['throttle', 'error', 'dropAfterCommit', 'stallAfterCommit']),
+    kind: z.enum(['throttle', 'error', 'dropAfterCommit', 'stallAfterCommit', 'orderError']),
+    /** orderError: how many order groups of the checkout fail, and with which Partner Center error. */
+    groups: z.number().int().positive().default(1),
+    code: z.number().int().default(4018),
+    description: z.string().default('Unable to process this order'),
     count: z.number().int().positive().default(1),
     retryAfterInSeconds: z.number().int().nonnegative().default(1),
     status: z.number().int().min(500).max(599).default(503),

@@ -33,6 +33,8 @@ interface Reply {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;
+  /** Not remembered for MS-RequestId replay (a checkout with orderErrors can be re-attempted). */
+  incomplete?: boolean;
 }
 
 type Handler = (context: {
@@ -156,9 +158,26 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   route('PUT', '/v1/customers/{}/carts/{}', ({ caller, params, body }) =>
     ok(model.updateCart(caller.tenantId, params[0] ?? '', params[1] ?? '', body)),
   );
-  route('POST', '/v1/customers/{}/carts/{}/checkout', async ({ caller, params }) =>
-    ok(await model.checkout(caller.tenantId, params[0] ?? '', params[1] ?? ''), 201),
-  );
+  route('POST', '/v1/customers/{}/carts/{}/checkout', async ({ caller, params }) => {
+    const customerId = (params[0] ?? '').toLowerCase();
+    const fault = faults.take(['orderError'], {
+      method: 'POST',
+      path: `/v1/customers/${customerId}/carts/${params[1] ?? ''}/checkout`,
+      partnerTenantId: caller.tenantId,
+      customerId,
+    });
+    const failure =
+      fault === undefined
+        ? undefined
+        : { groups: fault.groups, code: fault.code, description: fault.description };
+    const result = await model.checkout(caller.tenantId, params[0] ?? '', params[1] ?? '', failure);
+    // A partly failed checkout is not a final answer: the same MS-RequestId may re-attempt it.
+    return {
+      status: 201,
+      body: result,
+      incomplete: Array.isArray(result.orderErrors) && result.orderErrors.length > 0,
+    };
+  });
   route('GET', '/v1/customers/{}/orders', ({ caller, params }) =>
     ok(model.listOrders(caller.tenantId, params[0] ?? '')),
   );
@@ -352,7 +371,7 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
         idempotent.set(key, pending);
         reply = await pending;
         // Only effects are remembered: a refused request left nothing behind and may be retried.
-        if (reply.status >= 300) idempotent.delete(key);
+        if (reply.status >= 300 || reply.incomplete === true) idempotent.delete(key);
       }
     } else {
       reply = await run();

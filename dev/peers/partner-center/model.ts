@@ -79,6 +79,8 @@ interface Cart {
   status: 'Active' | 'Ordered';
   lineItems: CartLine[];
   checkingOut: boolean;
+  /** order group → order id, for groups already ordered (never ordered twice). */
+  orderedGroups: Map<string, string>;
   checkoutResult: Json | undefined;
 }
 
@@ -798,6 +800,7 @@ export class PartnerCenterModel {
       status: 'Active',
       lineItems: this.buildLines(body),
       checkingOut: false,
+      orderedGroups: new Map(),
       checkoutResult: undefined,
     };
     this.carts.set(cart.id, cart);
@@ -817,7 +820,7 @@ export class PartnerCenterModel {
 
   updateCart(partnerTenantId: string, customerId: string, cartId: string, body: unknown): Json {
     const cart = this.cartOf(partnerTenantId, customerId, cartId);
-    if (cart.status !== 'Active') throw pcErrors.cartSubmitted(cart.id);
+    if (cart.status !== 'Active' || cart.orderedGroups.size > 0) throw pcErrors.cartSubmitted(cart.id);
     if (this.clock.now().getTime() >= cart.createdAt.getTime() + cartLifetimeInMs)
       throw pcErrors.cartExpired(cart.id);
     cart.lineItems = this.buildLines(body);
@@ -867,9 +870,19 @@ export class PartnerCenterModel {
     );
   }
 
-  async checkout(partnerTenantId: string, customerId: string, cartId: string): Promise<Json> {
+  /**
+   * Places one order per order group. Groups already ordered by an earlier call are never ordered
+   * again; a group that fails (`failGroups`, set by the fault API) is reported in `orderErrors` and
+   * the cart stays Active, so checking out again re-attempts only the failed groups.
+   */
+  async checkout(
+    partnerTenantId: string,
+    customerId: string,
+    cartId: string,
+    failure?: { groups: number; code: number; description: string },
+  ): Promise<Json> {
     const cart = this.cartOf(partnerTenantId, customerId, cartId);
-    // Checkout is idempotent per cart: a second call returns the first result.
+    // Checkout is idempotent per cart: once every group is ordered, it returns that result again.
     if (cart.checkoutResult !== undefined) return cart.checkoutResult;
     if (cart.checkingOut) throw pcErrors.cartBusy(cart.id);
     const now = this.clock.now();
@@ -879,12 +892,19 @@ export class PartnerCenterModel {
       throw pcErrors.agreementMissing();
     cart.checkingOut = true;
     try {
-      const orders: Json[] = [];
+      const orderErrors: Json[] = [];
+      let failuresLeft = failure?.groups ?? 0;
       const groups = [...new Set(cart.lineItems.map((line) => line.orderGroup))];
       for (const group of groups) {
+        if (cart.orderedGroups.has(group)) continue;
         const lines = cart.lineItems.filter((line) => line.orderGroup === group);
         const first = lines[0];
         if (first === undefined) continue;
+        if (failure !== undefined && failuresLeft > 0) {
+          failuresLeft -= 1;
+          orderErrors.push({ orderGroupId: group, code: failure.code, description: failure.description });
+          continue;
+        }
         const order: Order = {
           id: randomBytes(6).toString('hex'),
           customerId: customer.id,
@@ -924,13 +944,20 @@ export class PartnerCenterModel {
           });
         });
         this.orders.set(order.id, order);
-        orders.push(this.orderJson(order));
+        cart.orderedGroups.set(group, order.id);
       }
-      cart.status = 'Ordered';
       cart.lastModifiedAt = now;
-      cart.checkoutResult = { orders, orderErrors: [], attributes: { objectType: 'CartCheckoutResult' } };
+      const orders = [...cart.orderedGroups.values()].flatMap((orderId) => {
+        const order = this.orders.get(orderId);
+        return order === undefined ? [] : [this.orderJson(order)];
+      });
+      const result = { orders, orderErrors, attributes: { objectType: 'CartCheckoutResult' } };
+      if (orderErrors.length === 0) {
+        cart.status = 'Ordered';
+        cart.checkoutResult = result;
+      }
       await this.syncSeats(customer);
-      return cart.checkoutResult;
+      return result;
     } finally {
       cart.checkingOut = false;
     }

@@ -89,6 +89,37 @@ describe('idempotent purchases', () => {
     expect(after.refundableSeats.map((seats) => seats.quantity).sort()).toEqual([3, 4]);
   });
 
+  it('a checkout with a failed order group reports it, and repeating the buy orders only that group', async () => {
+    const customerId = await stack.readyCustomer();
+    await stack.fault({ kind: 'orderError', groups: 1, match: { customerId } });
+    const lines = [
+      line,
+      { catalogItemId: offers.exchangePlan1, quantity: 20, termDuration: 'P1Y', billingCycle: 'annual' },
+    ] as const;
+    const operationKey = `order-${randomUUID()}`;
+    const partial = await stack.commerce.buy(customerId, [...lines], { operationKey });
+    expect(partial.errors).toEqual([
+      { orderGroupId: '0', code: '4018', description: 'Unable to process this order' },
+    ]);
+    expect(partial.orders.map((order) => order.lines[0]?.catalogItemId)).toEqual([offers.exchangePlan1]);
+    expect(await stack.commerce.listSubscriptions(customerId)).toHaveLength(1);
+
+    const completed = await stack.commerce.buy(customerId, [...lines], { operationKey });
+    expect(completed.errors).toEqual([]);
+    expect(completed.orders.map((order) => order.lines[0]?.catalogItemId).sort()).toEqual(
+      [offers.e3, offers.exchangePlan1].sort(),
+    );
+    expect(completed.orders).toContainEqual(partial.orders[0]);
+    const subscriptions = await stack.commerce.listSubscriptions(customerId);
+    expect(subscriptions.map((subscription) => subscription.catalogItemId).sort()).toEqual(
+      [offers.e3, offers.exchangePlan1].sort(),
+    );
+    const seats = await stack.enabledSeats(customerId);
+    expect([seats.get(graphSkuIds.e3), seats.get(graphSkuIds.exchangePlan1)]).toEqual([3, 20]);
+    // And once complete, the same buy is answered from memory.
+    expect(await stack.commerce.buy(customerId, [...lines], { operationKey })).toEqual(completed);
+  });
+
   it('creating a customer twice with the same operation key creates one tenant', async () => {
     const input = stack.newCustomer();
     const operationKey = `customer-${randomUUID()}`;
