@@ -360,11 +360,11 @@ export class LdapExecutor {
         : this.secrets.open(command.password, { commandId: envelope.commandId, siteId: envelope.siteId });
     return this.run('createUser', async (client, namingContext) => {
       const dn = childDn('cn', command.cn ?? command.displayName, command.ou);
+      // Indexed attributes only; a clash on the DN alone surfaces as LDAP 68 from the add below.
       const clash = new OrFilter({
         filters: [
           new EqualityFilter({ attribute: 'sAMAccountName', value: command.sAMAccountName }),
           new EqualityFilter({ attribute: 'userPrincipalName', value: command.userPrincipalName }),
-          new EqualityFilter({ attribute: 'distinguishedName', value: dn }),
         ],
       });
       let existing = await this.searchAll(client, namingContext, clash);
@@ -419,27 +419,30 @@ export class LdapExecutor {
       if (current === undefined)
         throw new AppError('NotFound', 'created object vanished', { retryable: true });
       const uac = Number(one(current, 'userAccountControl') ?? '0');
-      const stillDisabled = (uac & UF_ACCOUNTDISABLE) !== 0;
-      if (password !== undefined && (!replayed || (command.enabled && stillDisabled))) {
+      const guid = oneBuffer(current, 'objectGUID');
+      const consistency = oneBuffer(current, 'mS-DS-ConsistencyGuid');
+      const stamped = guid !== undefined && consistency?.equals(guid) === true;
+      const mustEnable = command.enabled && (uac & UF_ACCOUNTDISABLE) !== 0;
+      // One modify, applied in order and atomically: password, then enable (512), then the anchor. A
+      // redelivery finds either none or all of it done, so it never enables an account without a password.
+      const changes: Change[] = [];
+      if (!stamped || mustEnable) {
+        if (password !== undefined) changes.push(unicodePwd(password));
+        if (mustEnable) changes.push(replace('userAccountControl', [String(uac & ~UF_ACCOUNTDISABLE)]));
+        // Anchor for a later Entra Connect / Cloud Sync install: it hard-matches our users instead of duplicating.
+        if (guid !== undefined && !stamped) changes.push(replace('mS-DS-ConsistencyGuid', [guid]));
+      }
+      if (changes.length > 0) {
         try {
-          await client.modify(target, unicodePwd(password));
+          await client.modify(target, changes);
         } catch (error) {
-          const mapped = ldapToAppError(error, 'createUser: set password');
+          const mapped = ldapToAppError(error, 'createUser: password/enable');
           if (mapped.code === 'PasswordPolicy' || !mapped.retryable) {
             // Leave nothing half-made: a new command (with a better password) can create it cleanly.
             await client.del(target).catch(() => undefined);
           }
           throw mapped;
         }
-      }
-      if (command.enabled && stillDisabled) {
-        await client.modify(target, replace('userAccountControl', [String(uac & ~UF_ACCOUNTDISABLE)]));
-      }
-      const guid = oneBuffer(current, 'objectGUID');
-      const consistency = oneBuffer(current, 'mS-DS-ConsistencyGuid');
-      if (guid !== undefined && (consistency === undefined || !consistency.equals(guid))) {
-        // Anchor for a later Entra Connect / Cloud Sync install: it hard-matches our users instead of duplicating.
-        await client.modify(target, replace('mS-DS-ConsistencyGuid', [guid]));
       }
       return { user: await this.reread(client, target), replayed };
     });
