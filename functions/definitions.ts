@@ -2,9 +2,18 @@ import type { FunctionDefinition } from './define.js';
 import { getCustomer, putCustomer } from './http/customers.js';
 import { health } from './http/health.js';
 import { openApiFunction } from './http/openapi-function.js';
-import { getOperation, listOperations } from './http/operations.js';
+import { confirmOperation, getOperation, listOperations } from './http/operations.js';
 import { putSite } from './http/sites.js';
-import { createUser, getUser } from './http/users.js';
+import {
+  changeLicences,
+  createUser,
+  deleteUser,
+  disableUser,
+  enableUser,
+  getUser,
+  setPassword,
+  updateUser,
+} from './http/users.js';
 import { whoami } from './http/whoami.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
@@ -18,8 +27,15 @@ export const definitions: FunctionDefinition[] = [
   getCustomer,
   createUser,
   getUser,
+  updateUser,
+  deleteUser,
+  disableUser,
+  enableUser,
+  setPassword,
+  changeLicences,
   getOperation,
   listOperations,
+  confirmOperation,
   putSite,
   directoryWorker,
   agentReplies,

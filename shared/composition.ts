@@ -146,6 +146,11 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
     ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
     agentTimeoutInMs: settings.Relay__replyTimeoutInMs,
+    guard: {
+      maxSharePercent: settings.Guard__maxSharePercent,
+      minUsers: settings.Guard__minUsers,
+      windowInMinutes: settings.Guard__windowInMinutes,
+    },
   });
 
   const healthChecks: HealthCheck[] = [

@@ -39,3 +39,20 @@ export const listOperations = httpFunction({
     return { status: 200, body: { value } };
   },
 });
+
+export const confirmOperation = httpFunction({
+  name: 'operations-confirm',
+  route: 'operations/{operationId}/confirm',
+  method: 'POST',
+  summary: 'Release an operation held by the accidental bulk disable/delete guard',
+  tags: ['operations'],
+  auth: 'caller',
+  params: z.object({ operationId: z.string().min(1).max(128) }),
+  responses: { 200: { description: 'Queued', schema: operationSchema } },
+  async handle({ caller, params: { operationId }, deps }) {
+    return {
+      status: 200,
+      body: await deps.provisioning.confirmOperation(caller as NonNullable<typeof caller>, operationId),
+    };
+  },
+});

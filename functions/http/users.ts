@@ -1,7 +1,14 @@
 import { z } from 'zod';
 import { customerIdSchema } from '../../shared/domain/customer.js';
 import { operationSchema } from '../../shared/domain/operation.js';
-import { createUserRequestSchema, userIdSchema, userRecordSchema } from '../../shared/domain/user.js';
+import {
+  createUserRequestSchema,
+  licencesRequestSchema,
+  passwordRequestSchema,
+  updateUserRequestSchema,
+  userIdSchema,
+  userRecordSchema,
+} from '../../shared/domain/user.js';
 import { AppError } from '../../shared/errors.js';
 import { httpFunction } from './endpoint.js';
 
@@ -70,4 +77,129 @@ export const getUser = httpFunction({
       body: await deps.provisioning.getUser(caller as NonNullable<typeof caller>, customerId, userId),
     };
   },
+});
+
+const userParams = z.object({ customerId: customerIdSchema, userId: userIdSchema });
+const changeResponses = {
+  202: { description: 'Accepted; follow the operation', schema: operationSchema },
+  200: {
+    description: 'A replay of an earlier request with the same Idempotency-Key',
+    schema: operationSchema,
+  },
+};
+const idempotencyHeader = {
+  'Idempotency-Key': { description: 'Repeat a request safely: the same key returns the same operation' },
+};
+
+type ChangeKind =
+  'user.update' | 'user.disable' | 'user.enable' | 'user.delete' | 'user.password' | 'user.licences';
+
+/** One endpoint per change of an existing user; each answers 202 with the operation that does it. */
+function userChange<B>(spec: {
+  name: string;
+  route: string;
+  method: 'POST' | 'PATCH' | 'DELETE';
+  summary: string;
+  kind: ChangeKind;
+  body?: z.ZodType<B>;
+  toRequest: (body: B) => { request: Record<string, unknown>; password?: string };
+}) {
+  return httpFunction({
+    name: spec.name,
+    route: spec.route,
+    method: spec.method,
+    summary: spec.summary,
+    tags: ['users'],
+    auth: 'caller',
+    params: userParams,
+    ...(spec.body === undefined ? {} : { body: spec.body }),
+    requestHeaders: idempotencyHeader,
+    responses: changeResponses,
+    async handle({ caller, params: { customerId, userId }, body, deps, headers, correlationId }) {
+      const key = headers.get('idempotency-key') ?? undefined;
+      if (key !== undefined && !idempotencyKey.safeParse(key).success) {
+        throw new AppError('Validation', 'Idempotency-Key must be printable ASCII, at most 128 characters');
+      }
+      const { request, password } = spec.toRequest(body);
+      const { operation, replayed } = await deps.provisioning.requestUserChange({
+        caller: caller as NonNullable<typeof caller>,
+        customerId,
+        userId,
+        kind: spec.kind,
+        request,
+        ...(password === undefined ? {} : { password }),
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+        correlationId,
+      });
+      const { sealedPassword: _sealed, ...visible } = operation;
+      return {
+        status: replayed ? 200 : 202,
+        body: visible,
+        headers: { location: `/api/operations/${operation.operationId}` },
+      };
+    },
+  });
+}
+
+const userRoute = 'customers/{customerId}/users/{userId}';
+
+export const updateUser = userChange({
+  name: 'users-update',
+  route: userRoute,
+  method: 'PATCH',
+  summary: 'Change attributes in every directory the user lives in',
+  kind: 'user.update',
+  body: updateUserRequestSchema,
+  toRequest: (body) => ({ request: body }),
+});
+
+export const deleteUser = userChange({
+  name: 'users-delete',
+  route: userRoute,
+  method: 'DELETE',
+  summary: 'Delete the user (Entra soft delete, then AD); held for confirmation beyond the bulk threshold',
+  kind: 'user.delete',
+  toRequest: () => ({ request: {} }),
+});
+
+export const disableUser = userChange({
+  name: 'users-disable',
+  route: `${userRoute}/disable`,
+  method: 'POST',
+  summary: 'Disable sign-in in every directory; held for confirmation beyond the bulk threshold',
+  kind: 'user.disable',
+  toRequest: () => ({ request: {} }),
+});
+
+export const enableUser = userChange({
+  name: 'users-enable',
+  route: `${userRoute}/enable`,
+  method: 'POST',
+  summary: 'Enable sign-in in every directory',
+  kind: 'user.enable',
+  toRequest: () => ({ request: {} }),
+});
+
+export const setPassword = userChange({
+  name: 'users-password',
+  route: `${userRoute}/password`,
+  method: 'POST',
+  summary:
+    'Set a password (AD for AD users; Entra for cloud accounts; federated users have none in the cloud)',
+  kind: 'user.password',
+  body: passwordRequestSchema,
+  toRequest: (body) => ({
+    request: { forceChangePasswordNextSignIn: body.forceChangePasswordNextSignIn },
+    password: body.password,
+  }),
+});
+
+export const changeLicences = userChange({
+  name: 'users-licences',
+  route: `${userRoute}/licences`,
+  method: 'POST',
+  summary: "Switch the user to another of the customer's licence plans, or to none",
+  kind: 'user.licences',
+  body: licencesRequestSchema,
+  toRequest: (body) => ({ request: { licencePlan: body.licencePlan } }),
 });

@@ -13,7 +13,19 @@ export const stepStates = [
   'skipped',
   'waiting',
 ] as const;
+export const operationKinds = [
+  'user.create',
+  'user.update',
+  'user.disable',
+  'user.enable',
+  'user.delete',
+  'user.password',
+  'user.licences',
+] as const;
+export type OperationKind = (typeof operationKinds)[number];
+
 export const operationStates = [
+  'heldForConfirmation',
   'queued',
   'running',
   'needsLicence',
@@ -42,7 +54,7 @@ export const operationSchema = z.object({
   providerId: z.string(),
   customerId: z.string(),
   userId: z.string(),
-  kind: z.enum(['user.create']),
+  kind: z.enum(operationKinds),
   state: z.enum(operationStates),
   steps: z.array(stepSchema),
   correlationId: z.string(),

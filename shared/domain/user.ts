@@ -63,3 +63,29 @@ export const userRecordSchema = z.object({
   updatedAt: z.string(),
 });
 export type UserRecord = z.infer<typeof userRecordSchema>;
+
+/** PATCH …/users/{userId}: attributes written to every directory the user lives in. */
+export const updateUserRequestSchema = z
+  .object({
+    displayName: z.string().trim().min(1).max(256).optional(),
+    givenName: z.string().trim().min(1).max(64).optional(),
+    surname: z.string().trim().min(1).max(64).optional(),
+    jobTitle: z.string().max(128).optional(),
+    department: z.string().max(64).optional(),
+    usageLocation: z
+      .string()
+      .regex(/^[A-Z]{2}$/)
+      .optional(),
+  })
+  .strict()
+  .refine((body) => Object.keys(body).length > 0, 'name at least one attribute to change');
+export type UpdateUserRequest = z.infer<typeof updateUserRequestSchema>;
+
+/** POST …/users/{userId}/password (sealed at once, like the create password). */
+export const passwordRequestSchema = z.object({
+  password: z.string().min(8).max(256),
+  forceChangePasswordNextSignIn: z.boolean().default(false),
+});
+
+/** POST …/users/{userId}/licences: switch to another plan of the customer, or to none. */
+export const licencesRequestSchema = z.object({ licencePlan: z.string().nullable() });

@@ -9,8 +9,20 @@ import {
   sAMAccountNameFrom,
   upnParts,
 } from '../domain/identity.js';
-import { isFinished, newStep, operationSchema, type Operation, type Step } from '../domain/operation.js';
-import { userRecordSchema, type CreateUserRequest, type UserRecord } from '../domain/user.js';
+import {
+  isFinished,
+  newStep,
+  operationSchema,
+  type Operation,
+  type OperationKind,
+  type Step,
+} from '../domain/operation.js';
+import {
+  userRecordSchema,
+  type CreateUserRequest,
+  type UpdateUserRequest,
+  type UserRecord,
+} from '../domain/user.js';
 import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../logging.js';
 import { deterministicMessageId, type Bus } from '../ports/bus.js';
@@ -27,11 +39,20 @@ import { customersCollection, loadCustomer } from './customers.js';
  * persisted after each step. Every step is idempotent by a key derived from the operation, so a
  * redelivered message resumes instead of repeating; a permanent failure undoes the done steps.
  */
+export interface GuardSettings {
+  /** Hold a disable/delete that would affect more than this share of the customer's users in the window… */
+  maxSharePercent: number;
+  /** …once at least this many are affected (small customers are not held for one user). */
+  minUsers: number;
+  windowInMinutes: number;
+}
+
 export interface ProvisioningDeps {
   store: Store;
   clock: Clock;
   bus: Bus;
   sealer: SecretSealer;
+  guard?: GuardSettings;
   cloudDirectory?: (tenantId: string) => CloudDirectory;
   onPremDirectory?: (siteId: string) => Promise<OnPremDirectory>;
   agentTimeoutInMs?: number;
@@ -299,11 +320,199 @@ export function createProvisioning(deps: ProvisioningDeps) {
     return user.value;
   }
 
+  const guardedKinds = new Set<OperationKind>(['user.disable', 'user.delete']);
+
+  function changeHash(
+    kind: OperationKind,
+    userId: string,
+    request: Record<string, unknown>,
+    password?: string,
+  ): string {
+    return createHash('sha256')
+      .update(
+        JSON.stringify({
+          kind,
+          userId,
+          request,
+          password: password === undefined ? null : createHash('sha256').update(password).digest('hex'),
+        }),
+      )
+      .digest('hex');
+  }
+
+  function stepsForChange(kind: OperationKind, customer: Customer, user: UserRecord): Step[] {
+    const ad = user.ad !== undefined && writesToAd(customer.identityMode);
+    const entra = user.entra !== undefined && writesToEntra(customer.identityMode);
+    const names: string[] = [];
+    switch (kind) {
+      case 'user.update':
+      case 'user.disable':
+      case 'user.enable': {
+        const verb = kind.slice('user.'.length);
+        if (ad) names.push(`ad.${verb}`);
+        if (entra) names.push(`entra.${verb}`);
+        break;
+      }
+      case 'user.delete':
+        // Entra first: a federated user whose AD account is gone could no longer sign in anyway.
+        if (entra) names.push('entra.delete');
+        if (ad) names.push('ad.delete');
+        break;
+      case 'user.password':
+        if (ad) names.push('ad.password');
+        // Federated users sign in against AD through ADFS: they have no cloud password.
+        if (entra && customer.identityMode !== 'hybridFederated') names.push('entra.password');
+        break;
+      case 'user.licences':
+        if (entra) names.push('licences.change');
+        break;
+      case 'user.create':
+        break;
+    }
+    return names.map(newStep);
+  }
+
+  /** Whether a disable/delete now would cross the customer's accidental-change threshold. */
+  async function crossesGuard(
+    providerId: string,
+    customer: Customer,
+  ): Promise<{ held: boolean; recent: number; total: number }> {
+    const guard = deps.guard;
+    if (guard === undefined) return { held: false, recent: 0, total: 0 };
+    const partition = userPartition(providerId, customer.customerId);
+    const since = new Date(deps.clock.now().getTime() - guard.windowInMinutes * 60_000).toISOString();
+    let recent = 0;
+    for await (const entry of c.customerOperations.list(partition)) {
+      if (entry.rowKey < since) continue;
+      const op = await c.operations.get(providerId, entry.value.operationId);
+      if (op !== undefined && guardedKinds.has(op.value.kind) && op.value.state !== 'failed') recent++;
+    }
+    let total = 0;
+    for await (const user of c.users.list(partition)) if (user.value.state !== 'deleted') total++;
+    const affected = recent + 1;
+    const held = affected >= guard.minUsers && affected * 100 > guard.maxSharePercent * Math.max(total, 1);
+    return { held, recent, total };
+  }
+
+  /**
+   * Accepts a change to an existing user (update, disable, enable, delete, password, licences) as an
+   * operation. A disable/delete beyond the customer's threshold is held until someone confirms it.
+   */
+  async function requestUserChange(input: {
+    caller: Caller;
+    customerId: string;
+    userId: string;
+    kind: Exclude<OperationKind, 'user.create'>;
+    request: Record<string, unknown>;
+    password?: string;
+    idempotencyKey?: string;
+    correlationId: string;
+  }): Promise<{ operation: Operation; replayed: boolean }> {
+    const { caller, customerId, userId, kind } = input;
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    const partition = userPartition(caller.providerId, customerId);
+    const user = await c.users.get(partition, userId);
+    if (user === undefined) throw new AppError('NotFound', `user ${userId} not found`);
+    if (
+      user.value.state === 'provisioning' ||
+      user.value.state === 'deleted' ||
+      user.value.state === 'failed'
+    ) {
+      throw new AppError('Conflict', `user ${userId} is ${user.value.state}`);
+    }
+    if (kind === 'user.licences') {
+      const plan = input.request.licencePlan;
+      if (plan !== null && !customer.licencePlans.some((p) => p.name === plan)) {
+        throw new AppError('Validation', `unknown licence plan ${String(plan)}`, {
+          details: { errors: [{ path: 'body.licencePlan', message: 'unknown plan' }] },
+        });
+      }
+    }
+    const steps = stepsForChange(kind, customer, user.value);
+    if (steps.length === 0)
+      throw new AppError('Validation', `${kind} has nothing to do for a ${customer.identityMode} user`);
+
+    let operationId: string = randomUUID();
+    if (input.idempotencyKey !== undefined) {
+      const hash = changeHash(kind, userId, input.request, input.password);
+      try {
+        await c.idempotency.create(partition, input.idempotencyKey, {
+          operationId,
+          requestHash: hash,
+          createdAt: now(),
+        });
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+        const first = await c.idempotency.get(partition, input.idempotencyKey);
+        if (first === undefined || first.value.requestHash !== hash)
+          throw new AppError('Conflict', 'this Idempotency-Key was used for a different request');
+        operationId = first.value.operationId;
+        const existing = await c.operations.get(caller.providerId, operationId);
+        if (existing !== undefined) {
+          if (existing.value.state === 'queued' || existing.value.state === 'running')
+            await enqueue(existing.value);
+          return { operation: existing.value, replayed: true };
+        }
+      }
+    }
+    const guard = guardedKinds.has(kind)
+      ? await crossesGuard(caller.providerId, customer)
+      : { held: false, recent: 0, total: 0 };
+    const created = now();
+    const operation: Operation = {
+      operationId,
+      providerId: caller.providerId,
+      customerId,
+      userId,
+      kind,
+      state: guard.held ? 'heldForConfirmation' : 'queued',
+      steps,
+      correlationId: input.correlationId,
+      ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }),
+      request: input.request,
+      ...(input.password === undefined ? {} : { sealedPassword: deps.sealer.seal(input.password) }),
+      createdAt: created,
+      updatedAt: created,
+      ...(guard.held
+        ? {
+            error: {
+              code: 'HeldForConfirmation',
+              message: `${guard.recent + 1} of ${guard.total} users of this customer would be disabled or deleted within ${deps.guard?.windowInMinutes ?? 0} minutes; confirm to proceed`,
+            },
+          }
+        : {}),
+    };
+    await c.operations.create(caller.providerId, operationId, operation);
+    await c.customerOperations.create(partition, `${created}~${operationId}`, { operationId });
+    if (!guard.held) await enqueue(operation);
+    return { operation, replayed: false };
+  }
+
+  /** Releases an operation held by the accidental-change guard. */
+  async function confirmOperation(caller: Caller, operationId: string): Promise<Operation> {
+    const found = await c.operations.get(caller.providerId, operationId);
+    if (
+      found === undefined ||
+      (caller.customerIds !== undefined && !caller.customerIds.includes(found.value.customerId))
+    ) {
+      throw new AppError('NotFound', `operation ${operationId} not found`);
+    }
+    if (found.value.state !== 'heldForConfirmation')
+      throw new AppError('Conflict', `operation ${operationId} is ${found.value.state}, not held`);
+    const next: Operation = { ...found.value, state: 'queued', updatedAt: now() };
+    delete next.error;
+    const saved = await c.operations.replace(caller.providerId, operationId, next, found.etag);
+    await enqueue(saved.value);
+    const { sealedPassword: _sealed, ...visible } = saved.value;
+    return visible;
+  }
+
   // ---- the saga -------------------------------------------------------------------------------------
 
   interface RunContext {
     operation: Versioned<Operation>;
     customer: Customer;
+    user: UserRecord | undefined;
     log: Logger;
   }
 
@@ -335,6 +544,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
   }
 
   async function executeStep(ctx: RunContext, step: Step): Promise<Record<string, string>> {
+    if (ctx.operation.value.kind !== 'user.create') return executeChangeStep(ctx, step);
     const op = ctx.operation.value;
     const request = op.request as Omit<CreateUserRequest, 'password'>;
     const customer = ctx.customer;
@@ -429,6 +639,150 @@ export function createProvisioning(deps: ProvisioningDeps) {
     }
   }
 
+  /** Steps of changes to an existing user; each is idempotent in its directory. */
+  async function executeChangeStep(ctx: RunContext, step: Step): Promise<Record<string, string>> {
+    const op = ctx.operation.value;
+    const user = ctx.user;
+    if (user === undefined) throw new AppError('NotFound', `user ${op.userId} is gone`);
+    const commandId = `${op.operationId}.${step.name}`;
+    const adRef = (): { objectGuid: string } => {
+      if (user.ad === undefined) throw new AppError('Internal', 'no AD account linked');
+      return { objectGuid: user.ad.objectGuid };
+    };
+    const entraId = (): string => {
+      if (user.entra === undefined) throw new AppError('Internal', 'no Entra account linked');
+      return user.entra.objectId;
+    };
+    const password = (): string => {
+      if (op.sealedPassword === undefined)
+        throw new AppError('Internal', 'the password is no longer available; send the request again');
+      return deps.sealer.open(op.sealedPassword);
+    };
+    const update = op.request as UpdateUserRequest;
+    switch (step.name) {
+      case 'ad.update': {
+        const set: Record<string, string | null> = {};
+        if (update.displayName !== undefined) set.displayName = update.displayName;
+        if (update.givenName !== undefined) set.givenName = update.givenName;
+        if (update.surname !== undefined) set.sn = update.surname;
+        if (update.jobTitle !== undefined) set.title = update.jobTitle;
+        if (update.department !== undefined) set.department = update.department;
+        if (Object.keys(set).length > 0)
+          await (await onPremFor(ctx.customer)).updateAttributes(adRef(), set, { commandId });
+        return {};
+      }
+      case 'entra.update':
+        await cloudFor(ctx.customer).updateUser(entraId(), update);
+        return {};
+      case 'ad.disable':
+        await (await onPremFor(ctx.customer)).disable(adRef(), { commandId });
+        return {};
+      case 'ad.enable':
+        await (await onPremFor(ctx.customer)).enable(adRef(), { commandId });
+        return {};
+      case 'entra.disable':
+        await cloudFor(ctx.customer).disableUser(entraId());
+        return {};
+      case 'entra.enable':
+        await cloudFor(ctx.customer).enableUser(entraId());
+        return {};
+      case 'entra.delete':
+        await cloudFor(ctx.customer).deleteUser(entraId());
+        return {};
+      case 'ad.delete':
+        await (await onPremFor(ctx.customer)).delete(adRef(), { commandId });
+        return {};
+      case 'ad.password':
+        await (
+          await onPremFor(ctx.customer)
+        ).resetPassword(adRef(), password(), {
+          commandId,
+          mustChangeAtNextLogon: op.request.forceChangePasswordNextSignIn === true,
+        });
+        return {};
+      case 'entra.password':
+        await cloudFor(ctx.customer).setPassword(entraId(), password(), {
+          forceChangePasswordNextSignIn: op.request.forceChangePasswordNextSignIn === true,
+        });
+        return {};
+      case 'licences.change': {
+        const planName = op.request.licencePlan;
+        const plan =
+          typeof planName === 'string'
+            ? ctx.customer.licencePlans.find((p) => p.name === planName)
+            : undefined;
+        if (typeof planName === 'string' && plan === undefined)
+          throw new AppError('Validation', `licence plan ${planName} no longer exists`);
+        const add = (plan?.skus ?? []).map((s) => ({
+          skuId: s.skuId,
+          disabledPlanIds: s.disabledServicePlanIds,
+        }));
+        const keep = new Set(add.map((a) => a.skuId));
+        const remove = user.licences.map((l) => l.skuId).filter((skuId) => !keep.has(skuId));
+        const cloud = cloudFor(ctx.customer);
+        const usageLocation = ctx.customer.defaultUsageLocation;
+        if (add.length > 0 && usageLocation !== undefined) {
+          const current = await cloud.getUser(entraId());
+          if (current.usageLocation === null) await cloud.updateUser(entraId(), { usageLocation });
+        }
+        await cloud.assignLicences(entraId(), { add, remove });
+        return { skuIds: add.map((a) => a.skuId).join(',') };
+      }
+      default:
+        throw new AppError('Internal', `unknown step ${step.name}`);
+    }
+  }
+
+  const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entra.password']);
+
+  /** What a finished operation means for Atria's user record. */
+  function applyOutcome(op: Operation, u: UserRecord): void {
+    switch (op.kind) {
+      case 'user.create': {
+        const ad = stepResult(op, 'ad.create');
+        const entra = stepResult(op, 'entra.create');
+        const licences = stepResult(op, 'licences');
+        u.state =
+          (op.request as { accountEnabled?: boolean }).accountEnabled === false ? 'disabled' : 'active';
+        if (ad.objectGuid !== undefined)
+          u.ad = { objectGuid: ad.objectGuid, dn: ad.dn ?? '', sAMAccountName: ad.sAMAccountName ?? '' };
+        if (entra.objectId !== undefined) {
+          u.entra = {
+            objectId: entra.objectId,
+            ...(entra.onPremisesImmutableId === undefined
+              ? {}
+              : { onPremisesImmutableId: entra.onPremisesImmutableId }),
+          };
+        }
+        if (licences.skuIds !== undefined)
+          u.licences = licences.skuIds.split(',').map((skuId) => ({ skuId, assignedAt: now() }));
+        return;
+      }
+      case 'user.update': {
+        const update = op.request as UpdateUserRequest;
+        if (update.displayName !== undefined) u.displayName = update.displayName;
+        return;
+      }
+      case 'user.disable':
+        u.state = 'disabled';
+        return;
+      case 'user.enable':
+        u.state = 'active';
+        return;
+      case 'user.delete':
+        u.state = 'deleted';
+        return;
+      case 'user.licences': {
+        const skuIds = stepResult(op, 'licences.change').skuIds ?? '';
+        u.licences = skuIds === '' ? [] : skuIds.split(',').map((skuId) => ({ skuId, assignedAt: now() }));
+        if (u.state === 'needsLicence') u.state = 'active';
+        return;
+      }
+      case 'user.password':
+        return;
+    }
+  }
+
   async function compensate(ctx: RunContext): Promise<void> {
     const op = ctx.operation.value;
     for (const step of [...op.steps].reverse()) {
@@ -489,7 +843,9 @@ export function createProvisioning(deps: ProvisioningDeps) {
     if (isFinished(loaded.value.state)) return loaded.value;
     const customer = await c.customers.get(providerId, loaded.value.customerId);
     if (customer === undefined) throw new AppError('NotFound', `customer ${loaded.value.customerId} is gone`);
-    const ctx: RunContext = { operation: loaded, customer: customer.value, log };
+    const user = await c.users.get(userPartition(providerId, loaded.value.customerId), loaded.value.userId);
+    const ctx: RunContext = { operation: loaded, customer: customer.value, user: user?.value, log };
+    if (ctx.operation.value.state === 'heldForConfirmation') return ctx.operation.value;
     try {
       await save(ctx, (o) => {
         o.state = 'running';
@@ -544,14 +900,16 @@ export function createProvisioning(deps: ProvisioningDeps) {
             s.finishedAt = now();
             o.error = info;
           });
-          await compensate(ctx);
+          if (ctx.operation.value.kind === 'user.create') await compensate(ctx);
           await save(ctx, (o) => {
             o.state = o.steps.some((s) => s.state === 'compensated') ? 'compensated' : 'failed';
             delete o.sealedPassword;
           });
-          await updateUserRecord(ctx, (u) => {
-            u.state = 'failed';
-          });
+          if (ctx.operation.value.kind === 'user.create') {
+            await updateUserRecord(ctx, (u) => {
+              u.state = 'failed';
+            });
+          }
           log.warn('operation failed', { operationId, step: step.name, code: error.code });
           return ctx.operation.value;
         }
@@ -561,10 +919,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
           s.result = result;
           s.finishedAt = now();
           // The password is needed by the directory steps only; drop it as soon as they are done.
-          if (
-            !o.steps.some((x) => (x.name === 'ad.create' || x.name === 'entra.create') && x.state !== 'done')
-          )
-            delete o.sealedPassword;
+          if (!o.steps.some((x) => passwordSteps.has(x.name) && x.state !== 'done')) delete o.sealedPassword;
         });
       }
       await save(ctx, (o) => {
@@ -572,25 +927,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
         delete o.sealedPassword;
       });
       const op = ctx.operation.value;
-      const ad = stepResult(op, 'ad.create');
-      const entra = stepResult(op, 'entra.create');
-      const licences = stepResult(op, 'licences');
-      await updateUserRecord(ctx, (u) => {
-        u.state =
-          (op.request as { accountEnabled?: boolean }).accountEnabled === false ? 'disabled' : 'active';
-        if (ad.objectGuid !== undefined)
-          u.ad = { objectGuid: ad.objectGuid, dn: ad.dn ?? '', sAMAccountName: ad.sAMAccountName ?? '' };
-        if (entra.objectId !== undefined) {
-          u.entra = {
-            objectId: entra.objectId,
-            ...(entra.onPremisesImmutableId === undefined
-              ? {}
-              : { onPremisesImmutableId: entra.onPremisesImmutableId }),
-          };
-        }
-        if (licences.skuIds !== undefined)
-          u.licences = licences.skuIds.split(',').map((skuId) => ({ skuId, assignedAt: now() }));
-      });
+      await updateUserRecord(ctx, (u) => applyOutcome(op, u));
       return op;
     } catch (error) {
       // Another delivery of the same message is running this operation: leave it to that one.
@@ -622,6 +959,8 @@ export function createProvisioning(deps: ProvisioningDeps) {
 
   return {
     requestCreateUser,
+    requestUserChange,
+    confirmOperation,
     acceptQueuedCreate,
     getOperation,
     listOperations,

@@ -61,6 +61,8 @@ beforeAll(async () => {
   stack = await startTestStack({
     storageConnectionString: inject('storageConnectionString'),
     graphSeed: seed,
+    // Small numbers so four users can show the accidental-change guard.
+    extraSettings: { Guard__minUsers: '2', Guard__maxSharePercent: '30', Guard__windowInMinutes: '60' },
   });
   key = (await stack.deps.callers.createApiKey({ providerId: 'prov-cloud', name: 'e2e' })).apiKey;
   otherProviderKey = (await stack.deps.callers.createApiKey({ providerId: 'prov-other', name: 'e2e other' }))
@@ -241,5 +243,39 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
       }),
     });
     expect(create.status).toBe(404);
+  });
+
+  it("holds a disable that would hit too many of the customer's users until it is confirmed", async () => {
+    // Four users exist (ann, ben, cid, dee). One disable is below the threshold; the second is 2 of 4.
+    const first = await stack.api('/customers/fabrikam/users/u-ben/disable', { method: 'POST', key });
+    expect(first.status).toBe(202);
+    expect((await finished(((await first.json()) as Op).operationId)).state).toBe('succeeded');
+    const second = await stack.api('/customers/fabrikam/users/u-cid/disable', { method: 'POST', key });
+    const held = (await second.json()) as Op & { error?: { code: string } };
+    expect(held.state).toBe('heldForConfirmation');
+    expect(held.error?.code).toBe('HeldForConfirmation');
+    // Nothing happens while it is held.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(((await (await stack.api(`/operations/${held.operationId}`, { key })).json()) as Op).state).toBe(
+      'heldForConfirmation',
+    );
+    const confirm = await stack.api(`/operations/${held.operationId}/confirm`, { method: 'POST', key });
+    expect(confirm.status).toBe(200);
+    expect((await finished(held.operationId)).state).toBe('succeeded');
+    const cid = (await (await stack.api('/customers/fabrikam/users/u-cid', { key })).json()) as {
+      state: string;
+      entra: { objectId: string };
+    };
+    expect(cid.state).toBe('disabled');
+    const cloud = createGraphDirectoryFactory({
+      credentialFor: createCredentialFor({
+        clientId: stack.graphApp.clientId,
+        clientSecret: stack.graphApp.clientSecret,
+        authorityHost: stack.graph.authorityHost,
+      }),
+      graphBaseUrl: stack.graph.graphBaseUrl,
+      customHosts: ['127.0.0.1'],
+    })(tenantId);
+    expect((await cloud.getUser(cid.entra.objectId)).accountEnabled).toBe(false);
   });
 });

@@ -124,6 +124,7 @@ beforeAll(async () => {
           password: dc.password,
           caFile: dc.caFile,
           allowedOus: [dc.atriaOu],
+          allowedAttributes: ['department', 'title'],
         },
         cloudSigningKeys: [{ kid: 'e2e-key', publicKeyPem: signing.publicKeyPem }],
         sitePrivateKey: site.privateKeyPem,
@@ -259,5 +260,52 @@ describe('hybrid federated provisioning end to end', () => {
       return sites?.state === 'ok' ? sites : undefined;
     }, 'a heartbeat');
     expect(report.info?.sites[0]).toMatchObject({ siteId, agentVersion: expect.any(String) });
+  });
+
+  it('keeps both directories in step through update, disable, enable, password, licences and delete', async () => {
+    const run = async (path: string, method: string, body?: unknown): Promise<Op> => {
+      const response = await stack.api(`/customers/contoso/users/h-ada${path}`, {
+        method,
+        key,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      expect(response.status).toBe(202);
+      return finished(((await response.json()) as Op).operationId);
+    };
+    const upn = 'ada@fed.contoso.example';
+
+    expect((await run('', 'PATCH', { displayName: 'Ada King', department: 'Research' })).state).toBe(
+      'succeeded',
+    );
+    expect((await cloud.getUser(upn)).displayName).toBe('Ada King');
+
+    expect((await run('/disable', 'POST')).state).toBe('succeeded');
+    expect((await adUser(upn))?.userAccountControl).toBe('514');
+    expect((await cloud.getUser(upn)).accountEnabled).toBe(false);
+
+    expect((await run('/enable', 'POST')).state).toBe('succeeded');
+    expect((await adUser(upn))?.userAccountControl).toBe('512');
+    expect((await cloud.getUser(upn)).accountEnabled).toBe(true);
+
+    const password = await run('/password', 'POST', { password: 'An0ther!Passw0rd#9' });
+    expect(password.steps.map((s) => s.name)).toEqual(['ad.password']); // federated: no cloud password
+    const client = new Client({ url: dc.url, tlsOptions: { ca: readFileSync(dc.caFile) } });
+    await expect(client.bind(upn, 'An0ther!Passw0rd#9')).resolves.toBeUndefined();
+    await client.unbind();
+
+    expect((await run('/licences', 'POST', { licencePlan: null })).state).toBe('succeeded');
+    expect((await cloud.getUser(upn)).assignedLicences).toEqual([]);
+
+    const deleted = await run('', 'DELETE');
+    expect(deleted.steps.map((s) => [s.name, s.state])).toEqual([
+      ['entra.delete', 'done'],
+      ['ad.delete', 'done'],
+    ]);
+    expect(await adUser(upn)).toBeUndefined();
+    expect(await cloud.findUserByUpn(upn)).toBeUndefined();
+    const record = (await (await stack.api('/customers/contoso/users/h-ada', { key })).json()) as {
+      state: string;
+    };
+    expect(record.state).toBe('deleted');
   });
 });
