@@ -27,7 +27,10 @@ export function retryDelayInMs(error: AppError, attempt: number, options: RetryO
   return Math.round(random() * Math.min(max, base * 2 ** (attempt - 1)));
 }
 
-export async function withRetry<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+export async function withRetry<T>(
+  operation: (attempt: number) => Promise<T>,
+  options: RetryOptions = {},
+): Promise<T> {
   const maxAttempts = options.maxAttempts ?? 4;
   const sleep = options.sleep ?? defaultSleep;
   for (let attempt = 1; ; attempt++) {
