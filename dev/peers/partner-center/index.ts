@@ -410,4 +410,4 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   };
 }
 
-export type { SeedInput } from './seed.js';
+export type { Seed, SeedInput } from './seed.js';
