@@ -1,5 +1,6 @@
 import type { FunctionDefinition } from './define.js';
 import { getCustomer, putCustomer } from './http/customers.js';
+import { federationPreflight, putFederation } from './http/federation.js';
 import { health } from './http/health.js';
 import { openApiFunction } from './http/openapi-function.js';
 import { confirmOperation, getOperation, listOperations } from './http/operations.js';
@@ -37,6 +38,8 @@ export const definitions: FunctionDefinition[] = [
   listOperations,
   confirmOperation,
   putSite,
+  putFederation,
+  federationPreflight,
   directoryWorker,
   agentReplies,
 ];

@@ -19,6 +19,7 @@ import type { Store } from './ports/store.js';
 import { privateKeyFromPem } from './relay-protocol/index.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
 import { createCustomers } from './usecases/customers.js';
+import { createFederation, type Federation } from './usecases/federation.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSites, type Sites } from './usecases/sites.js';
 
@@ -33,6 +34,7 @@ export interface AppDeps {
   callers: CallerRegistry;
   customers: ReturnType<typeof createCustomers>;
   provisioning: Provisioning;
+  federation: Federation;
   sites: Sites;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
@@ -193,6 +195,11 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     callers,
     customers: createCustomers({ store, clock }),
     provisioning,
+    federation: createFederation({
+      store,
+      ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+      ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
+    }),
     sites,
     ...(relay === undefined ? {} : { relay }),
     healthChecks,

@@ -262,6 +262,60 @@ describe('hybrid federated provisioning end to end', () => {
     expect(report.info?.sites[0]).toMatchObject({ siteId, agentVersion: expect.any(String) });
   });
 
+  it('federates the domain to ADFS and the preflight proves every hybrid user is anchored to its objectGUID', async () => {
+    const certificate = readFileSync('.local/tls/server.pem', 'utf8');
+    const put = await stack.api('/customers/contoso/domains/fed.contoso.example/federation', {
+      method: 'PUT',
+      key,
+      body: JSON.stringify({
+        issuerUri: 'http://adfs.contoso.example/adfs/services/trust',
+        passiveSignInUri: 'https://adfs.contoso.example/adfs/ls/',
+        activeSignInUri: 'https://adfs.contoso.example/adfs/services/trust/2005/usernamemixed',
+        metadataExchangeUri: 'https://adfs.contoso.example/adfs/services/trust/mex',
+        signingCertificate: certificate,
+        federatedIdpMfaBehavior: 'acceptIfMfaDoneByFederatedIdp',
+      }),
+    });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({
+      issuerUri: 'http://adfs.contoso.example/adfs/services/trust',
+      preferredAuthenticationProtocol: 'wsFed',
+    });
+
+    const preflight = async () =>
+      (await (
+        await stack.api('/customers/contoso/domains/fed.contoso.example/federation/preflight', { key })
+      ).json()) as {
+        ready: boolean;
+        verified: boolean;
+        federated: boolean;
+        usersChecked: number;
+        configurationDrift: string[];
+        mismatches: { userId: string; expected?: string; actual?: string | null }[];
+      };
+    const good = await preflight();
+    expect(good).toMatchObject({
+      verified: true,
+      federated: true,
+      configurationDrift: [],
+      mismatches: [],
+      ready: true,
+    });
+    expect(good.usersChecked).toBeGreaterThanOrEqual(1);
+
+    // Someone rewrites Ada's anchor in Entra: the preflight names her and both values.
+    const ada = await cloud.getUser('ada@fed.contoso.example');
+    const wrong = Buffer.alloc(16, 7).toString('base64');
+    await cloud.updateUser(ada.id, { onPremisesImmutableId: wrong });
+    const bad = await preflight();
+    expect(bad.ready).toBe(false);
+    expect(bad.mismatches).toEqual([
+      expect.objectContaining({ userId: 'h-ada', expected: ada.onPremisesImmutableId, actual: wrong }),
+    ]);
+    await cloud.updateUser(ada.id, { onPremisesImmutableId: ada.onPremisesImmutableId });
+    expect((await preflight()).ready).toBe(true);
+  });
+
   it('keeps both directories in step through update, disable, enable, password, licences and delete', async () => {
     const run = async (path: string, method: string, body?: unknown): Promise<Op> => {
       const response = await stack.api(`/customers/contoso/users/h-ada${path}`, {
