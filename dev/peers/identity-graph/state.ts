@@ -47,6 +47,8 @@ export interface UserRecord {
   props: Record<string, unknown>;
   assignedLicenses: AssignedLicense[];
   deletedAtMs: number | undefined;
+  /** Permanently deleted: only a tombstone for delta ("@removed": {"reason": "deleted"}) remains. */
+  purged?: boolean;
   createdAtMs: number;
   /** Tenant change sequence of the last write; delta returns users whose seq is past the watermark. */
   seq: number;
@@ -83,6 +85,20 @@ export class TenantState {
   nextSeq(): number {
     this.seq += 1;
     return this.seq;
+  }
+
+  /** Soft-deleted users are kept 30 days, then purged (user-delete.md). */
+  purgeExpired(nowMs: number): void {
+    for (const user of this.users.values()) {
+      if (
+        user.deletedAtMs !== undefined &&
+        user.purged !== true &&
+        nowMs - user.deletedAtMs > 30 * 24 * 3600_000
+      ) {
+        user.purged = true;
+        user.seq = this.nextSeq();
+      }
+    }
   }
 
   liveUsers(): UserRecord[] {

@@ -294,6 +294,19 @@ describe('GraphDirectory delta', () => {
     ]);
     const quiet = await directory.listUserChanges(changes.deltaLink);
     expect(quiet.changes).toEqual([]);
+    // Purged for good (e.g. after 30 days): reported as a permanent removal.
+    const token = await createCredentialFor({
+      clientId: f.clientId,
+      clientSecret: f.clientSecret,
+      authorityHost: f.peer.authorityHost,
+    })(f.customerTenantId).getToken('https://graph.microsoft.com/.default');
+    const purged = await fetch(`${f.peer.graphBaseUrl}/directory/deletedItems/${ada.id}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${token?.token ?? ''}` },
+    });
+    expect(purged.status).toBe(204);
+    const last = await directory.listUserChanges(quiet.deltaLink);
+    expect(last.changes).toEqual([{ kind: 'removed', id: ada.id, permanently: true }]);
   });
 
   it('maps an expired delta link (older than 7 days on the peer clock) to SyncStateExpired', async () => {

@@ -313,6 +313,61 @@ describe('users (user-post-users.md, user-get.md, user-update.md, user-delete.md
   });
 });
 
+describe('deleted items (user-delete.md, directory-deleteditems-restore.md, directory-deleteditems-delete.md)', () => {
+  it('lists, restores and purges a deleted user; delta reports the purge as reason "deleted"', async () => {
+    const latest = await send('GET', '/users/delta?$deltatoken=latest');
+    const id = await createUser('gone');
+    expect((await send('DELETE', `/users/${id}`)).status).toBe(204);
+    const listed = await send('GET', '/directory/deletedItems/microsoft.graph.user');
+    expect((listed.body['value'] as Json[]).map((u) => [u['id'], typeof u['deletedDateTime']])).toEqual([
+      [id, 'string'],
+    ]);
+    // A soft-deleted user still holds its UPN.
+    expect(
+      (
+        await send('POST', '/users', {
+          accountEnabled: true,
+          displayName: 'Gone 2',
+          mailNickname: 'gone',
+          userPrincipalName: 'gone@contoso.example',
+          passwordProfile: { password: 'Str0ng!Passw0rd' },
+        })
+      ).status,
+    ).toBe(400);
+    const restored = await send('POST', `/directory/deletedItems/${id}/restore`);
+    expect(restored.status).toBe(200);
+    expect(restored.body).toMatchObject({
+      '@odata.type': '#microsoft.graph.user',
+      id,
+      userPrincipalName: 'gone@contoso.example',
+    });
+    expect((await send('GET', `/users/${id}`)).status).toBe(200);
+    await send('DELETE', `/users/${id}`);
+    expect((await send('DELETE', `/directory/deletedItems/${id}`)).status).toBe(204);
+    expectGraphError(await send('GET', `/directory/deletedItems/${id}`), 404, 'Request_ResourceNotFound');
+    const changes = await send('GET', latest.body['@odata.deltaLink'] as string);
+    expect(changes.body['value']).toEqual([{ id, '@removed': { reason: 'deleted' } }]);
+    expect(await createUser('gone')).not.toBe(id);
+  });
+
+  it('purges soft-deleted users after 30 days on the peer clock', async () => {
+    const id = await createUser('old');
+    await send('DELETE', `/users/${id}`);
+    await admin(f, 'POST', '/clock', { advanceByInMs: 31 * 24 * 3600_000 });
+    const fresh = Client.initWithMiddleware({
+      authProvider: new TokenCredentialAuthenticationProvider(secretCredential(f), {
+        scopes: ['https://graph.microsoft.com/.default'],
+      }),
+      baseUrl: f.peer.authorityHost,
+      customHosts: new Set(['127.0.0.1']),
+    });
+    const listed = (await fresh.api('/directory/deletedItems/microsoft.graph.user').get()) as {
+      value: unknown[];
+    };
+    expect(listed.value).toEqual([]);
+  });
+});
+
 describe('listing users (user-list.md, paging.md, aad-advanced-queries.md)', () => {
   it('pages with $top and @odata.nextLink ($skiptoken) that keeps the original query', async () => {
     for (let i = 0; i < 4; i++) await createUser(`page${i}`);

@@ -122,8 +122,8 @@ export function userDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
   const select = state.s;
   const value = page.map((user) => {
     if (user.deletedAtMs !== undefined) {
-      // Soft-deleted users carry reason "changed" (they can still be restored); delta-query-users.md.
-      return { id: user.id, '@removed': { reason: 'changed' } };
+      // delta-query-users.md: soft-deleted users carry reason "changed" (still restorable), purged ones "deleted".
+      return { id: user.id, '@removed': { reason: user.purged === true ? 'deleted' : 'changed' } };
     }
     const view = userView(user, select === undefined ? undefined : [...new Set([...select, 'id'])]);
     return view;

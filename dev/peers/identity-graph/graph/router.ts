@@ -9,6 +9,7 @@ import {
   listOrganization,
   listSkus,
 } from './directory.js';
+import { deletedItems } from './deleted.js';
 import { userDelta } from './delta.js';
 import {
   addMember,
@@ -111,6 +112,9 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
       if (a === undefined) return listSkus(ctx, req);
       if (b === undefined) return getSku(ctx, req, a);
       break;
+    case 'directory':
+      if (a === 'deletedItems' && d === undefined) return deletedItems(ctx, m, b, c);
+      break;
     case '$batch':
       if (a === undefined) return m === 'POST' ? runBatch(ctx, req) : methodNotAllowed(ctx);
       break;
@@ -122,6 +126,7 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
 
 /** One Graph request with the configured faults applied first (each batch item is throttled on its own). */
 export function handleGraph(ctx: GraphContext, req: GraphRequest): GraphResponse {
+  ctx.tenant.purgeExpired(ctx.state.clock.nowMs());
   if (req.segments[0] === '$batch' && !ctx.inBatch) return route(ctx, req);
   if (ctx.faults.should503()) {
     const headers: Record<string, string> = {};

@@ -287,7 +287,8 @@ function validateProperties(
     const upn = String(body['userPrincipalName']).toLowerCase();
     // Soft-deleted users keep their UPN until they are purged.
     for (const other of ctx.tenant.users.values()) {
-      if (other !== self && String(other.props['userPrincipalName']).toLowerCase() === upn)
+      if (other === self || other.purged === true) continue;
+      if (String(other.props['userPrincipalName']).toLowerCase() === upn)
         return duplicate(ctx, 'userPrincipalName');
     }
   }
@@ -297,7 +298,8 @@ function validateProperties(
       return invalidValue(ctx, 'onPremisesImmutableId', 'User');
     }
     for (const other of ctx.tenant.users.values()) {
-      if (other !== self && other.props['onPremisesImmutableId'] === immutableId)
+      if (other === self || other.purged === true) continue;
+      if (other.props['onPremisesImmutableId'] === immutableId)
         return duplicate(ctx, 'onPremisesImmutableId');
     }
   }
