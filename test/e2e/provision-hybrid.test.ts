@@ -362,4 +362,77 @@ describe('hybrid federated provisioning end to end', () => {
     };
     expect(record.state).toBe('deleted');
   });
+
+  it('adOnly writes only to AD, and both writes independent accounts to AD and Entra', async () => {
+    const put = (id: string, body: unknown) =>
+      stack.api(`/customers/${id}`, { method: 'PUT', key, body: JSON.stringify(body) });
+    expect(
+      (
+        await put('northwind', {
+          displayName: 'Northwind',
+          identityMode: 'adOnly',
+          ad: { siteId, usersOu: dc.usersOu, upnSuffixes: ['northwind.example'] },
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await put('tailspin', {
+          displayName: 'Tailspin',
+          identityMode: 'both',
+          entra: { tenantId, domains: ['contoso.example'] },
+          ad: { siteId, usersOu: dc.usersOu, upnSuffixes: ['contoso.example'] },
+          defaultUsageLocation: 'BE',
+          licencePlans: [{ name: 'E3', skus: [{ skuId: sku }] }],
+        })
+      ).status,
+    ).toBe(201);
+
+    const create = async (customer: string, body: unknown): Promise<Op> => {
+      const response = await stack.api(`/customers/${customer}/users`, {
+        method: 'POST',
+        key,
+        body: JSON.stringify(body),
+      });
+      expect(response.status).toBe(202);
+      return finished(((await response.json()) as Op).operationId);
+    };
+    const onlyAd = await create('northwind', {
+      userId: 'n-1',
+      userPrincipalName: 'nina@northwind.example',
+      displayName: 'Nina',
+      password: 'N0rthw!nd#Pass1',
+    });
+    expect(onlyAd.steps.map((s) => [s.name, s.state])).toEqual([['ad.create', 'done']]);
+    expect(await adUser('nina@northwind.example')).toBeDefined();
+    expect(await cloud.findUserByUpn('nina@northwind.example')).toBeUndefined();
+
+    const inBoth = await create('tailspin', {
+      userId: 't-1',
+      userPrincipalName: 'tom@contoso.example',
+      displayName: 'Tom',
+      password: 'T@ilsp1n#Pass22',
+      licencePlan: 'E3',
+    });
+    expect(inBoth.steps.map((s) => [s.name, s.state])).toEqual([
+      ['ad.create', 'done'],
+      ['entra.create', 'done'],
+      ['licences', 'done'],
+    ]);
+    expect(await adUser('tom@contoso.example')).toBeDefined();
+    const tom = await cloud.getUser('tom@contoso.example');
+    expect(tom.onPremisesImmutableId).toBeNull(); // independent accounts: no anchor
+    expect(tom.usageLocation).toBe('BE');
+    expect(tom.assignedLicences.map((l) => l.skuId)).toEqual([sku]);
+
+    // Validation says exactly what a mode lacks.
+    const incomplete = await put('broken', {
+      displayName: 'Broken',
+      identityMode: 'hybridFederated',
+      entra: { tenantId, domains: ['contoso.example'] },
+    });
+    expect(incomplete.status).toBe(400);
+    const problem = (await incomplete.json()) as { errors: { path: string }[] };
+    expect(problem.errors.map((e) => e.path).sort()).toEqual(['body.ad', 'body.entra.federatedDomain']);
+  });
 });
