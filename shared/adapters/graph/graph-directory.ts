@@ -170,6 +170,14 @@ function odataString(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
+/**
+ * The Graph SDK joins query options into the URL as given, so a `#`, `&` or `+` in a value would cut or
+ * change the query; encode the option value ourselves (Graph decodes it once).
+ */
+function queryValue(value: string): string {
+  return encodeURIComponent(value);
+}
+
 function userPath(idOrUpn: string): string {
   // user-get.md: a UPN starting with $ must be addressed as /users('$x@y').
   if (idOrUpn.startsWith('$')) return `/users(${encodeURIComponent(odataString(idOrUpn))})`;
@@ -393,7 +401,7 @@ class GraphDirectory implements CloudDirectory {
       () =>
         this.client
           .api('/users')
-          .filter(`${property} eq ${odataString(value)}`)
+          .filter(queryValue(`${property} eq ${odataString(value)}`))
           .select(userSelect)
           .top(1)
           .get(),
@@ -486,7 +494,7 @@ class GraphDirectory implements CloudDirectory {
       () =>
         this.client
           .api('/groups')
-          .filter(`mailNickname eq ${odataString(mailNickname)}`)
+          .filter(queryValue(`mailNickname eq ${odataString(mailNickname)}`))
           .get(),
       groupCollectionSchema,
     );

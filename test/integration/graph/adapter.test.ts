@@ -85,6 +85,20 @@ describe('GraphDirectory users', () => {
     await directory.deleteUser(created.id); // idempotent
   });
 
+  it("finds and reads users whose UPN holds the allowed special characters ' # ^ ~ ! _", async () => {
+    for (const alias of ["o'neil", 'a#b', 'x^y~z', 'p.q-r_s!t']) {
+      const upn = `${alias}@contoso.example`;
+      const created = await directory.createUser({
+        userPrincipalName: upn,
+        displayName: alias,
+        mailNickname: alias.replace(/[^a-z]/g, ''),
+        password,
+      });
+      expect((await directory.getUser(upn)).id).toBe(created.id);
+      expect((await directory.findUserByUpn(upn))?.id).toBe(created.id);
+    }
+  });
+
   it('maps a duplicate UPN to AlreadyExists and a foreign domain to Validation', async () => {
     const duplicate = await rejection(
       directory.createUser({
