@@ -278,4 +278,87 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
     })(tenantId);
     expect((await cloud.getUser(cid.entra.objectId)).accountEnabled).toBe(false);
   });
+
+  it('creates every user exactly once through Graph throttling, random 503s and replication lag', async () => {
+    const admin = (path: string, body?: unknown) =>
+      fetch(`${stack.graph.adminUrl}${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    await admin('/faults', {
+      throttling: { enabled: true, scale: 0.004, windowInMs: 1000, writeWindowInMs: 1000 },
+      random503Rate: 0.05,
+      replicationLagInMs: 400,
+    });
+    try {
+      const ids = Array.from({ length: 16 }, (_, i) => `bulk-${i}`);
+      const accepted = await Promise.all(
+        ids.map(async (id) => {
+          const response = await stack.api('/customers/fabrikam/users', {
+            method: 'POST',
+            key,
+            body: JSON.stringify({
+              userId: id,
+              userPrincipalName: `${id}@fabrikam.example`,
+              displayName: id,
+            }),
+          });
+          expect(response.status).toBe(202);
+          return ((await response.json()) as Op).operationId;
+        }),
+      );
+      const ops = await Promise.all(
+        accepted.map((id) =>
+          waitFor(
+            async () => {
+              const op = (await (await stack.api(`/operations/${id}`, { key })).json()) as Op;
+              return op.state === 'succeeded' || op.state === 'failed' || op.state === 'compensated'
+                ? op
+                : undefined;
+            },
+            `operation ${id}`,
+            90_000,
+          ),
+        ),
+      );
+      expect(ops.map((o) => o.state)).toEqual(ids.map(() => 'succeeded'));
+      const stats = (await (await admin('/faults')).json()) as {
+        stats: { throttled: number; unavailable: number };
+      };
+      expect(stats.stats.throttled).toBeGreaterThan(0);
+
+      await admin('/faults', { throttling: { enabled: false }, random503Rate: 0, replicationLagInMs: 0 });
+      const cloud = createGraphDirectoryFactory({
+        credentialFor: createCredentialFor({
+          clientId: stack.graphApp.clientId,
+          clientSecret: stack.graphApp.clientSecret,
+          authorityHost: stack.graph.authorityHost,
+        }),
+        graphBaseUrl: stack.graph.graphBaseUrl,
+        customHosts: ['127.0.0.1'],
+      })(tenantId);
+      for (const id of ids) {
+        const record = (await (await stack.api(`/customers/fabrikam/users/${id}`, { key })).json()) as {
+          entra: { objectId: string };
+        };
+        const inGraph = await cloud.getUser(`${id}@fabrikam.example`);
+        expect(inGraph.id).toBe(record.entra.objectId);
+      }
+      // One Entra user per request: the delta of the whole tenant holds each UPN once.
+      const upns: string[] = [];
+      let cursor: string | undefined;
+      for (;;) {
+        const page = await cloud.listUserChanges(cursor);
+        for (const change of page.changes)
+          if (change.kind === 'upserted' && change.user.userPrincipalName !== undefined)
+            upns.push(change.user.userPrincipalName);
+        if (page.nextCursor === undefined) break;
+        cursor = page.nextCursor;
+      }
+      for (const id of ids) expect(upns.filter((u) => u === `${id}@fabrikam.example`)).toHaveLength(1);
+    } finally {
+      await admin('/faults', { throttling: { enabled: false }, random503Rate: 0, replicationLagInMs: 0 });
+    }
+  }, 120_000);
 });
