@@ -87,6 +87,10 @@ export function appErrorFromFailure(failure: GraphFailure, operation: string, ca
   );
 }
 
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? '';
+}
+
 const credentialErrorNames = new Set([
   'AuthenticationRequiredError',
   'CredentialUnavailableError',
@@ -105,7 +109,16 @@ export function mapGraphError(error: unknown, operation: string): AppError {
     );
   }
   if (error instanceof GraphError) {
-    if (error.statusCode === -1 && error.code === null) {
+    // The SDK wraps errors thrown before any HTTP answer (e.g. by the credential) as statusCode -1 with
+    // the original error's name as code.
+    if (error.statusCode === -1 && error.code !== null && credentialErrorNames.has(error.code)) {
+      return new AppError(
+        'InvalidCredentials',
+        `${operation}: token request refused: ${firstLine(error.message)}`,
+        { cause: error },
+      );
+    }
+    if (error.statusCode === -1) {
       return new AppError('Unavailable', `${operation}: ${error.message}`, { cause: error });
     }
     return appErrorFromFailure(

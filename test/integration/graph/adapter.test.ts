@@ -168,6 +168,35 @@ describe('GraphDirectory users', () => {
   });
 });
 
+describe('GraphDirectory credentials', () => {
+  it('works with a certificate credential built by createCredentialFor', async () => {
+    const viaCertificate = createGraphDirectoryFactory({
+      credentialFor: createCredentialFor({
+        clientId: f.clientId,
+        certificatePem: f.certificatePem,
+        authorityHost: f.peer.authorityHost,
+      }),
+      graphBaseUrl: f.peer.graphBaseUrl,
+    })(f.customerTenantId);
+    expect((await viaCertificate.getDomain('contoso.example')).id).toBe('contoso.example');
+  });
+
+  it('maps a refused credential (wrong secret) to InvalidCredentials, not retryable', async () => {
+    const wrong = createGraphDirectoryFactory({
+      credentialFor: createCredentialFor({
+        clientId: f.clientId,
+        clientSecret: 'wrong',
+        authorityHost: f.peer.authorityHost,
+      }),
+      graphBaseUrl: f.peer.graphBaseUrl,
+    })(f.customerTenantId);
+    const error = await rejection(wrong.listSubscribedSkus());
+    expect(isAppError(error, 'InvalidCredentials')).toBe(true);
+    expect(isAppError(error) && error.retryable).toBe(false);
+    expect((error as Error).message).toContain('AADSTS7000215');
+  });
+});
+
 describe('GraphDirectory licences', () => {
   it('assigns and removes licences, keeping consumedUnits equal to assigned seats', async () => {
     const ada = await directory.getUser('ada@contoso.example');

@@ -122,4 +122,11 @@ describe('Graph error mapping', () => {
       retryable: true,
     });
   });
+
+  it('maps the SDK-wrapped credential error (statusCode -1, code = error name) to InvalidCredentials', () => {
+    const wrapped = new GraphError(-1, 'invalid_client: AADSTS7000215: Invalid client secret provided.');
+    wrapped.code = 'AuthenticationRequiredError';
+    expect(mapGraphError(wrapped, 'op')).toMatchObject({ code: 'InvalidCredentials', retryable: false });
+    expect(mapGraphError(new GraphError(-1, 'socket hang up'), 'op')).toMatchObject({ code: 'Unavailable' });
+  });
 });
