@@ -236,16 +236,17 @@ class GraphDirectory implements CloudDirectory {
     }
   }
 
-  private remember(id: string): void {
+  /** Remembers a new object by id (and a user by UPN too, since callers address users either way). */
+  private remember(...keys: string[]): void {
     const now = this.clock.now().getTime();
     const windowInMs = this.options.replicationLag?.windowInMs ?? 30_000;
     for (const [key, at] of this.recent) if (now - at > windowInMs) this.recent.delete(key);
-    this.recent.set(id, now);
+    for (const key of keys) this.recent.set(key.toLowerCase(), now);
   }
 
   private isRecent(id: string): boolean {
     const windowInMs = this.options.replicationLag?.windowInMs ?? 30_000;
-    const at = this.recent.get(id);
+    const at = this.recent.get(id.toLowerCase());
     return at !== undefined && this.clock.now().getTime() - at <= windowInMs;
   }
 
@@ -359,7 +360,7 @@ class GraphDirectory implements CloudDirectory {
       () => this.client.api('/users').post(newUserBody(user)),
       graphUserSchema,
     );
-    this.remember(created.id);
+    this.remember(created.id, user.userPrincipalName);
     return createdUser(user, created);
   }
 
@@ -378,7 +379,7 @@ class GraphDirectory implements CloudDirectory {
       const input = users[index];
       if (!parsed.success || input === undefined)
         return { ok: false, error: new AppError('Upstream', 'create user: unexpected $batch item body') };
-      this.remember(parsed.data.id);
+      this.remember(parsed.data.id, input.userPrincipalName);
       return { ok: true, value: createdUser(input, parsed.data) };
     });
   }
@@ -448,7 +449,7 @@ class GraphDirectory implements CloudDirectory {
       if (toAppError(error).code !== 'NotFound') throw error;
     }
     // Gone by our own hand: a later 404 for it is not replication lag.
-    this.recent.delete(userId);
+    this.recent.delete(userId.toLowerCase());
   }
 
   async setPassword(userId: string, password: string, options: SetPasswordOptions = {}): Promise<void> {

@@ -193,6 +193,22 @@ describe('replication lag', () => {
     expect((await directory.getUser(created.id)).jobTitle).toBe('Tester');
   });
 
+  it('also rides out the lag when the new user is read by UPN', async () => {
+    await admin(f, 'POST', '/faults', { replicationLagInMs: 400 });
+    const directory = directoryWith({
+      replicationLag: { baseDelayInMs: 150, maxDelayInMs: 300, maxAttempts: 10 },
+    });
+    const createdAt = Date.now();
+    const created = await directory.createUser({
+      userPrincipalName: 'Lag4@contoso.example',
+      displayName: 'Lag 4',
+      mailNickname: 'lag4',
+      password,
+    });
+    expect((await directory.getUser('lag4@contoso.example')).id).toBe(created.id);
+    expect(Date.now() - createdAt).toBeGreaterThanOrEqual(350);
+  });
+
   it('gives up with NotFound when the lag outlasts the retries', async () => {
     await admin(f, 'POST', '/faults', { replicationLagInMs: 60_000 });
     const directory = directoryWith({
