@@ -1,18 +1,35 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveAgentConfig } from '../agent/config.js';
+import { startAgent, type RunningAgent } from '../agent/runtime.js';
 import { definitions } from '../functions/definitions.js';
 import { createComposition } from '../shared/composition.js';
 import { loadSettings } from '../shared/config.js';
 import { consoleSink, createLogger } from '../shared/logging.js';
+import { generateSigningKeyPair, generateSiteKeyPair } from '../shared/relay-protocol/index.js';
 import { startLocalHost } from './host/local-host.js';
 import { serviceBusTriggers } from './host/queue-triggers.js';
 import { localEnvironment } from './host/settings.js';
 import { peersFilePath, startAllPeers } from './peers/run-all.js';
 
 /**
- * `npm start`: every local peer, the local Functions host on :7071, a demo provider with an API key,
- * and the commands to try. Ctrl-C stops everything.
+ * `npm start`: every local peer, the local Functions host on :7071, the relay agent of a demo site
+ * against the Samba DC, and a demo provider with a hybrid customer — then the commands to try.
+ * Ctrl-C stops everything.
  */
+const demoTenantId = '0b7c6d5e-4f3a-4b2c-8d1e-9f0a1b2c3d4e'; // Contoso in dev/peers/identity-graph/demo-seed.json
+const demoSkuE3 = '6fd2c87f-b296-42f0-b197-1e91e994b900';
+const siteId = 'demo';
+
 const running = await startAllPeers();
-const settings = loadSettings(localEnvironment(running.peers));
+// Keys of this run only: the cloud signs agent commands, the site opens sealed passwords.
+const signing = generateSigningKeyPair();
+const site = generateSiteKeyPair();
+const settings = loadSettings({
+  ...localEnvironment(running.peers),
+  Relay__signingKeyPem: signing.privateKeyPem,
+  Relay__signingKeyId: 'local-run',
+});
 const log = createLogger(consoleSink, { level: settings.LOG_LEVEL, props: { component: 'local-host' } });
 const deps = createComposition(settings, { log });
 const triggers = serviceBusTriggers(running.peers.serviceBus.connectionString, log);
@@ -24,21 +41,84 @@ const host = await startLocalHost({
   startQueueTrigger: triggers.start,
 });
 
-const { apiKey } = await deps.callers.createApiKey({
-  providerId: 'demo-provider',
-  name: 'npm start demo key',
-});
+const providerId = 'demo-provider';
+const { apiKey } = await deps.callers.createApiKey({ providerId, name: 'npm start demo key' });
+const caller = { id: 'npm-start', kind: 'apiKey' as const, providerId };
 
+const ad = running.peers.ad;
+let agent: RunningAgent | undefined;
+let customerNote: string;
+if ('url' in ad) {
+  agent = await startAgent(
+    resolveAgentConfig(
+      {
+        siteId,
+        serviceBus: { connectionString: running.peers.serviceBus.connectionString },
+        directory: {
+          urls: [ad.url],
+          bindDn: ad.bindDn,
+          password: ad.password,
+          caFile: ad.caFile,
+          allowedOus: [ad.atriaOu],
+          allowedAttributes: ['department', 'title'],
+        },
+        cloudSigningKeys: [{ kid: 'local-run', publicKeyPem: signing.publicKeyPem }],
+        sitePrivateKey: site.privateKeyPem,
+        heartbeatIntervalInMs: 15_000,
+      },
+      process.cwd(),
+    ),
+    { log: createLogger(consoleSink, { level: 'warn', props: { component: 'agent' } }) },
+  );
+  await deps.sites.register(caller, siteId, site.publicKeyPem);
+  await deps.customers.put(caller, 'contoso', {
+    displayName: 'Contoso',
+    identityMode: 'hybridFederated',
+    entra: {
+      tenantId: demoTenantId,
+      domains: ['contoso.example', 'fed.contoso.example'],
+      federatedDomain: 'fed.contoso.example',
+    },
+    ad: { siteId, usersOu: ad.usersOu, upnSuffixes: ['fed.contoso.example'] },
+    defaultUsageLocation: 'NL',
+    licencePlans: [{ name: 'E3', skus: [{ skuId: demoSkuE3, disabledServicePlanIds: [] }] }],
+  });
+  customerNote = `customer "contoso": hybridFederated (Samba AD ${ad.usersOu} + Entra tenant ${demoTenantId}, federated domain fed.contoso.example)`;
+} else {
+  await deps.customers.put(caller, 'contoso', {
+    displayName: 'Contoso',
+    identityMode: 'cloudOnly',
+    entra: { tenantId: demoTenantId, domains: ['contoso.example'] },
+    defaultUsageLocation: 'NL',
+    licencePlans: [{ name: 'E3', skus: [{ skuId: demoSkuE3, disabledServicePlanIds: [] }] }],
+  });
+  customerNote = `customer "contoso": cloudOnly — on-prem AD is NOT running (${ad.unavailable}); install Samba as root: bash dev/peers/samba/install.sh`;
+}
+const hybrid = 'url' in ad;
+writeFileSync(
+  join(process.cwd(), '.local', 'demo.json'),
+  `${JSON.stringify({ baseUrl: host.url, apiKey, customerId: 'contoso', hybrid }, null, 2)}\n`,
+  { mode: 0o600 },
+);
+
+const userBody = hybrid
+  ? `{"userId":"u-ada","userPrincipalName":"ada@fed.contoso.example","displayName":"Ada Lovelace","password":"Str0ng!Passw0rd#1","licencePlan":"E3"}`
+  : `{"userId":"u-ada","userPrincipalName":"ada@contoso.example","displayName":"Ada Lovelace","licencePlan":"E3"}`;
 console.log(`
 atria-m365 local stack is up (peers: ${peersFilePath})
   Functions host   ${host.url}  (${host.registration.http.length} HTTP, ${host.registration.queues.length} queue, ${host.registration.timers.length} timer functions)
-  Demo API key     ${apiKey}   (provider "demo-provider"; shown once)
+  Relay agent      ${agent === undefined ? 'not running (no AD)' : `site "${siteId}" → ${'url' in ad ? ad.url : ''}`}
+  Demo provider    ${providerId}, ${customerNote}
+  Demo API key     ${apiKey}   (shown once; also in .local/demo.json)
 
 Try:
+  export KEY='${apiKey}'
   curl -s ${host.url}/health
-  curl -s ${host.url}/openapi.json | head -c 400; echo
-  curl -s -H 'x-functions-key: ${apiKey}' ${host.url}/whoami
-  curl -s -i ${host.url}/whoami          # no key: 401 problem+json
+  curl -s -H "x-functions-key: $KEY" ${host.url}/customers/contoso
+  curl -s -H "x-functions-key: $KEY" -H 'content-type: application/json' -d '${userBody}' ${host.url}/customers/contoso/users
+  curl -s -H "x-functions-key: $KEY" ${host.url}/customers/contoso/operations
+  curl -s -H "x-functions-key: $KEY" ${host.url}/customers/contoso/users/u-ada
+  npm run demo        # in another terminal: provisions a batch and shows where each user landed
 
 Ctrl-C stops everything.`);
 
@@ -46,12 +126,14 @@ let stopping = false;
 const shutdown = (): void => {
   if (stopping) return;
   stopping = true;
-  void host
-    .stop()
-    .then(() => triggers.close())
-    .then(() => deps.close())
-    .then(() => running.stop())
-    .then(() => process.exit(0));
+  void (async () => {
+    await agent?.stop();
+    await host.stop();
+    await triggers.close();
+    await deps.close();
+    await running.stop();
+    process.exit(0);
+  })();
 };
 process.on('SIGINT', shutdown);
 process.on('SIGTERM', shutdown);

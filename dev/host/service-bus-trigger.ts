@@ -1,7 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { InvocationContext, type LogLevel } from '@azure/functions';
+import azureFunctions, { type InvocationContext, type LogLevel } from '@azure/functions';
 import type { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver } from '@azure/service-bus';
 import { InvalidMessageError } from '../../shared/errors.js';
+
+// @azure/functions is CommonJS: under Node's ESM loader its classes come through the default export.
+const { InvocationContext: InvocationContextClass } = azureFunctions;
 
 /**
  * Serves an `app.serviceBusQueue` definition locally with the semantics of the Azure Functions Service
@@ -118,7 +121,7 @@ export async function startQueueTrigger(options: QueueTriggerOptions): Promise<Q
   const subscription = receiver.subscribe(
     {
       processMessage: async (message) => {
-        const context = new InvocationContext({
+        const context = new InvocationContextClass({
           invocationId: randomUUID(),
           functionName: options.functionName,
           triggerMetadata: triggerMetadata(message),
