@@ -455,6 +455,15 @@ describe('listing users (user-list.md, paging.md, aad-advanced-queries.md)', () 
       400,
       'Request_UnsupportedQuery',
     );
+    // endsWith is allowed only on mail, otherMails, userPrincipalName and proxyAddresses.
+    expectGraphError(
+      await send('GET', "/users?$filter=endsWith(displayName,'a')&$count=true", undefined, {
+        ConsistencyLevel: 'eventual',
+      }),
+      400,
+      'Request_UnsupportedQuery',
+      /displayName/,
+    );
     const ne = await send(
       'GET',
       "/users?$filter=mailNickname ne 'gamma'&$count=true&$select=mailNickname",

@@ -9,6 +9,8 @@ export interface ParsedFilter {
   test: (get: Getter) => boolean;
   properties: Set<string>;
   advancedOperators: Set<string>;
+  /** Properties used with endsWith (Graph allows it only on a few). */
+  endsWithProperties: Set<string>;
 }
 
 type Token =
@@ -107,6 +109,7 @@ export function parseFilter(input: string): ParsedFilter {
   let pos = 0;
   const properties = new Set<string>();
   const advancedOperators = new Set<string>();
+  const endsWithProperties = new Set<string>();
   const peek = (): Token | undefined => tokens[pos];
   const next = (): Token => {
     const token = tokens[pos++];
@@ -145,7 +148,10 @@ export function parseFilter(input: string): ParsedFilter {
       const value = literal();
       expect('rp');
       properties.add(prop.value);
-      if (lower === 'endswith') advancedOperators.add('endsWith');
+      if (lower === 'endswith') {
+        advancedOperators.add('endsWith');
+        endsWithProperties.add(prop.value);
+      }
       return (get) => {
         const actual = get(prop.value);
         const candidates = Array.isArray(actual) ? actual : [actual];
@@ -241,5 +247,5 @@ export function parseFilter(input: string): ParsedFilter {
 
   const test = orExpr();
   if (pos !== tokens.length) throw new FilterSyntaxError('Unexpected trailing tokens.');
-  return { test, properties, advancedOperators };
+  return { test, properties, advancedOperators, endsWithProperties };
 }

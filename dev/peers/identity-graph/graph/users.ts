@@ -465,20 +465,14 @@ function planUserQuery(ctx: GraphContext, req: GraphRequest): ListPlan | GraphRe
     if (needsAdvanced && !(advanced && countRequested)) {
       return advancedQueryError(ctx, advancedUsed[0] ?? 'orderby');
     }
-    if (parsed.advancedOperators.has('endsWith')) {
-      for (const property of parsed.properties) {
-        if (
-          !endsWithAllowed.has(property) &&
-          /endswith\(\s*/i.test(filterText) &&
-          filterText.includes(`(${property},`)
-        ) {
-          return graphError(
-            ctx,
-            400,
-            'Request_UnsupportedQuery',
-            `Unsupported or invalid query filter clause specified for property '${property}' of resource 'User'.`,
-          );
-        }
+    for (const property of parsed.endsWithProperties) {
+      if (!endsWithAllowed.has(property)) {
+        return graphError(
+          ctx,
+          400,
+          'Request_UnsupportedQuery',
+          `Unsupported or invalid query filter clause specified for property '${property}' of resource 'User'.`,
+        );
       }
     }
     users = users.filter((user) => parsed.test(userGetter(user)));
