@@ -1,0 +1,301 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Attribute, Client } from 'ldapts';
+import { resolveAgentConfig } from '../../agent/config.js';
+import { startAgent } from '../../agent/runtime.js';
+import { startAzurite } from '../../dev/peers/azurite.js';
+import type { Seed } from '../../dev/peers/identity-graph/index.js';
+import { startSambaPeer, SambaNotInstalledError } from '../../dev/peers/samba/index.js';
+import { createLogger } from '../../shared/logging.js';
+import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
+import { startTestStack, waitFor, type TestStack } from '../support/stack.js';
+import { benchAd } from './ad.js';
+
+/**
+ * `npm run bench`: throughput of the real paths on the local peers, each next to the limit that bounds
+ * it, as a ratio measured in the same run:
+ *  1. relay: users/s through adapter → Service Bus → agent → Samba vs raw ldapts adds on the same DC;
+ *  2. cloud-only: users/s through HTTP → Service Bus → worker → Graph peer (documented throttling on)
+ *     vs the documented write budget per app+tenant (3,000 writes / 150 s), with Graph requests per
+ *     user and 429s seen;
+ *  3. hybrid: users/s through HTTP → … → agent → Samba → Graph vs raw ldapts adds.
+ * Results go to stdout and .local/bench.json. Sizes: BENCH_CLOUD_USERS, BENCH_HYBRID_USERS, BENCH_AD_USERS.
+ */
+const cloudUsers = Number(process.env.BENCH_CLOUD_USERS ?? 300);
+const hybridUsers = Number(process.env.BENCH_HYBRID_USERS ?? 60);
+const adUsers = Number(process.env.BENCH_AD_USERS ?? 60);
+const writesPerSecondBudget = 3000 / 150; // Graph identity writes per app+tenant (concepts/throttling-limits.md)
+
+type DomainSeed = { id: string; isDefault?: boolean; authenticationType?: 'Managed' | 'Federated' };
+
+function seedFor(tenantId: string, partnerTenant: string, domains: DomainSeed[]): Seed {
+  return {
+    tenants: [
+      {
+        id: partnerTenant,
+        displayName: 'Partner',
+        domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
+      },
+      { id: tenantId, displayName: 'Bench', domains, skus: [] },
+    ],
+    apps: [
+      {
+        clientId: randomUUID(),
+        clientSecret: 'bench-secret-value',
+        homeTenantId: partnerTenant,
+        tenants: [tenantId],
+        roles: ['User.ReadWrite.All', 'Directory.ReadWrite.All', 'Domain.ReadWrite.All'],
+      },
+    ],
+  };
+}
+
+/** Counts this process's requests to the Graph peer (the SDK uses global fetch). */
+function countGraphRequests(graphBaseUrl: string): { reads: number; writes: number; restore(): void } {
+  const original = globalThis.fetch;
+  const counts = { reads: 0, writes: 0, restore: () => void (globalThis.fetch = original) };
+  globalThis.fetch = (input, init) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+    if (url.startsWith(graphBaseUrl)) {
+      if (method === 'GET') counts.reads++;
+      else counts.writes++;
+    }
+    return original(input, init);
+  };
+  return counts;
+}
+
+async function provision(
+  stack: TestStack,
+  key: string,
+  customerId: string,
+  users: { userId: string; upn: string; password?: string }[],
+): Promise<number> {
+  const started = performance.now();
+  const operationIds: string[] = [];
+  // Atria submits in parallel batches, as a portal would.
+  for (let i = 0; i < users.length; i += 25) {
+    const batch = users.slice(i, i + 25);
+    operationIds.push(
+      ...(await Promise.all(
+        batch.map(async (u) => {
+          const response = await stack.api(`/customers/${customerId}/users`, {
+            method: 'POST',
+            key,
+            body: JSON.stringify({
+              userId: u.userId,
+              userPrincipalName: u.upn,
+              displayName: u.userId,
+              ...(u.password === undefined ? {} : { password: u.password }),
+            }),
+          });
+          if (response.status !== 202) throw new Error(`POST ${response.status}: ${await response.text()}`);
+          return ((await response.json()) as { operationId: string }).operationId;
+        }),
+      )),
+    );
+  }
+  for (const id of operationIds) {
+    const op = await waitFor(
+      async () => {
+        const body = (await (await stack.api(`/operations/${id}`, { key })).json()) as { state: string };
+        return ['succeeded', 'failed', 'compensated'].includes(body.state) ? body : undefined;
+      },
+      `operation ${id}`,
+      600_000,
+    );
+    if (op.state !== 'succeeded') throw new Error(`operation ${id} ended ${op.state}`);
+  }
+  return users.length / ((performance.now() - started) / 1000);
+}
+
+async function rawLdapAdds(
+  url: string,
+  bindDn: string,
+  password: string,
+  caFile: string,
+  ou: string,
+  count: number,
+): Promise<number> {
+  const client = new Client({ url, tlsOptions: { ca: readFileSync(caFile) } });
+  await client.bind(bindDn, password);
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    const sam = `raw${randomUUID().slice(0, 12)}`;
+    await client.add(`CN=${sam},${ou}`, [
+      new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
+      new Attribute({ type: 'sAMAccountName', values: [sam] }),
+      new Attribute({ type: 'userPrincipalName', values: [`${sam}@raw.example`] }),
+      new Attribute({ type: 'userAccountControl', values: ['512'] }),
+      // unicodePwd is the UTF-16LE of the quoted password, sent as bytes.
+      new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"Raw!${sam}#1a"`, 'utf16le')] }),
+    ]);
+  }
+  const perSecond = count / ((performance.now() - started) / 1000);
+  await client.unbind();
+  return perSecond;
+}
+
+const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version };
+const azurite = await startAzurite();
+try {
+  // 1. The relay alone (helper bench from the AD work).
+  try {
+    const ad = await benchAd({ users: adUsers });
+    results.relay = ad;
+    console.log(
+      `relay      ${ad.viaAgentPerSecond.toFixed(1)} users/s via agent vs ${ad.rawLdapPerSecond.toFixed(1)} raw ldapts → ratio ${ad.ratio.toFixed(2)}`,
+    );
+  } catch (error) {
+    if (!(error instanceof SambaNotInstalledError)) throw error;
+    results.relay = { skipped: error.message };
+    console.log(`relay      skipped: ${error.message}`);
+  }
+
+  // 2. Cloud-only through the whole app, documented throttling on.
+  {
+    const tenantId = randomUUID();
+    const stack = await startTestStack({
+      storageConnectionString: azurite.connectionString,
+      graphSeed: seedFor(tenantId, randomUUID(), [
+        { id: 'bench.example', isDefault: true, authenticationType: 'Managed' },
+      ]),
+    });
+    try {
+      await fetch(`${stack.graph.adminUrl}/faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ throttling: { enabled: true } }),
+      });
+      const key = (await stack.deps.callers.createApiKey({ providerId: 'bench', name: 'bench' })).apiKey;
+      await stack.api('/customers/bench', {
+        method: 'PUT',
+        key,
+        body: JSON.stringify({
+          displayName: 'Bench',
+          identityMode: 'cloudOnly',
+          entra: { tenantId, domains: ['bench.example'] },
+        }),
+      });
+      const counter = countGraphRequests(stack.graph.graphBaseUrl);
+      const perSecond = await provision(
+        stack,
+        key,
+        'bench',
+        Array.from({ length: cloudUsers }, (_, i) => ({ userId: `c${i}`, upn: `c${i}@bench.example` })),
+      );
+      counter.restore();
+      const stats = (await (await fetch(`${stack.graph.adminUrl}/faults`)).json()) as {
+        stats: { throttled: number };
+      };
+      const writesPerUser = counter.writes / cloudUsers;
+      const budgetUsersPerSecond = writesPerSecondBudget / writesPerUser;
+      results.cloudOnly = {
+        users: cloudUsers,
+        usersPerSecond: perSecond,
+        graphReadsPerUser: counter.reads / cloudUsers,
+        graphWritesPerUser: writesPerUser,
+        throttled429: stats.stats.throttled,
+        documentedWriteBudgetUsersPerSecond: budgetUsersPerSecond,
+        ratioToBudget: perSecond / budgetUsersPerSecond,
+      };
+      console.log(
+        `cloudOnly  ${perSecond.toFixed(1)} users/s (${cloudUsers} users; ${(counter.reads / cloudUsers).toFixed(2)} reads + ${writesPerUser.toFixed(2)} writes per user; ${stats.stats.throttled} × 429) vs documented write budget ${budgetUsersPerSecond.toFixed(1)} users/s → ratio ${(perSecond / budgetUsersPerSecond).toFixed(2)}`,
+      );
+    } finally {
+      await stack.stop();
+    }
+  }
+
+  // 3. Hybrid through the whole app vs raw ldapts adds on the same DC.
+  let dc;
+  try {
+    dc = await startSambaPeer();
+  } catch (error) {
+    if (!(error instanceof SambaNotInstalledError)) throw error;
+    results.hybrid = { skipped: error.message };
+    console.log(`hybrid     skipped: ${error.message}`);
+  }
+  if (dc !== undefined) {
+    const tenantId = randomUUID();
+    const signing = generateSigningKeyPair();
+    const site = generateSiteKeyPair();
+    const stack = await startTestStack({
+      storageConnectionString: azurite.connectionString,
+      graphSeed: seedFor(tenantId, randomUUID(), [
+        { id: 'fed.bench.example', authenticationType: 'Federated' },
+      ]),
+      extraSettings: { Relay__signingKeyPem: signing.privateKeyPem, Relay__signingKeyId: 'bench' },
+    });
+    const agent = await startAgent(
+      resolveAgentConfig(
+        {
+          siteId: 'demo',
+          serviceBus: { connectionString: stack.serviceBus.connectionString },
+          directory: {
+            urls: [dc.url],
+            bindDn: dc.bindDn,
+            password: dc.password,
+            caFile: dc.caFile,
+            allowedOus: [dc.atriaOu],
+          },
+          cloudSigningKeys: [{ kid: 'bench', publicKeyPem: signing.publicKeyPem }],
+          sitePrivateKey: site.privateKeyPem,
+          maxConcurrentCommands: 4,
+        },
+        process.cwd(),
+      ),
+      { log: createLogger(() => undefined) },
+    );
+    try {
+      const key = (await stack.deps.callers.createApiKey({ providerId: 'bench', name: 'bench' })).apiKey;
+      await stack.api('/sites/demo', {
+        method: 'PUT',
+        key,
+        body: JSON.stringify({ publicKeyPem: site.publicKeyPem }),
+      });
+      await stack.api('/customers/hyb', {
+        method: 'PUT',
+        key,
+        body: JSON.stringify({
+          displayName: 'Hybrid bench',
+          identityMode: 'hybridFederated',
+          entra: { tenantId, domains: ['fed.bench.example'], federatedDomain: 'fed.bench.example' },
+          ad: { siteId: 'demo', usersOu: dc.usersOu, upnSuffixes: ['fed.bench.example'] },
+        }),
+      });
+      const perSecond = await provision(
+        stack,
+        key,
+        'hyb',
+        Array.from({ length: hybridUsers }, (_, i) => ({
+          userId: `h${i}`,
+          upn: `h${i}@fed.bench.example`,
+          password: `Bench!${i}#Passw0rd`,
+        })),
+      );
+      const raw = await rawLdapAdds(dc.url, dc.bindDn, dc.password, dc.caFile, dc.usersOu, hybridUsers);
+      results.hybrid = {
+        users: hybridUsers,
+        usersPerSecond: perSecond,
+        rawLdapAddsPerSecond: raw,
+        ratio: perSecond / raw,
+      };
+      console.log(
+        `hybrid     ${perSecond.toFixed(1)} users/s (${hybridUsers} users, AD + Entra) vs ${raw.toFixed(1)} raw ldapts adds/s (with password) → ratio ${(perSecond / raw).toFixed(2)}`,
+      );
+    } finally {
+      await agent.stop();
+      await stack.stop();
+      await dc.stop();
+    }
+  }
+} finally {
+  await azurite.stop();
+}
+mkdirSync(join(process.cwd(), '.local'), { recursive: true });
+writeFileSync(join(process.cwd(), '.local', 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
+console.log('\nwritten to .local/bench.json');
+process.exit(0);
