@@ -39,13 +39,15 @@ export interface IdentityGraphPeer {
 
 const maxBodyBytes = 4 * 1024 * 1024;
 
+class BodyTooLarge extends Error {}
+
 async function readBody(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     const buffer = chunk as Buffer;
     size += buffer.length;
-    if (size > maxBodyBytes) throw new Error('body too large');
+    if (size > maxBodyBytes) throw new BodyTooLarge();
     chunks.push(buffer);
   }
   return Buffer.concat(chunks);
@@ -298,6 +300,12 @@ export async function startIdentityGraphPeer(
 
   const server: Server = createServer(serverTls(), (req, res) => {
     handle(req, res).catch((error: unknown) => {
+      if (error instanceof BodyTooLarge) {
+        send(res, 413, {
+          error: { code: 'RequestEntityTooLarge', message: 'The request body is larger than 4 MiB.' },
+        });
+        return;
+      }
       console.error('identity-graph peer: unhandled error', error);
       if (!res.headersSent)
         send(res, 500, { error: { code: 'InternalServerError', message: 'Peer failure.' } });
