@@ -22,11 +22,44 @@ if (!existsSync(cert) || !existsSync(ca)) {
   mkdirSync(dir, { recursive: true });
   const run = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', caKey]);
-  run(['req', '-x509', '-new', '-key', caKey, '-sha256', '-days', '3650', '-subj', '/CN=atria-m365 local peers CA', '-out', ca]);
+  run([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    caKey,
+    '-sha256',
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=atria-m365 local peers CA',
+    '-out',
+    ca,
+  ]);
   run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
   const csr = join(dir, 'server.csr');
   run(['req', '-new', '-key', key, '-subj', '/CN=localhost', '-out', csr]);
   const ext = join(dir, 'server.ext');
-  execFileSync('sh', ['-c', `printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\\nextendedKeyUsage=serverAuth\\n' > '${ext}'`]);
-  run(['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-days', '3650', '-sha256', '-extfile', ext, '-out', cert]);
+  execFileSync('sh', [
+    '-c',
+    `printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\\nextendedKeyUsage=serverAuth\\n' > '${ext}'`,
+  ]);
+  run([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    ca,
+    '-CAkey',
+    caKey,
+    '-CAcreateserial',
+    '-days',
+    '3650',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
+  ]);
 }

@@ -1,4 +1,5 @@
-import { AppError, toAppError } from './errors.js';
+import type { AppError } from './errors.js';
+import { toAppError } from './errors.js';
 
 /**
  * The one retry helper for code of our own (e.g. Partner Center over fetch). SDK clients keep their own

@@ -41,11 +41,12 @@ export function serviceBusTriggers(
         ...options,
         maxConcurrentCalls: host.extensions.serviceBus.maxConcurrentCalls,
         maxAutoLockRenewalDurationInMs: timeSpanToMs(host.extensions.serviceBus.maxAutoLockRenewalDuration),
-        log: (level, message, properties) =>
-          (level === 'error' ? log.error : level === 'warning' ? log.warn : log.debug)(message, {
-            function: options.functionName,
-            ...properties,
-          }),
+        log: (level, message, properties) => {
+          const props = { function: options.functionName, ...properties };
+          if (level === 'error') log.error(message, props);
+          else if (level === 'warning') log.warn(message, props);
+          else log.debug(message, props);
+        },
       }),
     close: () => client.close(),
   };

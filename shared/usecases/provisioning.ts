@@ -423,7 +423,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
     if (kind === 'user.licences') {
       const plan = input.request.licencePlan;
       if (plan !== null && !customer.licencePlans.some((p) => p.name === plan)) {
-        throw new AppError('Validation', `unknown licence plan ${String(plan)}`, {
+        throw new AppError('Validation', `unknown licence plan ${JSON.stringify(plan)}`, {
           details: { errors: [{ path: 'body.licencePlan', message: 'unknown plan' }] },
         });
       }

@@ -259,7 +259,8 @@ describe('hybrid federated provisioning end to end', () => {
       const sites = body.dependencies.find((d) => d.name === 'agentSites');
       return sites?.state === 'ok' ? sites : undefined;
     }, 'a heartbeat');
-    expect(report.info?.sites[0]).toMatchObject({ siteId, agentVersion: expect.any(String) });
+    expect(report.info?.sites[0]?.siteId).toBe(siteId);
+    expect(typeof report.info?.sites[0]?.agentVersion).toBe('string');
   });
 
   it('federates the domain to ADFS and the preflight proves every hybrid user is anchored to its objectGUID', async () => {
