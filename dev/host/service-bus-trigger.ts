@@ -72,6 +72,33 @@ export function triggerMetadata(message: ServiceBusReceivedMessage): Record<stri
 
 const noLog = (): void => undefined;
 
+/**
+ * rhea (under @azure/service-bus 7.9) writes the dispositions issued in one tick as ranges and merges
+ * two adjacent deliveries into one frame carrying the first one's outcome (write_dispositions checks
+ * outcomes only from the third delivery on). An abandon next to a complete would then complete the
+ * failed message, or redeliver the completed one. Settlements on one client are therefore issued one
+ * per event-loop turn, so each gets its own frame.
+ */
+type Gate = <T>(settle: () => Promise<T>) => Promise<T>;
+const gates = new WeakMap<ServiceBusClient, Gate>();
+
+function settlementGate(client: ServiceBusClient): Gate {
+  let gate = gates.get(client);
+  if (gate === undefined) {
+    let tail: Promise<void> = Promise.resolve();
+    gate = <T>(settle: () => Promise<T>): Promise<T> => {
+      const issued = tail.then(() => ({ result: settle() }));
+      tail = issued.then(
+        () => new Promise<void>((resolve) => setImmediate(resolve)),
+        () => undefined,
+      );
+      return issued.then(({ result }) => result);
+    };
+    gates.set(client, gate);
+  }
+  return gate;
+}
+
 export async function startQueueTrigger(options: QueueTriggerOptions): Promise<QueueTrigger> {
   const log = options.log ?? noLog;
   const maxConcurrentCalls = options.maxConcurrentCalls ?? defaultMaxConcurrentCalls;
@@ -87,6 +114,7 @@ export async function startQueueTrigger(options: QueueTriggerOptions): Promise<Q
     await receiver.close();
     throw error;
   }
+  const alone = settlementGate(options.client);
   const running = new Set<Promise<void>>();
   const where = { functionName: options.functionName, queue: options.queueName };
 
@@ -101,10 +129,12 @@ export async function startQueueTrigger(options: QueueTriggerOptions): Promise<Q
           reason: error.deadLetterReason,
           description: error.message,
         });
-        await receiver.deadLetterMessage(message, {
-          deadLetterReason: error.deadLetterReason,
-          deadLetterErrorDescription: error.message,
-        });
+        await alone(() =>
+          receiver.deadLetterMessage(message, {
+            deadLetterReason: error.deadLetterReason,
+            deadLetterErrorDescription: error.message,
+          }),
+        );
         return;
       }
       log('warning', 'handler failed; message abandoned for redelivery', {
@@ -112,10 +142,10 @@ export async function startQueueTrigger(options: QueueTriggerOptions): Promise<Q
         deliveryCount: (message.deliveryCount ?? 0) + 1,
         error: error instanceof Error ? error.message : String(error),
       });
-      await receiver.abandonMessage(message);
+      await alone(() => receiver.abandonMessage(message));
       return;
     }
-    await receiver.completeMessage(message);
+    await alone(() => receiver.completeMessage(message));
   };
 
   const subscription = receiver.subscribe(

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { Server, Socket } from 'node:net';
 import rhea from 'rhea';
 import type { Connection, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
@@ -15,6 +16,17 @@ import type { AccessRight, SasRule } from './config.js';
 
 const { types, message: amqpMessage, string_to_uuid: stringToUuid, uuid_to_string: uuidToString } = rhea;
 
+/** rhea's frame constructors (not in its typings); used to write dispositions one by one. */
+const frames = createRequire(import.meta.url)('rhea/lib/frames.js') as {
+  disposition(fields: {
+    role: boolean;
+    first: number;
+    last: number;
+    settled: boolean;
+    state: unknown;
+  }): unknown;
+};
+
 const batchMessageFormat = 0x80013700;
 const maxMessageSizeInBytes = 256 * 1024; // Standard tier
 const maxUint = 0xffff_ffff;
@@ -22,7 +34,9 @@ const maxUint = 0xffff_ffff;
 /** rhea internals we rely on, typed narrowly (its typings leave them out). */
 interface OutgoingWindow {
   next_pending_delivery: number;
+  next_delivery_id: number;
   available(): number;
+  transfer_window(): number;
 }
 interface RheaSenderInternals {
   credit: number;
@@ -163,7 +177,15 @@ class LinkConsumer implements Consumer {
     ) {
       this.untransmitted.shift();
     }
-    return Math.min(internals.credit - this.untransmitted.length, outgoing.available());
+    // Lock only what can go out now: a message locked while it waits behind a closed session window
+    // (a client that stopped settling) would expire before the client ever saw it. Azure locks at
+    // transfer time.
+    const queuedInSession = outgoing.next_delivery_id - outgoing.next_pending_delivery;
+    return Math.min(
+      internals.credit - this.untransmitted.length,
+      outgoing.transfer_window() - queuedInSession,
+      outgoing.available(),
+    );
   }
 
   deliver(message: StoredMessage): void {
@@ -406,9 +428,17 @@ export function createAmqpFront(options: AmqpFrontOptions): {
             : outcome === 'released'
               ? outcomes.released().described()
               : outcomes.rejected({}).described());
-      if (!d.remote_settled) d.update(true, settledState);
-      else d.settled = true;
+      // One disposition frame per delivery, written directly: rhea's batching (write_dispositions)
+      // merges two adjacent deliveries into one range with the first one's state, which would hand
+      // one message's lock-lost error (or success) to its neighbour.
+      if (!d.remote_settled) {
+        (sender.session as unknown as { output(frame: unknown): void }).output(
+          frames.disposition({ role: false, first: d.id, last: d.id, settled: true, state: settledState }),
+        );
+      }
+      d.settled = true;
       d.remote_settled = true;
+      (sender.connection as unknown as { _register(): void })._register();
     };
   container.on('accepted', onDisposition('accepted'));
   container.on('rejected', onDisposition('rejected'));
@@ -670,7 +700,13 @@ export function createAmqpFront(options: AmqpFrontOptions): {
   return {
     listen: (port: number, host: string): Promise<Server> =>
       new Promise((resolve, reject) => {
-        const listening = container.listen({ port, host });
+        // A delivery slot frees only when the deliveries before it are settled too; a client that
+        // settles one message late (after its lock expired) must not stall everything behind it.
+        const listening = container.listen({
+          port,
+          host,
+          session_buffer_size: { outgoing: 16_384, incoming: 2048 },
+        });
         listening.on('connection', (socket: Socket) => {
           sockets.add(socket);
           socket.on('close', () => sockets.delete(socket));
