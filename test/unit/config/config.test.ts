@@ -37,6 +37,7 @@ describe('configuration', () => {
       TableStorage__tableServiceUri: 'https://acct.table.core.windows.net',
       ServiceBusConnection__fullyQualifiedNamespace: 'atria.servicebus.windows.net',
       Auth__entraTenantId: '11111111-2222-3333-4444-555555555555',
+      Secrets__operationKey: Buffer.alloc(32, 1).toString('base64'),
     });
     expect(settings.Graph__baseUrl).toBe('https://graph.microsoft.com/v1.0');
     expect(settings.Guard__maxSharePercent).toBe(10);
