@@ -18,6 +18,7 @@ import {
 import { whoami } from './http/whoami.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
+import { licenceSweep } from './timer/licence-sweep.js';
 
 /** Every function of atria-m365, once. Azure registration and the local host both read this table. */
 export const definitions: FunctionDefinition[] = [
@@ -42,4 +43,5 @@ export const definitions: FunctionDefinition[] = [
   federationPreflight,
   directoryWorker,
   agentReplies,
+  licenceSweep,
 ];

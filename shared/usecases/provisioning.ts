@@ -64,6 +64,13 @@ const idempotencySchema = z.object({
   createdAt: z.string(),
 });
 const indexSchema = z.object({ operationId: z.string() });
+const heldSchema = z.object({
+  providerId: z.string(),
+  operationId: z.string(),
+  customerId: z.string(),
+  heldAt: z.string(),
+});
+const HELD = 'needsLicence';
 
 export const userPartition = (providerId: string, customerId: string): string =>
   `${providerId}/${customerId}`;
@@ -74,6 +81,7 @@ function collections(store: Store) {
     customerOperations: store.collection('customeroperations', indexSchema),
     users: store.collection('users', userRecordSchema),
     idempotency: store.collection('idempotency', idempotencySchema),
+    held: store.collection('heldoperations', heldSchema),
     customers: customersCollection(store),
   };
 }
@@ -873,6 +881,12 @@ export function createProvisioning(deps: ProvisioningDeps) {
               s.error = info;
               o.state = 'needsLicence';
             });
+            await c.held.upsert(HELD, `${providerId}/${operationId}`, {
+              providerId,
+              operationId,
+              customerId: ctx.operation.value.customerId,
+              heldAt: now(),
+            });
             await updateUserRecord(ctx, (u) => {
               u.state = 'needsLicence';
               const entra = stepResult(ctx.operation.value, 'entra.create');
@@ -926,6 +940,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
         o.state = 'succeeded';
         delete o.sealedPassword;
       });
+      await c.held.delete(HELD, `${providerId}/${operationId}`);
       const op = ctx.operation.value;
       await updateUserRecord(ctx, (u) => applyOutcome(op, u));
       return op;
@@ -939,17 +954,28 @@ export function createProvisioning(deps: ProvisioningDeps) {
     }
   }
 
-  /** Queues held operations of a customer again (after seats were bought). */
-  async function retryHeld(caller: Caller, customerId: string): Promise<number> {
-    const ops = await listOperations(caller, customerId, 1000);
+  /**
+   * Queues every operation held for a licence again (the licence sweep timer, or after seats were
+   * bought). One run per operation per sweep: the message id carries the sweep's minute, so a sweep
+   * that is retried does not queue twice. An operation still without a seat simply goes back on hold.
+   */
+  async function sweepHeldOperations(limit = 500): Promise<number> {
+    const sweep = now().slice(0, 16);
     let count = 0;
-    for (const op of ops.filter((o) => o.state === 'needsLicence')) {
+    for await (const entry of c.held.list(HELD)) {
+      if (count >= limit) break;
+      const { providerId, operationId } = entry.value;
+      const op = await c.operations.get(providerId, operationId);
+      if (op === undefined || op.value.state !== 'needsLicence') {
+        await c.held.delete(HELD, entry.rowKey);
+        continue;
+      }
       await deps.bus.send(
         directoryWork,
-        { type: 'operation.run', v: 1, providerId: op.providerId, operationId: op.operationId },
+        { type: 'operation.run', v: 1, providerId, operationId },
         {
-          messageId: deterministicMessageId('operation.retry', op.operationId, now()),
-          correlationId: op.correlationId,
+          messageId: deterministicMessageId('operation.sweep', operationId, sweep),
+          correlationId: op.value.correlationId,
         },
       );
       count++;
@@ -966,7 +992,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
     listOperations,
     getUser,
     runOperation,
-    retryHeld,
+    sweepHeldOperations,
   };
 }
 

@@ -200,6 +200,26 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
     };
     expect(user.state).toBe('needsLicence');
     expect(user.entra?.objectId).toBeDefined();
+
+    // A seat is bought (the Graph peer's admin stands in for Partner Center); the sweep timer resumes dee.
+    const seat = await fetch(`${stack.graph.adminUrl}/tenants/${tenantId}/skus/${skuE3}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ skuPartNumber: 'ENTERPRISEPACK', enabled: 3 }),
+    });
+    expect(seat.status).toBe(200);
+    await stack.host.runTimer('licence-sweep');
+    const resumed = await waitFor(async () => {
+      const op = (await (await stack.api(`/operations/${dee.operationId}`, { key })).json()) as Op;
+      return op.state === 'succeeded' ? op : undefined;
+    }, 'the held operation to resume');
+    expect(resumed.steps.find((s) => s.name === 'licences')?.state).toBe('done');
+    const after = (await (await stack.api('/customers/fabrikam/users/u-dee', { key })).json()) as {
+      state: string;
+      licences: { skuId: string }[];
+    };
+    expect(after.state).toBe('active');
+    expect(after.licences.map((l) => l.skuId)).toEqual([skuE3]);
   });
 
   it('names the bad field in a 400 problem and answers 404 for an unknown customer', async () => {
