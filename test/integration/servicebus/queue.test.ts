@@ -31,6 +31,11 @@ beforeAll(async () => {
       },
       { Name: 'stream' },
       { Name: 'sessions', Properties: { RequiresSession: true } },
+      {
+        Name: 'forward-dl',
+        Properties: { MaxDeliveryCount: 1, ForwardDeadLetteredMessagesTo: 'forward-dl-target' },
+      },
+      { Name: 'forward-dl-target' },
     ]),
   });
   client = new ServiceBusClient(peer.connectionString, {
@@ -311,6 +316,20 @@ describe('Service Bus peer: queues', () => {
     await sleep(100);
     expect(await receiver.peekMessages(50)).toHaveLength(0);
     await receiver.close();
+  });
+
+  it('forwards dead-lettered messages to ForwardDeadLetteredMessagesTo with their reason', async () => {
+    await client.createSender('forward-dl').sendMessages({ body: 'fwd', messageId: 'fwd-1' });
+    const receiver = client.createReceiver('forward-dl');
+    const [message] = await receiveAll(receiver, 1);
+    await receiver.abandonMessage(message!);
+    const target = client.createReceiver('forward-dl-target', { receiveMode: 'receiveAndDelete' });
+    const [forwarded] = await receiveAll(target, 1);
+    expect(forwarded?.messageId).toBe('fwd-1');
+    expect(forwarded?.applicationProperties?.DeadLetterReason).toBe('MaxDeliveryCountExceeded');
+    const ownDeadLetters = client.createReceiver('forward-dl', { subQueueType: 'deadLetter' });
+    expect(await ownDeadLetters.peekMessages(5)).toHaveLength(0);
+    await Promise.all([receiver.close(), target.close(), ownDeadLetters.close()]);
   });
 
   it('refuses an unknown entity with MessagingEntityNotFound', async () => {
