@@ -54,7 +54,7 @@ async function call(
   );
   return {
     status: result.status ?? 200,
-    json: JSON.parse(String(result.body)) as Record<string, unknown>,
+    json: JSON.parse(typeof result.body === 'string' ? result.body : 'null') as Record<string, unknown>,
     headers: result.headers as Record<string, string>,
   };
 }
