@@ -64,7 +64,11 @@ export function triggerMetadata(message: ServiceBusReceivedMessage): Record<stri
     enqueuedTimeUtc: message.enqueuedTimeUtc?.toISOString(),
     expiresAtUtc: message.expiresAtUtc?.toISOString(),
     lockedUntilUtc: message.lockedUntilUtc?.toISOString(),
+    to: message.to,
+    replyTo: message.replyTo,
     applicationProperties: message.applicationProperties ?? {},
+    // The older name the Functions host still sends alongside.
+    userProperties: message.applicationProperties ?? {},
     lockToken: message.lockToken,
     sequenceNumber: message.sequenceNumber?.toNumber(),
   };

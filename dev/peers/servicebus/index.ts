@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { Broker } from './broker.js';
 import { loadEmulatorConfig, type AccessRight, type EmulatorConfig, type SasRule } from './config.js';
 import { createAmqpFront } from './server.js';
@@ -7,6 +8,9 @@ export type { EmulatorConfig, SasRule, AccessRight } from './config.js';
 /** The official emulator's well-known namespace key, so emulator connection strings work unchanged. */
 export const defaultKeyName = 'RootManageSharedAccessKey';
 export const defaultKey = 'SAS_KEY_VALUE';
+
+/** The shipped config.json with the app's queues. */
+export const defaultConfigPath = fileURLToPath(new URL('./config.json', import.meta.url));
 
 export interface ServiceBusPeerOptions {
   /** 0 or undefined: the OS picks a free port. */

@@ -1,11 +1,10 @@
 import { parseArgs } from 'node:util';
-import { fileURLToPath } from 'node:url';
-import { startServiceBusPeer } from './index.js';
+import { defaultConfigPath, startServiceBusPeer } from './index.js';
 
 // npm run peer:servicebus -- --config FILE --port N [--key-name X --key Y] [--verbose]
 const { values } = parseArgs({
   options: {
-    config: { type: 'string', default: fileURLToPath(new URL('./config.json', import.meta.url)) },
+    config: { type: 'string', default: defaultConfigPath },
     port: { type: 'string', default: '5672' },
     host: { type: 'string', default: '127.0.0.1' },
     'key-name': { type: 'string' },

@@ -19,6 +19,7 @@ beforeAll(async () => {
       { Name: 'slow', Properties: { LockDuration: 'PT1S' } },
       { Name: 'concurrency' },
       { Name: 'bodies' },
+      { Name: 'shutdown' },
     ]),
   });
   client = new ServiceBusClient(peer.connectionString);
@@ -190,6 +191,29 @@ describe('local Service Bus queue trigger', () => {
     await waitFor(() => done === 24, 10_000);
     await trigger.close();
     expect(peak).toBe(3);
+  });
+
+  it('close waits for a running handler and still completes its message', async () => {
+    let started = false;
+    let finished = false;
+    const trigger = await startQueueTrigger({
+      client,
+      queueName: 'shutdown',
+      functionName: 'shutdown',
+      handler: async () => {
+        started = true;
+        await sleep(500);
+        finished = true;
+      },
+    });
+    await client.createSender('shutdown').sendMessages({ body: 'in flight', messageId: 'sd-1' });
+    await waitFor(() => started);
+    await trigger.close();
+    expect(finished).toBe(true);
+    const receiver = client.createReceiver('shutdown');
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 300 })).toHaveLength(0);
+    expect(await receiver.peekMessages(5)).toHaveLength(0);
+    await receiver.close();
   });
 
   it('fails at start when the queue does not exist', async () => {
