@@ -34,6 +34,11 @@ export interface ServiceBusPeer {
   connectionStringFor(keyName: string): string;
   /** Adds a SAS rule while running (e.g. a per-site agent key). */
   addRule(rule: SasRule): void;
+  /**
+   * An outage: drops every connection and stops listening for `downtimeInMs`, then listens again on the
+   * same port. Messages, locks and timers live on (as in Azure), so clients reconnect and carry on.
+   */
+  restart(downtimeInMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -71,6 +76,11 @@ export async function startServiceBusPeer(options: ServiceBusPeerOptions): Promi
     connectionStringFor,
     addRule: (rule) => {
       rules.push(rule);
+    },
+    restart: async (downtimeInMs = 0) => {
+      await front.close();
+      await new Promise((resolve) => setTimeout(resolve, downtimeInMs));
+      await front.listen(port, host);
     },
     stop: async () => {
       broker.stop();

@@ -36,6 +36,7 @@ beforeAll(async () => {
         Properties: { MaxDeliveryCount: 1, ForwardDeadLetteredMessagesTo: 'forward-dl-target' },
       },
       { Name: 'forward-dl-target' },
+      { Name: 'outage' },
     ]),
   });
   client = new ServiceBusClient(peer.connectionString, {
@@ -330,6 +331,17 @@ describe('Service Bus peer: queues', () => {
     const ownDeadLetters = client.createReceiver('forward-dl', { subQueueType: 'deadLetter' });
     expect(await ownDeadLetters.peekMessages(5)).toHaveLength(0);
     await Promise.all([receiver.close(), target.close(), ownDeadLetters.close()]);
+  });
+
+  it('keeps messages through an outage (restart) and the SDK reconnects by itself', async () => {
+    const sender = client.createSender('outage');
+    await sender.sendMessages({ body: 'before', messageId: 'out-1' });
+    await peer.restart(300);
+    await sender.sendMessages({ body: 'after', messageId: 'out-2' });
+    const receiver = client.createReceiver('outage', { receiveMode: 'receiveAndDelete' });
+    const received = await receiveAll(receiver, 2);
+    expect(received.map((message) => message.messageId)).toEqual(['out-1', 'out-2']);
+    await Promise.all([sender.close(), receiver.close()]);
   });
 
   it('refuses an unknown entity with MessagingEntityNotFound', async () => {

@@ -53,7 +53,3 @@ export async function receiveAll(
   }
   return received;
 }
-
-export async function closeAll(client: ServiceBusClient | undefined): Promise<void> {
-  await client?.close();
-}
