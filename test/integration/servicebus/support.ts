@@ -1,6 +1,5 @@
 import {
   isServiceBusError,
-  type ServiceBusClient,
   type ServiceBusReceivedMessage,
   type ServiceBusReceiver,
 } from '@azure/service-bus';
