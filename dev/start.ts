@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveAgentConfig } from '../agent/config.js';
-import { startAgent, type RunningAgent } from '../agent/runtime.js';
+import type { RunningAgent } from '../agent/runtime.js';
 import { definitions } from '../functions/definitions.js';
 import { createComposition } from '../shared/composition.js';
 import { loadSettings } from '../shared/config.js';
@@ -10,6 +9,7 @@ import { generateSigningKeyPair, generateSiteKeyPair } from '../shared/relay-pro
 import { startLocalHost } from './host/local-host.js';
 import { serviceBusTriggers } from './host/queue-triggers.js';
 import { localEnvironment } from './host/settings.js';
+import { startLocalAgent } from './local-agent.js';
 import { peersFilePath, startAllPeers } from './peers/run-all.js';
 
 /**
@@ -49,27 +49,15 @@ const ad = running.peers.ad;
 let agent: RunningAgent | undefined;
 let customerNote: string;
 if ('url' in ad) {
-  agent = await startAgent(
-    resolveAgentConfig(
-      {
-        siteId,
-        serviceBus: { connectionString: running.peers.serviceBus.connectionString },
-        directory: {
-          urls: [ad.url],
-          bindDn: ad.bindDn,
-          password: ad.password,
-          caFile: ad.caFile,
-          allowedOus: [ad.atriaOu],
-          allowedAttributes: ['department', 'title'],
-        },
-        cloudSigningKeys: [{ kid: 'local-run', publicKeyPem: signing.publicKeyPem }],
-        sitePrivateKey: site.privateKeyPem,
-        heartbeatIntervalInMs: 15_000,
-      },
-      process.cwd(),
-    ),
-    { log: createLogger(consoleSink, { level: 'warn', props: { component: 'agent' } }) },
-  );
+  agent = await startLocalAgent({
+    siteId,
+    serviceBusConnectionString: running.peers.serviceBus.connectionString,
+    dc: ad,
+    signing: { kid: 'local-run', publicKeyPem: signing.publicKeyPem },
+    sitePrivateKeyPem: site.privateKeyPem,
+    heartbeatIntervalInMs: 15_000,
+    log: createLogger(consoleSink, { level: 'warn', props: { component: 'agent' } }),
+  });
   await deps.sites.register(caller, siteId, site.publicKeyPem);
   await deps.customers.put(caller, 'contoso', {
     displayName: 'Contoso',

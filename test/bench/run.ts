@@ -2,14 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Attribute, Client } from 'ldapts';
-import { resolveAgentConfig } from '../../agent/config.js';
-import { startAgent } from '../../agent/runtime.js';
+import { startLocalAgent } from '../../dev/local-agent.js';
 import { startAzurite } from '../../dev/peers/azurite.js';
-import type { Seed } from '../../dev/peers/identity-graph/index.js';
 import { startSambaPeer, SambaNotInstalledError } from '../../dev/peers/samba/index.js';
-import { createLogger } from '../../shared/logging.js';
 import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
-import { startTestStack, waitFor, type TestStack } from '../support/stack.js';
+import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 import { benchAd } from './ad.js';
 
 /**
@@ -26,30 +23,6 @@ const cloudUsers = Number(process.env.BENCH_CLOUD_USERS ?? 300);
 const hybridUsers = Number(process.env.BENCH_HYBRID_USERS ?? 60);
 const adUsers = Number(process.env.BENCH_AD_USERS ?? 60);
 const writesPerSecondBudget = 3000 / 150; // Graph identity writes per app+tenant (concepts/throttling-limits.md)
-
-type DomainSeed = { id: string; isDefault?: boolean; authenticationType?: 'Managed' | 'Federated' };
-
-function seedFor(tenantId: string, partnerTenant: string, domains: DomainSeed[]): Seed {
-  return {
-    tenants: [
-      {
-        id: partnerTenant,
-        displayName: 'Partner',
-        domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
-      },
-      { id: tenantId, displayName: 'Bench', domains, skus: [] },
-    ],
-    apps: [
-      {
-        clientId: randomUUID(),
-        clientSecret: 'bench-secret-value',
-        homeTenantId: partnerTenant,
-        tenants: [tenantId],
-        roles: ['User.ReadWrite.All', 'Directory.ReadWrite.All', 'Domain.ReadWrite.All'],
-      },
-    ],
-  };
-}
 
 /** Counts this process's requests to the Graph peer (the SDK uses global fetch). */
 function countGraphRequests(graphBaseUrl: string): { reads: number; writes: number; restore(): void } {
@@ -159,9 +132,11 @@ try {
     const tenantId = randomUUID();
     const stack = await startTestStack({
       storageConnectionString: azurite.connectionString,
-      graphSeed: seedFor(tenantId, randomUUID(), [
-        { id: 'bench.example', isDefault: true, authenticationType: 'Managed' },
-      ]),
+      graphSeed: graphSeed({
+        id: tenantId,
+        displayName: 'Bench',
+        domains: [{ id: 'bench.example', isDefault: true, authenticationType: 'Managed' }],
+      }),
     });
     try {
       await fetch(`${stack.graph.adminUrl}/faults`, {
@@ -224,31 +199,21 @@ try {
     const site = generateSiteKeyPair();
     const stack = await startTestStack({
       storageConnectionString: azurite.connectionString,
-      graphSeed: seedFor(tenantId, randomUUID(), [
-        { id: 'fed.bench.example', authenticationType: 'Federated' },
-      ]),
+      graphSeed: graphSeed({
+        id: tenantId,
+        displayName: 'Bench',
+        domains: [{ id: 'fed.bench.example', authenticationType: 'Federated' }],
+      }),
       extraSettings: { Relay__signingKeyPem: signing.privateKeyPem, Relay__signingKeyId: 'bench' },
     });
-    const agent = await startAgent(
-      resolveAgentConfig(
-        {
-          siteId: 'demo',
-          serviceBus: { connectionString: stack.serviceBus.connectionString },
-          directory: {
-            urls: [dc.url],
-            bindDn: dc.bindDn,
-            password: dc.password,
-            caFile: dc.caFile,
-            allowedOus: [dc.atriaOu],
-          },
-          cloudSigningKeys: [{ kid: 'bench', publicKeyPem: signing.publicKeyPem }],
-          sitePrivateKey: site.privateKeyPem,
-          maxConcurrentCommands: 4,
-        },
-        process.cwd(),
-      ),
-      { log: createLogger(() => undefined) },
-    );
+    const agent = await startLocalAgent({
+      siteId: 'demo',
+      serviceBusConnectionString: stack.serviceBus.connectionString,
+      dc,
+      signing: { kid: 'bench', publicKeyPem: signing.publicKeyPem },
+      sitePrivateKeyPem: site.privateKeyPem,
+      maxConcurrentCommands: 4,
+    });
     try {
       const key = (await stack.deps.callers.createApiKey({ providerId: 'bench', name: 'bench' })).apiKey;
       await stack.api('/sites/demo', {

@@ -1,42 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Seed } from '../../dev/peers/identity-graph/index.js';
-import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
-import { startTestStack, waitFor, type TestStack } from '../support/stack.js';
+import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 
-const partnerTenant = randomUUID();
 const tenantId = randomUUID();
 const skuE3 = randomUUID();
-const seed: Seed = {
-  tenants: [
-    {
-      id: partnerTenant,
-      displayName: 'Partner',
-      domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
-    },
-    {
-      id: tenantId,
-      displayName: 'Fabrikam',
-      domains: [{ id: 'fabrikam.example', isDefault: true, authenticationType: 'Managed' }],
-      skus: [{ skuId: skuE3, skuPartNumber: 'ENTERPRISEPACK', enabled: 2 }],
-    },
-  ],
-  apps: [
-    {
-      clientId: randomUUID(),
-      clientSecret: 'e2e-secret-value-123',
-      homeTenantId: partnerTenant,
-      tenants: [tenantId],
-      roles: [
-        'User.ReadWrite.All',
-        'Directory.ReadWrite.All',
-        'Domain.ReadWrite.All',
-        'Organization.Read.All',
-        'LicenseAssignment.ReadWrite.All',
-      ],
-    },
-  ],
-};
+const seed = graphSeed({
+  id: tenantId,
+  displayName: 'Fabrikam',
+  domains: [{ id: 'fabrikam.example', isDefault: true, authenticationType: 'Managed' }],
+  skus: [{ skuId: skuE3, skuPartNumber: 'ENTERPRISEPACK', enabled: 2 }],
+});
 
 let stack: TestStack;
 let key: string;
@@ -122,15 +95,7 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
     };
     expect(user.state).toBe('active');
     // The app's own record is above; now ask Graph itself through a separate client.
-    const cloud = createGraphDirectoryFactory({
-      credentialFor: createCredentialFor({
-        clientId: stack.graphApp.clientId,
-        clientSecret: stack.graphApp.clientSecret,
-        authorityHost: stack.graph.authorityHost,
-      }),
-      graphBaseUrl: stack.graph.graphBaseUrl,
-      customHosts: ['127.0.0.1'],
-    })(tenantId);
+    const cloud = stack.cloudDirectory(tenantId);
     const graphUser = await cloud.getUser('ann@fabrikam.example');
     expect(graphUser.id).toBe(user.entra.objectId);
     expect(graphUser.usageLocation).toBe('NL');
@@ -287,15 +252,7 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
       entra: { objectId: string };
     };
     expect(cid.state).toBe('disabled');
-    const cloud = createGraphDirectoryFactory({
-      credentialFor: createCredentialFor({
-        clientId: stack.graphApp.clientId,
-        clientSecret: stack.graphApp.clientSecret,
-        authorityHost: stack.graph.authorityHost,
-      }),
-      graphBaseUrl: stack.graph.graphBaseUrl,
-      customHosts: ['127.0.0.1'],
-    })(tenantId);
+    const cloud = stack.cloudDirectory(tenantId);
     expect((await cloud.getUser(cid.entra.objectId)).accountEnabled).toBe(false);
   });
 
@@ -307,7 +264,7 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
     await admin('/faults', {
-      throttling: { enabled: true, scale: 0.004, windowInMs: 1000, writeWindowInMs: 1000 },
+      throttling: { enabled: true, scale: 0.002, windowInMs: 1000, writeWindowInMs: 1000 },
       random503Rate: 0.05,
       replicationLagInMs: 400,
     });
@@ -349,15 +306,7 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
       expect(stats.stats.throttled).toBeGreaterThan(0);
 
       await admin('/faults', { throttling: { enabled: false }, random503Rate: 0, replicationLagInMs: 0 });
-      const cloud = createGraphDirectoryFactory({
-        credentialFor: createCredentialFor({
-          clientId: stack.graphApp.clientId,
-          clientSecret: stack.graphApp.clientSecret,
-          authorityHost: stack.graph.authorityHost,
-        }),
-        graphBaseUrl: stack.graph.graphBaseUrl,
-        customHosts: ['127.0.0.1'],
-      })(tenantId);
+      const cloud = stack.cloudDirectory(tenantId);
       for (const id of ids) {
         const record = (await (await stack.api(`/customers/fabrikam/users/${id}`, { key })).json()) as {
           entra: { objectId: string };

@@ -2,56 +2,29 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, EqualityFilter } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { resolveAgentConfig } from '../../agent/config.js';
-import { startAgent, type RunningAgent } from '../../agent/runtime.js';
-import type { Seed } from '../../dev/peers/identity-graph/index.js';
+import type { RunningAgent } from '../../agent/runtime.js';
+import { startLocalAgent } from '../../dev/local-agent.js';
 import { startSambaPeer, type SambaPeer } from '../../dev/peers/samba/index.js';
-import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
-import { createLogger } from '../../shared/logging.js';
 import type { CloudDirectory } from '../../shared/ports/cloud-directory.js';
 import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
-import { startTestStack, waitFor, type TestStack } from '../support/stack.js';
+import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 
 /**
  * The hybrid path end to end: HTTP → Service Bus → worker → relay agent → Samba AD DC, then → Graph
  * peer with onPremisesImmutableId = base64(objectGUID) in a federated domain, then licences.
  */
-const partnerTenant = randomUUID();
 const tenantId = randomUUID();
 const sku = randomUUID();
 const siteId = 'demo'; // the peer's config declares agent-site-demo
-const seed: Seed = {
-  tenants: [
-    {
-      id: partnerTenant,
-      displayName: 'Partner',
-      domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
-    },
-    {
-      id: tenantId,
-      displayName: 'Contoso',
-      domains: [
-        { id: 'contoso.example', isDefault: true, authenticationType: 'Managed' },
-        { id: 'fed.contoso.example', authenticationType: 'Federated' },
-      ],
-      skus: [{ skuId: sku, skuPartNumber: 'ENTERPRISEPACK', enabled: 10 }],
-    },
+const seed = graphSeed({
+  id: tenantId,
+  displayName: 'Contoso',
+  domains: [
+    { id: 'contoso.example', isDefault: true, authenticationType: 'Managed' },
+    { id: 'fed.contoso.example', authenticationType: 'Federated' },
   ],
-  apps: [
-    {
-      clientId: randomUUID(),
-      clientSecret: 'hybrid-e2e-secret-1',
-      homeTenantId: partnerTenant,
-      tenants: [tenantId],
-      roles: [
-        'User.ReadWrite.All',
-        'Directory.ReadWrite.All',
-        'Domain.ReadWrite.All',
-        'LicenseAssignment.ReadWrite.All',
-      ],
-    },
-  ],
-};
+  skus: [{ skuId: sku, skuPartNumber: 'ENTERPRISEPACK', enabled: 10 }],
+});
 
 let dc: SambaPeer;
 let stack: TestStack;
@@ -113,27 +86,14 @@ beforeAll(async () => {
       Relay__replyTimeoutInMs: '20000',
     },
   });
-  agent = await startAgent(
-    resolveAgentConfig(
-      {
-        siteId,
-        serviceBus: { connectionString: stack.serviceBus.connectionString },
-        directory: {
-          urls: [dc.url],
-          bindDn: dc.bindDn,
-          password: dc.password,
-          caFile: dc.caFile,
-          allowedOus: [dc.atriaOu],
-          allowedAttributes: ['department', 'title'],
-        },
-        cloudSigningKeys: [{ kid: 'e2e-key', publicKeyPem: signing.publicKeyPem }],
-        sitePrivateKey: site.privateKeyPem,
-        heartbeatIntervalInMs: 1000,
-      },
-      process.cwd(),
-    ),
-    { log: createLogger(() => undefined) },
-  );
+  agent = await startLocalAgent({
+    siteId,
+    serviceBusConnectionString: stack.serviceBus.connectionString,
+    dc,
+    signing: { kid: 'e2e-key', publicKeyPem: signing.publicKeyPem },
+    sitePrivateKeyPem: site.privateKeyPem,
+    heartbeatIntervalInMs: 1000,
+  });
   key = (await stack.deps.callers.createApiKey({ providerId: 'prov-hybrid', name: 'e2e' })).apiKey;
   expect(
     (
@@ -161,15 +121,7 @@ beforeAll(async () => {
     }),
   });
   expect(put.status).toBe(201);
-  cloud = createGraphDirectoryFactory({
-    credentialFor: createCredentialFor({
-      clientId: stack.graphApp.clientId,
-      clientSecret: stack.graphApp.clientSecret,
-      authorityHost: stack.graph.authorityHost,
-    }),
-    graphBaseUrl: stack.graph.graphBaseUrl,
-    customHosts: ['127.0.0.1'],
-  })(tenantId);
+  cloud = stack.cloudDirectory(tenantId);
 }, 120_000);
 
 afterAll(async () => {

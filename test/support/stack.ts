@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
@@ -10,7 +11,9 @@ import {
 import { startServiceBusPeer, type ServiceBusPeer } from '../../dev/peers/servicebus/index.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
+import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
+import type { CloudDirectory } from '../../shared/ports/cloud-directory.js';
 
 /**
  * The whole app on the local peers, wired as production wires it: local Functions host (HTTP and queue
@@ -23,6 +26,8 @@ export interface TestStack {
   serviceBus: ServiceBusPeer;
   graphApp: { clientId: string; clientSecret: string; homeTenantId: string };
   api(path: string, init?: RequestInit & { key?: string }): Promise<Response>;
+  /** A separate Graph client (not the app's) to read what really landed in a tenant. */
+  cloudDirectory(tenantId: string): CloudDirectory;
   stop(): Promise<void>;
 }
 
@@ -82,6 +87,17 @@ export async function startTestStack(options: {
       if (rest.body !== undefined) headers.set('content-type', 'application/json');
       return fetch(`${host.url}${path}`, { ...rest, headers });
     },
+    cloudDirectory(tenantId) {
+      return createGraphDirectoryFactory({
+        credentialFor: createCredentialFor({
+          clientId: app.clientId,
+          clientSecret: app.clientSecret ?? '',
+          authorityHost: graph.authorityHost,
+        }),
+        graphBaseUrl: graph.graphBaseUrl,
+        customHosts: ['127.0.0.1'],
+      })(tenantId);
+    },
     async stop() {
       await host.stop();
       await triggers.close();
@@ -104,4 +120,36 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+type TenantSeed = NonNullable<Seed['tenants']>[number];
+
+/** A partner tenant with the partner app, consented in one customer tenant shaped by the caller. */
+export function graphSeed(customer: TenantSeed & { id: string }): Seed {
+  const partnerTenant = randomUUID();
+  return {
+    tenants: [
+      {
+        id: partnerTenant,
+        displayName: 'Partner',
+        domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
+      },
+      customer,
+    ],
+    apps: [
+      {
+        clientId: randomUUID(),
+        clientSecret: `secret-${randomUUID()}`,
+        homeTenantId: partnerTenant,
+        tenants: [customer.id],
+        roles: [
+          'User.ReadWrite.All',
+          'Directory.ReadWrite.All',
+          'Domain.ReadWrite.All',
+          'Organization.Read.All',
+          'LicenseAssignment.ReadWrite.All',
+        ],
+      },
+    ],
+  };
 }
