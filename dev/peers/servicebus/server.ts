@@ -360,7 +360,12 @@ export function createAmqpFront(options: AmqpFrontOptions): {
     stateOf(connection).consumers.delete(consumer);
     consumers.delete(sender);
   };
-  container.on('sender_close', (context: EventContext) => dropConsumer(context.sender, context.connection));
+  container.on('sender_close', (context: EventContext) => {
+    dropConsumer(context.sender, context.connection);
+    const replyLinks = connections.get(context.connection)?.replyLinks;
+    if (replyLinks === undefined || context.sender === undefined) return;
+    for (const [address, link] of replyLinks) if (link === context.sender) replyLinks.delete(address);
+  });
   const dropConnection = (context: EventContext): void => {
     const state = connections.get(context.connection);
     if (state === undefined) return;
