@@ -62,6 +62,9 @@ var baseSettings = {
   // Relay commands are signed with this Ed25519 key (PEM).
   Relay__signingKeyPem: '@Microsoft.KeyVault(SecretUri=${secretsUri}/relay-signing-key-pem)'
 
+  // AES-256 key sealing initial passwords while their provisioning step waits in Table storage.
+  Secrets__operationKey: '@Microsoft.KeyVault(SecretUri=${secretsUri}/operation-key)'
+
   // App Insights has local auth off: telemetry is sent with the identity.
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
