@@ -646,6 +646,7 @@ export class Broker {
   readonly topics = new Map<string, Topic>();
   private timer: NodeJS.Timeout | undefined;
   private ticks = 0;
+  private forwardDepth = 0;
 
   constructor(
     definition: NamespaceDefinition,
@@ -723,9 +724,19 @@ export class Broker {
 
   /** ForwardTo / ForwardDeadLetteredMessagesTo: delivery to another queue or topic of the namespace. */
   forward(target: string, amqp: Message, nowMs: number): void {
-    const resolved = this.resolve(target);
-    if (resolved?.kind === 'queue') resolved.entity.accept(amqp, nowMs);
-    else if (resolved?.kind === 'topic') resolved.topic.accept(amqp, nowMs);
-    else console.error(`servicebus peer: forward target "${target}" does not exist; message dropped`);
+    // Azure stops auto-forwarding chains after 4 hops; a config loop must not recurse forever here.
+    if (this.forwardDepth >= 4) {
+      console.error(`servicebus peer: forwarding to "${target}" exceeds 4 hops; message dropped`);
+      return;
+    }
+    this.forwardDepth += 1;
+    try {
+      const resolved = this.resolve(target);
+      if (resolved?.kind === 'queue') resolved.entity.accept(amqp, nowMs);
+      else if (resolved?.kind === 'topic') resolved.topic.accept(amqp, nowMs);
+      else console.error(`servicebus peer: forward target "${target}" does not exist; message dropped`);
+    } finally {
+      this.forwardDepth -= 1;
+    }
   }
 }

@@ -309,6 +309,28 @@ export function parseEmulatorConfig(input: unknown, source = 'config'): Namespac
       }),
     };
   });
+  const forwards: [string, string | undefined][] = [
+    ...queues.flatMap((queue): [string, string | undefined][] => [
+      [queue.name, queue.settings.forwardTo],
+      [queue.name, queue.settings.forwardDeadLetteredMessagesTo],
+    ]),
+    ...topics.flatMap((topic) =>
+      topic.subscriptions.flatMap((subscription): [string, string | undefined][] => [
+        [`${topic.name}/Subscriptions/${subscription.name}`, subscription.settings.forwardTo],
+        [
+          `${topic.name}/Subscriptions/${subscription.name}`,
+          subscription.settings.forwardDeadLetteredMessagesTo,
+        ],
+      ]),
+    ),
+  ];
+  for (const [from, to] of forwards) {
+    if (to !== undefined && !seen.has(to.toLowerCase())) {
+      throw new Error(
+        `${source}: ${from} forwards to "${to}", which is not a queue or topic of the namespace`,
+      );
+    }
+  }
   return { name: namespace.Name, queues, topics, rules };
 }
 
