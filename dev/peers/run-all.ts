@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { freePort } from '../ports.js';
 import { startAzurite } from './azurite.js';
@@ -46,7 +46,8 @@ export const peersFileSchema = z.object({
 });
 export type PeersFile = z.infer<typeof peersFileSchema>;
 
-export const peersFilePath = join(process.cwd(), '.local', 'peers.json');
+/** `ATRIA_PEERS_FILE` moves it (tests that run a second stack beside a developer's). */
+export const peersFilePath = process.env.ATRIA_PEERS_FILE ?? join(process.cwd(), '.local', 'peers.json');
 const graphSeedPath = join(import.meta.dirname, 'identity-graph', 'demo-seed.json');
 const partnerCenterSeedPath = join(import.meta.dirname, 'partner-center', 'demo-seed.json');
 const serviceBusConfigPath = join(import.meta.dirname, 'servicebus', 'config.json');
@@ -181,7 +182,7 @@ export async function startAllPeers(
       },
       ad,
     };
-    mkdirSync(join(process.cwd(), '.local'), { recursive: true });
+    mkdirSync(dirname(peersFilePath), { recursive: true });
     writeFileSync(peersFilePath, `${JSON.stringify(peers, null, 2)}\n`, { mode: 0o600 });
     return { peers, stop: stopAll };
   } catch (error) {
