@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import azureFunctions, { type InvocationContext, type LogLevel } from '@azure/functions';
 import type { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver } from '@azure/service-bus';
 import { InvalidMessageError } from '../../shared/errors.js';
+import { settlementGate } from '../../shared/adapters/service-bus/settlement.js';
 
 // @azure/functions is CommonJS: under Node's ESM loader its classes come through the default export.
 const { InvocationContext: InvocationContextClass } = azureFunctions;
@@ -75,33 +76,6 @@ export function triggerMetadata(message: ServiceBusReceivedMessage): Record<stri
 }
 
 const noLog = (): void => undefined;
-
-/**
- * rhea (under @azure/service-bus 7.9) writes the dispositions issued in one tick as ranges and merges
- * two adjacent deliveries into one frame carrying the first one's outcome (write_dispositions checks
- * outcomes only from the third delivery on). An abandon next to a complete would then complete the
- * failed message, or redeliver the completed one. Settlements on one client are therefore issued one
- * per event-loop turn, so each gets its own frame.
- */
-type Gate = <T>(settle: () => Promise<T>) => Promise<T>;
-const gates = new WeakMap<ServiceBusClient, Gate>();
-
-function settlementGate(client: ServiceBusClient): Gate {
-  let gate = gates.get(client);
-  if (gate === undefined) {
-    let tail: Promise<void> = Promise.resolve();
-    gate = <T>(settle: () => Promise<T>): Promise<T> => {
-      const issued = tail.then(() => ({ result: settle() }));
-      tail = issued.then(
-        () => new Promise<void>((resolve) => setImmediate(resolve)),
-        () => undefined,
-      );
-      return issued.then(({ result }) => result);
-    };
-    gates.set(client, gate);
-  }
-  return gate;
-}
 
 export async function startQueueTrigger(options: QueueTriggerOptions): Promise<QueueTrigger> {
   const log = options.log ?? noLog;
