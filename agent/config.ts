@@ -68,6 +68,8 @@ export const agentConfigSchema = z.strictObject({
   answerAfterDeliveries: z.number().int().min(1).default(5),
   /** Wait before abandoning a transiently failed command, times its delivery count (capped at 30 s). */
   redeliveryDelayInMs: z.number().int().min(0).default(1000),
+  /** On SIGTERM, how long to wait for commands in flight before exiting anyway (they are redelivered). */
+  stopGraceInMs: z.number().int().min(0).default(30_000),
 });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 /** The file as written (defaults may be left out). */
@@ -88,6 +90,7 @@ export interface ResolvedAgentConfig {
   localAttempts: number;
   answerAfterDeliveries: number;
   redeliveryDelayInMs: number;
+  stopGraceInMs: number;
 }
 
 function resolveSecret(source: SecretSource, base: string, env: NodeJS.ProcessEnv, what: string): string {
@@ -156,6 +159,7 @@ export function resolveAgentConfig(
     localAttempts: config.localAttempts,
     answerAfterDeliveries: config.answerAfterDeliveries,
     redeliveryDelayInMs: config.redeliveryDelayInMs,
+    stopGraceInMs: config.stopGraceInMs,
   };
 }
 

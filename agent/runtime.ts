@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import {
+  RetryMode,
   ServiceBusClient,
   type ServiceBusReceivedMessage,
   type ServiceBusReceiver,
@@ -109,6 +110,17 @@ export async function startAgent(
     'connectionString' in config.serviceBus
       ? config.serviceBus.connectionString
       : `Endpoint=sb://${config.serviceBus.fullyQualifiedNamespace}/;SharedAccessKeyName=${config.serviceBus.sasKeyName};SharedAccessKey=${config.serviceBus.sasKey}`,
+    // The SDK's default is a fixed 30 s between reconnect attempts; a site should be back within seconds.
+    // A settlement on a connection that died must not hang: the message is simply redelivered.
+    {
+      retryOptions: {
+        mode: RetryMode.Exponential,
+        retryDelayInMs: 500,
+        maxRetryDelayInMs: 15_000,
+        maxRetries: 5,
+        timeoutInMs: 10_000,
+      },
+    },
   );
   const receiver: ServiceBusReceiver = client.createReceiver(config.commandQueue, {
     receiveMode: 'peekLock',
@@ -322,7 +334,13 @@ export async function startAgent(
       stopping = true;
       clearInterval(timer);
       await subscription.close();
-      await Promise.allSettled([...inFlight]);
+      // Finish what is in flight; past the grace period give up on it (it is redelivered, and idempotent).
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...inFlight]),
+        new Promise((resolve) => (grace = setTimeout(resolve, config.stopGraceInMs))),
+      ]);
+      clearTimeout(grace);
       await receiver.close();
       await sender.close();
       await client.close();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ServiceBusClient } from '@azure/service-bus';
+import { RetryMode, ServiceBusClient } from '@azure/service-bus';
 import {
   startServiceBusPeer,
   type EmulatorConfig,
@@ -41,6 +41,8 @@ export interface RelayBus {
   agentConnectionString: string;
   signing: PemKeyPair;
   signer: RelayHubOptions['signer'];
+  /** Stops the namespace and starts an empty one on the same port with the same keys (an outage). */
+  restart(downtimeInMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -63,21 +65,29 @@ export async function startRelayBus(sites: string[] = [siteId]): Promise<RelayBu
   };
   const agentKey = randomBytes(32).toString('base64');
   const keyName = `agent-${sites[0] ?? siteId}`;
-  const peer = await startServiceBusPeer({
-    config,
-    extraRules: [
-      { keyName, key: agentKey, rights: ['Listen'], entity: `agent-site-${sites[0] ?? siteId}` },
-      { keyName, key: agentKey, rights: ['Send'], entity: 'agent-replies' },
-    ],
+  const extraRules = [
+    { keyName, key: agentKey, rights: ['Listen' as const], entity: `agent-site-${sites[0] ?? siteId}` },
+    { keyName, key: agentKey, rights: ['Send' as const], entity: 'agent-replies' },
+  ];
+  let peer = await startServiceBusPeer({ config, extraRules });
+  const cloud = new ServiceBusClient(peer.connectionString, {
+    retryOptions: { mode: RetryMode.Exponential, retryDelayInMs: 500, maxRetryDelayInMs: 5000 },
   });
-  const cloud = new ServiceBusClient(peer.connectionString);
   const signing = generateSigningKeyPair();
   return {
-    peer,
+    get peer() {
+      return peer;
+    },
     cloud,
     agentConnectionString: peer.connectionStringFor(keyName),
     signing,
     signer: { privateKey: privateKeyFromPem(signing.privateKeyPem, 'ed25519'), kid: 'cloud-test-1' },
+    async restart(downtimeInMs = 500) {
+      const port = peer.port;
+      await peer.stop();
+      await new Promise((r) => setTimeout(r, downtimeInMs));
+      peer = await startServiceBusPeer({ config, extraRules, port });
+    },
     async stop() {
       await cloud.close();
       await peer.stop();
