@@ -1,7 +1,7 @@
 import { execFile, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -243,6 +243,27 @@ async function canBind(url: string, bindDn: string, password: string, caFile: st
   }
 }
 
+/** Run dirs are named <pid>-<random>; those of processes that died without stop() are removed. */
+async function removeOrphanRuns(runsDir: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(runsDir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(name.split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ESRCH') {
+        await rm(join(runsDir, name), { recursive: true, force: true });
+      }
+    }
+  }
+}
+
 /** Provisions (once, cached) and starts a Samba AD DC; see SambaPeer. */
 export async function startSambaPeer(options: SambaPeerOptions = {}): Promise<SambaPeer> {
   const sambaBinary = findBinary('samba');
@@ -263,6 +284,7 @@ export async function startSambaPeer(options: SambaPeerOptions = {}): Promise<Sa
   const templateDir = join(root, `template-${fingerprint}`);
   if (!existsSync(templateDir)) await buildTemplate(templateDir, realm, adminPassword);
 
+  await removeOrphanRuns(join(root, 'runs'));
   const ownsDir = options.dir === undefined;
   const dir = resolve(options.dir ?? join(root, 'runs', `${process.pid}-${randomBytes(4).toString('hex')}`));
   const baseDn = baseDnOf(realm);
