@@ -73,7 +73,7 @@ async function countBySam(value: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus()]);
+  [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus([siteId, 'site-idle'])]);
   const config = resolveAgentConfig(
     // The first DC URL points at an address where nothing listens: the agent fails over to the real DC.
     agentConfig(bus, dc, keys.privateKeyPem, {
@@ -194,6 +194,17 @@ describe('adapter → Service Bus → agent → DC', () => {
       directory.disable({ objectGuid: Buffer.alloc(16, 9).toString('base64') }, { commandId: id() }),
     );
     expect(missing.code).toBe('NotFound');
+  });
+
+  it('a site whose agent does not answer is a retryable Timeout', async () => {
+    const idle = hub.directoryFor({ siteId: 'site-idle', sitePublicKeyPem: keys.publicKeyPem });
+    const started = Date.now();
+    const error = await rejects(
+      idle.findUser('sAMAccountName', 'nobody', { commandId: id(), timeoutInMs: 800 }),
+    );
+    expect(error.code).toBe('Timeout');
+    expect(error.retryable).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it('an expired command is answered Expired and not executed', async () => {
