@@ -615,6 +615,12 @@ export class LdapExecutor {
     });
     return this.run('listChanges', async (client, namingContext) => {
       type Change = CommandResult<'listChanges'>['changes'][number];
+      // Read before searching: every change committed later gets a higher USN and shows up next time.
+      const { searchEntries: root } = await client.search('', {
+        scope: 'base',
+        attributes: ['highestCommittedUSN'],
+      });
+      const highest = BigInt(one(root[0] ?? { dn: '' }, 'highestCommittedUSN') ?? '0');
       const found: Change[] = [];
       for (const ou of this.policy.allowedOus) {
         for await (const page of client.searchPaginated(ou, {
@@ -628,22 +634,29 @@ export class LdapExecutor {
         }
       }
       // Deleted users live in CN=Deleted Objects; lastKnownParent tells whether they were ours.
-      const { searchEntries: deleted } = await client.search(
-        namingContext,
-        {
-          scope: 'sub',
-          filter: new AndFilter({
-            filters: [
-              new EqualityFilter({ attribute: 'isDeleted', value: 'TRUE' }),
-              new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
-              usnFilter,
-            ],
-          }),
-          attributes: ['objectGUID', 'lastKnownParent', 'uSNChanged'],
-          explicitBufferAttributes: ['objectGUID'],
-        },
-        new Control(showDeletedOid, { critical: true }),
-      );
+      // Reading them needs rights a delegated account may lack: then deletions are not reported.
+      let deleted: Entry[] = [];
+      try {
+        ({ searchEntries: deleted } = await client.search(
+          namingContext,
+          {
+            scope: 'sub',
+            filter: new AndFilter({
+              filters: [
+                new EqualityFilter({ attribute: 'isDeleted', value: 'TRUE' }),
+                new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
+                usnFilter,
+              ],
+            }),
+            attributes: ['objectGUID', 'lastKnownParent', 'uSNChanged'],
+            explicitBufferAttributes: ['objectGUID'],
+          },
+          new Control(showDeletedOid, { critical: true }),
+        ));
+      } catch (error) {
+        const mapped = ldapToAppError(error, 'listChanges: deleted objects');
+        if (mapped.code !== 'Forbidden' && mapped.code !== 'NotFound') throw mapped;
+      }
       for (const entry of deleted) {
         const parent = one(entry, 'lastKnownParent');
         const guid = oneBuffer(entry, 'objectGUID');
@@ -657,12 +670,11 @@ export class LdapExecutor {
       }
       found.sort((a, b) => (BigInt(a.usnChanged) < BigInt(b.usnChanged) ? -1 : 1));
       const page = found.slice(0, pageSize);
-      const last = page[page.length - 1];
-      return {
-        changes: page,
-        watermark: last === undefined ? since.toString() : last.usnChanged,
-        more: found.length > pageSize,
-      };
+      const more = found.length > pageSize;
+      const last = BigInt(page[page.length - 1]?.usnChanged ?? '0');
+      // A complete answer may move the watermark past out-of-scope changes too (up to the USN read first).
+      const watermark = more ? last : [since, last, highest].reduce((a, b) => (b > a ? b : a));
+      return { changes: page, watermark: watermark.toString(), more };
     });
   }
 }

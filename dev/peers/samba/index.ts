@@ -46,6 +46,8 @@ export interface SambaPeer {
   caFile: string;
   realm: string;
   netbiosDomain: string;
+  /** A plain user with full control delegated on OU=Atria only (what the agent should bind as). */
+  serviceAccount: { bindDn: string; password: string };
   /** OU=Atria,<base>, with OU=Users and OU=Groups below it; groups CN=Staff and CN=Sales in OU=Groups. */
   atriaOu: string;
   usersOu: string;
@@ -68,8 +70,11 @@ export class SambaNotInstalledError extends Error {
 const defaultRealm = 'ATRIA.TEST';
 // A development-only password for a throwaway DC (public by design, like Azurite's well-known key).
 const defaultAdminPassword = 'Atria-Dev-Admin-1!';
+// The relay's delegated service account (also development-only).
+const serviceAccountName = 'svc-atria-relay';
+const serviceAccountPassword = 'Atria-Dev-Relay-1!';
 // Bump when the template layout (OUs, groups, smb.conf lines) changes so cached templates are rebuilt.
-const templateVersion = 3;
+const templateVersion = 4;
 const dirPlaceholder = '@@SAMBA_RUN_DIR@@';
 const sbinDirs = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
@@ -146,6 +151,7 @@ async function buildTemplate(templateDir: string, realm: string, adminPassword: 
     // Only the services tests need: ldap + cldap + kdc avoid 53/135/139/445, and one failing service
     // would stop the whole daemon.
     await addLayout(staging, realm);
+    await addServiceAccount(staging, realm);
     const confPath = join(staging, 'etc', 'smb.conf');
     const conf = await readFile(confPath, 'utf8');
     // The run directory replaces the placeholder on every copy (smb.conf is the only file naming a path).
@@ -186,6 +192,30 @@ async function addLayout(dir: string, realm: string): Promise<void> {
   await writeFile(ldifPath, ldif);
   await run(ldbadd, ['-H', join(dir, 'private', 'sam.ldb'), ldifPath]);
   await rm(ldifPath);
+}
+
+/**
+ * The agent's least-privilege account, as agent/README.md tells customers to set it up: a plain user
+ * (no admin group) with full control delegated on OU=Atria and its descendants only.
+ */
+async function addServiceAccount(dir: string, realm: string): Promise<void> {
+  const tool = findBinary('samba-tool');
+  const ldbsearch = findBinary('ldbsearch');
+  if (tool === undefined || ldbsearch === undefined) throw new SambaNotInstalledError('samba-tool/ldbsearch');
+  const url = `ldb://${join(dir, 'private', 'sam.ldb')}`;
+  await run(tool, ['user', 'create', serviceAccountName, serviceAccountPassword, '-H', url]);
+  const { stdout } = await run(ldbsearch, ['-H', url, `(sAMAccountName=${serviceAccountName})`, 'objectSid']);
+  const sid = /^objectSid: (S-[\d-]+)$/m.exec(stdout)?.[1];
+  if (sid === undefined) throw new Error(`no objectSid for ${serviceAccountName}:\n${stdout}`);
+  // GA = generic all, CI = inherited by every object below the OU.
+  await run(tool, [
+    'dsacl',
+    'set',
+    '-H',
+    url,
+    `--objectdn=OU=Atria,${baseDnOf(realm)}`,
+    `--sddl=(A;CI;GA;;;${sid})`,
+  ]);
 }
 
 /** A certificate for the DC's loopback address, signed by the repo's local peers CA (dev/prepare.mjs). */
@@ -372,6 +402,10 @@ export async function startSambaPeer(options: SambaPeerOptions = {}): Promise<Sa
     },
     bindDn,
     password: adminPassword,
+    serviceAccount: {
+      bindDn: `CN=${serviceAccountName},CN=Users,${baseDn}`,
+      password: serviceAccountPassword,
+    },
     baseDn,
     caFile: localCaFile,
     realm,

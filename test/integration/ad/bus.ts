@@ -108,8 +108,9 @@ export function agentConfig(
     replyQueue: 'agent-replies',
     directory: {
       urls: urls ?? [dc.url],
-      bindDn: dc.bindDn,
-      password: dc.password,
+      // The delegated service account, as a customer deploys it (not a domain admin).
+      bindDn: dc.serviceAccount.bindDn,
+      password: dc.serviceAccount.password,
       caFile: dc.caFile,
       allowedOus: [dc.atriaOu],
       allowedAttributes,

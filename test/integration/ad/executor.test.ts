@@ -1,11 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { EqualityFilter, type Client } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DcPool } from '../../../agent/ldap/pool.js';
-import type { LdapExecutor } from '../../../agent/ldap/executor.js';
+import { readFileSync } from 'node:fs';
+import { DcPool } from '../../../agent/ldap/pool.js';
+import { LdapExecutor } from '../../../agent/ldap/executor.js';
 import { startSambaPeer, type SambaPeer } from '../../../dev/peers/samba/index.js';
 import { AppError } from '../../../shared/errors.js';
-import { sealSecret, type CommandResult, type DirectoryUser } from '../../../shared/relay-protocol/index.js';
+import {
+  openSecret,
+  sealSecret,
+  type CommandResult,
+  type DirectoryUser,
+} from '../../../shared/relay-protocol/index.js';
 import {
   adminClient,
   canBind,
@@ -409,5 +415,87 @@ describe('scope', () => {
       ),
     );
     expect(staff.code).toBe('OutOfScope');
+  });
+});
+
+describe('the delegated service account', () => {
+  it('can do everything the agent needs inside OU=Atria; the DC itself refuses (Forbidden) outside it', async () => {
+    const svc = new DcPool({
+      urls: [dc.url],
+      bindDn: dc.serviceAccount.bindDn,
+      password: dc.serviceAccount.password,
+      ca: readFileSync(dc.caFile),
+    });
+    // Deliberately misconfigured scope (OU=Outside allowed) so the request reaches the DC's ACLs.
+    const delegated = new LdapExecutor(
+      svc,
+      { allowedOus: [dc.atriaOu, `OU=Outside,${dc.baseDn}`], allowedAttributes: ['department'] },
+      { open: (sealed, binding) => openSecret(sealed, keys.privateKey, binding) },
+    );
+    try {
+      const name = sam('s');
+      const password = strongPassword();
+      const created = (await delegated.execute(
+        createUserEnvelope(keys, dc, { sam: name, password }),
+      )) as CommandResult<'createUser'>;
+      expect(created.user.enabled).toBe(true);
+      expect(created.user.consistencyGuid).toBe(created.user.objectGuid);
+      expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
+      const target = { objectGuid: created.user.objectGuid };
+      await delegated.execute(
+        envelope({ type: 'groupAdd', group: { dn: `CN=Staff,${dc.groupsOu}` }, member: target }),
+      );
+      await delegated.execute(envelope({ type: 'disable', target }));
+      await delegated.execute(envelope({ type: 'delete', target }));
+      const outside = await rejects(
+        delegated.execute(
+          createUserEnvelope(keys, dc, { sam: sam('s'), enabled: false, ou: `OU=Outside,${dc.baseDn}` }),
+        ),
+      );
+      expect(outside.code).toBe('Forbidden');
+      expect(outside.retryable).toBe(false);
+    } finally {
+      await svc.close();
+    }
+  });
+
+  it('a wrong bind password is InvalidCredentials, not retried', async () => {
+    const wrong = new DcPool({
+      urls: [dc.url],
+      bindDn: dc.serviceAccount.bindDn,
+      password: 'wrong-password',
+      ca: readFileSync(dc.caFile),
+    });
+    const failing = new LdapExecutor(
+      wrong,
+      { allowedOus: [dc.atriaOu], allowedAttributes: [] },
+      { open: () => '' },
+    );
+    const error = await rejects(
+      failing.execute(envelope({ type: 'findUser', by: 'sAMAccountName', value: 'x' })),
+    );
+    expect(error.code).toBe('InvalidCredentials');
+    expect(error.retryable).toBe(false);
+    await wrong.close();
+  });
+
+  it('no reachable DC is a retryable Unavailable', async () => {
+    const dead = new DcPool({
+      urls: ['ldaps://127.0.0.1:1', 'ldaps://127.0.0.1:2'],
+      bindDn: dc.bindDn,
+      password: dc.password,
+      connectTimeoutInMs: 500,
+    });
+    const failing = new LdapExecutor(
+      dead,
+      { allowedOus: [dc.atriaOu], allowedAttributes: [] },
+      { open: () => '' },
+    );
+    const error = await rejects(
+      failing.execute(envelope({ type: 'findUser', by: 'sAMAccountName', value: 'x' })),
+    );
+    expect(error.code).toBe('Unavailable');
+    expect(error.retryable).toBe(true);
+    await dead.close();
   });
 });
