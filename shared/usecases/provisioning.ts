@@ -940,7 +940,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
         o.state = 'succeeded';
         delete o.sealedPassword;
       });
-      await c.held.delete(HELD, `${providerId}/${operationId}`);
+      if (loaded.value.state === 'needsLicence') await c.held.delete(HELD, `${providerId}/${operationId}`);
       const op = ctx.operation.value;
       await updateUserRecord(ctx, (u) => applyOutcome(op, u));
       return op;
