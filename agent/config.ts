@@ -58,6 +58,8 @@ export const agentConfigSchema = z.strictObject({
     .min(1),
   /** The site's X25519 private key (PKCS#8 PEM) that opens sealed passwords. */
   sitePrivateKey: secretSource,
+  /** The agent's Ed25519 private key (PKCS#8 PEM): signs replies and heartbeats so no other site can forge them. */
+  agentSigningKey: secretSource.optional(),
   /** Where the agent keeps its replay journal; in memory only when absent. */
   stateDir: z.string().min(1).optional(),
   heartbeatIntervalInMs: z.number().int().min(1000).default(60_000),
@@ -84,6 +86,7 @@ export interface ResolvedAgentConfig {
   directory: Omit<AgentConfig['directory'], 'password' | 'caFile'> & { password: string; ca?: Buffer };
   cloudSigningKeys: Array<{ kid: string; publicKeyPem: string }>;
   sitePrivateKeyPem: string;
+  agentSigningKeyPem?: string;
   stateDir?: string;
   heartbeatIntervalInMs: number;
   maxConcurrentCommands: number;
@@ -151,6 +154,9 @@ export function resolveAgentConfig(
       return { kid: key.kid, publicKeyPem: pem };
     }),
     sitePrivateKeyPem: resolveSecret(config.sitePrivateKey, baseDir, env, 'sitePrivateKey'),
+    ...(config.agentSigningKey === undefined
+      ? {}
+      : { agentSigningKeyPem: resolveSecret(config.agentSigningKey, baseDir, env, 'agentSigningKey') }),
     ...(config.stateDir === undefined
       ? {}
       : { stateDir: isAbsolute(config.stateDir) ? config.stateDir : resolve(baseDir, config.stateDir) }),

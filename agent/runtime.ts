@@ -15,6 +15,7 @@ import {
   protocolVersion,
   publicKeyFromPem,
   replyMessageId,
+  signAgentMessage,
   type CommandEnvelope,
   type Heartbeat,
   type Reply,
@@ -66,6 +67,10 @@ export async function startAgent(
   const clock = deps.clock ?? systemClock;
   const log = deps.log.child({ siteId: config.siteId });
   const sitePrivateKey = privateKeyFromPem(config.sitePrivateKeyPem, 'x25519');
+  const agentSigningKey =
+    config.agentSigningKeyPem === undefined
+      ? undefined
+      : privateKeyFromPem(config.agentSigningKeyPem, 'ed25519');
   const verifier = new CommandVerifier({
     siteId: config.siteId,
     trustedKeys: new Map(
@@ -139,7 +144,7 @@ export async function startAgent(
 
   const send = async (body: Reply | Heartbeat, messageId: string, correlationId?: string): Promise<void> => {
     await sender.sendMessages({
-      body,
+      body: agentSigningKey === undefined ? body : signAgentMessage(body, agentSigningKey),
       messageId,
       ...(correlationId === undefined ? {} : { correlationId }),
       contentType: 'application/json',

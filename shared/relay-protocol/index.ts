@@ -1,6 +1,6 @@
 export * from './schema.js';
 export { canonicalJson } from './canonical.js';
-export { signCommand, verifySignedCommand } from './signing.js';
+export { signAgentMessage, signCommand, verifyAgentMessage, verifySignedCommand } from './signing.js';
 export { sealSecret, openSecret, type SecretBinding } from './password.js';
 export {
   generateSigningKeyPair,

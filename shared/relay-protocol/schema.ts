@@ -231,6 +231,13 @@ export const replyErrorSchema = z.strictObject({
   retryable: z.boolean(),
 });
 
+/**
+ * Optional on agent messages: Ed25519 by the site's agent key over canonicalJson(message without
+ * `signature`). When the cloud knows a site's agent key it drops unsigned or badly signed messages, so one
+ * site's agent (which may Send to the shared reply queue) cannot answer for another site.
+ */
+export const agentSignatureSchema = z.strictObject({ alg: z.literal('Ed25519'), value: base64url });
+
 export const replySchema = z.discriminatedUnion('ok', [
   z.strictObject({
     v: z.literal(protocolVersion),
@@ -240,6 +247,7 @@ export const replySchema = z.discriminatedUnion('ok', [
     commandType: z.string().optional(),
     ok: z.literal(true),
     result: z.unknown(),
+    signature: agentSignatureSchema.optional(),
   }),
   z.strictObject({
     v: z.literal(protocolVersion),
@@ -249,6 +257,7 @@ export const replySchema = z.discriminatedUnion('ok', [
     commandType: z.string().optional(),
     ok: z.literal(false),
     error: replyErrorSchema,
+    signature: agentSignatureSchema.optional(),
   }),
 ]);
 export type Reply = z.infer<typeof replySchema>;
@@ -264,6 +273,7 @@ export const heartbeatSchema = z.strictObject({
   queueLag: z.number().int(),
   lastError: z.string().max(2000).optional(),
   at: z.iso.datetime(),
+  signature: agentSignatureSchema.optional(),
 });
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 

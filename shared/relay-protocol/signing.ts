@@ -5,6 +5,7 @@ import {
   commandEnvelopeSchema,
   protocolVersion,
   signedCommandSchema,
+  type AgentMessage,
   type CommandEnvelope,
   type SignedCommand,
 } from './schema.js';
@@ -67,4 +68,26 @@ export function verifySignedCommand(
     );
   }
   return envelope.data;
+}
+
+/** Signs a reply or heartbeat with the site's agent key (Ed25519 over the message without `signature`). */
+export function signAgentMessage<T extends AgentMessage>(message: T, privateKey: KeyObject): T {
+  const { signature: _ignored, ...unsigned } = message;
+  const value = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64url');
+  return { ...message, signature: { alg: 'Ed25519', value } };
+}
+
+export function verifyAgentMessage(message: AgentMessage, publicKey: KeyObject): boolean {
+  const { signature, ...unsigned } = message;
+  if (signature === undefined) return false;
+  try {
+    return verify(
+      null,
+      Buffer.from(canonicalJson(unsigned), 'utf8'),
+      publicKey,
+      Buffer.from(signature.value, 'base64url'),
+    );
+  } catch {
+    return false;
+  }
 }

@@ -22,6 +22,7 @@ import {
   newEnvelope,
   publicKeyFromPem,
   replyQueueName,
+  verifyAgentMessage,
   resultSchemas,
   sealSecret,
   signCommand,
@@ -48,6 +49,10 @@ export interface RelayHubOptions {
   /** Replies no call waits for (the saga sent and moved on, or the waiter timed out). */
   onUnclaimedReply?: (reply: Reply) => Promise<void>;
   onHeartbeat?: (heartbeat: Heartbeat) => Promise<void>;
+  /** The agent's Ed25519 public key of a site, when known (also registered by `directoryFor`). */
+  agentKeyFor?: (siteId: string) => KeyObject | undefined;
+  /** Drop replies and heartbeats of sites without a known agent key (default false: accept them unsigned). */
+  requireSignedAgentMessages?: boolean;
   log?: Logger;
 }
 
@@ -90,6 +95,7 @@ export class RelayHub {
   private readonly senders = new Map<string, ServiceBusSender>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly recent = new Map<string, { reply: Reply; at: number }>();
+  private readonly agentKeys = new Map<string, KeyObject>();
   private receiver: ServiceBusReceiver | undefined;
   private subscription: { close(): Promise<void> } | undefined;
 
@@ -139,6 +145,18 @@ export class RelayHub {
       return 'invalid';
     }
     const message = parsed.data;
+    const agentKey = this.agentKeys.get(message.siteId) ?? this.options.agentKeyFor?.(message.siteId);
+    if (
+      agentKey === undefined
+        ? this.options.requireSignedAgentMessages === true
+        : !verifyAgentMessage(message, agentKey)
+    ) {
+      // Another site's agent can Send to the shared reply queue; only the site's own key speaks for it.
+      this.options.log?.warn('agent message with a missing or wrong signature dropped', {
+        siteId: message.siteId,
+      });
+      return 'invalid';
+    }
     if (message.type === 'heartbeat') {
       await this.options.onHeartbeat?.(message);
       return 'heartbeat';
@@ -275,7 +293,14 @@ export class RelayHub {
   }
 
   /** The OnPremDirectory port for one site. */
-  directoryFor(site: { siteId: string; sitePublicKeyPem: string }): OnPremDirectory {
+  directoryFor(site: {
+    siteId: string;
+    sitePublicKeyPem: string;
+    agentPublicKeyPem?: string;
+  }): OnPremDirectory {
+    if (site.agentPublicKeyPem !== undefined) {
+      this.agentKeys.set(site.siteId, publicKeyFromPem(site.agentPublicKeyPem, 'ed25519'));
+    }
     return new RelayOnPremDirectory(this, site.siteId, publicKeyFromPem(site.sitePublicKeyPem, 'x25519'));
   }
 }

@@ -13,6 +13,7 @@ import {
   generateSigningKeyPair,
   newEnvelope,
   privateKeyFromPem,
+  signAgentMessage,
   signCommand,
   type Heartbeat,
   type Reply,
@@ -79,6 +80,7 @@ beforeAll(async () => {
     agentConfig(bus, dc, keys.privateKeyPem, {
       urls: ['ldaps://127.0.0.1:1', dc.url],
       heartbeatIntervalInMs: 1000,
+      agentSigningKey: keys.agentPrivateKeyPem,
     }),
     process.cwd(),
   );
@@ -86,6 +88,7 @@ beforeAll(async () => {
     log: createLogger((_level, record) => logLines.push(JSON.stringify(record))),
   });
   hub = newHub(bus, {
+    requireSignedAgentMessages: true,
     onUnclaimedReply: async (reply) => {
       unclaimed.push(reply);
       await Promise.resolve();
@@ -95,7 +98,11 @@ beforeAll(async () => {
       await Promise.resolve();
     },
   });
-  directory = hub.directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem });
+  directory = hub.directoryFor({
+    siteId,
+    sitePublicKeyPem: keys.publicKeyPem,
+    agentPublicKeyPem: keys.agentPublicKeyPem,
+  });
   admin = await adminClient(dc);
 });
 
@@ -328,6 +335,41 @@ describe('attacks on the command queue', () => {
     expect(dead.map((message) => message.deadLetterReason)).toEqual(['Replayed']);
     expect(unclaimed.filter((candidate) => candidate.commandId === commandId)).toHaveLength(1);
     expect(await countBySam(name)).toBe(1);
+  });
+});
+
+describe('forged replies', () => {
+  it("one site's agent cannot answer for another site: unsigned or wrongly signed replies are dropped", async () => {
+    const idleKeys = siteKeys();
+    const idle = hub.directoryFor({
+      siteId: 'site-idle',
+      sitePublicKeyPem: idleKeys.publicKeyPem,
+      agentPublicKeyPem: idleKeys.agentPublicKeyPem,
+    });
+    const commandId = id();
+    const pending = rejects(idle.findUser('sAMAccountName', 'victim', { commandId, timeoutInMs: 3000 }));
+    // site-test's agent key may Send to agent-replies; it forges an answer for site-idle's command.
+    const forger = new ServiceBusClient(bus.agentConnectionString);
+    const sender = forger.createSender('agent-replies');
+    const forged: Reply = {
+      v: 1,
+      type: 'reply',
+      commandId,
+      siteId: 'site-idle',
+      ok: true,
+      result: { user: null },
+    };
+    await sender.sendMessages({ body: forged, messageId: randomUUID() });
+    await sender.sendMessages({
+      body: signAgentMessage(forged, privateKeyFromPem(keys.agentPrivateKeyPem, 'ed25519')),
+      messageId: randomUUID(),
+    });
+    await forger.close();
+    const error = await pending;
+    expect(error.code).toBe('Timeout');
+    expect(await hub.handleAgentMessage(forged)).toBe('invalid');
+    const genuine = signAgentMessage(forged, privateKeyFromPem(idleKeys.agentPrivateKeyPem, 'ed25519'));
+    expect(await hub.handleAgentMessage(genuine)).toBe('unclaimed');
   });
 });
 

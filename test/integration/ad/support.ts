@@ -5,6 +5,7 @@ import { DcPool } from '../../../agent/ldap/pool.js';
 import { LdapExecutor } from '../../../agent/ldap/executor.js';
 import type { SambaPeer } from '../../../dev/peers/samba/index.js';
 import {
+  generateSigningKeyPair,
   generateSiteKeyPair,
   newEnvelope,
   openSecret,
@@ -20,8 +21,12 @@ export const allowedAttributes = ['mail', 'department', 'title', 'telephoneNumbe
 
 export function siteKeys() {
   const pair = generateSiteKeyPair();
+  const agent = generateSigningKeyPair();
   return {
     ...pair,
+    /** The agent's Ed25519 pair that signs replies and heartbeats. */
+    agentPublicKeyPem: agent.publicKeyPem,
+    agentPrivateKeyPem: agent.privateKeyPem,
     publicKey: publicKeyFromPem(pair.publicKeyPem, 'x25519'),
     privateKey: privateKeyFromPem(pair.privateKeyPem, 'x25519'),
   };

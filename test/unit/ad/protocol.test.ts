@@ -12,7 +12,9 @@ import {
   privateKeyFromPem,
   publicKeyFromPem,
   sealSecret,
+  signAgentMessage,
   signCommand,
+  verifyAgentMessage,
   verifySignedCommand,
   type Command,
 } from '../../../shared/relay-protocol/index.js';
@@ -99,6 +101,30 @@ describe('command signatures', () => {
     expect(code(() => verifySignedCommand(signCommand(envelope as never, signer), trusted))).toBe(
       'Validation',
     );
+  });
+});
+
+describe('agent message signatures', () => {
+  it('verify with the site agent key only, and break on any change', () => {
+    const agent = generateSigningKeyPair();
+    const reply = signAgentMessage(
+      {
+        v: 1,
+        type: 'reply',
+        commandId: 'c-1',
+        siteId: 'site-a',
+        ok: true,
+        result: { changed: true },
+      } as const,
+      privateKeyFromPem(agent.privateKeyPem, 'ed25519'),
+    );
+    const key = publicKeyFromPem(agent.publicKeyPem, 'ed25519');
+    expect(verifyAgentMessage(reply, key)).toBe(true);
+    expect(verifyAgentMessage({ ...reply, siteId: 'site-b' }, key)).toBe(false);
+    expect(verifyAgentMessage({ ...reply, signature: undefined }, key)).toBe(false);
+    expect(
+      verifyAgentMessage(reply, publicKeyFromPem(generateSigningKeyPair().publicKeyPem, 'ed25519')),
+    ).toBe(false);
   });
 });
 
