@@ -159,6 +159,7 @@ describe('createUser against a real AD', () => {
   it('stores hostile names literally and never widens a search', async () => {
     const hostile = [
       '*)(cn=*',
+      'nul\0byte',
       '\\00x',
       'a,OU=Evil',
       'say "hi"',
