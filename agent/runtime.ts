@@ -6,6 +6,7 @@ import {
   type ServiceBusReceiver,
   type ServiceBusSender,
 } from '@azure/service-bus';
+import { settlementGate } from '../shared/adapters/service-bus/index.js';
 import { toAppError } from '../shared/errors.js';
 import type { Logger } from '../shared/logging.js';
 import { systemClock, type Clock } from '../shared/ports/clock.js';
@@ -131,6 +132,17 @@ export async function startAgent(
     receiveMode: 'peekLock',
   });
   const sender: ServiceBusSender = client.createSender(config.replyQueue);
+  // rhea merges dispositions issued in the same tick (a complete next to an abandon could settle both
+  // alike); the shared gate issues them one per event-loop turn.
+  const gate = settlementGate(client);
+  const settle = {
+    completeMessage: (message: ServiceBusReceivedMessage) => gate(() => receiver.completeMessage(message)),
+    abandonMessage: (message: ServiceBusReceivedMessage) => gate(() => receiver.abandonMessage(message)),
+    deadLetterMessage: (
+      message: ServiceBusReceivedMessage,
+      options: { deadLetterReason: string; deadLetterErrorDescription: string },
+    ) => gate(() => receiver.deadLetterMessage(message, options)),
+  };
 
   let answered = 0;
   let lastError: string | undefined;
@@ -183,7 +195,7 @@ export async function startAgent(
       });
       if (untrustedCodes.has(error.code) || error.code === 'OutOfScope' || commandId === undefined) {
         // Forged, replayed or another site's: never act on it, never answer for it.
-        await receiver.deadLetterMessage(message, {
+        await settle.deadLetterMessage(message, {
           deadLetterReason: error.code,
           deadLetterErrorDescription: error.message,
         });
@@ -198,7 +210,7 @@ export async function startAgent(
         ok: false,
         error: { code: error.code, message: error.message, retryable: false },
       });
-      await receiver.completeMessage(message);
+      await settle.completeMessage(message);
       return;
     }
     const started = Date.now();
@@ -231,11 +243,11 @@ export async function startAgent(
         await sleepUnlessStopping(
           Math.min(30_000, config.redeliveryDelayInMs * ((message.deliveryCount ?? 0) + 1)),
         );
-        await receiver.abandonMessage(message);
+        await settle.abandonMessage(message);
         return;
       }
       if (error.retryable && stopping) {
-        await receiver.abandonMessage(message);
+        await settle.abandonMessage(message);
         return;
       }
       reply = {
@@ -249,7 +261,7 @@ export async function startAgent(
       };
     }
     await answer(message, envelope.commandId, reply);
-    await receiver.completeMessage(message);
+    await settle.completeMessage(message);
     verifier.markDone(envelope);
     answered++;
     log.info('command answered', {
@@ -265,14 +277,14 @@ export async function startAgent(
     {
       processMessage: async (message) => {
         if (stopping) {
-          await receiver.abandonMessage(message).catch(() => undefined);
+          await settle.abandonMessage(message).catch(() => undefined);
           return;
         }
         const work = handle(message).catch(async (error: unknown) => {
           // Settlement or reply failed (e.g. bus connection lost): the lock expires and it is redelivered.
           lastError = error instanceof Error ? error.message : String(error);
           log.error('command handling failed', { error: lastError });
-          await receiver.abandonMessage(message).catch(() => undefined);
+          await settle.abandonMessage(message).catch(() => undefined);
         });
         inFlight.add(work);
         try {

@@ -6,6 +6,7 @@ import type {
   ServiceBusReceivedMessage,
 } from '@azure/service-bus';
 import { AppError, type ErrorCode } from '../../errors.js';
+import { settlementGate } from '../service-bus/index.js';
 import type { Logger } from '../../logging.js';
 import { systemClock, type Clock } from '../../ports/clock.js';
 import type {
@@ -110,11 +111,22 @@ export class RelayHub {
       receiveMode: 'peekLock',
     });
     this.receiver = receiver;
+    // One disposition per event-loop turn: rhea would merge adjacent ones into the first one's outcome.
+    const gate = settlementGate(this.options.client);
     this.subscription = receiver.subscribe(
       {
         processMessage: async (message: ServiceBusReceivedMessage) => {
-          // Throwing abandons the message (autoComplete), so a failing callback gets it again later.
-          await this.handleAgentMessage(message.body);
+          try {
+            await this.handleAgentMessage(message.body);
+          } catch (error) {
+            // A failing callback (e.g. the saga store is down) gets the reply again later.
+            this.options.log?.warn('agent message handling failed; abandoning', {
+              error: error instanceof Error ? error.message : String(error),
+            });
+            await gate(() => receiver.abandonMessage(message));
+            return;
+          }
+          await gate(() => receiver.completeMessage(message));
         },
         processError: async (args) => {
           this.options.log?.warn('relay reply receiver error (the SDK reconnects)', {
@@ -123,7 +135,7 @@ export class RelayHub {
           await Promise.resolve();
         },
       },
-      { autoCompleteMessages: true, maxConcurrentCalls: 16 },
+      { autoCompleteMessages: false, maxConcurrentCalls: 16 },
     );
   }
 
