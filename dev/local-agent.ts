@@ -12,6 +12,8 @@ export interface LocalAgentOptions {
   dc: { url: string; bindDn: string; password: string; caFile: string; atriaOu: string };
   signing: { kid: string; publicKeyPem: string };
   sitePrivateKeyPem: string;
+  /** Signs the agent's replies and heartbeats (the cloud checks them against the registered key). */
+  agentSigningKeyPem?: string;
   allowedAttributes?: string[];
   heartbeatIntervalInMs?: number;
   maxConcurrentCommands?: number;
@@ -34,6 +36,7 @@ export function startLocalAgent(options: LocalAgentOptions): Promise<RunningAgen
         },
         cloudSigningKeys: [options.signing],
         sitePrivateKey: options.sitePrivateKeyPem,
+        ...(options.agentSigningKeyPem === undefined ? {} : { agentSigningKey: options.agentSigningKeyPem }),
         ...(options.heartbeatIntervalInMs === undefined
           ? {}
           : { heartbeatIntervalInMs: options.heartbeatIntervalInMs }),

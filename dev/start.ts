@@ -25,6 +25,7 @@ const running = await startAllPeers();
 // Keys of this run only: the cloud signs agent commands, the site opens sealed passwords.
 const signing = generateSigningKeyPair();
 const site = generateSiteKeyPair();
+const agentKeys = generateSigningKeyPair();
 const settings = loadSettings({
   ...localEnvironment(running.peers),
   Relay__signingKeyPem: signing.privateKeyPem,
@@ -55,10 +56,11 @@ if ('url' in ad) {
     dc: ad,
     signing: { kid: 'local-run', publicKeyPem: signing.publicKeyPem },
     sitePrivateKeyPem: site.privateKeyPem,
+    agentSigningKeyPem: agentKeys.privateKeyPem,
     heartbeatIntervalInMs: 15_000,
     log: createLogger(consoleSink, { level: 'warn', props: { component: 'agent' } }),
   });
-  await deps.sites.register(caller, siteId, site.publicKeyPem);
+  await deps.sites.register(caller, siteId, site.publicKeyPem, agentKeys.publicKeyPem);
   await deps.customers.put(caller, 'contoso', {
     displayName: 'Contoso',
     identityMode: 'hybridFederated',

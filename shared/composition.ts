@@ -135,7 +135,11 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       ? undefined
       : async (siteId: string): Promise<OnPremDirectory> => {
           const site = await sites.get(siteId);
-          return relay.directoryFor({ siteId, sitePublicKeyPem: site.publicKeyPem });
+          return relay.directoryFor({
+            siteId,
+            sitePublicKeyPem: site.publicKeyPem,
+            ...(site.agentPublicKeyPem === undefined ? {} : { agentPublicKeyPem: site.agentPublicKeyPem }),
+          });
         };
 
   // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.

@@ -14,6 +14,8 @@ const siteSchema = z.object({
   siteId: z.string(),
   providerId: z.string(),
   publicKeyPem: z.string(),
+  /** The agent's Ed25519 key: replies claiming this site must carry its signature. */
+  agentPublicKeyPem: z.string().optional(),
   registeredAt: z.string(),
   heartbeat: z
     .object({
@@ -44,7 +46,12 @@ export function createSites(deps: { store: Store; clock: Clock }) {
   return {
     get,
 
-    async register(caller: Caller, siteId: string, publicKeyPem: string): Promise<Site> {
+    async register(
+      caller: Caller,
+      siteId: string,
+      publicKeyPem: string,
+      agentPublicKeyPem?: string,
+    ): Promise<Site> {
       const existing = await sites.get(PARTITION, siteId);
       if (existing !== undefined && existing.value.providerId !== caller.providerId) {
         // Site ids are global (they name Service Bus queues); another provider's is simply not ours.
@@ -54,6 +61,7 @@ export function createSites(deps: { store: Store; clock: Clock }) {
         siteId,
         providerId: caller.providerId,
         publicKeyPem,
+        ...(agentPublicKeyPem === undefined ? {} : { agentPublicKeyPem }),
         registeredAt: existing?.value.registeredAt ?? deps.clock.now().toISOString(),
         ...(existing?.value.heartbeat === undefined ? {} : { heartbeat: existing.value.heartbeat }),
       };

@@ -31,6 +31,7 @@ let stack: TestStack;
 let agent: RunningAgent;
 let key: string;
 let cloud: CloudDirectory;
+let agentKeys: ReturnType<typeof generateSigningKeyPair>;
 
 type Op = {
   operationId: string;
@@ -77,6 +78,7 @@ beforeAll(async () => {
   dc = await startSambaPeer();
   const signing = generateSigningKeyPair();
   const site = generateSiteKeyPair();
+  agentKeys = generateSigningKeyPair();
   stack = await startTestStack({
     storageConnectionString: inject('storageConnectionString'),
     graphSeed: seed,
@@ -92,6 +94,7 @@ beforeAll(async () => {
     dc,
     signing: { kid: 'e2e-key', publicKeyPem: signing.publicKeyPem },
     sitePrivateKeyPem: site.privateKeyPem,
+    agentSigningKeyPem: agentKeys.privateKeyPem,
     heartbeatIntervalInMs: 1000,
   });
   key = (await stack.deps.callers.createApiKey({ providerId: 'prov-hybrid', name: 'e2e' })).apiKey;
@@ -100,7 +103,7 @@ beforeAll(async () => {
       await stack.api(`/sites/${siteId}`, {
         method: 'PUT',
         key,
-        body: JSON.stringify({ publicKeyPem: site.publicKeyPem }),
+        body: JSON.stringify({ publicKeyPem: site.publicKeyPem, agentPublicKeyPem: agentKeys.publicKeyPem }),
       })
     ).status,
   ).toBe(200);
@@ -212,6 +215,8 @@ describe('hybrid federated provisioning end to end', () => {
       return sites?.state === 'ok' ? sites : undefined;
     }, 'a heartbeat');
     expect(report.info?.sites[0]?.siteId).toBe(siteId);
+    // The site was registered with the agent's key: the app keeps it to check signed replies.
+    expect((await stack.deps.sites.get(siteId)).agentPublicKeyPem).toBe(agentKeys.publicKeyPem);
     expect(typeof report.info?.sites[0]?.agentVersion).toBe('string');
   });
 
