@@ -11,6 +11,7 @@ import { serviceBusTriggers } from './host/queue-triggers.js';
 import { localEnvironment } from './host/settings.js';
 import { startLocalAgent } from './local-agent.js';
 import { peersFilePath, startAllPeers } from './peers/run-all.js';
+import { stopOnSignal } from './peers/signals.js';
 
 /**
  * `npm start`: every local peer, the local Functions host on :7071, the relay agent of a demo site
@@ -112,18 +113,10 @@ Try:
 
 Ctrl-C stops everything.`);
 
-let stopping = false;
-const shutdown = (): void => {
-  if (stopping) return;
-  stopping = true;
-  void (async () => {
-    await agent?.stop();
-    await host.stop();
-    await triggers.close();
-    await deps.close();
-    await running.stop();
-    process.exit(0);
-  })();
-};
-process.on('SIGINT', shutdown);
-process.on('SIGTERM', shutdown);
+stopOnSignal(async () => {
+  await agent?.stop();
+  await host.stop();
+  await triggers.close();
+  await deps.close();
+  await running.stop();
+});

@@ -4,6 +4,7 @@ import { createComposition } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import { consoleSink, createLogger } from '../../shared/logging.js';
 import { peersFilePath, peersFileSchema } from '../peers/run-all.js';
+import { stopOnSignal } from '../peers/signals.js';
 import { startLocalHost } from './local-host.js';
 import { serviceBusTriggers } from './queue-triggers.js';
 import { localEnvironment } from './settings.js';
@@ -26,10 +27,7 @@ const host = await startLocalHost({
   ...(triggers === undefined ? {} : { startQueueTrigger: triggers.start }),
 });
 console.log(JSON.stringify({ url: host.url, registration: host.registration }));
-const shutdown = (): void =>
-  void host.stop().then(async () => {
-    await triggers?.close();
-    process.exit(0);
-  });
-process.once('SIGINT', shutdown);
-process.once('SIGTERM', shutdown);
+stopOnSignal(async () => {
+  await host.stop();
+  await triggers?.close();
+});

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { startIdentityGraphPeer } from './index.js';
+import { stopOnSignal } from '../signals.js';
 
 // npm run peer:graph -- --port N --seed FILE
 const { values } = parseArgs({ options: { port: { type: 'string' }, seed: { type: 'string' } } });
@@ -19,14 +20,4 @@ console.log(
     adminUrl: peer.adminUrl,
   }),
 );
-const shutdown = (): void => {
-  peer.stop().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
-};
-process.once('SIGINT', shutdown);
-process.once('SIGTERM', shutdown);
+stopOnSignal(() => peer.stop());

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { startPartnerCenterPeer } from './index.js';
+import { stopOnSignal } from '../signals.js';
 
 // npm run peer:partner-center -- --port N --seed FILE --authority URL --graph-admin URL
 const { values } = parseArgs({
@@ -25,14 +26,4 @@ const peer = await startPartnerCenterPeer({
 });
 console.log(JSON.stringify({ baseUrl: peer.baseUrl, adminUrl: peer.adminUrl }));
 
-const shutdown = (): void => {
-  peer.stop().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
-};
-process.once('SIGINT', shutdown);
-process.once('SIGTERM', shutdown);
+stopOnSignal(() => peer.stop());

@@ -1,4 +1,5 @@
 import { SambaNotInstalledError, startSambaPeer } from './index.js';
+import { stopOnSignal } from '../signals.js';
 
 /** `npm run peer:samba`: starts a DC, prints its endpoints as one JSON line, stops on SIGINT/SIGTERM. */
 try {
@@ -16,14 +17,7 @@ try {
       groupsOu: peer.groupsOu,
     })}\n`,
   );
-  let stopping = false;
-  const shutdown = (): void => {
-    if (stopping) return;
-    stopping = true;
-    void peer.stop().then(() => process.exit(0));
-  };
-  process.on('SIGINT', shutdown);
-  process.on('SIGTERM', shutdown);
+  stopOnSignal(() => peer.stop());
 } catch (error) {
   if (error instanceof SambaNotInstalledError) {
     process.stderr.write(`${error.message}\n`);

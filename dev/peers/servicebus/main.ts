@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { defaultConfigPath, startServiceBusPeer } from './index.js';
+import { stopOnSignal } from '../signals.js';
 
 // npm run peer:servicebus -- --config FILE --port N [--key-name X --key Y] [--verbose]
 const { values } = parseArgs({
@@ -25,11 +26,7 @@ try {
   console.log(
     JSON.stringify({ name: 'servicebus', port: peer.port, connectionString: peer.connectionString }),
   );
-  const shutdown = (): void => {
-    void peer.stop().then(() => process.exit(0));
-  };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  stopOnSignal(() => peer.stop());
 } catch (error) {
   console.error(error instanceof Error ? error.message : String(error));
   process.exit(1);
