@@ -12,7 +12,20 @@ import {
 import { AppError } from '../../shared/errors.js';
 import { httpFunction } from './endpoint.js';
 
-const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,128}$/, 'printable ASCII, ≤ 128 characters');
+const idempotencyKeySchema = z.string().regex(/^[\x21-\x7e]{1,128}$/);
+
+/** The optional Idempotency-Key header, checked like any other input. */
+function idempotencyKeyOf(headers: Headers): string | undefined {
+  const key = headers.get('idempotency-key') ?? undefined;
+  if (key !== undefined && !idempotencyKeySchema.safeParse(key).success) {
+    throw new AppError('Validation', 'Idempotency-Key must be printable ASCII, at most 128 characters', {
+      details: {
+        errors: [{ path: 'headers.Idempotency-Key', message: 'printable ASCII, ≤ 128 characters' }],
+      },
+    });
+  }
+  return key;
+}
 
 export const createUser = httpFunction({
   name: 'users-create',
@@ -35,14 +48,7 @@ export const createUser = httpFunction({
     },
   },
   async handle({ caller, params: { customerId }, body, deps, headers, correlationId }) {
-    const key = headers.get('idempotency-key') ?? undefined;
-    if (key !== undefined && !idempotencyKey.safeParse(key).success) {
-      throw new AppError('Validation', 'Idempotency-Key must be printable ASCII, at most 128 characters', {
-        details: {
-          errors: [{ path: 'headers.Idempotency-Key', message: 'printable ASCII, ≤ 128 characters' }],
-        },
-      });
-    }
+    const key = idempotencyKeyOf(headers);
     const { operation, replayed } = await deps.provisioning.requestCreateUser({
       caller: caller as NonNullable<typeof caller>,
       customerId,
@@ -116,10 +122,7 @@ function userChange<B>(spec: {
     requestHeaders: idempotencyHeader,
     responses: changeResponses,
     async handle({ caller, params: { customerId, userId }, body, deps, headers, correlationId }) {
-      const key = headers.get('idempotency-key') ?? undefined;
-      if (key !== undefined && !idempotencyKey.safeParse(key).success) {
-        throw new AppError('Validation', 'Idempotency-Key must be printable ASCII, at most 128 characters');
-      }
+      const key = idempotencyKeyOf(headers);
       const { request, password } = spec.toRequest(body);
       const { operation, replayed } = await deps.provisioning.requestUserChange({
         caller: caller as NonNullable<typeof caller>,

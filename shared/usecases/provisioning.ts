@@ -180,6 +180,37 @@ export function createProvisioning(deps: ProvisioningDeps) {
   }
 
   /**
+   * Claims an idempotency key for a new operation id. A key already claimed by the same request
+   * answers with the first operation (queued again if still pending); by another request, Conflict.
+   * `existing` is undefined when the first attempt stopped before storing its operation: the caller
+   * then finishes it under the same operation id.
+   */
+  async function claimIdempotencyKey(
+    providerId: string,
+    partition: string,
+    key: string,
+    hash: string,
+    conflictMessage: string,
+  ): Promise<{ operationId: string; existing?: Operation }> {
+    const operationId: string = randomUUID();
+    try {
+      await c.idempotency.create(partition, key, { operationId, requestHash: hash, createdAt: now() });
+      return { operationId };
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+    }
+    const first = await c.idempotency.get(partition, key);
+    if (first === undefined)
+      throw new AppError('Unavailable', 'idempotency record vanished; retry', { retryable: true });
+    if (first.value.requestHash !== hash) throw new AppError('Conflict', conflictMessage);
+    const existing = await c.operations.get(providerId, first.value.operationId);
+    if (existing === undefined) return { operationId: first.value.operationId };
+    if (existing.value.state === 'queued' || existing.value.state === 'running')
+      await enqueue(existing.value);
+    return { operationId: first.value.operationId, existing: existing.value };
+  }
+
+  /**
    * Accepts a create request: records it (once per idempotency key), queues the work, and answers with
    * the operation. Replays of the same key return the same operation; a different body is refused.
    */
@@ -197,34 +228,16 @@ export function createProvisioning(deps: ProvisioningDeps) {
     const hash = requestHash(request);
     const idempotencyKey = input.idempotencyKey ?? `user:${request.userId}`;
 
-    let operationId: string = randomUUID();
-    try {
-      await c.idempotency.create(partition, idempotencyKey, {
-        operationId,
-        requestHash: hash,
-        createdAt: now(),
-      });
-    } catch (error) {
-      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
-      const first = await c.idempotency.get(partition, idempotencyKey);
-      if (first === undefined)
-        throw new AppError('Unavailable', 'idempotency record vanished; retry', { retryable: true });
-      if (first.value.requestHash !== hash) {
-        throw new AppError(
-          'Conflict',
-          input.idempotencyKey === undefined
-            ? `user ${request.userId} already exists with different details`
-            : 'this Idempotency-Key was used for a different request',
-        );
-      }
-      operationId = first.value.operationId;
-      const existing = await c.operations.get(caller.providerId, operationId);
-      if (existing !== undefined) {
-        if (!isFinished(existing.value.state)) await enqueue(existing.value);
-        return { operation: existing.value, replayed: true };
-      }
-      // The first attempt stopped between its two writes: finish it now with the same operation id.
-    }
+    const { operationId, existing } = await claimIdempotencyKey(
+      caller.providerId,
+      partition,
+      idempotencyKey,
+      hash,
+      input.idempotencyKey === undefined
+        ? `user ${request.userId} already exists with different details`
+        : 'this Idempotency-Key was used for a different request',
+    );
+    if (existing !== undefined) return { operation: existing, replayed: true };
 
     const created = now();
     const operation: Operation = {
@@ -442,26 +455,15 @@ export function createProvisioning(deps: ProvisioningDeps) {
 
     let operationId: string = randomUUID();
     if (input.idempotencyKey !== undefined) {
-      const hash = changeHash(kind, userId, input.request, input.password);
-      try {
-        await c.idempotency.create(partition, input.idempotencyKey, {
-          operationId,
-          requestHash: hash,
-          createdAt: now(),
-        });
-      } catch (error) {
-        if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
-        const first = await c.idempotency.get(partition, input.idempotencyKey);
-        if (first === undefined || first.value.requestHash !== hash)
-          throw new AppError('Conflict', 'this Idempotency-Key was used for a different request');
-        operationId = first.value.operationId;
-        const existing = await c.operations.get(caller.providerId, operationId);
-        if (existing !== undefined) {
-          if (existing.value.state === 'queued' || existing.value.state === 'running')
-            await enqueue(existing.value);
-          return { operation: existing.value, replayed: true };
-        }
-      }
+      const claim = await claimIdempotencyKey(
+        caller.providerId,
+        partition,
+        input.idempotencyKey,
+        changeHash(kind, userId, input.request, input.password),
+        'this Idempotency-Key was used for a different request',
+      );
+      if (claim.existing !== undefined) return { operation: claim.existing, replayed: true };
+      operationId = claim.operationId;
     }
     const guard = guardedKinds.has(kind)
       ? await crossesGuard(caller.providerId, customer)
