@@ -4,7 +4,7 @@ import type { ServiceBusClient } from '@azure/service-bus';
 import { createAesSealer } from './adapters/crypto/aes-sealer.js';
 import { createEntraTokenVerifier } from './adapters/entra-auth/token-verifier.js';
 import { createCredentialFor, createGraphDirectoryFactory } from './adapters/graph/index.js';
-import { RelayHub } from './adapters/relay/index.js';
+import { RelayHub, storeBackedReplyStore } from './adapters/relay/index.js';
 import { createServiceBusBus, createServiceBusClient } from './adapters/service-bus/index.js';
 import { createTableStore } from './adapters/tables/table-store.js';
 import type { Settings } from './config.js';
@@ -128,6 +128,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           clock,
           defaultTimeoutInMs: settings.Relay__replyTimeoutInMs,
           onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
+          // Replies that reach another instance's reply trigger are shared through Table storage.
+          replyStore: storeBackedReplyStore(store),
           ...(overrides.log === undefined ? {} : { log: overrides.log }),
         });
   const onPremDirectory =

@@ -1,1 +1,2 @@
-export { RelayHub, type RelayHubOptions } from './relay-hub.js';
+export { RelayHub, type RelayHubOptions, type ReplyStore } from './relay-hub.js';
+export { storeBackedReplyStore } from './reply-store.js';

@@ -36,6 +36,11 @@ import {
   type Reply,
 } from '../../relay-protocol/index.js';
 
+export interface ReplyStore {
+  save(reply: Reply): Promise<void>;
+  find(siteId: string, commandId: string): Promise<Reply | undefined>;
+}
+
 export interface RelayHubOptions {
   /** Created once per process by the composition root. */
   client: ServiceBusClient;
@@ -49,6 +54,14 @@ export interface RelayHubOptions {
   commandLifetimeInMs?: number;
   /** Replies no call waits for (the saga sent and moved on, or the waiter timed out). */
   onUnclaimedReply?: (reply: Reply) => Promise<void>;
+  /**
+   * Replies shared between processes: with several Functions instances the reply to one instance's
+   * call can reach another's reply trigger. Unclaimed replies are saved here, and a waiting call also
+   * looks here (its own signature check applies), so it gets its answer wherever it landed.
+   */
+  replyStore?: ReplyStore;
+  /** How often a waiting call looks in the reply store (default 500 ms). */
+  replyPollIntervalInMs?: number;
   onHeartbeat?: (heartbeat: Heartbeat) => Promise<void>;
   /** The agent's Ed25519 public key of a site, when known (also registered by `directoryFor`). */
   agentKeyFor?: (siteId: string) => KeyObject | undefined;
@@ -148,6 +161,21 @@ export class RelayHub {
   }
 
   /** Dispatches one message of the reply queue. Unparseable messages are dropped (logged), not retried. */
+  /** Whether a message may speak for its site: signed with the site's agent key when one is known. */
+  private trusted(message: Reply | Heartbeat): boolean {
+    const agentKey = this.agentKeys.get(message.siteId) ?? this.options.agentKeyFor?.(message.siteId);
+    return agentKey === undefined
+      ? this.options.requireSignedAgentMessages !== true
+      : verifyAgentMessage(message, agentKey);
+  }
+
+  /** A reply another process saved, if it is trustworthy and final (not a retryable failure). */
+  private async storedReply(siteId: string, commandId: string): Promise<Reply | undefined> {
+    const reply = await this.options.replyStore?.find(siteId, commandId);
+    if (reply === undefined || reply.siteId !== siteId || !this.trusted(reply)) return undefined;
+    return reply.ok || !reply.error.retryable ? reply : undefined;
+  }
+
   async handleAgentMessage(body: unknown): Promise<'claimed' | 'unclaimed' | 'heartbeat' | 'invalid'> {
     const parsed = agentMessageSchema.safeParse(body);
     if (!parsed.success) {
@@ -157,12 +185,7 @@ export class RelayHub {
       return 'invalid';
     }
     const message = parsed.data;
-    const agentKey = this.agentKeys.get(message.siteId) ?? this.options.agentKeyFor?.(message.siteId);
-    if (
-      agentKey === undefined
-        ? this.options.requireSignedAgentMessages === true
-        : !verifyAgentMessage(message, agentKey)
-    ) {
+    if (!this.trusted(message)) {
       // Another site's agent can Send to the shared reply queue; only the site's own key speaks for it.
       this.options.log?.warn('agent message with a missing or wrong signature dropped', {
         siteId: message.siteId,
@@ -181,6 +204,7 @@ export class RelayHub {
       for (const waiter of waiting) waiter.resolve(message);
       return 'claimed';
     }
+    await this.options.replyStore?.save(message);
     await this.options.onUnclaimedReply?.(message);
     return 'unclaimed';
   }
@@ -246,9 +270,12 @@ export class RelayHub {
     ) {
       return this.outcome(command.type, cached.reply);
     }
+    const stored = await this.storedReply(siteId, options.commandId);
+    if (stored !== undefined) return this.outcome(command.type, stored);
     const timeoutInMs = options.timeoutInMs ?? this.options.defaultTimeoutInMs ?? 30_000;
     let waiter: Waiter | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let poll: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     const replied = new Promise<Reply>((resolve, reject) => {
       waiter = { siteId, resolve };
@@ -268,6 +295,17 @@ export class RelayHub {
           ),
         timeoutInMs,
       );
+      if (this.options.replyStore !== undefined) {
+        const found = waiter;
+        poll = setInterval(() => {
+          this.storedReply(siteId, options.commandId).then(
+            (reply) => {
+              if (reply !== undefined) found.resolve(reply);
+            },
+            () => undefined, // a failed look-up is retried at the next tick; the timeout still bounds the call
+          );
+        }, this.options.replyPollIntervalInMs ?? 500);
+      }
       onAbort = () => reject(new AppError('Timeout', 'call aborted', { retryable: true }));
       options.abortSignal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -276,6 +314,7 @@ export class RelayHub {
       return this.outcome(command.type, await replied);
     } finally {
       clearTimeout(timer);
+      clearInterval(poll);
       if (onAbort !== undefined) options.abortSignal?.removeEventListener('abort', onAbort);
       const set = this.waiters.get(options.commandId);
       if (set !== undefined && waiter !== undefined) {
