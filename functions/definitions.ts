@@ -18,6 +18,7 @@ import {
 import { whoami } from './http/whoami.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
+import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 
 /** Every function of atria-m365, once. Azure registration and the local host both read this table. */
@@ -44,4 +45,5 @@ export const definitions: FunctionDefinition[] = [
   directoryWorker,
   agentReplies,
   licenceSweep,
+  housekeeping,
 ];

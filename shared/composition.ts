@@ -39,6 +39,8 @@ export interface AppDeps {
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
   healthChecks: HealthCheck[];
+  /** Drops agent replies older than a day (the housekeeping timer). */
+  pruneRelayReplies(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -116,6 +118,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
         });
 
   const sites = createSites({ store, clock });
+  const replyStore = storeBackedReplyStore(store, clock);
   const relay =
     serviceBus === undefined || settings.Relay__signingKeyPem === undefined
       ? undefined
@@ -129,7 +132,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           defaultTimeoutInMs: settings.Relay__replyTimeoutInMs,
           onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
           // Replies that reach another instance's reply trigger are shared through Table storage.
-          replyStore: storeBackedReplyStore(store),
+          replyStore,
           ...(overrides.log === undefined ? {} : { log: overrides.log }),
         });
   const onPremDirectory =
@@ -209,6 +212,11 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     sites,
     ...(relay === undefined ? {} : { relay }),
     healthChecks,
+    async pruneRelayReplies() {
+      let removed = 0;
+      for (const siteId of await sites.listIds()) removed += await replyStore.prune(siteId);
+      return removed;
+    },
     async close() {
       await relay?.close();
       await serviceBus?.close();

@@ -46,6 +46,12 @@ export function createSites(deps: { store: Store; clock: Clock }) {
   return {
     get,
 
+    async listIds(): Promise<string[]> {
+      const ids: string[] = [];
+      for await (const site of sites.list(PARTITION)) ids.push(site.value.siteId);
+      return ids;
+    },
+
     async register(
       caller: Caller,
       siteId: string,

@@ -6,6 +6,7 @@ import { startSambaPeer, type SambaPeer } from '../../../dev/peers/samba/index.j
 import { RelayHub, storeBackedReplyStore } from '../../../shared/adapters/relay/index.js';
 import { createTableStore } from '../../../shared/adapters/tables/table-store.js';
 import { createLogger } from '../../../shared/logging.js';
+import { systemClock } from '../../../shared/ports/clock.js';
 import type { Reply } from '../../../shared/relay-protocol/index.js';
 import { agentConfig, newHub, startRelayBus, type RelayBus } from './bus.js';
 import { siteId, siteKeys } from './support.js';
@@ -34,6 +35,7 @@ beforeAll(async () => {
   );
   const replyStore = storeBackedReplyStore(
     createTableStore({ connectionString: inject('storageConnectionString') }),
+    systemClock,
   );
   // B owns the only reply receiver; A never receives from the reply queue itself.
   instanceB = newHub(bus, {
@@ -98,6 +100,7 @@ describe('agent replies across instances', () => {
   it('ignores a stored reply whose signature does not match the site agent key', async () => {
     const replyStore = storeBackedReplyStore(
       createTableStore({ connectionString: inject('storageConnectionString') }),
+      systemClock,
     );
     const commandId = randomUUID();
     // A forged "reply" planted in the store (e.g. by another site's agent through the shared queue).
@@ -116,5 +119,30 @@ describe('agent replies across instances', () => {
     });
     const found = await directory.findUser('sAMAccountName', 'multi1', { commandId });
     expect(found?.sAMAccountName).toBe('multi1'); // the real answer, not the forged NotFound
+  });
+
+  it('prunes stored replies once they are older than a day', async () => {
+    let now = new Date('2026-01-01T00:00:00Z');
+    const clock = { now: () => now };
+    const store = storeBackedReplyStore(
+      createTableStore({ connectionString: inject('storageConnectionString') }),
+      clock,
+    );
+    const site = `prune-${randomUUID().slice(0, 8)}`;
+    const reply = (commandId: string) => ({
+      v: 1 as const,
+      type: 'reply' as const,
+      commandId,
+      siteId: site,
+      ok: true as const,
+      result: {},
+    });
+    await store.save(reply('old'));
+    now = new Date('2026-01-01T20:00:00Z');
+    await store.save(reply('recent'));
+    now = new Date('2026-01-02T06:00:00Z');
+    expect(await store.prune(site)).toBe(1);
+    expect(await store.find(site, 'old')).toBeUndefined();
+    expect((await store.find(site, 'recent'))?.commandId).toBe('recent');
   });
 });
