@@ -36,7 +36,7 @@ let agentKeys: ReturnType<typeof generateSigningKeyPair>;
 type Op = {
   operationId: string;
   state: string;
-  steps: { name: string; state: string; error?: { code: string } }[];
+  steps: { name: string; state: string; attempts: number; error?: { code: string } }[];
 };
 
 async function finished(operationId: string): Promise<Op> {
@@ -174,6 +174,34 @@ describe('hybrid federated provisioning end to end', () => {
     expect(record.entra).toEqual({ objectId: inEntra.id, onPremisesImmutableId: inAd?.objectGuid });
     // The operation never shows the password, sealed or not.
     expect(JSON.stringify(op)).not.toMatch(/Str0ng|sealedPassword/);
+  });
+
+  it('resumes after Graph fails between the two directories, without writing AD again', async () => {
+    // Graph answers 503 to the next 4 requests: the adapter's retries run out, the delivery fails, the
+    // message comes back and the saga resumes at the Entra step.
+    await fetch(`${stack.graph.adminUrl}/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ next503Count: 4, retryAfter503InSeconds: 0 }),
+    });
+    const response = await stack.api('/customers/contoso/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({
+        userId: 'h-cara',
+        userPrincipalName: 'cara@fed.contoso.example',
+        displayName: 'Cara',
+        password: 'Str0ng!Passw0rd#3',
+      }),
+    });
+    const op = await finished(((await response.json()) as Op).operationId);
+    expect(op.state).toBe('succeeded');
+    expect(op.steps.map((s) => [s.name, s.state, s.attempts])).toEqual([
+      ['ad.create', 'done', 1],
+      ['entra.create', 'done', 2],
+    ]);
+    const inAd = await adUser('cara@fed.contoso.example');
+    expect((await cloud.getUser('cara@fed.contoso.example')).onPremisesImmutableId).toBe(inAd?.objectGuid);
   });
 
   it('undoes the AD account when Entra refuses the user, leaving no half-user', async () => {
