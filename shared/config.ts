@@ -108,9 +108,6 @@ function crossChecks(s: Record<string, string>): Problem[] {
 
 export type Settings = z.infer<typeof settingsSchema>;
 
-/** Names of every setting, for docs and for redaction of values read from the environment. */
-export const settingNames = Object.keys(settingsSchema.shape);
-
 export class ConfigError extends Error {
   readonly problems: Problem[];
   constructor(problems: Problem[]) {

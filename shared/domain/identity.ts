@@ -11,16 +11,6 @@ export function immutableIdFromObjectGuid(objectGuidBase64: string): string {
   return objectGuidBase64;
 }
 
-/** The textual GUID form of an objectGUID (as AD tools print it), for display and `<GUID=…>` lookups. */
-export function objectGuidToString(objectGuidBase64: string): string {
-  const b = Buffer.from(objectGuidBase64, 'base64');
-  const hex = (from: number, to: number, reverse: boolean): string => {
-    const slice = [...b.subarray(from, to)];
-    return (reverse ? slice.reverse() : slice).map((x) => x.toString(16).padStart(2, '0')).join('');
-  };
-  return `${hex(0, 4, true)}-${hex(4, 6, true)}-${hex(6, 8, true)}-${hex(8, 10, false)}-${hex(10, 16, false)}`;
-}
-
 export function upnParts(userPrincipalName: string): { alias: string; domain: string } {
   const at = userPrincipalName.lastIndexOf('@');
   return { alias: userPrincipalName.slice(0, at), domain: userPrincipalName.slice(at + 1).toLowerCase() };
