@@ -22,7 +22,7 @@ export const putCustomer = httpFunction({
   },
   async handle({ caller, params: { customerId }, body, deps, headers }) {
     const { customer, created } = await deps.customers.put(
-      caller as NonNullable<typeof caller>,
+      caller,
       customerId,
       body,
       headers.get('if-match') ?? undefined,
@@ -41,7 +41,7 @@ export const getCustomer = httpFunction({
   params,
   responses: { 200: { description: 'The customer', schema: customerSchema } },
   async handle({ caller, params: { customerId }, deps }) {
-    const customer = await deps.customers.get(caller as NonNullable<typeof caller>, customerId);
+    const customer = await deps.customers.get(caller, customerId);
     return { status: 200, body: customer.value, headers: { etag: customer.etag } };
   },
 });

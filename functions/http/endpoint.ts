@@ -18,37 +18,40 @@ export interface EndpointResult {
   headers?: Record<string, string>;
 }
 
-export interface EndpointInput<P, Q, B> {
+export type EndpointAuth = 'anonymous' | 'caller';
+
+export interface EndpointInput<P, Q, B, A extends EndpointAuth = EndpointAuth> {
   params: P;
   query: Q;
   body: B;
-  caller: Caller | undefined;
+  /** Always present on `caller` endpoints: the pipeline authenticated it before calling the use case. */
+  caller: A extends 'caller' ? Caller : undefined;
   deps: AppDeps;
   log: Logger;
   correlationId: string;
   headers: Headers;
 }
 
-export interface EndpointSpec<P, Q, B> {
+export interface EndpointSpec<P, Q, B, A extends EndpointAuth = EndpointAuth> {
   name: string;
   route: string;
   method: HttpMethod;
   summary: string;
   tags?: string[];
   /** `caller`: an API key or Entra token is required. Only health and the API description are open. */
-  auth: 'anonymous' | 'caller';
+  auth: A;
   params?: z.ZodType<P>;
   query?: z.ZodType<Q>;
   body?: z.ZodType<B>;
   /** Extra request headers worth documenting (e.g. Idempotency-Key). */
   requestHeaders?: Record<string, { description: string; required?: boolean }>;
   responses: Record<number, { description: string; schema?: z.ZodType }>;
-  handle(input: EndpointInput<P, Q, B>): Promise<EndpointResult>;
+  handle(input: EndpointInput<P, Q, B, A>): Promise<EndpointResult>;
 }
 
 // The definition table holds endpoints of many shapes; each is only ever run with its own schemas.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyEndpoint = EndpointSpec<any, any, any>;
+export type AnyEndpoint = EndpointSpec<any, any, any, EndpointAuth>;
 
 const correlationIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -117,7 +120,7 @@ export function invocationSink(context: InvocationContext): LogSink {
   };
 }
 
-export function runEndpoint<P, Q, B>(spec: EndpointSpec<P, Q, B>, deps: AppDeps) {
+export function runEndpoint<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<P, Q, B, A>, deps: AppDeps) {
   return async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
     const given = request.headers.get('x-correlation-id');
     const correlationId = given !== null && correlationIdPattern.test(given) ? given : randomUUID();
@@ -127,7 +130,9 @@ export function runEndpoint<P, Q, B>(spec: EndpointSpec<P, Q, B>, deps: AppDeps)
     });
     const started = performance.now();
     try {
-      const caller = spec.auth === 'caller' ? await authenticate(request, deps) : undefined;
+      const authenticated = spec.auth === 'caller' ? await authenticate(request, deps) : undefined;
+      // The auth mode decides the type: `caller` endpoints always get one, anonymous ones never.
+      const caller = authenticated as EndpointInput<P, Q, B, A>['caller'];
       const errors: { path: string; message: string }[] = [];
       const params = parseWith(spec.params, request.params, 'params', errors);
       const query = parseWith(spec.query, Object.fromEntries(request.query.entries()), 'query', errors);
@@ -143,7 +148,10 @@ export function runEndpoint<P, Q, B>(spec: EndpointSpec<P, Q, B>, deps: AppDeps)
         body,
         caller,
         deps,
-        log: caller === undefined ? log : log.child({ providerId: caller.providerId, callerId: caller.id }),
+        log:
+          authenticated === undefined
+            ? log
+            : log.child({ providerId: authenticated.providerId, callerId: authenticated.id }),
         correlationId,
         headers: request.headers,
       });
@@ -176,7 +184,9 @@ export function runEndpoint<P, Q, B>(spec: EndpointSpec<P, Q, B>, deps: AppDeps)
   };
 }
 
-export function httpFunction<P, Q, B>(spec: EndpointSpec<P, Q, B>): HttpFunctionDefinition {
+export function httpFunction<P, Q, B, A extends EndpointAuth>(
+  spec: EndpointSpec<P, Q, B, A>,
+): HttpFunctionDefinition {
   return {
     kind: 'http',
     name: spec.name,

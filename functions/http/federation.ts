@@ -24,7 +24,7 @@ export const putFederation = httpFunction({
   async handle({ caller, params: { customerId, domain }, body, deps }) {
     return {
       status: 200,
-      body: await deps.federation.configure(caller as NonNullable<typeof caller>, customerId, domain, body),
+      body: await deps.federation.configure(caller, customerId, domain, body),
     };
   },
 });
@@ -44,7 +44,7 @@ export const federationPreflight = httpFunction({
     return {
       status: 200,
       body: await deps.federation.preflight(
-        caller as NonNullable<typeof caller>,
+        caller,
         customerId,
         domain,
         query.sample === undefined ? {} : { sample: query.sample },

@@ -15,7 +15,7 @@ export const getOperation = httpFunction({
   async handle({ caller, params: { operationId }, deps }) {
     return {
       status: 200,
-      body: await deps.provisioning.getOperation(caller as NonNullable<typeof caller>, operationId),
+      body: await deps.provisioning.getOperation(caller, operationId),
     };
   },
 });
@@ -31,11 +31,7 @@ export const listOperations = httpFunction({
   query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }),
   responses: { 200: { description: 'Operations', schema: z.object({ value: z.array(operationSchema) }) } },
   async handle({ caller, params: { customerId }, query, deps }) {
-    const value = await deps.provisioning.listOperations(
-      caller as NonNullable<typeof caller>,
-      customerId,
-      query.limit,
-    );
+    const value = await deps.provisioning.listOperations(caller, customerId, query.limit);
     return { status: 200, body: { value } };
   },
 });
@@ -52,7 +48,7 @@ export const confirmOperation = httpFunction({
   async handle({ caller, params: { operationId }, deps }) {
     return {
       status: 200,
-      body: await deps.provisioning.confirmOperation(caller as NonNullable<typeof caller>, operationId),
+      body: await deps.provisioning.confirmOperation(caller, operationId),
     };
   },
 });

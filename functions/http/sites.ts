@@ -32,12 +32,7 @@ export const putSite = httpFunction({
   }),
   responses: { 200: { description: 'Registered', schema: siteView } },
   async handle({ caller, params: { siteId }, body, deps }) {
-    const site = await deps.sites.register(
-      caller as NonNullable<typeof caller>,
-      siteId,
-      body.publicKeyPem,
-      body.agentPublicKeyPem,
-    );
+    const site = await deps.sites.register(caller, siteId, body.publicKeyPem, body.agentPublicKeyPem);
     const { heartbeat: _h, ...view } = site;
     return { status: 200, body: view };
   },

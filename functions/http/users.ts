@@ -50,7 +50,7 @@ export const createUser = httpFunction({
   async handle({ caller, params: { customerId }, body, deps, headers, correlationId }) {
     const key = idempotencyKeyOf(headers);
     const { operation, replayed } = await deps.provisioning.requestCreateUser({
-      caller: caller as NonNullable<typeof caller>,
+      caller: caller,
       customerId,
       request: body,
       ...(key === undefined ? {} : { idempotencyKey: key }),
@@ -80,7 +80,7 @@ export const getUser = httpFunction({
   async handle({ caller, params: { customerId, userId }, deps }) {
     return {
       status: 200,
-      body: await deps.provisioning.getUser(caller as NonNullable<typeof caller>, customerId, userId),
+      body: await deps.provisioning.getUser(caller, customerId, userId),
     };
   },
 });
@@ -125,7 +125,7 @@ function userChange<B>(spec: {
       const key = idempotencyKeyOf(headers);
       const { request, password } = spec.toRequest(body);
       const { operation, replayed } = await deps.provisioning.requestUserChange({
-        caller: caller as NonNullable<typeof caller>,
+        caller: caller,
         customerId,
         userId,
         kind: spec.kind,
