@@ -30,12 +30,17 @@ const siteSchema = z.object({
 });
 export type Site = z.infer<typeof siteSchema>;
 
-const PARTITION = 'sites';
+export const SITES_PARTITION = 'sites';
+const PARTITION = SITES_PARTITION;
+
+export function sitesCollection(store: Store) {
+  return store.collection('sites', siteSchema);
+}
 /** A site that has not been heard from for this long is reported as degraded. */
 export const staleAfterInMs = 3 * 60_000;
 
 export function createSites(deps: { store: Store; clock: Clock }) {
-  const sites = deps.store.collection('sites', siteSchema);
+  const sites = sitesCollection(deps.store);
 
   async function get(siteId: string): Promise<Site> {
     const site = await sites.get(PARTITION, siteId);
