@@ -1,7 +1,8 @@
 /**
  * Structured logging with a correlation id on every line. Values that are or look like secrets are
  * redacted before anything reaches a sink: by key name (password, secret, token, key, authorization,
- * connection string, signature …) and by value shape (Bearer tokens, JWTs, SAS keys, connection strings).
+ * connection string, signature …) and by value shape (Bearer tokens, JWTs, SAS keys, connection strings,
+ * our `atr_` API keys anywhere in a string, and `?code=` Functions keys in URLs).
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogProps = Record<string, unknown>;
@@ -24,9 +25,13 @@ const secretKey =
   /pass(word)?|secret|token|authorization|api[-_]?key|functions-key|signature|sig$|credential|connectionstring|sharedaccess|privatekey|^key$|cookie|unicodepwd/i;
 
 const secretValuePatterns: RegExp[] = [
+  // Our API keys (`atr_<keyId>_<secret>`, shared/usecases/callers.ts), also malformed ones a caller sent.
+  /\batr_[A-Za-z0-9]+_[A-Za-z0-9_-]+/g,
   /\bBearer\s+[A-Za-z0-9\-._~+/]+=*/gi,
   /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, // JWT
   /(SharedAccessKey|AccountKey|SharedAccessSignature|sig|client_secret|password)=[^;&\s"]+/gi,
+  // A Functions key sent as `?code=` (the Functions host convention) inside any logged URL.
+  /([?&]code)=[^&#\s"]+/gi,
   /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
 ];
 

@@ -39,6 +39,42 @@ describe('log redaction', () => {
     expect(lines).toHaveLength(4);
   });
 
+  it('redacts an atr_ API key wherever it appears: messages, error text, nested values', () => {
+    const { lines, logger } = capture();
+    const apiKey = 'atr_k3y1d0000000_Qm9ndXNTZWNyZXRWYWx1ZUZvclRoZVRlc3Qx';
+    const malformed = 'atr_short_notAValidKeyButStillSecret';
+    logger.info(`caller sent ${apiKey} in the body`);
+    logger.warn('rejected', { error: new Error(`key ${malformed} is malformed`) });
+    logger.info('nested', { attempt: { note: [`retry with ${apiKey}`] } });
+
+    const all = lines.join('\n');
+    expect(all).not.toContain('Qm9ndXNTZWNyZXRWYWx1ZUZvclRoZVRlc3Qx');
+    expect(all).not.toContain('notAValidKeyButStillSecret');
+    expect(all).toContain('caller sent [redacted] in the body');
+    expect(all).toContain('key [redacted] is malformed');
+  });
+
+  it('redacts a Functions key sent as ?code= from every logged URL, keeping the rest of the URL', () => {
+    const { lines, logger } = capture();
+    logger.info('request handled', {
+      url: 'https://atria.example/api/customers/c1?code=s3cr3tFunctionsKey%3D%3D&sample=5',
+    });
+    logger.error('upstream failed for https://h.example/api/whoami?x=1&code=anotherKey123 (timeout)');
+
+    const all = lines.join('\n');
+    expect(all).not.toContain('s3cr3tFunctionsKey');
+    expect(all).not.toContain('anotherKey123');
+    expect(all).toContain('/api/customers/c1?code=[redacted]&sample=5');
+    expect(all).toContain('/api/whoami?x=1&code=[redacted] (timeout)');
+  });
+
+  it('keeps an error code and the word "code" in ordinary text', () => {
+    const { lines, logger } = capture();
+    logger.info('request failed', { code: 'Validation', detail: 'error code NotFound' });
+    expect(lines.join('\n')).toContain('"code":"Validation"');
+    expect(lines.join('\n')).toContain('error code NotFound');
+  });
+
   it('drops records below the level', () => {
     const lines: string[] = [];
     const logger = createLogger((_l, r) => lines.push(JSON.stringify(r)), { level: 'warn' });
