@@ -131,6 +131,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           clock,
           defaultTimeoutInMs: settings.Relay__replyTimeoutInMs,
           onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
+          // Only the site's registered agent key speaks for it, on every instance.
+          agentKeyFor: async (siteId) => (await sites.find(siteId))?.agentPublicKeyPem,
           // Replies that reach another instance's reply trigger are shared through Table storage.
           replyStore,
           ...(overrides.log === undefined ? {} : { log: overrides.log }),
@@ -140,10 +142,12 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       ? undefined
       : async (siteId: string): Promise<OnPremDirectory> => {
           const site = await sites.get(siteId);
+          if (site.agentPublicKeyPem === undefined)
+            throw new AppError('Conflict', `site ${siteId} has no agent key registered`);
           return relay.directoryFor({
             siteId,
             sitePublicKeyPem: site.publicKeyPem,
-            ...(site.agentPublicKeyPem === undefined ? {} : { agentPublicKeyPem: site.agentPublicKeyPem }),
+            agentPublicKeyPem: site.agentPublicKeyPem,
           });
         };
 

@@ -51,6 +51,11 @@ export function createSites(deps: { store: Store; clock: Clock }) {
   return {
     get,
 
+    /** The site as stored, whoever owns it (for the relay's signature checks). */
+    async find(siteId: string): Promise<Site | undefined> {
+      return (await sites.get(PARTITION, siteId))?.value;
+    },
+
     async listIds(): Promise<string[]> {
       const ids: string[] = [];
       for await (const site of sites.list(PARTITION)) ids.push(site.value.siteId);

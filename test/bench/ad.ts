@@ -45,10 +45,7 @@ export async function benchAd(
   const [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus()]);
   const keys = siteKeys();
   const agent = await startAgent(
-    resolveAgentConfig(
-      agentConfig(bus, dc, keys.privateKeyPem, { maxConcurrentCommands: concurrency }),
-      process.cwd(),
-    ),
+    resolveAgentConfig(agentConfig(bus, dc, keys, { maxConcurrentCommands: concurrency }), process.cwd()),
     { log: createLogger(() => undefined) },
   );
   const hub = newHub(bus, { defaultTimeoutInMs: 60_000 });
@@ -84,7 +81,11 @@ export async function benchAd(
     });
     const rawSeconds = (performance.now() - rawStart) / 1000;
 
-    const directory = hub.directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem });
+    const directory = hub.directoryFor({
+      siteId,
+      sitePublicKeyPem: keys.publicKeyPem,
+      agentPublicKeyPem: keys.agentPublicKeyPem,
+    });
     const agentNames = Array.from({ length: users }, (_, i) => `a${tag}${i}`);
     const agentStart = performance.now();
     // The cloud side sends as fast as it likes; the agent's maxConcurrentCommands bounds the DC load.

@@ -63,10 +63,11 @@ export interface RelayHubOptions {
   /** How often a waiting call looks in the reply store (default 500 ms). */
   replyPollIntervalInMs?: number;
   onHeartbeat?: (heartbeat: Heartbeat) => Promise<void>;
-  /** The agent's Ed25519 public key of a site, when known (also registered by `directoryFor`). */
-  agentKeyFor?: (siteId: string) => KeyObject | undefined;
-  /** Drop replies and heartbeats of sites without a known agent key (default false: accept them unsigned). */
-  requireSignedAgentMessages?: boolean;
+  /**
+   * The agent's Ed25519 public key of a site as registered (PEM), looked up where this instance has not
+   * used the site yet. A site without a registered key has no trusted agent: its messages are dropped.
+   */
+  agentKeyFor?: (siteId: string) => Promise<string | undefined>;
   log?: Logger;
 }
 
@@ -162,17 +163,21 @@ export class RelayHub {
 
   /** Dispatches one message of the reply queue. Unparseable messages are dropped (logged), not retried. */
   /** Whether a message may speak for its site: signed with the site's agent key when one is known. */
-  private trusted(message: Reply | Heartbeat): boolean {
-    const agentKey = this.agentKeys.get(message.siteId) ?? this.options.agentKeyFor?.(message.siteId);
-    return agentKey === undefined
-      ? this.options.requireSignedAgentMessages !== true
-      : verifyAgentMessage(message, agentKey);
+  private async trusted(message: Reply | Heartbeat): Promise<boolean> {
+    let agentKey = this.agentKeys.get(message.siteId);
+    if (agentKey === undefined) {
+      const pem = await this.options.agentKeyFor?.(message.siteId);
+      if (pem === undefined) return false;
+      // Not cached: a key re-registered on another instance must count at once.
+      agentKey = publicKeyFromPem(pem, 'ed25519');
+    }
+    return verifyAgentMessage(message, agentKey);
   }
 
   /** A reply another process saved, if it is trustworthy and final (not a retryable failure). */
   private async storedReply(siteId: string, commandId: string): Promise<Reply | undefined> {
     const reply = await this.options.replyStore?.find(siteId, commandId);
-    if (reply === undefined || reply.siteId !== siteId || !this.trusted(reply)) return undefined;
+    if (reply === undefined || reply.siteId !== siteId || !(await this.trusted(reply))) return undefined;
     return reply.ok || !reply.error.retryable ? reply : undefined;
   }
 
@@ -185,7 +190,7 @@ export class RelayHub {
       return 'invalid';
     }
     const message = parsed.data;
-    if (!this.trusted(message)) {
+    if (!(await this.trusted(message))) {
       // Another site's agent can Send to the shared reply queue; only the site's own key speaks for it.
       this.options.log?.warn('agent message with a missing or wrong signature dropped', {
         siteId: message.siteId,
@@ -347,11 +352,10 @@ export class RelayHub {
   directoryFor(site: {
     siteId: string;
     sitePublicKeyPem: string;
-    agentPublicKeyPem?: string;
+    /** Required: replies for the site are trusted only when signed with it. */
+    agentPublicKeyPem: string;
   }): OnPremDirectory {
-    if (site.agentPublicKeyPem !== undefined) {
-      this.agentKeys.set(site.siteId, publicKeyFromPem(site.agentPublicKeyPem, 'ed25519'));
-    }
+    this.agentKeys.set(site.siteId, publicKeyFromPem(site.agentPublicKeyPem, 'ed25519'));
     return new RelayOnPremDirectory(this, site.siteId, publicKeyFromPem(site.sitePublicKeyPem, 'x25519'));
   }
 }

@@ -77,10 +77,9 @@ beforeAll(async () => {
   [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus([siteId, 'site-idle'])]);
   const config = resolveAgentConfig(
     // The first DC URL points at an address where nothing listens: the agent fails over to the real DC.
-    agentConfig(bus, dc, keys.privateKeyPem, {
+    agentConfig(bus, dc, keys, {
       urls: ['ldaps://127.0.0.1:1', dc.url],
       heartbeatIntervalInMs: 1000,
-      agentSigningKey: keys.agentPrivateKeyPem,
     }),
     process.cwd(),
   );
@@ -88,7 +87,6 @@ beforeAll(async () => {
     log: createLogger((_level, record) => logLines.push(JSON.stringify(record))),
   });
   hub = newHub(bus, {
-    requireSignedAgentMessages: true,
     onUnclaimedReply: async (reply) => {
       unclaimed.push(reply);
       await Promise.resolve();
@@ -204,7 +202,11 @@ describe('adapter → Service Bus → agent → DC', () => {
   });
 
   it('a site whose agent does not answer is a retryable Timeout', async () => {
-    const idle = hub.directoryFor({ siteId: 'site-idle', sitePublicKeyPem: keys.publicKeyPem });
+    const idle = hub.directoryFor({
+      siteId: 'site-idle',
+      sitePublicKeyPem: keys.publicKeyPem,
+      agentPublicKeyPem: keys.agentPublicKeyPem,
+    });
     const started = Date.now();
     const error = await rejects(
       idle.findUser('sAMAccountName', 'nobody', { commandId: id(), timeoutInMs: 800 }),
@@ -221,16 +223,22 @@ describe('adapter → Service Bus → agent → DC', () => {
     });
     const name = sam();
     const error = await rejects(
-      past.directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem }).createUser(
-        {
-          ou: dc.usersOu,
-          sAMAccountName: name,
-          userPrincipalName: `${name}@atria.test`,
-          displayName: name,
-          enabled: false,
-        },
-        { commandId: id() },
-      ),
+      past
+        .directoryFor({
+          siteId,
+          sitePublicKeyPem: keys.publicKeyPem,
+          agentPublicKeyPem: keys.agentPublicKeyPem,
+        })
+        .createUser(
+          {
+            ou: dc.usersOu,
+            sAMAccountName: name,
+            userPrincipalName: `${name}@atria.test`,
+            displayName: name,
+            enabled: false,
+          },
+          { commandId: id() },
+        ),
     );
     await past.close();
     expect(error.code).toBe('Expired');

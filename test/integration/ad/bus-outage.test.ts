@@ -18,7 +18,7 @@ const lines: string[] = [];
 beforeAll(async () => {
   [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus()]);
   agent = await startAgent(
-    resolveAgentConfig(agentConfig(bus, dc, keys.privateKeyPem, { stopGraceInMs: 15_000 }), process.cwd()),
+    resolveAgentConfig(agentConfig(bus, dc, keys, { stopGraceInMs: 15_000 }), process.cwd()),
     {
       log: createLogger((_level, record) => lines.push(JSON.stringify(record))),
     },
@@ -35,7 +35,11 @@ afterAll(async () => {
 
 describe('losing Service Bus', () => {
   it('the agent reconnects after a namespace outage and drains what was queued meanwhile', async () => {
-    const directory = hub.directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem });
+    const directory = hub.directoryFor({
+      siteId,
+      sitePublicKeyPem: keys.publicKeyPem,
+      agentPublicKeyPem: keys.agentPublicKeyPem,
+    });
     const before = `o${Date.now().toString(36).slice(-6)}`;
     const input = (sam: string) => ({
       ou: dc.usersOu,

@@ -98,7 +98,7 @@ export async function startRelayBus(sites: string[] = [siteId]): Promise<RelayBu
 export function agentConfig(
   bus: RelayBus,
   dc: SambaPeer,
-  sitePrivateKeyPem: string,
+  keys: { privateKeyPem: string; agentPrivateKeyPem: string },
   overrides: Partial<AgentConfig> & { urls?: string[] } = {},
 ): AgentConfig {
   const { urls, ...rest } = overrides;
@@ -118,7 +118,8 @@ export function agentConfig(
       operationTimeoutInMs: 10_000,
     },
     cloudSigningKeys: [{ kid: bus.signer.kid, publicKeyPem: bus.signing.publicKeyPem }],
-    sitePrivateKey: sitePrivateKeyPem,
+    sitePrivateKey: keys.privateKeyPem,
+    agentSigningKey: keys.agentPrivateKeyPem,
     heartbeatIntervalInMs: 60_000,
     maxConcurrentCommands: 4,
     localAttempts: 3,

@@ -110,9 +110,10 @@ async function expectEachAppliedOnce(
 beforeAll(async () => {
   [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus()]);
   configFile = writeAgentConfig(
-    agentConfig(bus, dc, keys.privateKeyPem, { maxConcurrentCommands: 4, heartbeatIntervalInMs: 60_000 }),
+    agentConfig(bus, dc, keys, { maxConcurrentCommands: 4, heartbeatIntervalInMs: 60_000 }),
   );
   hub = newHub(bus, {
+    agentKeyFor: () => Promise.resolve(keys.agentPublicKeyPem),
     onUnclaimedReply: async (reply) => {
       replies.set(reply.commandId, [...(replies.get(reply.commandId) ?? []), reply]);
       await Promise.resolve();
@@ -175,14 +176,18 @@ describe('losing the domain controller', () => {
     const lines: string[] = [];
     const agent = await startAgent(
       resolveAgentConfig(
-        agentConfig(bus, dc, keys.privateKeyPem, { localAttempts: 2, redeliveryDelayInMs: 500 }),
+        agentConfig(bus, dc, keys, { localAttempts: 2, redeliveryDelayInMs: 500 }),
         process.cwd(),
       ),
       { log: createLogger((_level, record) => lines.push(JSON.stringify(record))) },
     );
     try {
       await dc.pause();
-      const directory = hub.directoryFor({ siteId, sitePublicKeyPem: keys.publicKeyPem });
+      const directory = hub.directoryFor({
+        siteId,
+        sitePublicKeyPem: keys.publicKeyPem,
+        agentPublicKeyPem: keys.agentPublicKeyPem,
+      });
       const sam = `d${Date.now().toString(36).slice(-6)}`;
       const pending = directory.createUser(
         {

@@ -26,13 +26,9 @@ const keys = siteKeys();
 
 beforeAll(async () => {
   [dc, bus] = await Promise.all([startSambaPeer(), startRelayBus()]);
-  agent = await startAgent(
-    resolveAgentConfig(
-      agentConfig(bus, dc, keys.privateKeyPem, { agentSigningKey: keys.agentPrivateKeyPem }),
-      process.cwd(),
-    ),
-    { log: createLogger(() => undefined) },
-  );
+  agent = await startAgent(resolveAgentConfig(agentConfig(bus, dc, keys), process.cwd()), {
+    log: createLogger(() => undefined),
+  });
   const replyStore = storeBackedReplyStore(
     createTableStore({ connectionString: inject('storageConnectionString') }),
     systemClock,
@@ -40,6 +36,8 @@ beforeAll(async () => {
   // B owns the only reply receiver; A never receives from the reply queue itself.
   instanceB = newHub(bus, {
     replyStore,
+    // B never used the site itself: it finds the registered agent key (composition reads the site row).
+    agentKeyFor: () => Promise.resolve(keys.agentPublicKeyPem),
     onUnclaimedReply: (reply) => {
       unclaimedAtB.push(reply);
       return Promise.resolve();
