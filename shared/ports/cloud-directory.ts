@@ -53,6 +53,13 @@ export interface CloudDirectory {
   getDomainFederation(domainName: string): Promise<DomainFederation | undefined>;
   /** Creates the federation (making the domain Federated) or updates the existing one. */
   putDomainFederation(domainName: string, federation: DomainFederationSettings): Promise<DomainFederation>;
+
+  /** The tenant's commercial subscriptions (`GET /directory/subscriptions`), each with its seats and state. */
+  listSubscriptions(): Promise<CompanySubscription[]>;
+  /** By directory id, or by the commerce (e.g. Partner Center) subscription id; NotFound when absent. */
+  getSubscription(key: string | { commerceSubscriptionId: string }): Promise<CompanySubscription>;
+  /** In a partner tenant: the customer tenants it has a contract with (`GET /contracts`). */
+  listContracts(): Promise<PartnerContract[]>;
 }
 
 export type CloudDirectoryFactory = (tenantId: string) => CloudDirectory;
@@ -154,6 +161,47 @@ export interface SubscribedSku {
   /** Seats assigned to users. */
   consumedUnits: number;
   servicePlans: { servicePlanId: string; servicePlanName: string }[];
+  /** Seats by the state of the subscriptions holding them (only `enabled` ones can be assigned). */
+  prepaidUnits: LicenceUnits;
+  /** Ids of the companySubscriptions that supply this SKU. */
+  subscriptionIds: string[];
+}
+
+export interface LicenceUnits {
+  enabled: number;
+  warning: number;
+  suspended: number;
+  lockedOut: number;
+}
+
+export type CompanySubscriptionStatus = 'Enabled' | 'Warning' | 'Suspended' | 'Deleted' | 'LockedOut';
+
+/**
+ * One commercial subscription as the tenant's directory shows it. Graph has no field for the channel
+ * (CSP, EA, third party) or the term: read those from the source (commerceSubscriptionId links to it).
+ */
+export interface CompanySubscription {
+  id: string;
+  commerceSubscriptionId: string;
+  skuId: string;
+  skuPartNumber: string;
+  totalLicenses: number;
+  status: CompanySubscriptionStatus;
+  isTrial: boolean;
+  createdDateTime: string | null;
+  nextLifecycleDateTime: string | null;
+  ownerId: string | null;
+  /** The partner tenant that created the subscription, when one did. */
+  ownerTenantId: string | null;
+  ownerType: string | null;
+}
+
+export interface PartnerContract {
+  id: string;
+  customerTenantId: string;
+  contractType: string;
+  defaultDomainName: string | null;
+  displayName: string;
 }
 
 export type UserChange =

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { faultSettingsSchema, type Faults } from './faults.js';
 import { skuView } from './graph/directory.js';
-import { appSeedSchema, servicePlanSchema, tenantSeedSchema } from './seed.js';
+import { subscriptionView } from './graph/subscriptions.js';
+import { appSeedSchema, servicePlanSchema, subscriptionSeedSchema, tenantSeedSchema } from './seed.js';
 import type { DirectoryState, TenantState } from './state.js';
 
 export interface AdminResponse {
@@ -21,7 +22,14 @@ const skuPutSchema = z.object({
   enabled: z.number().int().min(0),
   appliesTo: z.enum(['User', 'Company']).optional(),
   servicePlans: z.array(servicePlanSchema).optional(),
+  /**
+   * Optional: the seats belong to this companySubscription (e.g. the Partner Center subscription id,
+   * which Graph shows as commerceSubscriptionId). Without it they go to the SKU's implicit subscription.
+   */
+  commerceSubscriptionId: z.string().min(1).optional(),
+  ownerTenantId: z.guid().optional(),
 });
+const subscriptionPutSchema = subscriptionSeedSchema.omit({ commerceSubscriptionId: true });
 const consentSchema = z.object({ tenantId: z.guid() });
 const clockSchema = z.object({ advanceByInMs: z.number().int().min(0) });
 
@@ -44,6 +52,8 @@ export function tenantSnapshot(tenant: TenantState): Record<string, unknown> {
     displayName: tenant.displayName,
     domains: [...tenant.domains.values()],
     skus: [...tenant.skus.values()].map((sku) => skuView(tenant, sku)),
+    subscriptions: [...tenant.subscriptions.values()].map((s) => subscriptionView(tenant, s)),
+    partnerTenantId: tenant.partnerTenantId ?? null,
     users: [...tenant.users.values()].map((u) => ({
       id: u.id,
       userPrincipalName: u.props['userPrincipalName'],
@@ -80,7 +90,12 @@ export function handleAdmin(
       if (!parsed.success) return problem(400, 'Invalid tenant.', parsed.error.issues);
       if (parsed.data.id !== undefined && state.tenants.has(parsed.data.id.toLowerCase()))
         return problem(409, 'Tenant already exists.');
-      const tenant = state.addTenant(parsed.data);
+      let tenant: TenantState;
+      try {
+        tenant = state.addTenant(parsed.data);
+      } catch (error) {
+        return problem(400, error instanceof Error ? error.message : 'Invalid tenant.');
+      }
       return { status: 201, body: { id: tenant.id, initialDomain: tenant.initialDomain()?.id ?? null } };
     }
     if (method === 'GET' && id === undefined)
@@ -95,8 +110,17 @@ export function handleAdmin(
       const parsed = skuPutSchema.safeParse(body);
       if (!parsed.success) return problem(400, 'Invalid sku.', parsed.error.issues);
       if (!z.guid().safeParse(subId).success) return problem(400, 'skuId must be a GUID.');
-      const sku = tenant.upsertSku({ skuId: subId, ...parsed.data });
+      const sku = tenant.upsertSku({ skuId: subId, ...parsed.data }, state.clock.now().toISOString());
       return { status: 200, body: skuView(tenant, sku) };
+    }
+    if (method === 'PUT' && sub === 'subscriptions' && subId !== undefined) {
+      const parsed = subscriptionPutSchema.safeParse(body);
+      if (!parsed.success) return problem(400, 'Invalid subscription.', parsed.error.issues);
+      const record = tenant.upsertSubscription(
+        { ...parsed.data, commerceSubscriptionId: subId },
+        state.clock.now().toISOString(),
+      );
+      return { status: 200, body: subscriptionView(tenant, record) };
     }
   }
   if (resource === 'apps') {

@@ -9,7 +9,11 @@ export const servicePlanSchema = z.object({ servicePlanId: guid, servicePlanName
 export const skuSeedSchema = z.object({
   skuId: guid,
   skuPartNumber: z.string().min(1),
-  enabled: z.number().int().min(0),
+  /**
+   * Seats of the SKU's implicit subscription. When `subscriptions` lists subscriptions of this SKU they
+   * hold its seats instead, and `enabled` (optional then) must equal their Enabled total.
+   */
+  enabled: z.number().int().min(0).optional(),
   appliesTo: z.enum(['User', 'Company']).optional(),
   servicePlans: z.array(servicePlanSchema).optional(),
 });
@@ -32,12 +36,48 @@ export const userSeedSchema = z.object({
   onPremisesImmutableId: z.string().optional(),
 });
 
+const isoDateTime = z.iso.datetime({ offset: true });
+
+/** One companySubscription (resources/companysubscription.md) as a seed or admin body. */
+export const subscriptionSeedSchema = z.object({
+  /** The directory's own id; generated when absent. */
+  id: guid.optional(),
+  commerceSubscriptionId: z.string().min(1),
+  skuId: guid,
+  skuPartNumber: z.string().min(1).optional(),
+  totalLicenses: z.number().int().min(0),
+  status: z.enum(['Enabled', 'Warning', 'Suspended', 'Deleted', 'LockedOut']).optional(),
+  isTrial: z.boolean().optional(),
+  createdDateTime: isoDateTime.optional(),
+  nextLifecycleDateTime: isoDateTime.nullable().optional(),
+  ownerId: z.string().nullable().optional(),
+  /** The partner tenant that created it; defaults to the tenant's partnerTenantId. */
+  ownerTenantId: guid.nullable().optional(),
+  ownerType: z.string().nullable().optional(),
+});
+
 export const tenantSeedSchema = z.object({
   id: guid.optional(),
   displayName: z.string().min(1),
   domains: z.array(domainSeedSchema).optional(),
   skus: z.array(skuSeedSchema).optional(),
   users: z.array(userSeedSchema).optional(),
+  subscriptions: z.array(subscriptionSeedSchema).optional(),
+  /** The CSP partner managing this tenant: the tenant appears in that partner tenant's GET /contracts. */
+  partnerTenantId: guid.optional(),
+  contractType: z.enum(['ResellerPartner', 'SyndicationPartner', 'BreadthPartner']).optional(),
+  /** organization.partnerTenantType for a partner tenant (resources/organization.md). */
+  partnerTenantType: z
+    .enum([
+      'microsoftSupport',
+      'syndicatePartner',
+      'breadthPartner',
+      'breadthPartnerDelegatedAdmin',
+      'resellerPartnerDelegatedAdmin',
+      'valueAddedResellerPartnerDelegatedAdmin',
+      'unknownFutureValue',
+    ])
+    .optional(),
 });
 
 export const appSeedSchema = z.object({
@@ -58,6 +98,7 @@ export const seedSchema = z.object({
 });
 
 export type SkuSeed = z.infer<typeof skuSeedSchema>;
+export type SubscriptionSeed = z.input<typeof subscriptionSeedSchema>;
 export type TenantSeed = z.infer<typeof tenantSeedSchema>;
 export type AppSeed = z.infer<typeof appSeedSchema>;
 export type UserSeed = z.infer<typeof userSeedSchema>;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AppSeed, SkuSeed, TenantSeed } from './seed.js';
+import type { AppSeed, SkuSeed, SubscriptionSeed, TenantSeed } from './seed.js';
 
 /** The peer's virtual clock: real time plus an offset the admin API can advance. */
 export class VirtualClock {
@@ -27,13 +27,40 @@ export interface DomainRecord {
   supportedServices: string[];
 }
 
+/** The catalogue side of a SKU; its seats come from the tenant's companySubscriptions. */
 export interface SkuRecord {
   skuId: string;
   skuPartNumber: string;
-  enabled: number;
   appliesTo: 'User' | 'Company';
-  capabilityStatus: 'Enabled' | 'Warning' | 'Suspended' | 'Deleted' | 'LockedOut';
   servicePlans: { servicePlanId: string; servicePlanName: string }[];
+}
+
+export type SubscriptionStatus = 'Enabled' | 'Warning' | 'Suspended' | 'Deleted' | 'LockedOut';
+
+/** resources/companysubscription.md; `id` is the directory's key, commerceSubscriptionId the alternate key. */
+export interface SubscriptionRecord {
+  id: string;
+  commerceSubscriptionId: string;
+  skuId: string;
+  skuPartNumber: string;
+  totalLicenses: number;
+  status: SubscriptionStatus;
+  isTrial: boolean;
+  createdDateTime: string;
+  nextLifecycleDateTime: string | null;
+  ownerId: string | null;
+  ownerTenantId: string | null;
+  ownerType: string | null;
+  /** The subscription behind a seed or admin `skus[].enabled` that named no subscription. */
+  implicit: boolean;
+}
+
+/** licenseunitsdetail.md: seats by the state of the subscription that holds them. */
+export interface PrepaidUnits {
+  enabled: number;
+  warning: number;
+  suspended: number;
+  lockedOut: number;
 }
 
 export interface AssignedLicense {
@@ -70,6 +97,15 @@ export interface FederationRecord {
 export class TenantState {
   readonly domains = new Map<string, DomainRecord>();
   readonly skus = new Map<string, SkuRecord>();
+  /** companySubscription id → subscription */
+  readonly subscriptions = new Map<string, SubscriptionRecord>();
+  /** The CSP partner tenant that manages this one (it lists this tenant in its /contracts). */
+  partnerTenantId: string | undefined;
+  contractType: 'ResellerPartner' | 'SyndicationPartner' | 'BreadthPartner' = 'ResellerPartner';
+  /** Stable id of the contract object in the partner tenant. */
+  readonly contractId = randomUUID();
+  /** organization.partnerTenantType (resources/organization.md), for partner tenants. */
+  partnerTenantType: string | undefined;
   readonly users = new Map<string, UserRecord>();
   readonly groups = new Map<string, GroupRecord>();
   /** domain id → its one internalDomainFederation */
@@ -118,19 +154,131 @@ export class TenantState {
     return count;
   }
 
-  upsertSku(seed: SkuSeed): SkuRecord {
+  /** Catalogue data of a SKU (created when missing; what is given replaces what was there). */
+  ensureSku(seed: {
+    skuId: string;
+    skuPartNumber: string;
+    appliesTo?: 'User' | 'Company' | undefined;
+    servicePlans?: { servicePlanId: string; servicePlanName: string }[] | undefined;
+  }): SkuRecord {
     const skuId = seed.skuId.toLowerCase();
     const existing = this.skus.get(skuId);
     const record: SkuRecord = {
       skuId,
       skuPartNumber: seed.skuPartNumber,
-      enabled: seed.enabled,
       appliesTo: seed.appliesTo ?? existing?.appliesTo ?? 'User',
-      capabilityStatus: 'Enabled',
       servicePlans: seed.servicePlans ?? existing?.servicePlans ?? [],
     };
     this.skus.set(skuId, record);
     return record;
+  }
+
+  subscriptionsOf(skuId: string): SubscriptionRecord[] {
+    const key = skuId.toLowerCase();
+    return [...this.subscriptions.values()].filter((s) => s.skuId === key);
+  }
+
+  findSubscriptionByCommerceId(commerceSubscriptionId: string): SubscriptionRecord | undefined {
+    const key = commerceSubscriptionId.toLowerCase();
+    return [...this.subscriptions.values()].find((s) => s.commerceSubscriptionId.toLowerCase() === key);
+  }
+
+  /** Creates or updates a subscription by its commerceSubscriptionId (its SKU must exist or be named). */
+  upsertSubscription(seed: SubscriptionSeed, nowIso: string, implicit = false): SubscriptionRecord {
+    const sku = this.ensureSku({
+      skuId: seed.skuId,
+      skuPartNumber:
+        seed.skuPartNumber ?? this.skus.get(seed.skuId.toLowerCase())?.skuPartNumber ?? seed.skuId,
+    });
+    const existing = this.findSubscriptionByCommerceId(seed.commerceSubscriptionId);
+    const record: SubscriptionRecord = {
+      id: existing?.id ?? seed.id?.toLowerCase() ?? randomUUID(),
+      commerceSubscriptionId: seed.commerceSubscriptionId,
+      skuId: sku.skuId,
+      skuPartNumber: sku.skuPartNumber,
+      totalLicenses: seed.totalLicenses,
+      status: seed.status ?? existing?.status ?? 'Enabled',
+      isTrial: seed.isTrial ?? existing?.isTrial ?? false,
+      createdDateTime: seed.createdDateTime ?? existing?.createdDateTime ?? nowIso,
+      nextLifecycleDateTime: seed.nextLifecycleDateTime ?? existing?.nextLifecycleDateTime ?? null,
+      ownerId: seed.ownerId ?? existing?.ownerId ?? null,
+      // An explicit null means "no partner" (e.g. an EA subscription); absent means the tenant's partner.
+      ownerTenantId:
+        seed.ownerTenantId === null
+          ? null
+          : (seed.ownerTenantId?.toLowerCase() ?? existing?.ownerTenantId ?? this.partnerTenantId ?? null),
+      ownerType: seed.ownerType ?? existing?.ownerType ?? null,
+      implicit: existing?.implicit ?? implicit,
+    };
+    this.subscriptions.set(record.id, record);
+    return record;
+  }
+
+  /**
+   * `skus[].enabled` without a named subscription (seed, or the admin PUT the Partner Center peer uses):
+   * the seats of the SKU's one implicit subscription, created on first use.
+   */
+  setImplicitSeats(skuId: string, enabled: number, nowIso: string): SubscriptionRecord {
+    const existing = this.subscriptionsOf(skuId).find((s) => s.implicit);
+    return this.upsertSubscription(
+      {
+        skuId,
+        commerceSubscriptionId: existing?.commerceSubscriptionId ?? randomUUID(),
+        totalLicenses: enabled,
+      },
+      nowIso,
+      true,
+    );
+  }
+
+  /** prepaidUnits follow the subscriptions: each one's seats count under its status (Deleted: none). */
+  prepaidUnits(skuId: string): PrepaidUnits {
+    const units: PrepaidUnits = { enabled: 0, warning: 0, suspended: 0, lockedOut: 0 };
+    for (const s of this.subscriptionsOf(skuId)) {
+      if (s.status === 'Enabled') units.enabled += s.totalLicenses;
+      else if (s.status === 'Warning') units.warning += s.totalLicenses;
+      else if (s.status === 'Suspended') units.suspended += s.totalLicenses;
+      else if (s.status === 'LockedOut') units.lockedOut += s.totalLicenses;
+    }
+    return units;
+  }
+
+  /** subscribedsku.md: Enabled when at least one unit is enabled; otherwise the state the seats are in. */
+  capabilityStatus(skuId: string): SubscriptionStatus {
+    const units = this.prepaidUnits(skuId);
+    const subscriptions = this.subscriptionsOf(skuId);
+    if (units.enabled > 0) return 'Enabled';
+    if (units.warning > 0) return 'Warning';
+    if (units.suspended > 0) return 'Suspended';
+    if (units.lockedOut > 0) return 'LockedOut';
+    if (subscriptions.length > 0 && subscriptions.every((s) => s.status === 'Deleted')) return 'Deleted';
+    if (subscriptions.some((s) => s.status !== 'Enabled' && s.status !== 'Deleted'))
+      return subscriptions.find((s) => s.status !== 'Enabled' && s.status !== 'Deleted')?.status ?? 'Enabled';
+    return 'Enabled';
+  }
+
+  /** Legacy helper kept for callers that set a SKU's seats in one number (seed `skus[]`, admin PUT). */
+  upsertSku(
+    seed: SkuSeed & { commerceSubscriptionId?: string | undefined; ownerTenantId?: string | undefined },
+    nowIso: string,
+  ): SkuRecord {
+    const sku = this.ensureSku(seed);
+    if (seed.enabled === undefined) return sku;
+    if (seed.commerceSubscriptionId !== undefined) {
+      this.upsertSubscription(
+        {
+          skuId: sku.skuId,
+          skuPartNumber: sku.skuPartNumber,
+          commerceSubscriptionId: seed.commerceSubscriptionId,
+          totalLicenses: seed.enabled,
+          ...(seed.ownerTenantId === undefined ? {} : { ownerTenantId: seed.ownerTenantId }),
+        },
+        nowIso,
+      );
+    } else {
+      this.setImplicitSeats(sku.skuId, seed.enabled, nowIso);
+    }
+    return sku;
   }
 
   initialDomain(): DomainRecord | undefined {
@@ -201,7 +349,28 @@ export class DirectoryState {
         supportedServices: ['Email', 'OfficeCommunicationsOnline'],
       });
     }
-    for (const sku of seed.skus ?? []) tenant.upsertSku(sku);
+    tenant.partnerTenantId = seed.partnerTenantId?.toLowerCase();
+    if (seed.contractType !== undefined) tenant.contractType = seed.contractType;
+    tenant.partnerTenantType = seed.partnerTenantType;
+    const nowIso = this.clock.now().toISOString();
+    const listed = seed.subscriptions ?? [];
+    for (const sku of seed.skus ?? []) {
+      const own = listed.filter((s) => s.skuId.toLowerCase() === sku.skuId.toLowerCase());
+      if (own.length === 0) {
+        tenant.upsertSku(sku, nowIso);
+        continue;
+      }
+      // The SKU's seats come from its listed subscriptions; a given `enabled` must agree with them.
+      const enabledSeats = own
+        .filter((s) => (s.status ?? 'Enabled') === 'Enabled')
+        .reduce((n, s) => n + s.totalLicenses, 0);
+      if (sku.enabled !== undefined && sku.enabled !== enabledSeats)
+        throw new Error(
+          `seed tenant ${seed.displayName}: skus[${sku.skuId}].enabled is ${sku.enabled} but its Enabled subscriptions hold ${enabledSeats}`,
+        );
+      tenant.ensureSku(sku);
+    }
+    for (const subscription of listed) tenant.upsertSubscription(subscription, nowIso);
     for (const u of seed.users ?? []) {
       const userId = (u.id ?? randomUUID()).toLowerCase();
       tenant.users.set(userId, {

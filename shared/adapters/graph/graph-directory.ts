@@ -14,11 +14,13 @@ import type {
   CloudUser,
   CloudUserPatch,
   CloudUserSnapshot,
+  CompanySubscription,
   DomainFederation,
   DomainFederationSettings,
   LicenceChange,
   NewCloudGroup,
   NewCloudUser,
+  PartnerContract,
   SetPasswordOptions,
   SubscribedSku,
   UserChange,
@@ -28,6 +30,9 @@ import { createGraphClient, type GraphRetrySettings } from './client.js';
 import { appErrorFromFailure, failureFromBatchItem, mapGraphError } from './errors.js';
 import {
   batchResponseSchema,
+  companySubscriptionCollectionSchema,
+  companySubscriptionSchema,
+  contractCollectionSchema,
   deltaPageSchema,
   domainSchema,
   federationCollectionSchema,
@@ -613,6 +618,13 @@ class GraphDirectory implements CloudDirectory {
       enabledUnits: sku.prepaidUnits.enabled,
       consumedUnits: sku.consumedUnits,
       servicePlans: sku.servicePlans,
+      prepaidUnits: {
+        enabled: sku.prepaidUnits.enabled,
+        warning: sku.prepaidUnits.warning,
+        suspended: sku.prepaidUnits.suspended,
+        lockedOut: sku.prepaidUnits.lockedOut,
+      },
+      subscriptionIds: sku.subscriptionIds,
     }));
   }
 
@@ -698,6 +710,71 @@ class GraphDirectory implements CloudDirectory {
     );
     return toFederation(updated);
   }
+
+  /** Follows @odata.nextLink to the end of a collection. */
+  private async listAll<T>(
+    operation: string,
+    firstUrl: string,
+    schema: z.ZodType<{ value: T[]; '@odata.nextLink'?: string | undefined }>,
+  ): Promise<T[]> {
+    const items: T[] = [];
+    let next: string | undefined = firstUrl;
+    while (next !== undefined) {
+      const url: string = next;
+      const page = await this.call(operation, () => this.client.api(url).get(), schema);
+      items.push(...page.value);
+      next = page['@odata.nextLink'];
+    }
+    return items;
+  }
+
+  async listSubscriptions(): Promise<CompanySubscription[]> {
+    const items = await this.listAll(
+      'list subscriptions',
+      '/directory/subscriptions',
+      companySubscriptionCollectionSchema,
+    );
+    return items.map(toCompanySubscription);
+  }
+
+  async getSubscription(key: string | { commerceSubscriptionId: string }): Promise<CompanySubscription> {
+    // companysubscription-get.md: by id, or by the alternate key commerceSubscriptionId.
+    const path =
+      typeof key === 'string'
+        ? `/directory/subscriptions/${encodeURIComponent(key)}`
+        : `/directory/subscriptions(commerceSubscriptionId=${encodeURIComponent(odataString(key.commerceSubscriptionId))})`;
+    return toCompanySubscription(
+      await this.call('get subscription', () => this.client.api(path).get(), companySubscriptionSchema),
+    );
+  }
+
+  async listContracts(): Promise<PartnerContract[]> {
+    const items = await this.listAll('list contracts', '/contracts', contractCollectionSchema);
+    return items.map((c) => ({
+      id: c.id,
+      customerTenantId: c.customerId.toLowerCase(),
+      contractType: c.contractType,
+      defaultDomainName: c.defaultDomainName ?? null,
+      displayName: c.displayName ?? '',
+    }));
+  }
+}
+
+function toCompanySubscription(value: z.infer<typeof companySubscriptionSchema>): CompanySubscription {
+  return {
+    id: value.id,
+    commerceSubscriptionId: value.commerceSubscriptionId,
+    skuId: value.skuId.toLowerCase(),
+    skuPartNumber: value.skuPartNumber,
+    totalLicenses: value.totalLicenses,
+    status: value.status,
+    isTrial: value.isTrial ?? false,
+    createdDateTime: value.createdDateTime ?? null,
+    nextLifecycleDateTime: value.nextLifecycleDateTime ?? null,
+    ownerId: value.ownerId ?? null,
+    ownerTenantId: value.ownerTenantId?.toLowerCase() ?? null,
+    ownerType: value.ownerType ?? null,
+  };
 }
 
 function toFederation(value: z.infer<typeof federationSchema>): DomainFederation {

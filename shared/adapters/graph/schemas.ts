@@ -67,8 +67,14 @@ export const subscribedSkuSchema = z.object({
   appliesTo: z.string(),
   capabilityStatus: z.string(),
   consumedUnits: z.number().int(),
-  prepaidUnits: z.object({ enabled: z.number().int() }),
+  prepaidUnits: z.object({
+    enabled: z.number().int(),
+    warning: z.number().int().optional().default(0),
+    suspended: z.number().int().optional().default(0),
+    lockedOut: z.number().int().optional().default(0),
+  }),
   servicePlans: z.array(z.object({ servicePlanId: z.string(), servicePlanName: z.string() })).default([]),
+  subscriptionIds: z.array(z.string()).optional().default([]),
 });
 export const subscribedSkuCollectionSchema = z.object({ value: z.array(subscribedSkuSchema) });
 
@@ -124,4 +130,37 @@ export const batchResponseSchema = z.object({
       body: z.unknown().optional(),
     }),
   ),
+});
+
+/** resources/companysubscription.md */
+export const companySubscriptionSchema = z.object({
+  id: z.string(),
+  commerceSubscriptionId: z.string(),
+  skuId: z.string(),
+  skuPartNumber: z.string(),
+  totalLicenses: z.number().int(),
+  status: z.enum(['Enabled', 'Warning', 'Suspended', 'Deleted', 'LockedOut']),
+  isTrial: z.boolean().nullable().optional(),
+  createdDateTime: nullableString,
+  nextLifecycleDateTime: nullableString,
+  ownerId: nullableString,
+  ownerTenantId: nullableString,
+  ownerType: nullableString,
+});
+export const companySubscriptionCollectionSchema = z.object({
+  value: z.array(companySubscriptionSchema),
+  '@odata.nextLink': z.string().optional(),
+});
+
+/** resources/contract.md */
+export const contractSchema = z.object({
+  id: z.string(),
+  customerId: z.string(),
+  contractType: z.string(),
+  defaultDomainName: nullableString,
+  displayName: z.string().nullable().optional(),
+});
+export const contractCollectionSchema = z.object({
+  value: z.array(contractSchema),
+  '@odata.nextLink': z.string().optional(),
 });

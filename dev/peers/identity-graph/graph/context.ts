@@ -100,6 +100,8 @@ export const permissions = {
   ],
   writeGroups: ['Group.ReadWrite.All', 'Directory.ReadWrite.All'],
   writeMembers: ['GroupMember.ReadWrite.All', 'Group.ReadWrite.All', 'Directory.ReadWrite.All'],
+  /** contract-list.md */
+  readContracts: ['Directory.Read.All', 'Directory.ReadWrite.All'],
 } as const;
 
 export function denied(ctx: GraphContext, needs: readonly string[]): GraphResponse | undefined {

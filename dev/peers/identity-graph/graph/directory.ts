@@ -49,6 +49,8 @@ export function organizationView(tenant: TenantState): Record<string, unknown> {
     street: null,
     technicalNotificationMails: [],
     onPremisesSyncEnabled: null,
+    // resources/organization.md: the partnership type of a partner tenant, null otherwise.
+    partnerTenantType: tenant.partnerTenantType ?? null,
     verifiedDomains: [...tenant.domains.values()]
       .filter((d) => d.isVerified)
       .map((d) => ({
@@ -270,10 +272,11 @@ export function skuView(tenant: TenantState, sku: SkuRecord): Record<string, unk
     accountName: tenant.displayName,
     accountId: tenant.id,
     appliesTo: sku.appliesTo,
-    capabilityStatus: sku.capabilityStatus,
+    // subscribedsku.md / licenseunitsdetail.md: units and status follow the SKU's companySubscriptions.
+    capabilityStatus: tenant.capabilityStatus(sku.skuId),
     consumedUnits: tenant.consumedUnits(sku.skuId),
     id: `${tenant.id}_${sku.skuId}`,
-    prepaidUnits: { enabled: sku.enabled, suspended: 0, warning: 0, lockedOut: 0 },
+    prepaidUnits: tenant.prepaidUnits(sku.skuId),
     servicePlans: sku.servicePlans.map((p) => ({
       servicePlanId: p.servicePlanId,
       servicePlanName: p.servicePlanName,
@@ -282,7 +285,7 @@ export function skuView(tenant: TenantState, sku: SkuRecord): Record<string, unk
     })),
     skuId: sku.skuId,
     skuPartNumber: sku.skuPartNumber,
-    subscriptionIds: [],
+    subscriptionIds: tenant.subscriptionsOf(sku.skuId).map((sub) => sub.id),
   };
 }
 

@@ -10,6 +10,7 @@ import {
   listSkus,
 } from './directory.js';
 import { deletedItems } from './deleted.js';
+import { contracts, getSubscription, listSubscriptions } from './subscriptions.js';
 import { userDelta } from './delta.js';
 import {
   addMember,
@@ -114,7 +115,16 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
       break;
     case 'directory':
       if (a === 'deletedItems' && d === undefined) return deletedItems(ctx, m, b, c);
+      if (a === 'subscriptions' && b === undefined)
+        return m === 'GET' ? listSubscriptions(ctx, req) : methodNotAllowed(ctx);
+      if (a === 'subscriptions' && b !== undefined && c === undefined)
+        return m === 'GET' ? getSubscription(ctx, req, b) : methodNotAllowed(ctx);
+      if (a?.startsWith('subscriptions(') === true && b === undefined)
+        return m === 'GET' ? getSubscription(ctx, req, a) : methodNotAllowed(ctx);
       break;
+    case 'contracts':
+      if (b !== undefined) break;
+      return m === 'GET' ? contracts(ctx, req, a) : methodNotAllowed(ctx);
     case '$batch':
       if (a === undefined) return m === 'POST' ? runBatch(ctx, req) : methodNotAllowed(ctx);
       break;

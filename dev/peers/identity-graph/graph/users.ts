@@ -589,7 +589,7 @@ export function assignLicense(ctx: GraphContext, req: GraphRequest, key: string)
   }
   for (const { skuId, disabledPlans } of add) {
     const sku = ctx.tenant.skus.get(skuId);
-    if (sku === undefined || sku.appliesTo !== 'User' || sku.capabilityStatus === 'Deleted') {
+    if (sku === undefined || sku.appliesTo !== 'User' || ctx.tenant.capabilityStatus(skuId) === 'Deleted') {
       return badRequest(ctx, `License ${skuId} does not correspond to a valid company License.`);
     }
     for (const plan of disabledPlans) {
@@ -610,7 +610,12 @@ export function assignLicense(ctx: GraphContext, req: GraphRequest, key: string)
   for (const { skuId } of add) {
     const already = user.assignedLicenses.some((l) => l.skuId === skuId);
     const sku = ctx.tenant.skus.get(skuId);
-    if (!already && sku !== undefined && ctx.tenant.consumedUnits(skuId) >= sku.enabled) {
+    // Only enabled units can be assigned (licenseunitsdetail.md: suspended and warning units cannot).
+    if (
+      !already &&
+      sku !== undefined &&
+      ctx.tenant.consumedUnits(skuId) >= ctx.tenant.prepaidUnits(skuId).enabled
+    ) {
       return badRequest(ctx, `Subscription with SKU ${skuId} does not have any available licenses.`);
     }
   }
