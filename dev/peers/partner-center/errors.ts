@@ -42,6 +42,12 @@ export const pcErrors = {
     new PcError(400, 600049, 'Organization registration ID information is missing'),
   orgRegistrationNotSupported: () =>
     new PcError(400, 600002, "Organization registration ID value isn't supported"),
+  orgRegistrationInvalid: (format: string) =>
+    new PcError(
+      400,
+      600050,
+      `Organization registration ID information is invalid and should be of the format ${format}`,
+    ),
   phoneMissing: () => new PcError(400, 600051, 'Customer phone number is missing'),
   notIndirectReseller: () => new PcError(400, 800016, "PartnerID isn't a valid Indirect Reseller"),
   agreementExists: () =>
@@ -98,6 +104,18 @@ export const pcErrors = {
       400,
       2054,
       "The billing cycle for an existing subscription can't be updated using update-subscription operation. Use update-Order operation",
+    ),
+  productNotFound: () => new PcError(404, 400013, "Product wasn't found"),
+  skuNotFound: () => new PcError(404, 400018, "SKU wasn't found"),
+  /** error-codes.md: 800082 (409) — used for a PATCH while an earlier one is still being processed. */
+  notReadyToUpdate: () =>
+    new PcError(409, 800082, 'Subscription is not ready to be updated. Try again after sometime'),
+  /** error-codes.md: 800060 (409) — used for a change to an order that is still being provisioned. */
+  orderInProgress: () =>
+    new PcError(
+      409,
+      800060,
+      'Your order is in progress. Check your order history for recent orders in few minutes',
     ),
   unexpected: () => new PcError(500, 800003, 'Unexpected service error'),
   serviceUnavailable: () => new PcError(503, 800003, 'Unexpected service error'),

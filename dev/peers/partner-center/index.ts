@@ -102,6 +102,12 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   route('HEAD', '/v1/domains/{}', ({ params }) => ({
     status: model.domainExists(params[0] ?? '') ? 200 : 404,
   }));
+  // validate-an-address.md
+  route('POST', '/v1/validations/address', ({ body }) => ok(model.validateAddress(body)));
+  // get-customer-agreement-metadata.md
+  route('GET', '/v1/agreements', ({ query }) =>
+    ok(model.listAgreementMetadata(query.get('agreementType') ?? undefined)),
+  );
   route('POST', '/v1/customers', async ({ caller, body }) =>
     ok(await model.createCustomer(caller.tenantId, body), 201),
   );
@@ -137,8 +143,8 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   route('POST', '/v1/customers/{}/agreements', ({ caller, params, body }) =>
     ok(model.createAgreement(caller.tenantId, params[0] ?? '', body), 201),
   );
-  route('GET', '/v1/customers/{}/agreements', ({ caller, params }) =>
-    ok(model.listAgreements(caller.tenantId, params[0] ?? '')),
+  route('GET', '/v1/customers/{}/agreements', ({ caller, params, query }) =>
+    ok(model.listAgreements(caller.tenantId, params[0] ?? '', query.get('agreementType') ?? undefined)),
   );
   route('GET', '/v1/relationships', ({ caller, query }) =>
     ok(model.listRelationships(caller.tenantId, query.get('relationship_type') ?? undefined)),
@@ -257,6 +263,10 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
       });
     }
     if (path === '/_admin/state' && method === 'GET') return ok(model.adminSnapshot());
+    if (path === '/_admin/addresses' && method === 'POST') {
+      model.adminScriptAddress(body);
+      return { status: 204 };
+    }
     const subscription = /^\/_admin\/subscriptions\/([^/]+)$/.exec(path);
     if (subscription?.[1] !== undefined && method === 'POST') {
       const input = body as { updateCount?: unknown } | undefined;

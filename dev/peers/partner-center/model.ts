@@ -127,7 +127,18 @@ interface Offer {
   catalogItemId: string;
 }
 
+/**
+ * Countries whose customers must give `companyProfile.organizationRegistrationNumber`
+ * (create-a-customer.md, "Company profile"; error-codes.md 600049). Elsewhere a number is refused
+ * with 600002 (error-codes.md lists only the first twelve; create-a-customer.md calls the field
+ * optional elsewhere — the peer follows the error code).
+ */
 const orgRegistrationCountries = new Set([
+  ...['AM', 'AZ', 'BY', 'HU', 'IN', 'KZ', 'KG', 'MD', 'RU', 'TJ', 'UZ', 'UA'],
+  ...['BR', 'ZA', 'PL', 'AE', 'SA', 'TR', 'TH', 'VN', 'MM', 'IQ', 'SS', 'VE'],
+]);
+/** Countries whose customers must give `billingProfile.defaultAddress.phoneNumber` (error-codes.md 600051). */
+const phoneRequiredCountries = new Set([
   'AM',
   'AZ',
   'BY',
@@ -140,8 +151,42 @@ const orgRegistrationCountries = new Set([
   'TJ',
   'UZ',
   'UA',
-  'BR',
 ]);
+/**
+ * error-codes.md 600050 gives `^(\d{7}|\d{10})$` as its example format without naming the country;
+ * the peer applies it to Russia's INN-style numbers only (inferred), so the error can be exercised.
+ */
+const orgRegistrationFormats = new Map([['RU', /^(\d{7}|\d{10})$/]]);
+
+/** The AddressValidationResponse statuses of validate-an-address.md. */
+export const addressStatuses = [
+  'VerifiedShippable',
+  'Verified',
+  'InteractionRequired',
+  'StreetPartial',
+  'PremisesPartial',
+  'Multiple',
+  'None',
+  'NotValidated',
+] as const;
+export type AddressStatus = (typeof addressStatuses)[number];
+
+/** Agreement metadata (get-customer-agreement-metadata.md, get-agreement-metadata.md examples). */
+export const agreementTemplates = [
+  {
+    templateId: '117a77b0-9360-443b-8795-c6dedc750cf9',
+    agreementType: 'MicrosoftCustomerAgreement',
+    agreementLink: 'https://aka.ms/customeragreement',
+    versionRank: 0,
+  },
+  {
+    templateId: '998b88de-aa99-4388-a42c-1b3517d49490',
+    agreementType: 'MicrosoftCloudAgreement',
+    agreementLink: 'https://learn.microsoft.com/partner-center/agreements',
+    versionRank: 0,
+  },
+] as const;
+
 const cartLifetimeInMs = 7 * 24 * 60 * 60 * 1000;
 
 /** Partner Center accepts PascalCase and camelCase property names alike (its examples use both). */
@@ -183,6 +228,28 @@ const addressSchema = z
     phoneNumber: z.string().optional(),
   })
   .loose();
+
+/** validate-an-address.md: addressLine1, city, state, postalCode and country are required. */
+const addressValidationSchema = z
+  .object({
+    addressLine1: z.string().min(1).max(256),
+    addressLine2: z.string().max(256).optional(),
+    addressLine3: z.string().max(256).optional(),
+    city: z.string().min(1).max(128),
+    state: z.string().min(1).max(128),
+    postalCode: z.string().min(1).max(40),
+    country: z.string().length(2),
+  })
+  .loose();
+
+export const scriptedAddressSchema = z
+  .object({
+    address: z.object({ addressLine1: z.string(), postalCode: z.string(), country: z.string().length(2) }),
+    status: z.enum(addressStatuses),
+    suggestedAddresses: z.array(z.record(z.string(), z.string())).max(3).default([]),
+    validationMessage: z.string().optional(),
+  })
+  .strict();
 
 const createCustomerSchema = z
   .object({
@@ -303,6 +370,8 @@ export class PartnerCenterModel {
   private readonly offers = new Map<string, Offer>();
   private readonly catalog: CatalogProduct[];
   private readonly domains = new Set<string>();
+  /** Answers set through the admin API for addresses the peer's own rules would not produce. */
+  private readonly scriptedAddresses = new Map<string, z.infer<typeof scriptedAddressSchema>>();
   private readonly seed: Seed;
 
   constructor(options: ModelOptions) {
@@ -476,17 +545,89 @@ export class PartnerCenterModel {
     return customer;
   }
 
+  // ---------- addresses ----------
+
+  private static addressKey(address: { addressLine1: string; postalCode: string; country: string }): string {
+    return [address.addressLine1, address.postalCode, address.country]
+      .map((part) => part.trim().toLowerCase())
+      .join('|');
+  }
+
+  adminScriptAddress(body: unknown): void {
+    const scripted = scriptedAddressSchema.parse(body);
+    this.scriptedAddresses.set(PartnerCenterModel.addressKey(scripted.address), scripted);
+  }
+
+  /**
+   * POST /v1/validations/address (validate-an-address.md): 200 with `{originalAddress,
+   * suggestedAddresses, status, validationMessage?}`. The peer has no address database, so its rules
+   * are simple and deterministic (inferred): a US postal code that is not ZIP or ZIP+4 is `None`; a
+   * first line without a house number is `StreetPartial` with one suggestion (the documented example:
+   * "Microsoft Way" → "1 Microsoft Way"); anything else is `VerifiedShippable`. Other statuses come
+   * from `POST /_admin/addresses`.
+   */
+  validateAddress(body: unknown): Json {
+    const input = parse(addressValidationSchema, body);
+    const original: Record<string, string> = {
+      country: input.country.toUpperCase(),
+      city: input.city,
+      state: input.state,
+      addressLine1: input.addressLine1,
+      ...(input.addressLine2 === undefined ? {} : { addressLine2: input.addressLine2 }),
+      postalCode: input.postalCode,
+    };
+    const scripted = this.scriptedAddresses.get(PartnerCenterModel.addressKey(input));
+    if (scripted !== undefined)
+      return {
+        originalAddress: original,
+        suggestedAddresses: scripted.suggestedAddresses,
+        status: scripted.status,
+        ...(scripted.validationMessage === undefined
+          ? {}
+          : { validationMessage: scripted.validationMessage }),
+      };
+    if (original.country === 'US' && !/^\d{5}(-\d{4})?$/.test(input.postalCode.trim()))
+      return {
+        originalAddress: original,
+        suggestedAddresses: [],
+        status: 'None',
+        validationMessage: "Address field invalid for property: 'PostalCode'",
+      };
+    if (!/\d/.test(input.addressLine1))
+      return {
+        originalAddress: original,
+        suggestedAddresses: [{ ...original, addressLine1: `1 ${input.addressLine1.trim()}` }],
+        status: 'StreetPartial',
+        validationMessage: "Address field invalid for property: 'AddressLine1'",
+      };
+    return { originalAddress: original, suggestedAddresses: [{ ...original }], status: 'VerifiedShippable' };
+  }
+
   async createCustomer(partnerTenantId: string, body: unknown): Promise<Json> {
     const partner = this.requirePartner(partnerTenantId);
     const input = parse(createCustomerSchema, body);
     const address = input.billingProfile.defaultAddress;
     const country = address.country.toUpperCase();
     const registration = input.companyProfile.organizationRegistrationNumber;
+    // create-a-customer.md and error-codes.md 600049/600050/600051/600002.
     if (orgRegistrationCountries.has(country)) {
       if (registration === undefined || registration === '') throw pcErrors.orgRegistrationMissing();
-      if (address.phoneNumber === undefined || address.phoneNumber === '') throw pcErrors.phoneMissing();
+      const format = orgRegistrationFormats.get(country);
+      if (format !== undefined && !format.test(registration))
+        throw pcErrors.orgRegistrationInvalid(format.source);
     } else if (registration !== undefined && registration !== '') {
       throw pcErrors.orgRegistrationNotSupported();
+    }
+    if (phoneRequiredCountries.has(country) && (address.phoneNumber ?? '') === '')
+      throw pcErrors.phoneMissing();
+    // create-a-customer.md: "you must provide a valid physical address"; the refusal's code is not
+    // documented, 800002 is inferred. Only an address validation calls incorrect (`None`) is refused.
+    if (address.state !== undefined && address.state !== '') {
+      const validation = this.validateAddress({ ...address, country });
+      if (validation.status === 'None')
+        throw pcErrors.invalidInput(
+          `billingProfile.defaultAddress is not a valid address (${String(validation.validationMessage)})`,
+        );
     }
     const { defaultAddress, ...profile } = input.billingProfile;
     const customer = await this.provisionCustomer(partner, {
@@ -604,6 +745,18 @@ export class PartnerCenterModel {
   createAgreement(partnerTenantId: string, customerId: string, body: unknown): Json {
     const customer = this.customerOf(this.requirePartner(partnerTenantId), customerId);
     const input = parse(agreementSchema, body);
+    // confirm-customer-consent-customer-agreement.md: the templateId comes from the MCA metadata.
+    // The refusal's code is not documented; 800002 is inferred.
+    if (
+      !agreementTemplates.some(
+        (template) =>
+          template.agreementType === 'MicrosoftCustomerAgreement' &&
+          template.templateId === input.templateId.toLowerCase(),
+      )
+    )
+      throw pcErrors.invalidInput(
+        `templateId ${input.templateId} is not a Microsoft Customer Agreement template`,
+      );
     const duplicate = customer.agreements.some((existing) =>
       isDeepStrictEqual(
         { ...existing.primaryContact, phoneNumber: existing.primaryContact.phoneNumber ?? '' },
@@ -622,10 +775,38 @@ export class PartnerCenterModel {
     return this.agreementJson(agreement);
   }
 
-  listAgreements(partnerTenantId: string, customerId: string): Json {
+  /**
+   * GET /v1/customers/{id}/agreements[?agreementType=] (get-confirmation-of-customer-agreement.md).
+   * Without a type every agreement is listed (inferred).
+   */
+  listAgreements(partnerTenantId: string, customerId: string, agreementType?: string): Json {
     const customer = this.customerOf(this.requirePartner(partnerTenantId), customerId);
-    const items = customer.agreements.map((agreement) => this.agreementJson(agreement));
+    const items = customer.agreements
+      .filter(
+        (agreement) =>
+          agreementType === undefined ||
+          agreementType === '*' ||
+          agreement.type.toLowerCase() === agreementType.toLowerCase(),
+      )
+      .map((agreement) => this.agreementJson(agreement));
     return { totalCount: items.length, items, attributes: { objectType: 'Collection' } };
+  }
+
+  /**
+   * GET /v1/agreements?agreementType= (get-customer-agreement-metadata.md): without the parameter the
+   * query defaults to MicrosoftCloudAgreement "for backward compatibility"; `*` returns all.
+   */
+  listAgreementMetadata(agreementType: string | undefined): Json {
+    const type = agreementType ?? 'MicrosoftCloudAgreement';
+    const items = agreementTemplates
+      .filter((template) => type === '*' || template.agreementType.toLowerCase() === type.toLowerCase())
+      .map((template) => ({ ...template, attributes: { objectType: 'AgreementMetaData' } }));
+    return {
+      totalCount: items.length,
+      items,
+      links: { self: link('/agreements') },
+      attributes: { objectType: 'Collection' },
+    };
   }
 
   private agreementJson(agreement: Agreement): Json {

@@ -61,7 +61,24 @@ export interface Stack {
   /** A customer with MCA attestation, ready to buy. */
   readyCustomer(): Promise<string>;
   token(scope?: string, tenantId?: string): Promise<string>;
+  /** One raw REST call to the Partner Center peer with the partner's token (docs replay). */
+  call(method: string, path: string, options?: CallOptions): Promise<Answer>;
+  /** The peer's admin API. */
+  admin(method: string, path: string, body?: unknown): Promise<unknown>;
   stop(): Promise<void>;
+}
+
+export interface CallOptions {
+  body?: unknown;
+  requestId?: string;
+  headers?: Record<string, string>;
+  token?: string;
+}
+
+export interface Answer {
+  status: number;
+  headers: Headers;
+  body: Record<string, unknown>;
 }
 
 export async function startStack(options: { extraPartners?: SeedInput['partners'] } = {}): Promise<Stack> {
@@ -184,6 +201,27 @@ export async function startStack(options: { extraPartners?: SeedInput['partners'
       const token = await credentialFor.getToken(scope);
       return token.token;
     },
+    async call(method, path, callOptions = {}) {
+      const response = await fetch(`${partnerCenter.baseUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${callOptions.token ?? (await stack.token())}`,
+          accept: 'application/json',
+          'ms-requestid': callOptions.requestId ?? randomUUID(),
+          'ms-correlationid': randomUUID(),
+          ...(callOptions.body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...callOptions.headers,
+        },
+        ...(callOptions.body === undefined ? {} : { body: JSON.stringify(callOptions.body) }),
+      });
+      const text = await response.text();
+      return {
+        status: response.status,
+        headers: response.headers,
+        body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+      };
+    },
+    admin,
     async stop() {
       await partnerCenter.stop();
       await graph.stop();
