@@ -5,6 +5,8 @@
  */
 export type ErrorCode =
   | 'Validation'
+  | 'PayloadTooLarge'
+  | 'MethodNotAllowed'
   | 'Unauthenticated'
   | 'Forbidden'
   | 'NotFound'
@@ -33,6 +35,8 @@ export type ErrorCode =
 
 const defaultStatus: Record<ErrorCode, number> = {
   Validation: 400,
+  PayloadTooLarge: 413,
+  MethodNotAllowed: 405,
   Unauthenticated: 401,
   Forbidden: 403,
   NotFound: 404,
