@@ -149,11 +149,25 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   route('GET', '/v1/relationships', ({ caller, query }) =>
     ok(model.listRelationships(caller.tenantId, query.get('relationship_type') ?? undefined)),
   );
-  route('GET', '/v1/products', ({ query }) => ok(model.listProducts(query.get('targetView') ?? undefined)));
-  route('GET', '/v1/products/{}', ({ params }) => ok(model.getProduct(params[0] ?? '')));
-  route('GET', '/v1/products/{}/skus', ({ params }) => ok(model.listSkus(params[0] ?? '')));
-  route('GET', '/v1/products/{}/skus/{}/availabilities', ({ params }) =>
-    ok(model.listAvailabilities(params[0] ?? '', params[1] ?? '')),
+  // get-a-list-of-products.md, get-a-product-by-id.md, get-a-list-of-skus-for-a-product.md,
+  // get-a-sku-by-id.md, get-a-list-of-availabilities-for-a-sku.md, get-an-availability-by-id.md
+  route('GET', '/v1/products', ({ query }) =>
+    ok(model.listProducts(query.get('country'), query.get('targetView'))),
+  );
+  route('GET', '/v1/products/{}', ({ params, query }) =>
+    ok(model.getProduct(params[0] ?? '', query.get('country'))),
+  );
+  route('GET', '/v1/products/{}/skus', ({ params, query }) =>
+    ok(model.listSkus(params[0] ?? '', query.get('country'))),
+  );
+  route('GET', '/v1/products/{}/skus/{}', ({ params, query }) =>
+    ok(model.getSku(params[0] ?? '', params[1] ?? '', query.get('country'))),
+  );
+  route('GET', '/v1/products/{}/skus/{}/availabilities', ({ params, query }) =>
+    ok(model.listAvailabilities(params[0] ?? '', params[1] ?? '', query.get('country'))),
+  );
+  route('GET', '/v1/products/{}/skus/{}/availabilities/{}', ({ params, query }) =>
+    ok(model.getAvailability(params[0] ?? '', params[1] ?? '', params[2] ?? '', query.get('country'))),
   );
   route('POST', '/v1/customers/{}/carts', ({ caller, params, body }) =>
     ok(model.createCart(caller.tenantId, params[0] ?? '', body), 201),
@@ -263,6 +277,8 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
       });
     }
     if (path === '/_admin/state' && method === 'GET') return ok(model.adminSnapshot());
+    if (path === '/_admin/catalog/rotate-availability' && method === 'POST')
+      return ok(model.adminRotateAvailability(body));
     if (path === '/_admin/addresses' && method === 'POST') {
       model.adminScriptAddress(body);
       return { status: 204 };

@@ -125,6 +125,8 @@ interface Offer {
   sku: CatalogSku;
   availability: CatalogSku['availabilities'][number];
   catalogItemId: string;
+  /** Replaced by a new availability id: existing subscriptions keep it, nothing new can be bought. */
+  retired: boolean;
 }
 
 /**
@@ -187,6 +189,7 @@ export const agreementTemplates = [
   },
 ] as const;
 
+const catalogPartSchema = z.string().regex(/^[A-Za-z0-9]+$/);
 const cartLifetimeInMs = 7 * 24 * 60 * 60 * 1000;
 
 /** Partner Center accepts PascalCase and camelCase property names alike (its examples use both). */
@@ -346,6 +349,13 @@ function asBillingCycle(value: string): BillingCycle {
   return cycle;
 }
 
+/** Catalog reads name their market (`country`, required by every catalog call in the docs). */
+function requireCountry(country: string | null): string {
+  if (country === null || !/^[A-Za-z]{2}$/.test(country))
+    throw pcErrors.invalidInput('country is required (a two-letter country/region code)');
+  return country.toUpperCase();
+}
+
 function link(uri: string, method = 'GET'): Json {
   return { uri, method, headers: [] };
 }
@@ -394,7 +404,13 @@ export class PartnerCenterModel {
       for (const sku of product.skus)
         for (const availability of sku.availabilities) {
           const catalogItemId = `${product.productId}:${sku.skuId}:${availability.availabilityId}`;
-          this.offers.set(catalogItemId.toUpperCase(), { product, sku, availability, catalogItemId });
+          this.offers.set(catalogItemId.toUpperCase(), {
+            product,
+            sku,
+            availability,
+            catalogItemId,
+            retired: false,
+          });
         }
   }
 
@@ -429,7 +445,7 @@ export class PartnerCenterModel {
           userId: randomUUID(),
         });
       for (const sub of seeded.subscriptions) {
-        const offer = this.offer(sub.catalogItemId);
+        const offer = this.offer(sub.catalogItemId, 'buy');
         const startedAt = sub.startedAt === undefined ? this.clock.now() : new Date(sub.startedAt);
         const id = (sub.id ?? randomUUID()).toLowerCase();
         this.subscriptions.set(id, {
@@ -815,13 +831,45 @@ export class PartnerCenterModel {
 
   // ---------- catalog ----------
 
-  private offer(catalogItemId: string): Offer {
+  /**
+   * The offer behind a catalog item id. Buying (`buy`) needs a current availability: product-resources.md
+   * warns that catalog ids change over time, and a stale one fails with 404/400019 (error-codes.md,
+   * get-an-availability-by-id.md). Reading a subscription of a retired availability still works.
+   */
+  private offer(catalogItemId: string, purpose: 'buy' | 'read' = 'read'): Offer {
     const offer = this.offers.get(catalogItemId.toUpperCase());
-    if (offer === undefined) throw pcErrors.availabilityNotFound();
+    if (offer === undefined || (purpose === 'buy' && offer.retired)) throw pcErrors.availabilityNotFound();
     return offer;
   }
 
-  private productJson(product: CatalogProduct): Json {
+  /** Test hook: the availability behind `catalogItemId` gets a new id (as Microsoft's catalog does). */
+  adminRotateAvailability(body: unknown): Json {
+    const input = z
+      .object({ catalogItemId: z.string().min(1), newAvailabilityId: catalogPartSchema.optional() })
+      .strict()
+      .parse(body);
+    const offer = this.offer(input.catalogItemId, 'buy');
+    const availabilityId =
+      input.newAvailabilityId ?? `CFQ7TTC0${randomBytes(2).toString('hex').toUpperCase()}`;
+    const fresh = { ...offer.availability, availabilityId };
+    const catalogItemId = `${offer.product.productId}:${offer.sku.skuId}:${availabilityId}`;
+    if (this.offers.has(catalogItemId.toUpperCase()))
+      throw pcErrors.invalidInput(`${catalogItemId} exists already`);
+    offer.sku.availabilities = offer.sku.availabilities.map((candidate) =>
+      candidate === offer.availability ? fresh : candidate,
+    );
+    offer.retired = true;
+    this.offers.set(catalogItemId.toUpperCase(), {
+      product: offer.product,
+      sku: offer.sku,
+      availability: fresh,
+      catalogItemId,
+      retired: false,
+    });
+    return { previous: offer.catalogItemId, current: catalogItemId };
+  }
+
+  private productJson(product: CatalogProduct, country: string): Json {
     return {
       id: product.productId,
       title: product.title,
@@ -830,14 +878,14 @@ export class PartnerCenterModel {
       isMicrosoftProduct: true,
       publisherName: 'Microsoft Corporation',
       links: {
-        skus: link(`/products/${product.productId}/skus?country=US`),
-        self: link(`/products/${product.productId}?country=US`),
+        skus: link(`/products/${product.productId}/skus?country=${country}`),
+        self: link(`/products/${product.productId}?country=${country}`),
       },
       attributes: { objectType: 'Product' },
     };
   }
 
-  private skuJson(product: CatalogProduct, sku: CatalogSku): Json {
+  private skuJson(product: CatalogProduct, sku: CatalogSku, country: string): Json {
     const cycles = [...new Set(sku.availabilities.flatMap((a) => a.terms.map((t) => t.billingCycle)))];
     return {
       id: sku.skuId,
@@ -857,8 +905,10 @@ export class PartnerCenterModel {
         provisioningId: sku.graph.skuId,
       },
       links: {
-        availabilities: link(`/products/${product.productId}/skus/${sku.skuId}/availabilities?country=US`),
-        self: link(`/products/${product.productId}/skus/${sku.skuId}?country=US`),
+        availabilities: link(
+          `/products/${product.productId}/skus/${sku.skuId}/availabilities?country=${country}`,
+        ),
+        self: link(`/products/${product.productId}/skus/${sku.skuId}?country=${country}`),
       },
       attributes: { objectType: 'Sku' },
     };
@@ -868,6 +918,7 @@ export class PartnerCenterModel {
     product: CatalogProduct,
     sku: CatalogSku,
     availability: Offer['availability'],
+    country: string,
   ): Json {
     return {
       id: availability.availabilityId,
@@ -876,7 +927,7 @@ export class PartnerCenterModel {
       catalogItemId: `${product.productId}:${sku.skuId}:${availability.availabilityId}`,
       defaultCurrency: { code: 'USD', symbol: '$' },
       segment: 'commercial',
-      country: 'US',
+      country,
       isPurchasable: true,
       isRenewable: true,
       terms: availability.terms.map((term) => ({
@@ -887,8 +938,13 @@ export class PartnerCenterModel {
           { refunds: [{ type: 'Partial', expiresAfter: `P${SEAT_WINDOW_IN_HOURS / 24}D` }] },
         ],
       })),
-      product: this.productJson(product),
-      sku: this.skuJson(product, sku),
+      product: this.productJson(product, country),
+      sku: this.skuJson(product, sku, country),
+      links: {
+        self: link(
+          `/products/${product.productId}/skus/${sku.skuId}/availabilities/${availability.availabilityId}?country=${country}`,
+        ),
+      },
       attributes: { objectType: 'Availability' },
     };
   }
@@ -897,41 +953,79 @@ export class PartnerCenterModel {
     return { totalCount: items.length, items, attributes: { objectType: 'Collection' } };
   }
 
-  listProducts(targetView: string | undefined): Json {
-    if (targetView !== undefined && targetView.toLowerCase() !== 'onlineservicesnce')
-      return this.collection([]);
-    return this.collection(this.catalog.map((product) => this.productJson(product)));
+  /**
+   * get-a-list-of-products.md: `country` and `targetView` are required (the refusal's code is not
+   * documented; 800002 is inferred). New commerce license-based items are listed under
+   * `targetView=OnlineServices` with `productType.id = OnlineServicesNCE`; the peer also takes
+   * `OnlineServicesNCE` as the view. Other views (Azure, reservations, software) are empty here.
+   */
+  listProducts(country: string | null, targetView: string | null): Json {
+    const market = requireCountry(country);
+    if (targetView === null || targetView === '') throw pcErrors.invalidInput('targetView is required');
+    const view = targetView.toLowerCase();
+    const items =
+      view === 'onlineservices' || view === 'onlineservicesnce'
+        ? this.catalog.map((product) => this.productJson(product, market))
+        : [];
+    return {
+      ...this.collection(items),
+      links: { self: link(`/products?country=${market}&targetView=${targetView}`) },
+    };
   }
 
   private product(productId: string): CatalogProduct {
     const product = this.catalog.find(
       (candidate) => candidate.productId.toUpperCase() === productId.toUpperCase(),
     );
-    if (product === undefined) throw new PcError(404, 400013, "Product wasn't found");
+    if (product === undefined) throw pcErrors.productNotFound();
     return product;
   }
 
   private sku(product: CatalogProduct, skuId: string): CatalogSku {
     const sku = product.skus.find((candidate) => candidate.skuId.toUpperCase() === skuId.toUpperCase());
-    if (sku === undefined) throw new PcError(404, 400018, "SKU wasn't found");
+    if (sku === undefined) throw pcErrors.skuNotFound();
     return sku;
   }
 
-  getProduct(productId: string): Json {
-    return this.productJson(this.product(productId));
+  /** get-a-product-by-id.md: 404/400013 for an unknown product. */
+  getProduct(productId: string, country: string | null): Json {
+    return this.productJson(this.product(productId), requireCountry(country));
   }
 
-  listSkus(productId: string): Json {
+  /** get-a-list-of-skus-for-a-product.md */
+  listSkus(productId: string, country: string | null): Json {
+    const market = requireCountry(country);
     const product = this.product(productId);
-    return this.collection(product.skus.map((sku) => this.skuJson(product, sku)));
+    return this.collection(product.skus.map((sku) => this.skuJson(product, sku, market)));
   }
 
-  listAvailabilities(productId: string, skuId: string): Json {
+  /** get-a-sku-by-id.md: 404/400013 (product), 404/400018 (SKU). */
+  getSku(productId: string, skuId: string, country: string | null): Json {
+    const market = requireCountry(country);
+    const product = this.product(productId);
+    return this.skuJson(product, this.sku(product, skuId), market);
+  }
+
+  /** get-a-list-of-availabilities-for-a-sku.md */
+  listAvailabilities(productId: string, skuId: string, country: string | null): Json {
+    const market = requireCountry(country);
     const product = this.product(productId);
     const sku = this.sku(product, skuId);
     return this.collection(
-      sku.availabilities.map((availability) => this.availabilityJson(product, sku, availability)),
+      sku.availabilities.map((availability) => this.availabilityJson(product, sku, availability, market)),
     );
+  }
+
+  /** get-an-availability-by-id.md: 404/400013, 400018, 400019 (also for a retired availability id). */
+  getAvailability(productId: string, skuId: string, availabilityId: string, country: string | null): Json {
+    const market = requireCountry(country);
+    const product = this.product(productId);
+    const sku = this.sku(product, skuId);
+    const availability = sku.availabilities.find(
+      (candidate) => candidate.availabilityId.toUpperCase() === availabilityId.toUpperCase(),
+    );
+    if (availability === undefined) throw pcErrors.availabilityNotFound();
+    return this.availabilityJson(product, sku, availability, market);
   }
 
   // ---------- carts and orders ----------
@@ -940,7 +1034,7 @@ export class PartnerCenterModel {
     line: z.infer<typeof cartSchema>['lineItems'][number],
     index: number,
   ): Omit<CartLine, 'orderGroup'> {
-    const offer = this.offer(line.catalogItemId);
+    const offer = this.offer(line.catalogItemId, 'buy');
     const termDuration = asTerm(line.termDuration);
     const billingCycle = asBillingCycle(line.billingCycle);
     if (!isBillingCycleAllowed(termDuration, billingCycle)) throw pcErrors.billingCycleLongerThanTerm();
@@ -1071,6 +1165,10 @@ export class PartnerCenterModel {
     const customer = this.customerOf(this.requirePartner(partnerTenantId), customerId);
     if (!customer.agreements.some((agreement) => agreement.type === 'MicrosoftCustomerAgreement'))
       throw pcErrors.agreementMissing();
+    // checkout-a-cart.md / error-codes.md 400019: an availability that changed since the cart was made
+    // fails the checkout before anything is ordered; the partner re-reads the catalog and retries.
+    for (const line of cart.lineItems)
+      if (!cart.orderedGroups.has(line.orderGroup)) this.offer(line.catalogItemId, 'buy');
     cart.checkingOut = true;
     try {
       const orderErrors: Json[] = [];
@@ -1321,7 +1419,7 @@ export class PartnerCenterModel {
     const target =
       product === undefined
         ? this.offer(subscription.catalogItemId)
-        : this.offer(`${product.productId}:${product.skuId}:${product.availabilityId}`);
+        : this.offer(`${product.productId}:${product.skuId}:${product.availabilityId}`, 'buy');
     const termDuration = product === undefined ? subscription.termDuration : asTerm(product.termDuration);
     const billingCycle =
       product === undefined ? subscription.billingCycle : asBillingCycle(product.billingCycle);
