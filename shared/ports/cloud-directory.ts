@@ -60,6 +60,19 @@ export interface CloudDirectory {
   getSubscription(key: string | { commerceSubscriptionId: string }): Promise<CompanySubscription>;
   /** In a partner tenant: the customer tenants it has a contract with (`GET /contracts`). */
   listContracts(): Promise<PartnerContract[]>;
+
+  listDomains(): Promise<CloudDomain[]>;
+  /** Adds a custom domain (unverified unless a verified parent covers it); an existing one is returned as is. */
+  addDomain(domainName: string): Promise<CloudDomain>;
+  /** The DNS records the customer publishes to prove ownership (TXT, or MX as the alternative). */
+  listDomainVerificationRecords(domainName: string): Promise<DomainVerificationRecord[]>;
+  /**
+   * Asks Entra to check the records. Not yet verifiable (record not published, or the domain is verified
+   * in another tenant) is an answer, not an error: poll again later. A verified domain answers verified.
+   */
+  verifyDomain(domainName: string): Promise<DomainVerification>;
+  /** Deletes a domain nothing refers to any more; succeeds when it is already gone. */
+  deleteDomain(domainName: string): Promise<void>;
 }
 
 export type CloudDirectoryFactory = (tenantId: string) => CloudDirectory;
@@ -227,6 +240,22 @@ export interface CloudDomain {
   isInitial: boolean;
   isVerified: boolean;
 }
+
+export interface DomainVerificationRecord {
+  recordType: 'Txt' | 'Mx';
+  /** The DNS name the record goes on (the domain itself). */
+  label: string;
+  ttl: number;
+  isOptional: boolean;
+  /** TXT records: the value to publish (MS=ms…). */
+  text?: string;
+  /** MX records: the host and preference to publish. */
+  mailExchange?: string;
+  preference?: number;
+}
+
+export type DomainVerification =
+  { verified: true; domain: CloudDomain } | { verified: false; reason: string };
 
 export interface DomainFederationSettings {
   displayName?: string;

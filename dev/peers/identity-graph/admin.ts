@@ -30,6 +30,7 @@ const skuPutSchema = z.object({
   ownerTenantId: z.guid().optional(),
 });
 const subscriptionPutSchema = subscriptionSeedSchema.omit({ commerceSubscriptionId: true });
+const dnsPutSchema = z.object({ verificationRecord: z.enum(['present', 'missing']) });
 const consentSchema = z.object({ tenantId: z.guid() });
 const clockSchema = z.object({ advanceByInMs: z.number().int().min(0) });
 
@@ -112,6 +113,15 @@ export function handleAdmin(
       if (!z.guid().safeParse(subId).success) return problem(400, 'skuId must be a GUID.');
       const sku = tenant.upsertSku({ skuId: subId, ...parsed.data }, state.clock.now().toISOString());
       return { status: 200, body: skuView(tenant, sku) };
+    }
+    if (method === 'PUT' && sub === 'domains' && subId !== undefined && segments[4] === 'dns') {
+      // Test hook for domain-verify.md's failure: there is no DNS here, so a record "exists" unless marked missing.
+      const parsed = dnsPutSchema.safeParse(body);
+      if (!parsed.success) return problem(400, 'Body must be { verificationRecord: "present" | "missing" }.');
+      const domain = tenant.domains.get(subId.toLowerCase());
+      if (domain === undefined) return problem(404, `Domain '${subId}' not found.`);
+      domain.verificationRecordMissing = parsed.data.verificationRecord === 'missing';
+      return { status: 200, body: { id: domain.id, verificationRecord: parsed.data.verificationRecord } };
     }
     if (method === 'PUT' && sub === 'subscriptions' && subId !== undefined) {
       const parsed = subscriptionPutSchema.safeParse(body);

@@ -25,6 +25,12 @@ export interface DomainRecord {
   isInitial: boolean;
   isVerified: boolean;
   supportedServices: string[];
+  /** false for a subdomain of a domain already in the tenant (resources/domain.md). Default true. */
+  isRoot?: boolean;
+  /** The MS=ms######## value to publish (domain-list-verificationdnsrecords.md). */
+  verificationCode?: string;
+  /** Test hook: the TXT/MX record is not in DNS, so verify fails (there is no DNS here). */
+  verificationRecordMissing?: boolean;
 }
 
 /** The catalogue side of a SKU; its seats come from the tenant's companySubscriptions. */

@@ -16,6 +16,8 @@ import type {
   CloudUserSnapshot,
   CompanySubscription,
   DomainFederation,
+  DomainVerification,
+  DomainVerificationRecord,
   DomainFederationSettings,
   LicenceChange,
   NewCloudGroup,
@@ -34,6 +36,8 @@ import {
   companySubscriptionSchema,
   contractCollectionSchema,
   deltaPageSchema,
+  domainCollectionSchema,
+  domainDnsRecordCollectionSchema,
   domainSchema,
   federationCollectionSchema,
   federationSchema,
@@ -758,6 +762,78 @@ class GraphDirectory implements CloudDirectory {
       displayName: c.displayName ?? '',
     }));
   }
+
+  async listDomains(): Promise<CloudDomain[]> {
+    return this.listAll('list domains', '/domains', domainCollectionSchema);
+  }
+
+  async addDomain(domainName: string): Promise<CloudDomain> {
+    try {
+      return await this.call(
+        'add domain',
+        () => this.client.api('/domains').post({ id: domainName.toLowerCase() }),
+        domainSchema,
+      );
+    } catch (error) {
+      // A retry after a lost answer finds its own domain: the desired state.
+      if (toAppError(error).code !== 'AlreadyExists') throw error;
+      return this.getDomain(domainName);
+    }
+  }
+
+  async listDomainVerificationRecords(domainName: string): Promise<DomainVerificationRecord[]> {
+    const page = await this.call(
+      'list domain verification records',
+      () => this.client.api(`${domainPath(domainName)}/verificationDnsRecords`).get(),
+      domainDnsRecordCollectionSchema,
+    );
+    const records: DomainVerificationRecord[] = [];
+    for (const r of page.value) {
+      if (r.recordType !== 'Txt' && r.recordType !== 'Mx') continue;
+      records.push({
+        recordType: r.recordType,
+        label: r.label,
+        ttl: r.ttl,
+        isOptional: r.isOptional,
+        ...(r.text === undefined ? {} : { text: r.text }),
+        ...(r.mailExchange === undefined ? {} : { mailExchange: r.mailExchange }),
+        ...(r.preference === undefined ? {} : { preference: r.preference }),
+      });
+    }
+    return records;
+  }
+
+  async verifyDomain(domainName: string): Promise<DomainVerification> {
+    // domain-verify.md applies only to unverified domains: a verified one (e.g. a retry) is done.
+    const current = await this.getDomain(domainName);
+    if (current.isVerified) return { verified: true, domain: current };
+    try {
+      const domain = await this.call(
+        'verify domain',
+        () => this.client.api(`${domainPath(domainName)}/verify`).post({}),
+        domainSchema,
+      );
+      return { verified: true, domain };
+    } catch (error) {
+      const appError = toAppError(error);
+      if (appError.code !== 'Validation') throw error;
+      const now = await this.getDomain(domainName);
+      if (now.isVerified) return { verified: true, domain: now };
+      return { verified: false, reason: appError.message };
+    }
+  }
+
+  async deleteDomain(domainName: string): Promise<void> {
+    try {
+      await this.send('delete domain', () => this.client.api(domainPath(domainName)).delete());
+    } catch (error) {
+      if (toAppError(error).code !== 'NotFound') throw error;
+    }
+  }
+}
+
+function domainPath(domainName: string): string {
+  return `/domains/${encodeURIComponent(domainName.toLowerCase())}`;
 }
 
 function toCompanySubscription(value: z.infer<typeof companySubscriptionSchema>): CompanySubscription {

@@ -85,6 +85,25 @@ export const domainSchema = z.object({
   isInitial: z.boolean(),
   isVerified: z.boolean(),
 });
+export const domainCollectionSchema = z.object({
+  value: z.array(domainSchema),
+  '@odata.nextLink': z.string().optional(),
+});
+
+/** resources/domaindnsrecord.md with the txt and mx subtypes (domaindnstxtrecord.md, domaindnsmxrecord.md). */
+export const domainDnsRecordCollectionSchema = z.object({
+  value: z.array(
+    z.object({
+      recordType: z.string(),
+      label: z.string(),
+      ttl: z.number().int(),
+      isOptional: z.boolean().optional().default(false),
+      text: z.string().optional(),
+      mailExchange: z.string().optional(),
+      preference: z.number().int().optional(),
+    }),
+  ),
+});
 
 const protocol = z.enum(['wsFed', 'saml']);
 const mfaBehavior = z.enum([

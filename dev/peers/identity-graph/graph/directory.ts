@@ -24,7 +24,7 @@ export function domainView(domain: DomainRecord): Record<string, unknown> {
     isAdminManaged: true,
     isDefault: domain.isDefault,
     isInitial: domain.isInitial,
-    isRoot: true,
+    isRoot: domain.isRoot ?? true,
     isVerified: domain.isVerified,
     passwordNotificationWindowInDays: null,
     passwordValidityPeriodInDays: null,

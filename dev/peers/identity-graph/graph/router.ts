@@ -10,6 +10,13 @@ import {
   listSkus,
 } from './directory.js';
 import { deletedItems } from './deleted.js';
+import {
+  createDomain,
+  deleteDomain,
+  domainNameReferences,
+  verificationDnsRecords,
+  verifyDomain,
+} from './domains.js';
 import { contracts, getSubscription, listSubscriptions } from './subscriptions.js';
 import { userDelta } from './delta.js';
 import {
@@ -64,8 +71,22 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
       if (b === undefined) return getOrganization(ctx, a);
       break;
     case 'domains':
-      if (a === undefined) return m === 'GET' ? listDomains(ctx) : methodNotAllowed(ctx);
-      if (b === undefined) return m === 'GET' ? getDomain(ctx, a) : methodNotAllowed(ctx);
+      if (a === undefined) {
+        if (m === 'GET') return listDomains(ctx);
+        if (m === 'POST') return createDomain(ctx, req);
+        return methodNotAllowed(ctx);
+      }
+      if (b === undefined) {
+        if (m === 'GET') return getDomain(ctx, a);
+        if (m === 'DELETE') return deleteDomain(ctx, a);
+        return methodNotAllowed(ctx);
+      }
+      if (b === 'verificationDnsRecords' && c === undefined)
+        return m === 'GET' ? verificationDnsRecords(ctx, a) : methodNotAllowed(ctx);
+      if (b === 'verify' && c === undefined)
+        return m === 'POST' ? verifyDomain(ctx, a) : methodNotAllowed(ctx);
+      if (b === 'domainNameReferences' && c === undefined)
+        return m === 'GET' ? domainNameReferences(ctx, a) : methodNotAllowed(ctx);
       if (b === 'federationConfiguration' && d === undefined) return federation(ctx, req, a, c);
       break;
     case 'users': {
