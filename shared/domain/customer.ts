@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { controlCharacterMessage, hasControlCharacter, singleLineText } from './text.js';
 
 /**
  * A service provider's customer and how its identities live: only in Entra ID (`cloudOnly`), only in
@@ -22,13 +23,15 @@ const distinguishedName = z
   .trim()
   .min(3)
   .max(1024)
-  .regex(/^(OU|CN|DC)=/i, 'must be a distinguished name such as OU=Users,DC=contoso,DC=local');
+  .regex(/^(OU|CN|DC)=/i, 'must be a distinguished name such as OU=Users,DC=contoso,DC=local')
+  .refine((value) => !hasControlCharacter(value), controlCharacterMessage);
 
-export const licencePlanSchema = z.object({
+// Request bodies are strict objects: an unknown (e.g. misspelt) field is a 400 naming it, never ignored.
+export const licencePlanSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/),
   skus: z
     .array(
-      z.object({
+      z.strictObject({
         skuId: z.guid(),
         /** Service plans switched off for users of this plan (e.g. no Exchange for on-prem mailboxes). */
         disabledServicePlanIds: z.array(z.guid()).default([]),
@@ -39,11 +42,11 @@ export const licencePlanSchema = z.object({
 export type LicencePlan = z.infer<typeof licencePlanSchema>;
 
 export const customerInputSchema = z
-  .object({
-    displayName: z.string().trim().min(1).max(256),
+  .strictObject({
+    displayName: singleLineText(256),
     identityMode: z.enum(identityModes),
     entra: z
-      .object({
+      .strictObject({
         tenantId: z.guid(),
         /** Verified domains users may get as UPN suffix. */
         domains: z.array(domainName).min(1),
@@ -52,7 +55,7 @@ export const customerInputSchema = z
       })
       .optional(),
     ad: z
-      .object({
+      .strictObject({
         siteId,
         usersOu: distinguishedName,
         groupsOu: distinguishedName.optional(),

@@ -16,12 +16,12 @@ export function hasControlCharacter(value: string): boolean {
   return controlCharacter.test(value);
 }
 
-/** A required single line of at most `maxLength` characters, trimmed. */
-export function singleLineText(maxLength: number) {
+/** A single line of `minLength` (default 1) to `maxLength` characters, trimmed. */
+export function singleLineText(maxLength: number, minLength = 1) {
   return z
     .string()
     .refine((value) => !hasControlCharacter(value), controlCharacterMessage)
     .trim()
-    .min(1)
+    .min(minLength)
     .max(maxLength);
 }

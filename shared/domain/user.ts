@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { sAMAccountNamePattern, upnPattern } from './identity.js';
+import { controlCharacterMessage, hasControlCharacter, singleLineText } from './text.js';
 
 /** Atria's view of one user of one customer, linking its ids in both directories. */
 export const userStates = [
@@ -15,17 +16,21 @@ export const userIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, . _ - (≤ 64)');
 
-/** The body of POST /api/customers/{id}/users (and of the public `user.create` queue command). */
-export const createUserRequestSchema = z.object({
+/**
+ * The body of POST /api/customers/{id}/users (and of the public `user.create` queue command). Strict:
+ * an unknown field is refused by name. Names are single lines (no NUL, line breaks or other controls).
+ */
+export const createUserRequestSchema = z.strictObject({
   /** Atria's own id for the user: the key every later call uses. */
   userId: userIdSchema,
   userPrincipalName: z.string().trim().regex(upnPattern, 'must be alias@domain with allowed characters'),
-  displayName: z.string().trim().min(1).max(256),
-  givenName: z.string().trim().min(1).max(64).optional(),
-  surname: z.string().trim().min(1).max(64).optional(),
+  displayName: singleLineText(256),
+  givenName: singleLineText(64).optional(),
+  surname: singleLineText(64).optional(),
   mailNickname: z
     .string()
     .regex(/^[^@()\\[\]";:.<>, ]{1,64}$/)
+    .refine((value) => !hasControlCharacter(value), controlCharacterMessage)
     .optional(),
   sAMAccountName: z
     .string()
@@ -35,8 +40,8 @@ export const createUserRequestSchema = z.object({
     .string()
     .regex(/^[A-Z]{2}$/)
     .optional(),
-  jobTitle: z.string().max(128).optional(),
-  department: z.string().max(64).optional(),
+  jobTitle: singleLineText(128, 0).optional(),
+  department: singleLineText(64, 0).optional(),
   accountEnabled: z.boolean().default(true),
   /** Name of one of the customer's licence plans. */
   licencePlan: z.string().optional(),
@@ -67,11 +72,11 @@ export type UserRecord = z.infer<typeof userRecordSchema>;
 /** PATCH …/users/{userId}: attributes written to every directory the user lives in. */
 export const updateUserRequestSchema = z
   .object({
-    displayName: z.string().trim().min(1).max(256).optional(),
-    givenName: z.string().trim().min(1).max(64).optional(),
-    surname: z.string().trim().min(1).max(64).optional(),
-    jobTitle: z.string().max(128).optional(),
-    department: z.string().max(64).optional(),
+    displayName: singleLineText(256).optional(),
+    givenName: singleLineText(64).optional(),
+    surname: singleLineText(64).optional(),
+    jobTitle: singleLineText(128, 0).optional(),
+    department: singleLineText(64, 0).optional(),
     usageLocation: z
       .string()
       .regex(/^[A-Z]{2}$/)
@@ -82,10 +87,10 @@ export const updateUserRequestSchema = z
 export type UpdateUserRequest = z.infer<typeof updateUserRequestSchema>;
 
 /** POST …/users/{userId}/password (sealed at once, like the create password). */
-export const passwordRequestSchema = z.object({
+export const passwordRequestSchema = z.strictObject({
   password: z.string().min(8).max(256),
   forceChangePasswordNextSignIn: z.boolean().default(false),
 });
 
 /** POST …/users/{userId}/licences: switch to another plan of the customer, or to none. */
-export const licencesRequestSchema = z.object({ licencePlan: z.string().nullable() });
+export const licencesRequestSchema = z.strictObject({ licencePlan: z.string().nullable() });

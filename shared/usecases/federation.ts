@@ -5,9 +5,13 @@ import { AppError, toAppError } from '../errors.js';
 import type { CloudDirectory, DomainFederation } from '../ports/cloud-directory.js';
 import type { OnPremDirectory } from '../ports/on-prem-directory.js';
 import type { Store } from '../ports/store.js';
-import { loadCustomer } from './customers.js';
-import { userPartition } from './provisioning.js';
+import { singleLineText } from '../domain/text.js';
 import { userRecordSchema } from '../domain/user.js';
+import type { Clock } from '../ports/clock.js';
+import { loadCustomer } from './customers.js';
+import { createTenancy } from './tenancy.js';
+
+const userPartition = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
 
 /**
  * ADFS federation of a customer's domain in Entra ID (internalDomainFederation), and a preflight that
@@ -15,8 +19,9 @@ import { userRecordSchema } from '../domain/user.js';
  * onPremisesImmutableId equals base64 of its AD objectGUID (what ADFS issues as the ImmutableID claim).
  */
 const httpsUri = z.url({ protocol: /^https$/ });
-export const federationRequestSchema = z.object({
-  displayName: z.string().max(256).optional(),
+// Strict like every request body: an unknown field is a 400 naming it.
+export const federationRequestSchema = z.strictObject({
+  displayName: singleLineText(256).optional(),
   issuerUri: z.url(),
   passiveSignInUri: httpsUri,
   activeSignInUri: httpsUri.optional(),
@@ -59,6 +64,7 @@ export interface PreflightReport {
 
 export interface FederationDeps {
   store: Store;
+  clock: Clock;
   cloudDirectory?: (tenantId: string) => CloudDirectory;
   onPremDirectory?: (siteId: string) => Promise<OnPremDirectory>;
 }
@@ -68,6 +74,40 @@ const desiredSchema = federationRequestSchema.extend({ signingCertificate: z.str
 export function createFederation(deps: FederationDeps) {
   const desired = deps.store.collection('federations', desiredSchema);
   const users = deps.store.collection('users', userRecordSchema);
+  const tenancy = createTenancy(deps);
+
+  /** The caller's customer, whose tenant is claimed by it (another provider's reads as missing). */
+  async function ownCustomer(caller: Caller, customerId: string): Promise<Customer> {
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    await tenancy.assertWorkAllowed(caller.providerId, customer);
+    return customer;
+  }
+
+  /**
+   * Only a hybridFederated customer's own verified custom domain may be federated: federating a
+   * cloud-only customer's domain breaks every later create (Entra refuses passwords there).
+   */
+  async function federableDomain(customer: Customer, domain: string) {
+    if (customer.identityMode !== 'hybridFederated')
+      throw new AppError(
+        'Conflict',
+        `customer ${customer.customerId} is ${customer.identityMode}: only hybridFederated customers sign in through ADFS`,
+      );
+    checkDomain(customer, domain);
+    if (domain.endsWith('.onmicrosoft.com'))
+      throw new AppError('Validation', 'onmicrosoft.com domains cannot be federated');
+    const cloud = cloudFor(customer);
+    const found = await cloud.getDomain(domain);
+    if (!found.isVerified) throw new AppError('Conflict', `${domain} is not verified in the tenant yet`);
+    if (found.isInitial)
+      throw new AppError('Validation', 'the initial onmicrosoft.com domain cannot be federated');
+    if (found.isDefault)
+      throw new AppError(
+        'Conflict',
+        `${domain} is the tenant's default domain; make another domain the default before federating it`,
+      );
+    return cloud;
+  }
 
   function cloudFor(customer: Customer): CloudDirectory {
     if (customer.entra === undefined)
@@ -93,16 +133,21 @@ export function createFederation(deps: FederationDeps) {
       domain: string,
       request: FederationRequest,
     ): Promise<DomainFederation> {
-      const customer = (await loadCustomer(deps.store, caller, customerId)).value;
-      checkDomain(customer, domain);
-      const cloud = cloudFor(customer);
-      const found = await cloud.getDomain(domain);
-      if (!found.isVerified) throw new AppError('Conflict', `${domain} is not verified in the tenant yet`);
-      if (found.isInitial)
-        throw new AppError('Validation', 'the initial onmicrosoft.com domain cannot be federated');
+      const customer = await ownCustomer(caller, customerId);
+      const cloud = await federableDomain(customer, domain);
       // Stored first: a retry after a Graph failure writes the same settings again (PUT is idempotent).
       await desired.upsert(userPartition(caller.providerId, customerId), domain, request);
       return cloud.putDomainFederation(domain, request);
+    },
+
+    /** Converts the domain back to managed (an operator's undo); not federated is a no-op. */
+    async remove(caller: Caller, customerId: string, domain: string): Promise<void> {
+      const customer = await ownCustomer(caller, customerId);
+      checkDomain(customer, domain);
+      const cloud = cloudFor(customer);
+      // Forget the desired settings first, so a drift report never asks to put it back.
+      await desired.delete(userPartition(caller.providerId, customerId), domain);
+      await cloud.deleteDomainFederation(domain);
     },
 
     async preflight(
@@ -111,7 +156,7 @@ export function createFederation(deps: FederationDeps) {
       domain: string,
       options: { sample?: number } = {},
     ): Promise<PreflightReport> {
-      const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+      const customer = await ownCustomer(caller, customerId);
       checkDomain(customer, domain);
       const cloud = cloudFor(customer);
       const found = await cloud.getDomain(domain);
