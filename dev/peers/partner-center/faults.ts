@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { durationInMs } from './clock.js';
 
 /**
  * On-demand failures, set through the admin API and consumed by matching requests:
@@ -7,11 +8,36 @@ import { z } from 'zod';
  * - `error`: a 5xx before the request runs;
  * - `dropAfterCommit`: the request runs (an order is placed), then the connection is destroyed;
  * - `stallAfterCommit`: the request runs, then the response is held for `stallInMs` (client timeout);
- * - `orderError`: a checkout places its orders except `groups` order groups, reported in `orderErrors`.
+ * - `orderError`: a checkout places its orders except `groups` order groups, reported in `orderErrors`;
+ * - `asyncProvisioning`: a checkout answers its orders `pending` without subscription ids; the
+ *   subscriptions exist once virtual time has moved `delay` on (checkout-a-cart.md: "Provisioning
+ *   subscriptions occurs asynchronously");
+ * - `slowPatch`: a subscription PATCH is checked, answered 202 with `Location`, and applied once virtual
+ *   time has moved `delay` on (change-the-quantity-of-a-subscription.md).
  */
 export const faultSchema = z
   .object({
-    kind: z.enum(['throttle', 'error', 'dropAfterCommit', 'stallAfterCommit', 'orderError']),
+    kind: z.enum([
+      'throttle',
+      'error',
+      'dropAfterCommit',
+      'stallAfterCommit',
+      'orderError',
+      'asyncProvisioning',
+      'slowPatch',
+    ]),
+    /** asyncProvisioning / slowPatch: ISO 8601 duration of virtual time until the work is done. */
+    delay: z
+      .string()
+      .refine((value) => {
+        try {
+          durationInMs(value, new Date(0));
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'an ISO 8601 duration such as PT5M')
+      .default('PT5M'),
     /** orderError: how many order groups of the checkout fail, and with which Partner Center error. */
     groups: z.number().int().positive().default(1),
     code: z.number().int().default(4018),

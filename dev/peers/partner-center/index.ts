@@ -190,7 +190,19 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
       fault === undefined
         ? undefined
         : { groups: fault.groups, code: fault.code, description: fault.description };
-    const result = await model.checkout(caller.tenantId, params[0] ?? '', params[1] ?? '', failure);
+    const asynchronous = faults.take(['asyncProvisioning'], {
+      method: 'POST',
+      path: `/v1/customers/${customerId}/carts/${params[1] ?? ''}/checkout`,
+      partnerTenantId: caller.tenantId,
+      customerId,
+    });
+    const result = await model.checkout(
+      caller.tenantId,
+      params[0] ?? '',
+      params[1] ?? '',
+      failure,
+      asynchronous?.delay,
+    );
     // A partly failed checkout is not a final answer: the same MS-RequestId may re-attempt it.
     return {
       status: 201,
@@ -210,17 +222,32 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   route('GET', '/v1/customers/{}/subscriptions/{}', ({ caller, params }) =>
     ok(model.getSubscription(caller.tenantId, params[0] ?? '', params[1] ?? '')),
   );
-  route('PATCH', '/v1/customers/{}/subscriptions/{}', async ({ caller, params, body, headers }) =>
-    ok(
-      await model.patchSubscription(
-        caller.tenantId,
-        params[0] ?? '',
-        params[1] ?? '',
-        body,
-        header(headers, 'if-match'),
-      ),
-    ),
-  );
+  route('PATCH', '/v1/customers/{}/subscriptions/{}', async ({ caller, params, body, headers }) => {
+    const customerId = (params[0] ?? '').toLowerCase();
+    const subscriptionId = (params[1] ?? '').toLowerCase();
+    const slow = faults.take(['slowPatch'], {
+      method: 'PATCH',
+      path: `/v1/customers/${customerId}/subscriptions/${subscriptionId}`,
+      partnerTenantId: caller.tenantId,
+      customerId,
+    });
+    const result = await model.patchSubscription(
+      caller.tenantId,
+      customerId,
+      subscriptionId,
+      body,
+      header(headers, 'if-match'),
+      slow?.delay,
+    );
+    // change-the-quantity-of-a-subscription.md: 202 with a Location header pointing at the subscription.
+    return result.accepted
+      ? {
+          status: 202,
+          body: result.json,
+          headers: { location: `/v1/customers/${customerId}/subscriptions/${subscriptionId}` },
+        }
+      : ok(result.json);
+  });
 
   const send = (response: ServerResponse, reply: Reply, echo: Record<string, string>): void => {
     const headers: Record<string, string> = { ...echo, ...reply.headers };

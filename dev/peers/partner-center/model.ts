@@ -20,7 +20,7 @@ import {
   type SeatLot,
   type TermDuration,
 } from '../../../shared/domain/nce.js';
-import type { VirtualClock } from './clock.js';
+import { durationInMs, type VirtualClock } from './clock.js';
 import { PcError, pcErrors } from './errors.js';
 import type { GraphTenantSync } from './graph-sync.js';
 import type { CatalogProduct, CatalogSku, Seed } from './seed.js';
@@ -89,6 +89,12 @@ interface Order {
   customerId: string;
   billingCycle: BillingCycle;
   createdAt: Date;
+  /** order-resources.md OrderStatus: `pending` until its subscriptions are provisioned. */
+  status: 'pending' | 'completed';
+  /** Asynchronous provisioning: when (virtual time) the pending subscriptions come into being. */
+  provisionAt: Date | undefined;
+  /** Subscriptions of a pending order: not visible (nor in Graph) until provisioned. */
+  unprovisioned: Subscription[];
   lines: {
     lineItemNumber: number;
     catalogItemId: string;
@@ -118,6 +124,8 @@ export interface Subscription {
   updateCount: number;
   /** Quantity at the moment it stopped being active (expired/deleted subscriptions keep showing it). */
   frozenQuantity: number | undefined;
+  /** A PATCH answered 202: applied when virtual time reaches `applyAt`; others wait (800082). */
+  pendingChange: { applyAt: Date; apply: () => void } | undefined;
 }
 
 interface Offer {
@@ -465,6 +473,7 @@ export class PartnerCenterModel {
           version: 1,
           updateCount: 0,
           frozenQuantity: undefined,
+          pendingChange: undefined,
         });
       }
       await this.syncSeats(customer);
@@ -1155,6 +1164,7 @@ export class PartnerCenterModel {
     customerId: string,
     cartId: string,
     failure?: { groups: number; code: number; description: string },
+    provisionDelay?: string,
   ): Promise<Json> {
     const cart = this.cartOf(partnerTenantId, customerId, cartId);
     // Checkout is idempotent per cart: once every group is ordered, it returns that result again.
@@ -1184,11 +1194,18 @@ export class PartnerCenterModel {
           orderErrors.push({ orderGroupId: group, code: failure.code, description: failure.description });
           continue;
         }
+        const provisionAt =
+          provisionDelay === undefined
+            ? undefined
+            : new Date(now.getTime() + durationInMs(provisionDelay, now));
         const order: Order = {
           id: randomBytes(6).toString('hex'),
           customerId: customer.id,
           billingCycle: first.billingCycle,
           createdAt: now,
+          status: provisionAt === undefined ? 'completed' : 'pending',
+          provisionAt,
+          unprovisioned: [],
           lines: [],
         };
         lines.forEach((line, lineItemNumber) => {
@@ -1210,8 +1227,10 @@ export class PartnerCenterModel {
             version: 1,
             updateCount: 0,
             frozenQuantity: undefined,
+            pendingChange: undefined,
           };
-          this.subscriptions.set(subscription.id, subscription);
+          if (provisionAt === undefined) this.subscriptions.set(subscription.id, subscription);
+          else order.unprovisioned.push(subscription);
           order.lines.push({
             lineItemNumber,
             catalogItemId: offer.catalogItemId,
@@ -1257,7 +1276,8 @@ export class PartnerCenterModel {
         return {
           lineItemNumber: line.lineItemNumber,
           offerId: line.catalogItemId,
-          subscriptionId: line.subscriptionId,
+          // checkout-a-cart.md: subscription ids appear only once the subscriptions are provisioned.
+          ...(order.status === 'completed' ? { subscriptionId: line.subscriptionId } : {}),
           termDuration: line.termDuration,
           transactionType: 'New',
           friendlyName: line.friendlyName,
@@ -1279,7 +1299,7 @@ export class PartnerCenterModel {
         };
       }),
       creationDate: order.createdAt.toISOString(),
-      status: 'completed',
+      status: order.status,
       transactionType: 'UserPurchase',
       links: {
         self: link(base),
@@ -1449,20 +1469,29 @@ export class PartnerCenterModel {
     return isDeepStrictEqual(normalise(subscription.scheduled), normalise(next));
   }
 
-  /** PATCH with the full subscription: quantity, cancel (`status: deleted`), auto-renew, next-term instructions. */
+  /**
+   * PATCH with the full subscription: quantity, cancel (`status: deleted`), auto-renew, next-term
+   * instructions. Every rule is checked at once; with `slowDelay` (the `slowPatch` fault) the change is
+   * only accepted — 202 — and applied when virtual time has moved on by that much
+   * (change-the-quantity-of-a-subscription.md: "When the patch operation takes longer than the
+   * expected time, the Partner Center sends an HTTP status 202 status code and a location header").
+   */
   async patchSubscription(
     partnerTenantId: string,
     customerId: string,
     subscriptionId: string,
     body: unknown,
     ifMatch: string | undefined,
-  ): Promise<Json> {
+    slowDelay?: string,
+  ): Promise<{ json: Json; accepted: boolean }> {
     const subscription = this.subscriptionOf(partnerTenantId, customerId, subscriptionId);
     const customer = this.customerOf(this.requirePartner(partnerTenantId), customerId);
     const input = parse(patchSchema, body);
     if (input.id !== undefined && input.id.toLowerCase() !== subscription.id)
       throw pcErrors.invalidInput('the subscription id in the body does not match the URI');
     if (subscription.status === 'deleted') throw pcErrors.deletedCannotUpdate(subscription.id);
+    // error-codes.md 800082 (409); using it for "an accepted PATCH is still being applied" is inferred.
+    if (subscription.pendingChange !== undefined) throw pcErrors.notReadyToUpdate();
     if (
       ifMatch !== undefined &&
       ifMatch !== '*' &&
@@ -1471,20 +1500,38 @@ export class PartnerCenterModel {
       throw pcErrors.etagInvalid();
     if (subscription.updateCount >= MAX_SUBSCRIPTION_UPDATES) throw pcErrors.tooManyUpdates();
     const now = this.clock.now();
+    const finish = async (
+      commit: () => void,
+      seatsChanged: boolean,
+    ): Promise<{ json: Json; accepted: boolean }> => {
+      const apply = async (): Promise<void> => {
+        commit();
+        subscription.version += 1;
+        subscription.updateCount += 1;
+        if (seatsChanged) await this.syncSeats(customer);
+      };
+      if (slowDelay === undefined) {
+        await apply();
+        return { json: this.subscriptionJson(subscription), accepted: false };
+      }
+      subscription.pendingChange = {
+        applyAt: new Date(now.getTime() + durationInMs(slowDelay, now)),
+        apply,
+      };
+      return { json: this.subscriptionJson(subscription), accepted: true };
+    };
 
     if (input.status !== undefined && input.status.toLowerCase() === 'deleted') {
       if (subscription.status !== 'active') throw pcErrors.notActive();
       if (!canCancel(subscription.termStartedAt, now))
         throw pcErrors.cancellationWindowPassed(SEAT_WINDOW_IN_HOURS);
-      subscription.frozenQuantity = totalSeats(subscription.lots);
-      subscription.status = 'deleted';
-      subscription.lots = [];
-      subscription.autoRenewEnabled = false;
-      subscription.scheduled = undefined;
-      subscription.version += 1;
-      subscription.updateCount += 1;
-      await this.syncSeats(customer);
-      return this.subscriptionJson(subscription);
+      return finish(() => {
+        subscription.frozenQuantity = totalSeats(subscription.lots);
+        subscription.status = 'deleted';
+        subscription.lots = [];
+        subscription.autoRenewEnabled = false;
+        subscription.scheduled = undefined;
+      }, true);
     }
     if (subscription.status === 'suspended')
       throw new PcError(400, 800091, "Can't update a subscription with suspended status");
@@ -1526,15 +1573,14 @@ export class PartnerCenterModel {
     }
     // Turning auto-renew off drops what was scheduled for a renewal that will not happen.
     if (!autoRenew) scheduled = undefined;
-    if (!changed) return this.subscriptionJson(subscription);
-    subscription.lots = lots;
-    subscription.autoRenewEnabled = autoRenew;
-    subscription.scheduled = scheduled;
-    if (input.friendlyName !== undefined) subscription.friendlyName = input.friendlyName;
-    subscription.version += 1;
-    subscription.updateCount += 1;
-    if (seatsChanged) await this.syncSeats(customer);
-    return this.subscriptionJson(subscription);
+    if (!changed) return { json: this.subscriptionJson(subscription), accepted: false };
+    const friendlyName = input.friendlyName;
+    return finish(() => {
+      subscription.lots = lots;
+      subscription.autoRenewEnabled = autoRenew;
+      subscription.scheduled = scheduled;
+      if (friendlyName !== undefined) subscription.friendlyName = friendlyName;
+    }, seatsChanged);
   }
 
   // ---------- time ----------
@@ -1543,9 +1589,32 @@ export class PartnerCenterModel {
    * Runs every renewal and expiry that is due at the current virtual time, oldest first (a monthly
    * subscription renews twelve times when a year passes), then brings Graph in line.
    */
-  async processTime(): Promise<{ renewed: number; expired: number }> {
+  async processTime(): Promise<{ renewed: number; expired: number; provisioned: number; applied: number }> {
     const now = this.clock.now();
     const touched = new Set<string>();
+    let provisioned = 0;
+    let applied = 0;
+    for (const order of this.orders.values()) {
+      if (order.status !== 'pending' || order.provisionAt === undefined || order.provisionAt > now) continue;
+      for (const subscription of order.unprovisioned) this.subscriptions.set(subscription.id, subscription);
+      order.unprovisioned = [];
+      order.status = 'completed';
+      provisioned += 1;
+      touched.add(order.customerId);
+    }
+    const dueChanges = [...this.subscriptions.values()]
+      .filter(
+        (subscription) =>
+          subscription.pendingChange !== undefined && subscription.pendingChange.applyAt <= now,
+      )
+      .sort((a, b) => (a.pendingChange?.applyAt.getTime() ?? 0) - (b.pendingChange?.applyAt.getTime() ?? 0));
+    for (const subscription of dueChanges) {
+      const change = subscription.pendingChange;
+      subscription.pendingChange = undefined;
+      if (change === undefined) continue;
+      await change.apply();
+      applied += 1;
+    }
     let renewed = 0;
     let expired = 0;
     for (;;) {
@@ -1591,7 +1660,7 @@ export class PartnerCenterModel {
       const customer = this.customers.get(customerId);
       if (customer !== undefined) await this.syncSeats(customer);
     }
-    return { renewed, expired };
+    return { renewed, expired, provisioned, applied };
   }
 
   // ---------- Graph ----------
@@ -1663,8 +1732,12 @@ export class PartnerCenterModel {
           addedAt: lot.addedAt.toISOString(),
         })),
         updateCount: subscription.updateCount,
+        ...(subscription.pendingChange === undefined
+          ? {}
+          : { pendingChangeAt: subscription.pendingChange.applyAt.toISOString() }),
       })),
       orders: this.orders.size,
+      pendingOrders: [...this.orders.values()].filter((order) => order.status === 'pending').length,
     };
   }
 
