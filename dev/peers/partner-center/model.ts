@@ -125,7 +125,7 @@ export interface Subscription {
   /** Quantity at the moment it stopped being active (expired/deleted subscriptions keep showing it). */
   frozenQuantity: number | undefined;
   /** A PATCH answered 202: applied when virtual time reaches `applyAt`; others wait (800082). */
-  pendingChange: { applyAt: Date; apply: () => void } | undefined;
+  pendingChange: { applyAt: Date; apply: () => Promise<void> } | undefined;
 }
 
 interface Offer {
