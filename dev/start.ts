@@ -19,6 +19,7 @@ import { stopOnSignal } from './peers/signals.js';
  * Ctrl-C stops everything.
  */
 const demoTenantId = '0b7c6d5e-4f3a-4b2c-8d1e-9f0a1b2c3d4e'; // Contoso in dev/peers/identity-graph/demo-seed.json
+const fabrikamTenantId = '5a9c1d2e-3b4f-4a6c-8d7e-2f1a0b9c8d7e'; // Fabrikam, same seed
 const demoSkuE3 = '6fd2c87f-b296-42f0-b197-1e91e994b900';
 const siteId = 'demo';
 
@@ -61,7 +62,10 @@ if ('url' in ad) {
     heartbeatIntervalInMs: 15_000,
     log: createLogger(consoleSink, { level: 'warn', props: { component: 'agent' } }),
   });
-  await deps.sites.register(caller, siteId, site.publicKeyPem, agentKeys.publicKeyPem);
+  await deps.sites.register(caller, siteId, {
+    publicKeyPem: site.publicKeyPem,
+    agentPublicKeyPem: agentKeys.publicKeyPem,
+  });
   await deps.customers.put(caller, 'contoso', {
     displayName: 'Contoso',
     identityMode: 'hybridFederated',
@@ -85,6 +89,14 @@ if ('url' in ad) {
   });
   customerNote = `customer "contoso": cloudOnly — on-prem AD is NOT running (${ad.unavailable}); install Samba as root: bash dev/peers/samba/install.sh`;
 }
+// A second customer of the same provider on its own tenant, cloud-only, so both modes can be tried at once.
+await deps.customers.put(caller, 'fabrikam', {
+  displayName: 'Fabrikam',
+  identityMode: 'cloudOnly',
+  entra: { tenantId: fabrikamTenantId, domains: ['fabrikam.example'] },
+  defaultUsageLocation: 'NL',
+  licencePlans: [{ name: 'E3', skus: [{ skuId: demoSkuE3, disabledServicePlanIds: [] }] }],
+});
 const hybrid = 'url' in ad;
 writeFileSync(
   join(process.cwd(), '.local', 'demo.json'),
@@ -100,15 +112,20 @@ atria-m365 local stack is up (peers: ${peersFilePath})
   Functions host   ${host.url}  (${host.registration.http.length} HTTP, ${host.registration.queues.length} queue, ${host.registration.timers.length} timer functions)
   Relay agent      ${agent === undefined ? 'not running (no AD)' : `site "${siteId}" → ${'url' in ad ? ad.url : ''}`}
   Demo provider    ${providerId}, ${customerNote}
+                   customer "fabrikam": cloudOnly (Entra tenant ${fabrikamTenantId})
   Demo API key     ${apiKey}   (shown once; also in .local/demo.json)
 
 Try:
   export KEY='${apiKey}'
   curl -s ${host.url}/health
+  curl -s -H "x-functions-key: $KEY" ${host.url}/health/details
+  curl -s -H "x-functions-key: $KEY" ${host.url}/customers
   curl -s -H "x-functions-key: $KEY" ${host.url}/customers/contoso
   curl -s -H "x-functions-key: $KEY" -H 'content-type: application/json' -d '${userBody}' ${host.url}/customers/contoso/users
   curl -s -H "x-functions-key: $KEY" ${host.url}/customers/contoso/operations
   curl -s -H "x-functions-key: $KEY" ${host.url}/customers/contoso/users/u-ada
+  curl -s -H "x-functions-key: $KEY" -H 'content-type: application/json' -d '{"userId":"u-bob","userPrincipalName":"bob@fabrikam.example","displayName":"Bob Builder","licencePlan":"E3"}' ${host.url}/customers/fabrikam/users
+  curl -s -H "x-functions-key: $KEY" ${host.url}/customers/fabrikam/users
   npm run demo        # in another terminal: provisions a batch and shows where each user landed
 
 Ctrl-C stops everything.`);

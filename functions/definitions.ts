@@ -1,15 +1,28 @@
 import type { FunctionDefinition } from './define.js';
-import { getCustomer, putCustomer } from './http/customers.js';
-import { federationPreflight, putFederation } from './http/federation.js';
-import { health } from './http/health.js';
+import {
+  deleteCustomer,
+  getCustomer,
+  listCustomers,
+  listCustomerUsers,
+  putCustomer,
+} from './http/customers.js';
+import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
+import { health, healthDetails } from './http/health.js';
 import { openApiFunction } from './http/openapi-function.js';
-import { confirmOperation, getOperation, listOperations } from './http/operations.js';
-import { putSite } from './http/sites.js';
+import {
+  cancelOperation,
+  confirmOperation,
+  getOperation,
+  listOperations,
+  retryOperation,
+} from './http/operations.js';
+import { deleteSite, getSite, listSites, putSite } from './http/sites.js';
 import {
   changeLicences,
   createUser,
   deleteUser,
   disableUser,
+  dropPassword,
   enableUser,
   getUser,
   setPassword,
@@ -20,14 +33,19 @@ import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
+import { operationSweep } from './timer/operation-sweep.js';
 
 /** Every function of atria-m365, once. Azure registration and the local host both read this table. */
 export const definitions: FunctionDefinition[] = [
   health,
+  healthDetails,
   openApiFunction(() => definitions),
   whoami,
   putCustomer,
   getCustomer,
+  listCustomers,
+  deleteCustomer,
+  listCustomerUsers,
   createUser,
   getUser,
   updateUser,
@@ -39,11 +57,19 @@ export const definitions: FunctionDefinition[] = [
   getOperation,
   listOperations,
   confirmOperation,
+  cancelOperation,
+  retryOperation,
+  dropPassword,
   putSite,
+  getSite,
+  listSites,
+  deleteSite,
   putFederation,
+  deleteFederation,
   federationPreflight,
   directoryWorker,
   agentReplies,
   licenceSweep,
+  operationSweep,
   housekeeping,
 ];

@@ -29,6 +29,21 @@ export const putFederation = httpFunction({
   },
 });
 
+export const deleteFederation = httpFunction({
+  name: 'federation-delete',
+  route: 'customers/{customerId}/domains/{domain}/federation',
+  method: 'DELETE',
+  summary: 'Convert a federated domain back to managed (undo a federation)',
+  tags: ['federation'],
+  auth: 'caller',
+  params,
+  responses: { 204: { description: 'The domain is managed (it already was, or now is)' } },
+  async handle({ caller, params: { customerId, domain }, deps }) {
+    await deps.federation.remove(caller, customerId, domain);
+    return { status: 204 };
+  },
+});
+
 export const federationPreflight = httpFunction({
   name: 'federation-preflight',
   route: 'customers/{customerId}/domains/{domain}/federation/preflight',

@@ -53,6 +53,8 @@ export interface CloudDirectory {
   getDomainFederation(domainName: string): Promise<DomainFederation | undefined>;
   /** Creates the federation (making the domain Federated) or updates the existing one. */
   putDomainFederation(domainName: string, federation: DomainFederationSettings): Promise<DomainFederation>;
+  /** Removes the federation, converting the domain back to Managed; a domain not federated is a no-op. */
+  deleteDomainFederation(domainName: string): Promise<void>;
 
   /** The tenant's commercial subscriptions (`GET /directory/subscriptions`), each with its seats and state. */
   listSubscriptions(): Promise<CompanySubscription[]>;
@@ -73,6 +75,44 @@ export interface CloudDirectory {
   verifyDomain(domainName: string): Promise<DomainVerification>;
   /** Deletes a domain nothing refers to any more; succeeds when it is already gone. */
   deleteDomain(domainName: string): Promise<void>;
+
+  /** The tenant's organization: its partner tier (partnerTenantType) where it is a partner tenant. */
+  getOrganization(): Promise<CloudOrganization>;
+
+  // GDAP, called on the partner tenant's directory (DelegatedAdminRelationship.ReadWrite.All).
+  /**
+   * Creates a relationship in the `created` status. Display names are unique per partner, so a retry
+   * after a lost answer returns the relationship it made (same display name and customer).
+   */
+  createDelegatedAdminRelationship(input: NewDelegatedAdminRelationship): Promise<DelegatedAdminRelationship>;
+  getDelegatedAdminRelationship(relationshipId: string): Promise<DelegatedAdminRelationship>;
+  listDelegatedAdminRelationships(filter?: { customerTenantId?: string }): Promise<DelegatedAdminRelationship[]>;
+  /** Only while `created`; reads the current etag for If-Match. */
+  updateDelegatedAdminRelationship(
+    relationshipId: string,
+    patch: DelegatedAdminRelationshipPatch,
+  ): Promise<DelegatedAdminRelationship>;
+  /** Only while `created`; succeeds when it is already gone. */
+  deleteDelegatedAdminRelationship(relationshipId: string): Promise<void>;
+  /**
+   * `lockForApproval` (created → approvalPending) or `terminate` (active → terminated); returns the
+   * relationship afterwards. Repeating an action whose effect is already there changes nothing.
+   */
+  requestDelegatedAdminRelationshipAction(
+    relationshipId: string,
+    action: 'lockForApproval' | 'terminate',
+  ): Promise<DelegatedAdminRelationship>;
+  listDelegatedAdminAccessAssignments(relationshipId: string): Promise<DelegatedAdminAccessAssignment[]>;
+  /** Once the relationship is active; one per security group (a repeat returns the existing one). */
+  createDelegatedAdminAccessAssignment(
+    relationshipId: string,
+    assignment: { securityGroupId: string; roleDefinitionIds: string[] },
+  ): Promise<DelegatedAdminAccessAssignment>;
+  /** Succeeds when it is already gone. */
+  deleteDelegatedAdminAccessAssignment(relationshipId: string, assignmentId: string): Promise<void>;
+  listDelegatedAdminOperations(relationshipId: string): Promise<DelegatedAdminOperation[]>;
+  /** Customers with an active relationship. */
+  listDelegatedAdminCustomers(): Promise<DelegatedAdminCustomer[]>;
 }
 
 export type CloudDirectoryFactory = (tenantId: string) => CloudDirectory;
@@ -278,4 +318,79 @@ export interface DomainFederation extends DomainFederationSettings {
   preferredAuthenticationProtocol: 'wsFed' | 'saml';
   federatedIdpMfaBehavior:
     'acceptIfMfaDoneByFederatedIdp' | 'enforceMfaByFederatedIdp' | 'rejectMfaByFederatedIdp';
+}
+
+export interface CloudOrganization {
+  id: string;
+  displayName: string;
+  /** e.g. resellerPartnerDelegatedAdmin (1-Tier), valueAddedResellerPartnerDelegatedAdmin (2-Tier); null otherwise. */
+  partnerTenantType: string | null;
+  verifiedDomains: { name: string; isDefault: boolean; isInitial: boolean; type: string }[];
+}
+
+export type DelegatedAdminRelationshipStatus =
+  | 'created'
+  | 'approvalPending'
+  | 'approved'
+  | 'activating'
+  | 'active'
+  | 'expiring'
+  | 'expired'
+  | 'terminationRequested'
+  | 'terminating'
+  | 'terminated'
+  | 'unknownFutureValue';
+
+export interface NewDelegatedAdminRelationship {
+  /** At most 50 characters, unique across the partner's relationships. */
+  displayName: string;
+  /** ISO 8601, P1D to P2Y (e.g. P730D). */
+  duration: string;
+  customerTenantId?: string;
+  customerDisplayName?: string;
+  roleDefinitionIds: string[];
+  /** PT0S (default: expires) or P180D (renews; not with Global Administrator). */
+  autoExtendDuration?: 'PT0S' | 'P180D';
+}
+
+export interface DelegatedAdminRelationshipPatch {
+  displayName?: string;
+  duration?: string;
+  customerTenantId?: string;
+  roleDefinitionIds?: string[];
+}
+
+export interface DelegatedAdminRelationship {
+  id: string;
+  displayName: string;
+  status: DelegatedAdminRelationshipStatus;
+  duration: string;
+  autoExtendDuration: string;
+  customerTenantId: string | null;
+  customerDisplayName: string | null;
+  roleDefinitionIds: string[];
+  createdDateTime: string | null;
+  activatedDateTime: string | null;
+  endDateTime: string | null;
+  etag: string | null;
+}
+
+export interface DelegatedAdminAccessAssignment {
+  id: string;
+  securityGroupId: string;
+  roleDefinitionIds: string[];
+  status: 'pending' | 'active' | 'deleting' | 'deleted' | 'error' | 'unknownFutureValue';
+  etag: string | null;
+}
+
+export interface DelegatedAdminOperation {
+  id: string;
+  operationType: string;
+  status: 'notStarted' | 'running' | 'complete' | 'failed' | 'unknownFutureValue';
+  data: string | null;
+}
+
+export interface DelegatedAdminCustomer {
+  tenantId: string;
+  displayName: string | null;
 }

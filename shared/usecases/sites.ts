@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { z } from 'zod';
 import type { Caller } from '../domain/caller.js';
 import { AppError } from '../errors.js';
@@ -5,53 +6,127 @@ import type { Clock } from '../ports/clock.js';
 import type { HealthCheck } from '../ports/health.js';
 import type { Store } from '../ports/store.js';
 import type { Heartbeat } from '../relay-protocol/index.js';
+import { pageOf, type PageOf, type PageRequest } from './paging.js';
 
 /**
- * Customer sites with a relay agent: which provider owns the site, the site's public key (initial
- * passwords are sealed to it) and the agent's last heartbeat, which /api/health shows.
+ * Customer sites with a relay agent: which provider owns the site, the site's X25519 key (initial
+ * passwords are sealed to it), the agent's Ed25519 key (replies and heartbeats must carry its
+ * signature) and the agent's last heartbeat. Site ids are global (they name Service Bus queues), so
+ * each row carries its owner; another provider's site is reported exactly like a missing one.
  */
+const heartbeatSchema = z.object({
+  at: z.string(),
+  receivedAt: z.string(),
+  agentVersion: z.string(),
+  dcsReachable: z.array(z.string()),
+  queueLag: z.number(),
+  lastError: z.string().optional(),
+});
 const siteSchema = z.object({
   siteId: z.string(),
   providerId: z.string(),
   publicKeyPem: z.string(),
-  /** The agent's Ed25519 key: replies claiming this site must carry its signature. */
+  /** Optional only for rows stored before the key became required; such a site cannot be used. */
   agentPublicKeyPem: z.string().optional(),
   registeredAt: z.string(),
-  heartbeat: z
-    .object({
-      at: z.string(),
-      receivedAt: z.string(),
-      agentVersion: z.string(),
-      dcsReachable: z.array(z.string()),
-      queueLag: z.number(),
-      lastError: z.string().optional(),
-    })
-    .optional(),
+  updatedAt: z.string().optional(),
+  heartbeat: heartbeatSchema.optional(),
 });
 export type Site = z.infer<typeof siteSchema>;
 
+/** What a caller sees of its site: its keys, its agent's last heartbeat and what that means. */
+export interface SiteView extends Omit<Site, 'heartbeat'> {
+  agent: {
+    state: 'ok' | 'stale' | 'noDcReachable' | 'neverSeen';
+    lastHeartbeatAt: string | null;
+    agentVersion: string | null;
+    dcsReachable: string[];
+    queueLag: number | null;
+    lastError: string | null;
+  };
+}
+
 export const SITES_PARTITION = 'sites';
 const PARTITION = SITES_PARTITION;
+/** A site that has not been heard from for this long is reported as stale (degraded). */
+export const staleAfterInMs = 3 * 60_000;
 
 export function sitesCollection(store: Store) {
   return store.collection('sites', siteSchema);
 }
-/** A site that has not been heard from for this long is reported as degraded. */
-export const staleAfterInMs = 3 * 60_000;
 
-export function createSites(deps: { store: Store; clock: Clock }) {
+/** The key must parse as a public key of exactly this type (SPKI PEM). */
+function checkKey(pem: string, expected: 'x25519' | 'ed25519', field: string): void {
+  let type: string | undefined;
+  try {
+    type = createPublicKey(pem).asymmetricKeyType;
+  } catch {
+    type = undefined;
+  }
+  if (type !== expected) {
+    const message = `must be an ${expected === 'x25519' ? 'X25519' : 'Ed25519'} public key (SPKI PEM)`;
+    throw new AppError('Validation', `${field} ${message}`, {
+      details: { errors: [{ path: `body.${field}`, message }] },
+    });
+  }
+}
+
+export function createSites(deps: {
+  store: Store;
+  clock: Clock;
+  isSiteInUse?: (site: Site) => Promise<boolean>;
+}) {
   const sites = sitesCollection(deps.store);
 
-  async function get(siteId: string): Promise<Site> {
+  function view(site: Site): SiteView {
+    const { heartbeat, ...rest } = site;
+    const lastSeen = heartbeat === undefined ? undefined : Date.parse(heartbeat.receivedAt);
+    const state: SiteView['agent']['state'] =
+      lastSeen === undefined
+        ? 'neverSeen'
+        : deps.clock.now().getTime() - lastSeen > staleAfterInMs
+          ? 'stale'
+          : heartbeat !== undefined && heartbeat.dcsReachable.length === 0
+            ? 'noDcReachable'
+            : 'ok';
+    return {
+      ...rest,
+      agent: {
+        state,
+        lastHeartbeatAt: heartbeat?.at ?? null,
+        agentVersion: heartbeat?.agentVersion ?? null,
+        dcsReachable: heartbeat?.dcsReachable ?? [],
+        queueLag: heartbeat?.queueLag ?? null,
+        lastError: heartbeat?.lastError ?? null,
+      },
+    };
+  }
+
+  async function owned(caller: Caller, siteId: string) {
     const site = await sites.get(PARTITION, siteId);
-    if (site === undefined) throw new AppError('NotFound', `site ${siteId} is not registered`);
-    return site.value;
+    if (site === undefined || site.value.providerId !== caller.providerId)
+      throw new AppError('NotFound', `site ${siteId} not found`);
+    return site;
+  }
+
+  /** A narrowed credential acts for some customers only: sites serve many, so it may not change them. */
+  function assertProviderWide(caller: Caller): void {
+    if (caller.customerIds !== undefined)
+      throw new AppError(
+        'OutOfScope',
+        'this credential is narrowed to some customers and may not manage sites',
+      );
   }
 
   return {
-    get,
+    /** The site as stored, by id, whoever owns it: for adapters wiring a site they were told to use. */
+    async get(siteId: string): Promise<Site> {
+      const site = await sites.get(PARTITION, siteId);
+      if (site === undefined) throw new AppError('NotFound', `site ${siteId} not found`);
+      return site.value;
+    },
 
-    /** The site as stored, whoever owns it (for the relay's signature checks). */
+    /** The site as stored, whoever owns it (the relay's signature checks). */
     async find(siteId: string): Promise<Site | undefined> {
       return (await sites.get(PARTITION, siteId))?.value;
     },
@@ -62,34 +137,68 @@ export function createSites(deps: { store: Store; clock: Clock }) {
       return ids;
     },
 
+    /**
+     * Registers or re-keys a site. Both keys are required and checked for their type; re-registering
+     * keeps the heartbeat. A site another provider registered answers as if it did not exist.
+     */
     async register(
       caller: Caller,
       siteId: string,
-      publicKeyPem: string,
-      agentPublicKeyPem?: string,
-    ): Promise<Site> {
+      keys: { publicKeyPem: string; agentPublicKeyPem: string },
+    ): Promise<{ site: SiteView; created: boolean }> {
+      assertProviderWide(caller);
+      checkKey(keys.publicKeyPem, 'x25519', 'publicKeyPem');
+      checkKey(keys.agentPublicKeyPem, 'ed25519', 'agentPublicKeyPem');
+      const now = deps.clock.now().toISOString();
       const existing = await sites.get(PARTITION, siteId);
-      if (existing !== undefined && existing.value.providerId !== caller.providerId) {
-        // Site ids are global (they name Service Bus queues); another provider's is simply not ours.
-        throw new AppError('Conflict', `site id ${siteId} is taken`);
-      }
+      if (existing !== undefined && existing.value.providerId !== caller.providerId)
+        throw new AppError('NotFound', `site ${siteId} not found`);
       const value: Site = {
         siteId,
         providerId: caller.providerId,
-        publicKeyPem,
-        ...(agentPublicKeyPem === undefined ? {} : { agentPublicKeyPem }),
-        registeredAt: existing?.value.registeredAt ?? deps.clock.now().toISOString(),
+        publicKeyPem: keys.publicKeyPem,
+        agentPublicKeyPem: keys.agentPublicKeyPem,
+        registeredAt: existing?.value.registeredAt ?? now,
+        updatedAt: now,
         ...(existing?.value.heartbeat === undefined ? {} : { heartbeat: existing.value.heartbeat }),
       };
-      if (existing === undefined) return (await sites.create(PARTITION, siteId, value)).value;
-      return (await sites.replace(PARTITION, siteId, value, existing.etag)).value;
+      if (existing === undefined) {
+        try {
+          return { site: view((await sites.create(PARTITION, siteId, value)).value), created: true };
+        } catch (error) {
+          // Registered by someone else between our read and our write: not ours either way.
+          if (error instanceof AppError && error.code === 'AlreadyExists')
+            throw new AppError('NotFound', `site ${siteId} not found`);
+          throw error;
+        }
+      }
+      return {
+        site: view((await sites.replace(PARTITION, siteId, value, existing.etag)).value),
+        created: false,
+      };
     },
 
-    async getForCaller(caller: Caller, siteId: string): Promise<Site> {
-      const site = await sites.get(PARTITION, siteId);
-      if (site === undefined || site.value.providerId !== caller.providerId)
-        throw new AppError('NotFound', `site ${siteId} not found`);
-      return site.value;
+    async getForCaller(caller: Caller, siteId: string): Promise<SiteView> {
+      return view((await owned(caller, siteId)).value);
+    },
+
+    /** The caller's sites (site ids share one partition: filtered by owner). */
+    async listForCaller(caller: Caller, request: PageRequest): Promise<PageOf<SiteView>> {
+      return pageOf(sites, PARTITION, request, (row) =>
+        row.value.providerId === caller.providerId ? view(row.value) : undefined,
+      );
+    },
+
+    /** Removes a site no customer uses any more (its queues stay; infra owns them). */
+    async remove(caller: Caller, siteId: string): Promise<void> {
+      assertProviderWide(caller);
+      const site = await owned(caller, siteId);
+      if ((await deps.isSiteInUse?.(site.value)) === true)
+        throw new AppError(
+          'Conflict',
+          `site ${siteId} is used by a customer; point the customer elsewhere first`,
+        );
+      await sites.delete(PARTITION, siteId, site.etag);
     },
 
     async recordHeartbeat(heartbeat: Heartbeat): Promise<void> {
@@ -106,38 +215,32 @@ export function createSites(deps: { store: Store; clock: Clock }) {
           ...(heartbeat.lastError === undefined ? {} : { lastError: heartbeat.lastError }),
         },
       };
-      // One writer per site (its agent); an older heartbeat racing a newer one is harmless.
-      await sites.upsert(PARTITION, heartbeat.siteId, value);
+      try {
+        // With the etag: a heartbeat must never undo a re-registration that raced it.
+        await sites.replace(PARTITION, heartbeat.siteId, value, existing.etag);
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      }
     },
 
-    healthChecks(): HealthCheck[] {
-      return [
-        {
-          name: 'agentSites',
-          check: async () => {
-            const now = deps.clock.now().getTime();
-            const list: Record<string, unknown>[] = [];
-            let stale = 0;
-            for await (const { value } of sites.list(PARTITION)) {
-              const lastSeen =
-                value.heartbeat === undefined ? undefined : Date.parse(value.heartbeat.receivedAt);
-              const isStale = lastSeen === undefined || now - lastSeen > staleAfterInMs;
-              if (isStale) stale++;
-              list.push({
-                siteId: value.siteId,
-                state: isStale ? 'stale' : 'ok',
-                lastHeartbeatAt: value.heartbeat?.at ?? null,
-                agentVersion: value.heartbeat?.agentVersion ?? null,
-                dcsReachable: value.heartbeat?.dcsReachable ?? [],
-                queueLag: value.heartbeat?.queueLag ?? null,
-                lastError: value.heartbeat?.lastError ?? null,
-              });
-            }
-            if (list.length === 0) return { state: 'notConfigured' };
-            return { state: stale === 0 ? 'ok' : 'degraded', info: { sites: list } };
-          },
+    /** The caller's own sites as a health dependency: stale or DC-less agents are `degraded`. */
+    healthCheckFor(caller: Caller): HealthCheck {
+      return {
+        name: 'agentSites',
+        check: async () => {
+          const list: SiteView[] = [];
+          for await (const { value } of sites.list(PARTITION))
+            if (value.providerId === caller.providerId) list.push(view(value));
+          if (list.length === 0) return { state: 'notConfigured' };
+          const degraded = list.filter((s) => s.agent.state !== 'ok').length;
+          return {
+            state: degraded === 0 ? 'ok' : 'degraded',
+            info: {
+              sites: list.map((s) => ({ siteId: s.siteId, ...s.agent })),
+            },
+          };
         },
-      ];
+      };
     },
   };
 }

@@ -715,6 +715,23 @@ class GraphDirectory implements CloudDirectory {
     return toFederation(updated);
   }
 
+  async deleteDomainFederation(domainName: string): Promise<void> {
+    // domain-delete-federationconfiguration.md: DELETE /domains/{id}/federationConfiguration/{fid} → 204.
+    const current = await this.getDomainFederation(domainName);
+    if (current === undefined) return;
+    try {
+      await this.send('delete domain federation', () =>
+        this.client
+          .api(
+            `/domains/${encodeURIComponent(domainName)}/federationConfiguration/${encodeURIComponent(current.id)}`,
+          )
+          .delete(),
+      );
+    } catch (error) {
+      if (toAppError(error).code !== 'NotFound') throw error;
+    }
+  }
+
   /** Follows @odata.nextLink to the end of a collection. */
   private async listAll<T>(
     operation: string,
