@@ -229,10 +229,10 @@ describe('hybrid federated provisioning end to end', () => {
     expect(await adUser('bob@fed.contoso.example')).toBeUndefined();
   });
 
-  it('shows the agent site with its heartbeat in /api/health', async () => {
+  it('shows the agent site with its heartbeat in /api/health/details', async () => {
     await agent.heartbeat();
     const report = await waitFor(async () => {
-      const body = (await (await stack.api('/health')).json()) as {
+      const body = (await (await stack.api('/health/details', { key })).json()) as {
         dependencies: {
           name: string;
           state: string;
