@@ -7,7 +7,9 @@ import type {
   QueueFunctionDefinition,
   TimerFunctionDefinition,
 } from '../../functions/define.js';
+import { problemResponse } from '../../functions/http/problem.js';
 import type { AppDeps } from '../../shared/composition.js';
+import { AppError } from '../../shared/errors.js';
 import { consoleSink, createLogger, type Logger } from '../../shared/logging.js';
 import { nextOccurrence, parseNcrontab } from './ncrontab.js';
 
@@ -35,7 +37,28 @@ export interface LocalHostOptions {
   startQueueTrigger?: QueueTriggerStarter;
   /** Timers off for tests that drive timer handlers themselves. */
   timers?: boolean;
+  /**
+   * What the host itself refuses, before any function runs. Defaults to the Azure Functions host's
+   * documented 100 MB (HTTP trigger "Limits"); the endpoint pipeline's own, lower limit answers below it.
+   */
+  maxRequestBodyInBytes?: number;
   log?: Logger;
+}
+
+/** Azure Functions: "The HTTP request length is limited to 100 MB (104,857,600 bytes)". */
+const azureHostMaxRequestBodyInBytes = 104_857_600;
+
+class BodyTooLarge extends Error {}
+
+/**
+ * The Functions host answers an unknown route, and a known route with another method, with a bare 404
+ * (Azure/azure-functions-host#10098); no catch-all route is registered in Azure to change that, since it
+ * would also take requests meant for the host's own endpoints. Locally we answer problem+json with a
+ * `code` and the correlation id, and 405 with `Allow` where the path exists.
+ */
+function correlationIdOf(request: IncomingMessage): string {
+  const given = request.headers['x-correlation-id'];
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
 }
 
 export interface Registration {
@@ -66,7 +89,7 @@ async function readAll(request: IncomingMessage, limitInBytes: number): Promise<
   for await (const chunk of request) {
     const buffer = chunk as Buffer;
     size += buffer.length;
-    if (size > limitInBytes) throw new Error('body too large');
+    if (size > limitInBytes) throw new BodyTooLarge();
     chunks.push(buffer);
   }
   return Buffer.concat(chunks);
@@ -118,22 +141,28 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     handler: definition.handler(options.deps),
   }));
 
+  const maxBodyInBytes = options.maxRequestBodyInBytes ?? azureHostMaxRequestBodyInBytes;
   const server = createServer((request, response) => {
+    const correlationId = correlationIdOf(request);
+    const refuse = (error: AppError): Promise<void> =>
+      writeResponse(response, problemResponse(error, correlationId));
     void (async () => {
       const url = new URL(request.url ?? '/', `http://${request.headers.host ?? '127.0.0.1'}`);
+      const method = (request.method ?? 'GET').toUpperCase();
       if (!url.pathname.startsWith('/api/')) {
-        response.writeHead(404).end();
+        await refuse(new AppError('NotFound', `No route ${method} ${url.pathname}; the API is under /api/.`));
         return;
       }
       const path = url.pathname.slice('/api/'.length);
-      const method = (request.method ?? 'GET').toUpperCase();
-      let matchedPath = false;
+      const allowed = new Set<string>();
       for (const entry of routes) {
         const params = entry.route.match(path);
         if (params === undefined) continue;
-        matchedPath = true;
-        if (!entry.definition.methods.includes(method as never)) continue;
-        const body = await readAll(request, 4 * 1024 * 1024);
+        if (!entry.definition.methods.includes(method as never)) {
+          for (const m of entry.definition.methods) allowed.add(m);
+          continue;
+        }
+        const body = await readAll(request, maxBodyInBytes);
         const headers: Record<string, string> = {};
         for (const [name, value] of Object.entries(request.headers)) {
           if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
@@ -154,19 +183,30 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
         await writeResponse(response, result);
         return;
       }
-      response.writeHead(matchedPath ? 405 : 404, { 'content-type': 'application/problem+json' });
-      response.end(
-        JSON.stringify({
-          type: 'about:blank',
-          title: matchedPath ? 'Method not allowed' : 'Not found',
-          status: matchedPath ? 405 : 404,
-          detail: `${method} /api/${path}`,
-        }),
-      );
-    })().catch((error: unknown) => {
+      if (allowed.size > 0) {
+        await refuse(
+          new AppError('MethodNotAllowed', `${method} is not allowed on /api/${path}.`, {
+            details: { allow: [...allowed] },
+          }),
+        );
+      } else {
+        await refuse(new AppError('NotFound', `No route ${method} /api/${path}.`));
+      }
+    })().catch(async (error: unknown) => {
+      if (response.headersSent) {
+        log.error('local host failed a request', { error });
+        response.end();
+        return;
+      }
+      if (error instanceof BodyTooLarge) {
+        // Let the client finish sending so it reads the answer instead of a reset connection.
+        request.resume();
+        response.setHeader('connection', 'close');
+        await refuse(new AppError('PayloadTooLarge', `The body is larger than ${maxBodyInBytes} bytes.`));
+        return;
+      }
       log.error('local host failed a request', { error });
-      if (!response.headersSent) response.writeHead(500);
-      response.end();
+      await refuse(new AppError('Internal', 'the local host failed'));
     });
   });
 

@@ -55,11 +55,24 @@ export type AnyEndpoint = EndpointSpec<any, any, any, EndpointAuth>;
 
 const correlationIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * The largest request body any route accepts (our largest body, a customer with its licence plans, is
+ * a few KiB). Azure's Functions host refuses bodies above 100 MB itself (HTTP trigger "Limits":
+ * https://learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger#limits),
+ * so in Azure this pipeline is what answers an oversize body; dev/host/local-host.ts mirrors the
+ * host's 100 MB and hands everything below it to this pipeline, so both hosts answer the same 413.
+ */
+export const maxRequestBodyInBytes = 1024 * 1024;
+
 function issuesOf(error: z.ZodError, where: string): { path: string; message: string }[] {
-  return error.issues.map((issue) => ({
-    path: [where, ...issue.path.map(String)].join('.'),
-    message: issue.message,
-  }));
+  return error.issues.flatMap((issue) => {
+    const path = [where, ...issue.path.map(String)];
+    // One error per unknown field, at its own path, so the caller sees which field to drop.
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys.map((key) => ({ path: [...path, key].join('.'), message: 'is not a known field' }));
+    }
+    return [{ path: path.join('.'), message: issue.message }];
+  });
 }
 
 function validationError(errors: { path: string; message: string }[]): AppError {
@@ -72,8 +85,41 @@ function validationError(errors: { path: string; message: string }[]): AppError 
   );
 }
 
+function payloadTooLarge(): AppError {
+  return new AppError(
+    'PayloadTooLarge',
+    `The body is larger than ${maxRequestBodyInBytes} bytes, the most any route accepts.`,
+  );
+}
+
+/** Refuses by Content-Length before anything else (even authentication) reads the request. */
+function assertDeclaredSize(request: HttpRequest): void {
+  const declared = Number(request.headers.get('content-length') ?? '0');
+  if (declared > maxRequestBodyInBytes) throw payloadTooLarge();
+}
+
+/** Reads at most the limit (a chunked body has no Content-Length), then decodes UTF-8. */
+async function readText(request: HttpRequest): Promise<string> {
+  if (request.body === null) return '';
+  // The Functions model types the stream's chunks loosely; they are bytes.
+  const reader = (request.body as ReadableStream<Uint8Array>).getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxRequestBodyInBytes) {
+      await reader.cancel();
+      throw payloadTooLarge();
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks));
+}
+
 async function readBody(request: HttpRequest): Promise<unknown> {
-  const text = await request.text();
+  const text = await readText(request);
   if (text.trim() === '') return undefined;
   const type = request.headers.get('content-type') ?? '';
   if (!/^application\/([a-z.+-]*\+)?json\b/i.test(type)) {
@@ -130,6 +176,7 @@ export function runEndpoint<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<
     });
     const started = performance.now();
     try {
+      if (spec.body !== undefined) assertDeclaredSize(request);
       const authenticated = spec.auth === 'caller' ? await authenticate(request, deps) : undefined;
       // The auth mode decides the type: `caller` endpoints always get one, anonymous ones never.
       const caller = authenticated as EndpointInput<P, Q, B, A>['caller'];
@@ -155,8 +202,10 @@ export function runEndpoint<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<
         correlationId,
         headers: request.headers,
       });
+      // The logger redacts `?code=` keys and atr_ keys from the URL.
       log.info('request handled', {
         method: request.method,
+        url: request.url,
         status: result.status,
         durationInMs: Math.round(performance.now() - started),
       });
@@ -174,6 +223,7 @@ export function runEndpoint<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<
       const level = error.status >= 500 ? 'error' : 'info';
       log[level]('request failed', {
         method: request.method,
+        url: request.url,
         status: error.status,
         code: error.code,
         error: thrown,

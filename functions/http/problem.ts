@@ -18,9 +18,11 @@ const titles: Record<number, string> = {
   401: 'Unauthenticated',
   403: 'Forbidden',
   404: 'Not found',
+  405: 'Method not allowed',
   409: 'Conflict',
   410: 'Gone',
   412: 'Precondition failed',
+  413: 'Content too large',
   415: 'Unsupported media type',
   422: 'Unprocessable content',
   429: 'Too many requests',
@@ -48,6 +50,8 @@ export function problemResponse(error: AppError, correlationId: string): HttpRes
     'x-correlation-id': correlationId,
   };
   if (error.status === 401) headers['www-authenticate'] = 'Bearer, ApiKey header="x-functions-key"';
+  const allow = error.details?.allow;
+  if (error.status === 405 && Array.isArray(allow)) headers.allow = allow.join(', ');
   if (error.retryAfterInSeconds !== undefined)
     headers['retry-after'] = String(Math.ceil(error.retryAfterInSeconds));
   return { status: error.status, headers, body: JSON.stringify(body) };

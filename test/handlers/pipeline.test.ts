@@ -1,11 +1,12 @@
 import azureFunctions, { type HttpResponseInit } from '@azure/functions';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { httpFunction } from '../../functions/http/endpoint.js';
+import { httpFunction, maxRequestBodyInBytes } from '../../functions/http/endpoint.js';
 import { agentReplies } from '../../functions/queue/agent-replies.js';
 import { directoryWorker } from '../../functions/queue/directory-worker.js';
 import { createComposition } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
+import { customerInputSchema } from '../../shared/domain/customer.js';
 import { AppError, InvalidMessageError } from '../../shared/errors.js';
 import { generateSigningKeyPair } from '../../shared/relay-protocol/index.js';
 
@@ -39,24 +40,68 @@ const echo = httpFunction({
   },
 }).handler(deps);
 
-async function call(
-  body: string,
-  contentType = 'application/json',
-): Promise<{ status: number; json: Record<string, unknown>; headers: Record<string, string> }> {
-  const result: HttpResponseInit = await echo(
-    new HttpRequest({
-      method: 'POST',
-      url: 'http://localhost/api/echo',
-      headers: { 'content-type': contentType },
-      body: { string: body },
-    }),
-    context(),
-  );
+// The real customer body schema behind the same pipeline (anonymous here: no storage is needed).
+const customerEcho = httpFunction({
+  name: 'customerEcho',
+  route: 'customer-echo',
+  method: 'PUT',
+  summary: 'test endpoint',
+  auth: 'anonymous',
+  body: customerInputSchema,
+  responses: { 200: { description: 'ok' } },
+  handle: ({ body }) => Promise.resolve({ status: 200, body }),
+}).handler(deps);
+
+type Answer = { status: number; json: Record<string, unknown>; headers: Record<string, string> };
+
+function answer(result: HttpResponseInit): Answer {
   return {
     status: result.status ?? 200,
     json: JSON.parse(typeof result.body === 'string' ? result.body : 'null') as Record<string, unknown>,
     headers: result.headers as Record<string, string>,
   };
+}
+
+async function call(
+  body: string | Uint8Array,
+  contentType = 'application/json',
+  extraHeaders: Record<string, string> = {},
+  url = 'http://localhost/api/echo',
+  invocation = context(),
+): Promise<Answer> {
+  const result: HttpResponseInit = await echo(
+    new HttpRequest({
+      method: 'POST',
+      url,
+      headers: { 'content-type': contentType, ...extraHeaders },
+      body: typeof body === 'string' ? { string: body } : { bytes: body },
+    }),
+    invocation,
+  );
+  return answer(result);
+}
+
+const errorPaths = (json: Record<string, unknown>): string[] =>
+  (json.errors as { path: string }[]).map((e) => e.path).sort();
+
+const customer = {
+  displayName: 'Contoso',
+  identityMode: 'cloudOnly',
+  entra: { tenantId: '0b7c6d5e-4f3a-4b2c-8d1e-9f0a1b2c3d4e', domains: ['contoso.example'] },
+};
+
+async function putCustomer(body: unknown): Promise<Answer> {
+  return answer(
+    await customerEcho(
+      new HttpRequest({
+        method: 'PUT',
+        url: 'http://localhost/api/customer-echo',
+        headers: { 'content-type': 'application/json' },
+        body: { string: JSON.stringify(body) },
+      }),
+      context(),
+    ),
+  );
 }
 
 describe('HTTP pipeline', () => {
@@ -87,6 +132,95 @@ describe('HTTP pipeline', () => {
     expect(status).toBe(500);
     expect(JSON.stringify(json)).not.toContain('hunter2');
     expect(json.correlationId).toEqual(expect.any(String));
+  });
+
+  it('answers a 5 MB body with 413 problem+json, whether it declares its length or is streamed', async () => {
+    const big = new TextEncoder().encode(`{"name":"${'a'.repeat(5 * 1024 * 1024)}","count":1}`);
+    const declared: Record<string, string>[] = [{ 'content-length': String(big.byteLength) }, {}];
+    for (const headers of declared) {
+      const {
+        status,
+        json,
+        headers: answered,
+      } = await call(big, 'application/json', {
+        ...headers,
+        'x-correlation-id': 'big-1',
+      });
+      expect(status).toBe(413);
+      expect(answered['content-type']).toBe('application/problem+json');
+      expect(json).toMatchObject({ status: 413, code: 'PayloadTooLarge', correlationId: 'big-1' });
+    }
+  });
+
+  it('accepts a body of exactly the limit (the limit is inclusive)', async () => {
+    const core = '{"name":"a","count":1}';
+    const padded = core + ' '.repeat(maxRequestBodyInBytes - core.length);
+    expect(new TextEncoder().encode(padded).byteLength).toBe(maxRequestBodyInBytes);
+    expect((await call(padded)).status).toBe(200);
+  });
+
+  it('refuses unknown fields at every depth with 400 naming each one', async () => {
+    const { status, json } = await putCustomer({
+      ...customer,
+      colour: 'blue',
+      entra: { ...customer.entra, tenantID: 'typo' },
+      licencePlans: [{ name: 'E3', skus: [{ skuId: '6fd2c87f-b296-42f0-b197-1e91e994b900', seats: 3 }] }],
+    });
+    expect(status).toBe(400);
+    expect(errorPaths(json)).toEqual([
+      'body.colour',
+      'body.entra.tenantID',
+      'body.licencePlans.0.skus.0.seats',
+    ]);
+    expect(json.detail).toContain('body.colour: is not a known field');
+  });
+
+  it('refuses control characters in names with 400 naming the field, and keeps ordinary Unicode', async () => {
+    for (const bad of [
+      'Con\u0000toso',
+      'Contoso\nAdmin',
+      'Contoso\r',
+      'Tab\there',
+      'C1\u0085x',
+      'Del\u007f',
+    ]) {
+      const { status, json } = await putCustomer({ ...customer, displayName: bad });
+      expect(status, JSON.stringify(bad)).toBe(400);
+      expect(json.errors).toEqual([
+        { path: 'body.displayName', message: expect.stringContaining('control characters') as string },
+      ]);
+    }
+    expect((await putCustomer({ ...customer, displayName: 'Zoë & Søn — 東京' })).status).toBe(200);
+  });
+
+  it('never logs a key sent as ?code= or an atr_ key in the URL', async () => {
+    const lines: string[] = [];
+    const invocation = new InvocationContext({
+      invocationId: 'log-test',
+      functionName: 'echo',
+      logHandler: (_level, ...args) => lines.push(args.map(String).join(' ')),
+    });
+    const apiKey = 'atr_abcdefghijkl_SECRETsecretSECRETsecretSECRETsecret';
+    // Failures log at error level, which these deps keep (LOG_LEVEL error).
+    await call(
+      '{"name":"boom","count":1}',
+      'application/json',
+      {},
+      `http://localhost/api/echo?code=${apiKey}&x=1`,
+      invocation,
+    );
+    await call(
+      '{"name":"boom","count":1}',
+      'application/json',
+      {},
+      'http://localhost/api/echo?code=plainFunctionsKey123',
+      invocation,
+    );
+    const all = lines.join('\n');
+    expect(lines.length).toBe(2);
+    expect(all).toContain('/api/echo?code=[redacted]&x=1');
+    expect(all).not.toContain('SECRETsecret');
+    expect(all).not.toContain('plainFunctionsKey123');
   });
 
   it('passes a Retry-After on to the caller', async () => {

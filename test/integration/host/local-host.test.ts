@@ -59,15 +59,10 @@ describe('local Functions host', () => {
     expect(byName(host.registration.timers)).toEqual(byName(registered.timers));
   });
 
-  it('answers /api/health with each dependency and its state', async () => {
+  it('answers anonymous /api/health with its status only (no dependency, site or address)', async () => {
     const response = await fetch(`${host.url}/health`);
     expect(response.status).toBe(200);
-    const body = (await response.json()) as {
-      status: string;
-      dependencies: { name: string; state: string }[];
-    };
-    expect(body.status).toBe('ok');
-    expect(body.dependencies).toContainEqual(expect.objectContaining({ name: 'storage', state: 'ok' }));
+    expect(await response.json()).toEqual({ status: 'ok' });
   });
 
   it('serves an OpenAPI 3.1 document generated from the request schemas', async () => {
@@ -128,8 +123,22 @@ describe('local Functions host', () => {
     expect(viaQuery.status).toBe(200);
   });
 
-  it('answers unknown routes 404 and wrong methods 405', async () => {
-    expect((await fetch(`${host.url}/nope`)).status).toBe(404);
-    expect((await fetch(`${host.url}/health`, { method: 'DELETE' })).status).toBe(405);
+  it('answers unknown routes 404 and wrong methods 405 (with Allow) as problem+json with a code and correlation id', async () => {
+    const cases = [
+      { url: `${host.url}/nope`, method: 'GET', status: 404, code: 'NotFound' },
+      { url: host.url.replace(/\/api$/, '/not-the-api'), method: 'GET', status: 404, code: 'NotFound' },
+      { url: `${host.url}/health`, method: 'DELETE', status: 405, code: 'MethodNotAllowed' },
+    ];
+    for (const { url, method, status, code } of cases) {
+      const response = await fetch(url, { method, headers: { 'x-correlation-id': `route-${status}` } });
+      expect(response.status, `${method} ${url}`).toBe(status);
+      expect(response.headers.get('content-type')).toBe('application/problem+json');
+      expect(response.headers.get('x-correlation-id')).toBe(`route-${status}`);
+      expect(await response.json()).toMatchObject({ status, code, correlationId: `route-${status}` });
+    }
+    const generated = await fetch(`${host.url}/nope`);
+    expect(((await generated.json()) as { correlationId: string }).correlationId).toMatch(/^[0-9a-f-]{36}$/);
+    const wrongMethod = await fetch(`${host.url}/health`, { method: 'DELETE' });
+    expect(wrongMethod.headers.get('allow')).toBe('GET');
   });
 });
