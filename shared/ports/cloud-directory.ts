@@ -86,7 +86,9 @@ export interface CloudDirectory {
    */
   createDelegatedAdminRelationship(input: NewDelegatedAdminRelationship): Promise<DelegatedAdminRelationship>;
   getDelegatedAdminRelationship(relationshipId: string): Promise<DelegatedAdminRelationship>;
-  listDelegatedAdminRelationships(filter?: { customerTenantId?: string }): Promise<DelegatedAdminRelationship[]>;
+  listDelegatedAdminRelationships(filter?: {
+    customerTenantId?: string;
+  }): Promise<DelegatedAdminRelationship[]>;
   /** Only while `created`; reads the current etag for If-Match. */
   updateDelegatedAdminRelationship(
     relationshipId: string,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { faultSettingsSchema, type Faults } from './faults.js';
 import { skuView } from './graph/directory.js';
+import { gdapAdmin, relationshipView } from './graph/gdap.js';
 import { subscriptionView } from './graph/subscriptions.js';
 import { appSeedSchema, servicePlanSchema, subscriptionSeedSchema, tenantSeedSchema } from './seed.js';
 import type { DirectoryState, TenantState } from './state.js';
@@ -30,6 +31,14 @@ const skuPutSchema = z.object({
   ownerTenantId: z.guid().optional(),
 });
 const subscriptionPutSchema = subscriptionSeedSchema.omit({ commerceSubscriptionId: true });
+const gdapActionSchema = z
+  .object({
+    /** approve: the customer tenant that approves (when the relationship names none). */
+    customerTenantId: z.guid().optional(),
+    /** approve: how long (peer clock) the relationship stays `activating` before it is `active`. */
+    activatingForMs: z.number().int().min(0).optional(),
+  })
+  .default({});
 const dnsPutSchema = z.object({ verificationRecord: z.enum(['present', 'missing']) });
 const consentSchema = z.object({ tenantId: z.guid() });
 const clockSchema = z.object({ advanceByInMs: z.number().int().min(0) });
@@ -151,6 +160,20 @@ export function handleAdmin(
       app.tenants.add(tenant.id);
       return { status: 204 };
     }
+  }
+  if (
+    resource === 'gdap' &&
+    id === 'relationships' &&
+    sub !== undefined &&
+    subId !== undefined &&
+    method === 'POST'
+  ) {
+    // POST /_admin/gdap/relationships/{id}/approve|terminate|expire: what the customer or time does.
+    const parsed = gdapActionSchema.safeParse(body);
+    if (!parsed.success) return problem(400, 'Invalid body.', parsed.error.issues);
+    const result = gdapAdmin(state, sub, subId, parsed.data);
+    if (result.relationship === undefined) return problem(result.status, result.message ?? 'Refused.');
+    return { status: 200, body: relationshipView(result.relationship) };
   }
   if (resource === 'faults') {
     if (method === 'GET') return { status: 200, body: ctx.faults.describe() };

@@ -11,10 +11,16 @@ import type {
   CloudDirectoryFactory,
   CloudDomain,
   CloudGroup,
+  CloudOrganization,
   CloudUser,
   CloudUserPatch,
   CloudUserSnapshot,
   CompanySubscription,
+  DelegatedAdminAccessAssignment,
+  DelegatedAdminCustomer,
+  DelegatedAdminOperation,
+  DelegatedAdminRelationship,
+  DelegatedAdminRelationshipPatch,
   DomainFederation,
   DomainVerification,
   DomainVerificationRecord,
@@ -22,6 +28,7 @@ import type {
   LicenceChange,
   NewCloudGroup,
   NewCloudUser,
+  NewDelegatedAdminRelationship,
   PartnerContract,
   SetPasswordOptions,
   SubscribedSku,
@@ -31,10 +38,15 @@ import type {
 import { createGraphClient, type GraphRetrySettings } from './client.js';
 import { appErrorFromFailure, failureFromBatchItem, mapGraphError } from './errors.js';
 import {
+  accessAssignmentCollectionSchema,
+  accessAssignmentSchema,
   batchResponseSchema,
   companySubscriptionCollectionSchema,
   companySubscriptionSchema,
   contractCollectionSchema,
+  delegatedAdminCustomerCollectionSchema,
+  delegatedAdminRelationshipCollectionSchema,
+  delegatedAdminRelationshipSchema,
   deltaPageSchema,
   domainCollectionSchema,
   domainDnsRecordCollectionSchema,
@@ -45,6 +57,8 @@ import {
   groupCollectionSchema,
   groupSchema,
   memberCollectionSchema,
+  organizationCollectionSchema,
+  relationshipOperationCollectionSchema,
   subscribedSkuCollectionSchema,
   userCollectionSchema,
   type GraphUser,
@@ -847,6 +861,259 @@ class GraphDirectory implements CloudDirectory {
       if (toAppError(error).code !== 'NotFound') throw error;
     }
   }
+
+  async getOrganization(): Promise<CloudOrganization> {
+    const page = await this.call(
+      'get organization',
+      () => this.client.api('/organization').get(),
+      organizationCollectionSchema,
+    );
+    const org = page.value[0];
+    if (org === undefined) throw new AppError('Upstream', 'get organization: Graph returned no organization');
+    return {
+      id: org.id.toLowerCase(),
+      displayName: org.displayName ?? '',
+      partnerTenantType: org.partnerTenantType ?? null,
+      verifiedDomains: org.verifiedDomains,
+    };
+  }
+
+  async createDelegatedAdminRelationship(
+    input: NewDelegatedAdminRelationship,
+  ): Promise<DelegatedAdminRelationship> {
+    const customer: Record<string, string> = {};
+    if (input.customerTenantId !== undefined) customer['tenantId'] = input.customerTenantId;
+    if (input.customerDisplayName !== undefined) customer['displayName'] = input.customerDisplayName;
+    const body = {
+      displayName: input.displayName,
+      duration: input.duration,
+      ...(Object.keys(customer).length === 0 ? {} : { customer }),
+      accessDetails: {
+        unifiedRoles: input.roleDefinitionIds.map((roleDefinitionId) => ({ roleDefinitionId })),
+      },
+      autoExtendDuration: input.autoExtendDuration ?? 'PT0S',
+    };
+    try {
+      return toRelationship(
+        await this.call(
+          'create delegated admin relationship',
+          () => this.client.api(gdapBase).post(body),
+          delegatedAdminRelationshipSchema,
+        ),
+      );
+    } catch (error) {
+      if (toAppError(error).code !== 'AlreadyExists') throw error;
+      // Display names are unique per partner: ours from an earlier attempt, or someone else's.
+      const same = (await this.listDelegatedAdminRelationships()).find(
+        (r) =>
+          r.displayName.toLowerCase() === input.displayName.toLowerCase() &&
+          (input.customerTenantId === undefined ||
+            r.customerTenantId === input.customerTenantId.toLowerCase()),
+      );
+      if (same === undefined) throw error;
+      return same;
+    }
+  }
+
+  async getDelegatedAdminRelationship(relationshipId: string): Promise<DelegatedAdminRelationship> {
+    return toRelationship(
+      await this.call(
+        'get delegated admin relationship',
+        () => this.client.api(`${gdapBase}/${encodeURIComponent(relationshipId)}`).get(),
+        delegatedAdminRelationshipSchema,
+      ),
+    );
+  }
+
+  async listDelegatedAdminRelationships(
+    filter: { customerTenantId?: string } = {},
+  ): Promise<DelegatedAdminRelationship[]> {
+    const query =
+      filter.customerTenantId === undefined
+        ? ''
+        : `?$filter=${queryValue(`customer/tenantId eq ${odataString(filter.customerTenantId.toLowerCase())}`)}`;
+    const items = await this.listAll(
+      'list delegated admin relationships',
+      `${gdapBase}${query}`,
+      delegatedAdminRelationshipCollectionSchema,
+    );
+    return items.map(toRelationship);
+  }
+
+  async updateDelegatedAdminRelationship(
+    relationshipId: string,
+    patch: DelegatedAdminRelationshipPatch,
+  ): Promise<DelegatedAdminRelationship> {
+    const current = await this.getDelegatedAdminRelationship(relationshipId);
+    const body: Record<string, unknown> = {};
+    if (patch.displayName !== undefined) body['displayName'] = patch.displayName;
+    if (patch.duration !== undefined) body['duration'] = patch.duration;
+    if (patch.customerTenantId !== undefined) body['customer'] = { tenantId: patch.customerTenantId };
+    if (patch.roleDefinitionIds !== undefined)
+      body['accessDetails'] = {
+        unifiedRoles: patch.roleDefinitionIds.map((roleDefinitionId) => ({ roleDefinitionId })),
+      };
+    if (Object.keys(body).length === 0) return current;
+    // delegatedadminrelationship-update.md: If-Match with the last known etag is required.
+    return toRelationship(
+      await this.call(
+        'update delegated admin relationship',
+        () =>
+          this.client
+            .api(`${gdapBase}/${encodeURIComponent(relationshipId)}`)
+            .header('If-Match', current.etag ?? '*')
+            .patch(body),
+        delegatedAdminRelationshipSchema,
+      ),
+    );
+  }
+
+  async deleteDelegatedAdminRelationship(relationshipId: string): Promise<void> {
+    try {
+      const current = await this.getDelegatedAdminRelationship(relationshipId);
+      await this.send('delete delegated admin relationship', () =>
+        this.client
+          .api(`${gdapBase}/${encodeURIComponent(relationshipId)}`)
+          .header('If-Match', current.etag ?? '*')
+          .delete(),
+      );
+    } catch (error) {
+      if (toAppError(error).code !== 'NotFound') throw error;
+    }
+  }
+
+  async requestDelegatedAdminRelationshipAction(
+    relationshipId: string,
+    action: 'lockForApproval' | 'terminate',
+  ): Promise<DelegatedAdminRelationship> {
+    const current = await this.getDelegatedAdminRelationship(relationshipId);
+    // The effect is already there (e.g. a retried step): asking again would be refused.
+    const done =
+      action === 'lockForApproval'
+        ? current.status !== 'created'
+        : ['terminationRequested', 'terminating', 'terminated'].includes(current.status);
+    if (done) return current;
+    await this.send('request delegated admin relationship action', () =>
+      this.client.api(`${gdapBase}/${encodeURIComponent(relationshipId)}/requests`).post({ action }),
+    );
+    return this.getDelegatedAdminRelationship(relationshipId);
+  }
+
+  async listDelegatedAdminAccessAssignments(
+    relationshipId: string,
+  ): Promise<DelegatedAdminAccessAssignment[]> {
+    const items = await this.listAll(
+      'list access assignments',
+      `${gdapBase}/${encodeURIComponent(relationshipId)}/accessAssignments`,
+      accessAssignmentCollectionSchema,
+    );
+    return items.map(toAccessAssignment);
+  }
+
+  async createDelegatedAdminAccessAssignment(
+    relationshipId: string,
+    assignment: { securityGroupId: string; roleDefinitionIds: string[] },
+  ): Promise<DelegatedAdminAccessAssignment> {
+    const body = {
+      accessContainer: {
+        accessContainerId: assignment.securityGroupId,
+        accessContainerType: 'securityGroup',
+      },
+      accessDetails: {
+        unifiedRoles: assignment.roleDefinitionIds.map((roleDefinitionId) => ({ roleDefinitionId })),
+      },
+    };
+    try {
+      return toAccessAssignment(
+        await this.call(
+          'create access assignment',
+          () =>
+            this.client.api(`${gdapBase}/${encodeURIComponent(relationshipId)}/accessAssignments`).post(body),
+          accessAssignmentSchema,
+        ),
+      );
+    } catch (error) {
+      if (toAppError(error).code !== 'AlreadyExists') throw error;
+      const existing = (await this.listDelegatedAdminAccessAssignments(relationshipId)).find(
+        (a) => a.securityGroupId === assignment.securityGroupId.toLowerCase(),
+      );
+      if (existing === undefined) throw error;
+      return existing;
+    }
+  }
+
+  async deleteDelegatedAdminAccessAssignment(relationshipId: string, assignmentId: string): Promise<void> {
+    const path = `${gdapBase}/${encodeURIComponent(relationshipId)}/accessAssignments/${encodeURIComponent(assignmentId)}`;
+    try {
+      const current = toAccessAssignment(
+        await this.call('get access assignment', () => this.client.api(path).get(), accessAssignmentSchema),
+      );
+      await this.send('delete access assignment', () =>
+        this.client
+          .api(path)
+          .header('If-Match', current.etag ?? '*')
+          .delete(),
+      );
+    } catch (error) {
+      if (toAppError(error).code !== 'NotFound') throw error;
+    }
+  }
+
+  async listDelegatedAdminOperations(relationshipId: string): Promise<DelegatedAdminOperation[]> {
+    const items = await this.listAll(
+      'list relationship operations',
+      `${gdapBase}/${encodeURIComponent(relationshipId)}/operations`,
+      relationshipOperationCollectionSchema,
+    );
+    return items.map((o) => ({
+      id: o.id,
+      operationType: o.operationType,
+      status: o.status,
+      data: o.data ?? null,
+    }));
+  }
+
+  async listDelegatedAdminCustomers(): Promise<DelegatedAdminCustomer[]> {
+    const items = await this.listAll(
+      'list delegated admin customers',
+      '/tenantRelationships/delegatedAdminCustomers',
+      delegatedAdminCustomerCollectionSchema,
+    );
+    return items.map((c) => ({ tenantId: c.tenantId.toLowerCase(), displayName: c.displayName ?? null }));
+  }
+}
+
+const gdapBase = '/tenantRelationships/delegatedAdminRelationships';
+
+function emptyAsNull(value: string | null | undefined): string | null {
+  return value === undefined || value === null || value === '' ? null : value;
+}
+
+function toRelationship(value: z.infer<typeof delegatedAdminRelationshipSchema>): DelegatedAdminRelationship {
+  return {
+    id: value.id,
+    displayName: value.displayName,
+    status: value.status,
+    duration: value.duration,
+    autoExtendDuration: value.autoExtendDuration,
+    customerTenantId: emptyAsNull(value.customer?.tenantId)?.toLowerCase() ?? null,
+    customerDisplayName: emptyAsNull(value.customer?.displayName),
+    roleDefinitionIds: (value.accessDetails?.unifiedRoles ?? []).map((r) => r.roleDefinitionId.toLowerCase()),
+    createdDateTime: emptyAsNull(value.createdDateTime),
+    activatedDateTime: emptyAsNull(value.activatedDateTime),
+    endDateTime: emptyAsNull(value.endDateTime),
+    etag: value['@odata.etag'] ?? null,
+  };
+}
+
+function toAccessAssignment(value: z.infer<typeof accessAssignmentSchema>): DelegatedAdminAccessAssignment {
+  return {
+    id: value.id,
+    securityGroupId: value.accessContainer.accessContainerId.toLowerCase(),
+    roleDefinitionIds: value.accessDetails.unifiedRoles.map((r) => r.roleDefinitionId.toLowerCase()),
+    status: value.status,
+    etag: value['@odata.etag'] ?? null,
+  };
 }
 
 function domainPath(domainName: string): string {

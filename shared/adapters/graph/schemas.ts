@@ -183,3 +183,89 @@ export const contractCollectionSchema = z.object({
   value: z.array(contractSchema),
   '@odata.nextLink': z.string().optional(),
 });
+
+/** resources/organization.md (what we read). */
+export const organizationSchema = z.object({
+  id: z.string(),
+  displayName: z.string().nullable().optional(),
+  partnerTenantType: nullableString,
+  verifiedDomains: z
+    .array(z.object({ name: z.string(), isDefault: z.boolean(), isInitial: z.boolean(), type: z.string() }))
+    .optional()
+    .default([]),
+});
+export const organizationCollectionSchema = z.object({ value: z.array(organizationSchema) });
+
+const unifiedRoles = z.object({
+  unifiedRoles: z
+    .array(z.object({ roleDefinitionId: z.string() }))
+    .optional()
+    .default([]),
+});
+
+/** resources/delegatedadminrelationship.md */
+export const delegatedAdminRelationshipSchema = z.object({
+  '@odata.etag': z.string().optional(),
+  id: z.string(),
+  displayName: z.string(),
+  status: z.enum([
+    'created',
+    'approvalPending',
+    'approved',
+    'activating',
+    'active',
+    'expiring',
+    'expired',
+    'terminationRequested',
+    'terminating',
+    'terminated',
+    'unknownFutureValue',
+  ]),
+  duration: z.string(),
+  autoExtendDuration: z.string().optional().default('PT0S'),
+  customer: z
+    .object({ tenantId: z.string().nullable().optional(), displayName: z.string().nullable().optional() })
+    .nullable()
+    .optional(),
+  accessDetails: unifiedRoles.nullable().optional(),
+  createdDateTime: nullableString,
+  // The create example shows "" for a relationship that is not active yet.
+  activatedDateTime: nullableString,
+  endDateTime: nullableString,
+});
+export const delegatedAdminRelationshipCollectionSchema = z.object({
+  value: z.array(delegatedAdminRelationshipSchema),
+  '@odata.nextLink': z.string().optional(),
+});
+
+/** resources/delegatedadminaccessassignment.md */
+export const accessAssignmentSchema = z.object({
+  '@odata.etag': z.string().optional(),
+  id: z.string(),
+  status: z.enum(['pending', 'active', 'deleting', 'deleted', 'error', 'unknownFutureValue']),
+  accessContainer: z.object({ accessContainerId: z.string(), accessContainerType: z.string() }),
+  accessDetails: unifiedRoles,
+});
+export const accessAssignmentCollectionSchema = z.object({
+  value: z.array(accessAssignmentSchema),
+  '@odata.nextLink': z.string().optional(),
+});
+
+/** resources/delegatedadminrelationshipoperation.md */
+export const relationshipOperationCollectionSchema = z.object({
+  value: z.array(
+    z.object({
+      id: z.string(),
+      operationType: z.string(),
+      status: z.enum(['notStarted', 'running', 'complete', 'failed', 'unknownFutureValue']),
+      data: nullableString,
+    }),
+  ),
+  '@odata.nextLink': z.string().optional(),
+});
+
+/** resources/delegatedadmincustomer.md */
+export const delegatedAdminCustomerCollectionSchema = z.object({
+  value: z.array(z.object({ id: z.string(), tenantId: z.string(), displayName: nullableString })),
+  '@odata.nextLink': z.string().optional(),
+});

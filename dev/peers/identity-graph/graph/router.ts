@@ -10,6 +10,7 @@ import {
   listSkus,
 } from './directory.js';
 import { deletedItems } from './deleted.js';
+import { tenantRelationships } from './gdap.js';
 import {
   createDomain,
   deleteDomain,
@@ -143,6 +144,8 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
       if (a?.startsWith('subscriptions(') === true && b === undefined)
         return m === 'GET' ? getSubscription(ctx, req, a) : methodNotAllowed(ctx);
       break;
+    case 'tenantRelationships':
+      return tenantRelationships(ctx, req, s.slice(1));
     case 'contracts':
       if (b !== undefined) break;
       return m === 'GET' ? contracts(ctx, req, a) : methodNotAllowed(ctx);
