@@ -1,4 +1,5 @@
 import type { BillingCycle, TermDuration } from '../domain/nce.js';
+import type { SecretSealer } from './secret-sealer.js';
 
 /**
  * Buying and resizing Microsoft licences for a customer (1-Tier CSP through Partner Center).
@@ -6,10 +7,24 @@ import type { BillingCycle, TermDuration } from '../domain/nce.js';
  * the same key always means the same operation, so repeating a call after a timeout or crash never
  * creates a second customer, order or seat. Use a new key for a new intent (e.g. a later retry of a
  * reduction that was refused). Failures are AppErrors: ReductionWindowClosed, CancellationWindowClosed,
- * AgreementMissing, Throttled (retryAfterInSeconds), NotFound, PreconditionFailed, Unavailable, Validation.
+ * AgreementMissing, Throttled (retryAfterInSeconds), NotFound, PreconditionFailed, Unavailable, Validation,
+ * Conflict, Timeout (Partner Center accepted the work and is still doing it: repeat with the same key).
  */
 export interface Commerce {
+  /** Is this initial domain (`name.onmicrosoft.com`) still free? */
+  isDomainAvailable(domain: string, options?: ReadOptions): Promise<boolean>;
+  /** Partner Center's address check, with its suggestions; create a customer only with a sound address. */
+  validateAddress(address: PostalAddress, options?: ReadOptions): Promise<AddressValidation>;
+  /**
+   * Creates the customer and its tenant. The reply's admin password is a OneTimeSecret: seal it at
+   * once; it is never logged or serialised. A repeat with the same operationKey (also after a lost
+   * reply) is the same customer.
+   */
   createCustomer(input: NewCustomer, options: MutationOptions): Promise<CreatedCustomer>;
+  /** The current Microsoft Customer Agreement template (its id goes into the attestation). */
+  getCustomerAgreementTemplate(options?: ReadOptions): Promise<AgreementTemplate>;
+  /** Attestations on record for the customer (only Microsoft Customer Agreements). */
+  listAgreements(customerId: string, options?: ReadOptions): Promise<RecordedAgreement[]>;
   /** Records the partner's attestation that the customer accepted the Microsoft Customer Agreement. */
   confirmAgreement(
     customerId: string,
@@ -20,18 +35,29 @@ export interface Commerce {
   listCustomers(options?: ListCustomersOptions): AsyncIterable<CommerceCustomer>;
   listOffers(options?: ReadOptions): Promise<Offer[]>;
   /**
+   * The offers of one product SKU as the catalog has them now. Catalog ids change over time, so a
+   * purchase looks its availability up shortly before buying.
+   */
+  findOffers(productId: string, skuId: string, options?: ReadOptions): Promise<Offer[]>;
+  /**
    * Creates the cart and checks it out; each line becomes a new subscription. Order groups that
    * failed come back in `errors`; repeating the call with the same operationKey re-attempts only
    * those groups (the ordered ones are never bought twice).
    */
   buy(customerId: string, lines: PurchaseLine[], options: MutationOptions): Promise<Purchase>;
+  /** An order as it stands; `pending` orders have no subscription ids yet. */
+  getOrder(customerId: string, orderId: string, options?: ReadOptions): Promise<PurchasedOrder>;
   listSubscriptions(customerId: string, options?: ReadOptions): Promise<CommerceSubscription[]>;
   getSubscription(
     customerId: string,
     subscriptionId: string,
     options?: ReadOptions,
   ): Promise<CommerceSubscription>;
-  /** Grows at once (a new seat lot); shrinks only by seats whose 168-hour window is open. */
+  /**
+   * Grows at once (a new seat lot); shrinks only by seats whose 168-hour window is open. When Partner
+   * Center answers 202 the change is polled until the subscription shows it; if it still does not,
+   * Timeout (retryable): repeating with the same operationKey waits for the same change.
+   */
   changeQuantity(
     customerId: string,
     subscriptionId: string,
@@ -108,7 +134,70 @@ export interface CommerceCustomer {
 export interface CreatedCustomer {
   customer: CommerceCustomer;
   /** One-time admin credentials of the new tenant; undefined when Partner Center did not return them. */
-  adminCredentials: { userName: string; password: string } | undefined;
+  adminCredentials: { userName: string; password: OneTimeSecret } | undefined;
+}
+
+const hidden = '[redacted]';
+
+/**
+ * A secret handed to us once (the new tenant's admin password). Its text is reachable only through
+ * `seal`, so it cannot end up in a log line, a JSON body or an error by accident.
+ */
+export class OneTimeSecret {
+  readonly #value: string;
+
+  constructor(value: string) {
+    this.#value = value;
+  }
+
+  /** The sealed form (e.g. for Table storage); the clear text never leaves this call. */
+  seal(sealer: Pick<SecretSealer, 'seal'>): string {
+    return sealer.seal(this.#value);
+  }
+
+  toString(): string {
+    return hidden;
+  }
+
+  toJSON(): string {
+    return hidden;
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `OneTimeSecret(${hidden})`;
+  }
+}
+
+/** validate-an-address.md statuses. Only `None` means the address is wrong. */
+export type AddressValidationStatus =
+  | 'VerifiedShippable'
+  | 'Verified'
+  | 'InteractionRequired'
+  | 'StreetPartial'
+  | 'PremisesPartial'
+  | 'Multiple'
+  | 'None'
+  | 'NotValidated';
+
+export interface AddressValidation {
+  status: AddressValidationStatus;
+  /** Verified/VerifiedShippable: the address can be used as given (or as the single suggestion). */
+  verified: boolean;
+  suggestedAddresses: PostalAddress[];
+  message: string | undefined;
+}
+
+export interface AgreementTemplate {
+  templateId: string;
+  agreementType: string;
+  agreementLink: string | undefined;
+}
+
+export interface RecordedAgreement {
+  templateId: string;
+  type: string;
+  dateAgreed: Date | undefined;
+  contact: { firstName: string; lastName: string; email: string };
 }
 
 export interface AgreementAttestation {
@@ -156,6 +245,7 @@ export interface Purchase {
 
 export interface PurchasedOrder {
   id: string;
+  /** `completed`, `pending` (still provisioning), or another Partner Center order status. */
   status: string;
   lines: { catalogItemId: string; quantity: number; subscriptionId: string | undefined }[];
 }

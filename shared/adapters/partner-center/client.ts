@@ -27,8 +27,97 @@ export function correlationGuid(correlationId: string | undefined): string {
   return guid.test(correlationId) ? correlationId : deterministicUuid(`correlation:${correlationId}`);
 }
 
-const reductionCodes = new Set(['800090', '900214', '900257']);
-const cancellationCodes = new Set(['900117', '900213']);
+/**
+ * Partner Center error codes (error-codes.md and the operation pages) → our error code and a sentence a
+ * provider can act on. Partner Center's own description is kept after it.
+ */
+const knownCodes: Record<string, { code: ErrorCode; message: string; retryable?: boolean }> = {
+  '800090': {
+    code: 'ReductionWindowClosed',
+    message:
+      "quantity can't be decreased outside the 7-day window (168 hours after the seats were bought, added or renewed); schedule the lower quantity for the next term instead",
+  },
+  '900214': {
+    code: 'ReductionWindowClosed',
+    message:
+      "seats can't be removed: the 168-hour window for reducing seats has passed; schedule it for the next term",
+  },
+  '900257': {
+    code: 'ReductionWindowClosed',
+    message:
+      "seats can't be removed: the 7-day window for reducing seats has passed; schedule it for the next term",
+  },
+  '900117': {
+    code: 'CancellationWindowClosed',
+    message:
+      "the subscription can't be cancelled: the 7-day cancellation window after purchase or renewal has passed; turn auto-renew off to end it at the end of the term",
+  },
+  '900213': {
+    code: 'CancellationWindowClosed',
+    message:
+      "the subscription can't be cancelled: the 168-hour cancellation window after purchase or renewal has passed; turn auto-renew off to end it at the end of the term",
+  },
+  '13605': {
+    code: 'AgreementMissing',
+    message:
+      'the customer has not accepted the Microsoft Customer Agreement: record the partner attestation before buying',
+  },
+  '600049': {
+    code: 'Validation',
+    message: "the customer's country requires companyProfile.organizationRegistrationNumber",
+  },
+  '600050': { code: 'Validation', message: 'the organization registration number has the wrong format' },
+  '600051': {
+    code: 'Validation',
+    message: "the customer's country requires a phone number in the billing address",
+  },
+  '600002': {
+    code: 'Validation',
+    message: "an organization registration number can't be given for a customer in this country",
+  },
+  '600061': { code: 'AlreadyExists', message: 'this agreement attestation is already on record' },
+  '800016': { code: 'Validation', message: 'the associated partner is not one of our indirect resellers' },
+  '400013': { code: 'NotFound', message: 'the product is not in the catalog' },
+  '400018': { code: 'NotFound', message: 'the SKU is not in the catalog' },
+  '400019': {
+    code: 'NotFound',
+    message:
+      "the offer's availability no longer exists (catalog ids change over time): look the offer up again",
+  },
+  '2002': { code: 'Validation', message: "the quantity is outside the offer's minimum and maximum" },
+  '900275': { code: 'Validation', message: "the quantity is outside the offer's minimum and maximum" },
+  '800121': { code: 'Validation', message: 'the offer has no such term' },
+  '900269': { code: 'Validation', message: 'the offer has no such billing cycle' },
+  '900270': { code: 'Validation', message: "the billing cycle can't be longer than the term" },
+  '2054': {
+    code: 'Validation',
+    message: "the billing cycle of an existing subscription can't be changed; schedule it for the next term",
+  },
+  '800091': { code: 'Conflict', message: 'the subscription is suspended and cannot be changed' },
+  '2011': { code: 'Conflict', message: 'the subscription is cancelled and cannot be changed' },
+  '800012': { code: 'Conflict', message: 'the subscription is not active' },
+  '900311': { code: 'Conflict', message: 'the subscription has been updated too many times (1,200)' },
+  '900278': {
+    code: 'Conflict',
+    message: 'the subscription has a pending operation; Partner Center asks to try again after 24 hours',
+  },
+  '800082': {
+    code: 'Conflict',
+    message: 'the subscription is still applying an earlier change; try again shortly',
+    retryable: true,
+  },
+  '800060': { code: 'Conflict', message: 'the order is still in progress', retryable: true },
+  '800064': {
+    code: 'Conflict',
+    message: 'the cart is being checked out by another request',
+    retryable: true,
+  },
+  '800065': { code: 'Conflict', message: 'the cart was already checked out' },
+  '2055': { code: 'PreconditionFailed', message: 'the subscription changed since it was read' },
+  '20003': { code: 'NotFound', message: 'no such subscription for this customer' },
+  '20000': { code: 'NotFound', message: 'no such order for this customer' },
+  '20002': { code: 'Forbidden', message: 'we have no commerce relationship with this customer' },
+};
 
 function retryAfterInSeconds(value: string | null): number | undefined {
   if (value === null) return undefined;
@@ -62,16 +151,17 @@ export function mapPartnerCenterError(status: number, body: unknown, retryAfter:
     return error('Throttled', wait === undefined ? {} : { retryAfterInSeconds: wait });
   }
   if (status >= 500) return error('Unavailable');
-  if (code !== undefined && reductionCodes.has(code)) return error('ReductionWindowClosed');
-  if (code !== undefined && cancellationCodes.has(code)) return error('CancellationWindowClosed');
-  if (code === '13605') return error('AgreementMissing');
-  if (code === '2055' || status === 412) return error('PreconditionFailed');
-  if (code === '600061') return error('AlreadyExists');
-  if (code === '800064') return error('Conflict', { retryable: true });
+  const known = code === undefined ? undefined : knownCodes[code];
+  if (known !== undefined)
+    return new AppError(known.code, `${known.message} (Partner Center ${status}/${code}: ${description})`, {
+      details,
+      ...(known.retryable === undefined ? {} : { retryable: known.retryable }),
+    });
+  if (status === 412) return error('PreconditionFailed');
   if (status === 401) return error('Unauthenticated');
   if (status === 403) return error('Forbidden');
   if (status === 404) return error('NotFound');
-  if (status === 409 || code === '2011' || code === '900311' || code === '900278') return error('Conflict');
+  if (status === 409) return error('Conflict');
   return error('Validation');
 }
 
@@ -107,6 +197,22 @@ export class PartnerCenterClient {
   }
 
   async send<T extends z.ZodType>(request: SendOptions<T>): Promise<z.infer<T>> {
+    const answer = await this.exchange(request);
+    if (answer.accepted)
+      throw new AppError('Upstream', `Partner Center answered ${request.method} ${request.path} with 202`);
+    return answer.body;
+  }
+
+  /**
+   * Like `send`, but a 202 Accepted (work still under way, e.g. a slow subscription PATCH) comes back
+   * as `{accepted: true, location}` instead of a body.
+   */
+  async exchange<T extends z.ZodType>(
+    request: SendOptions<T>,
+  ): Promise<
+    | { accepted: false; status: number; body: z.infer<T> }
+    | { accepted: true; status: 202; location: string | undefined }
+  > {
     const requestId = request.requestId ?? randomUUID();
     const correlationId = correlationGuid(request.correlationId);
     return withRetry(() => this.attempt(request, requestId, correlationId), {
@@ -119,7 +225,10 @@ export class PartnerCenterClient {
     request: SendOptions<T>,
     requestId: string,
     correlationId: string,
-  ): Promise<z.infer<T>> {
+  ): Promise<
+    | { accepted: false; status: number; body: z.infer<T> }
+    | { accepted: true; status: 202; location: string | undefined }
+  > {
     let token: Awaited<ReturnType<TokenCredential['getToken']>>;
     try {
       token = await this.options.credential.getToken(partnerCenterScope, {
@@ -177,6 +286,8 @@ export class PartnerCenterClient {
       body = undefined;
     }
     if (!response.ok) throw mapPartnerCenterError(response.status, body, response.headers.get('retry-after'));
+    if (response.status === 202)
+      return { accepted: true, status: 202, location: response.headers.get('location') ?? undefined };
     const parsed = request.schema.safeParse(body);
     if (!parsed.success)
       throw new AppError(
@@ -190,6 +301,6 @@ export class PartnerCenterClient {
           },
         },
       );
-    return parsed.data;
+    return { accepted: false, status: response.status, body: parsed.data };
   }
 }

@@ -47,7 +47,13 @@ export const customerPageSchema = z
 
 export const agreementSchema = z.object({ type: z.string(), templateId: z.string() }).loose();
 
-export const productSchema = z.object({ id: z.string(), title: z.string() }).loose();
+export const productSchema = z
+  .object({
+    id: z.string(),
+    title: z.string(),
+    productType: z.object({ id: z.string() }).loose().optional(),
+  })
+  .loose();
 export const skuSchema = z
   .object({
     id: z.string(),
@@ -77,29 +83,27 @@ export function collectionOf<T extends z.ZodType>(item: T) {
 
 export const cartSchema = z.object({ id: z.string(), status: z.string().optional() }).loose();
 
-export const checkoutResultSchema = z
+export const orderSchema = z
   .object({
-    orders: z
+    id: z.string(),
+    status: z.string().optional(),
+    lineItems: z
       .array(
         z
           .object({
-            id: z.string(),
-            status: z.string().optional(),
-            lineItems: z
-              .array(
-                z
-                  .object({
-                    offerId: z.string(),
-                    quantity: z.number(),
-                    subscriptionId: z.string().optional(),
-                  })
-                  .loose(),
-              )
-              .default([]),
+            offerId: z.string(),
+            quantity: z.number(),
+            subscriptionId: z.string().optional(),
           })
           .loose(),
       )
       .default([]),
+  })
+  .loose();
+
+export const checkoutResultSchema = z
+  .object({
+    orders: z.array(orderSchema).default([]),
     orderErrors: z
       .array(
         z
@@ -113,6 +117,49 @@ export const checkoutResultSchema = z
       .default([]),
   })
   .loose();
+
+const addressSchema = z
+  .object({
+    country: z.string(),
+    city: z.string().optional(),
+    state: z.string().optional(),
+    addressLine1: z.string().optional(),
+    addressLine2: z.string().optional(),
+    postalCode: z.string().optional(),
+  })
+  .loose();
+
+/** validate-an-address.md AddressValidationResponse. */
+export const addressValidationSchema = z
+  .object({
+    originalAddress: addressSchema.optional(),
+    suggestedAddresses: z.array(addressSchema).nullable().default([]),
+    status: z.string(),
+    validationMessage: z.string().nullable().optional(),
+  })
+  .loose();
+
+/** agreement-metadata-resources.md (the example prints `agreementType`; the table says `type`). */
+export const agreementMetadataSchema = z
+  .object({
+    templateId: z.string(),
+    agreementType: z.string().optional(),
+    type: z.string().optional(),
+    agreementLink: z.string().optional(),
+  })
+  .loose();
+
+export const recordedAgreementSchema = z
+  .object({
+    templateId: z.string(),
+    type: z.string(),
+    dateAgreed: z.string().optional(),
+    primaryContact: z.object({ firstName: z.string(), lastName: z.string(), email: z.string() }).loose(),
+  })
+  .loose();
+
+/** HEAD answers have no body. */
+export const emptySchema = z.unknown();
 
 export const subscriptionSchema = z
   .object({
