@@ -6,9 +6,9 @@ import { z, ZodError } from 'zod';
 import { serverTls } from '../../tls.js';
 import { VirtualClock, clockRequestSchema, durationInMs } from '../partner-center/clock.js';
 import { RateLimiter } from '../partner-center/faults.js';
-import { graphAdminClient, type GraphTenantSync } from '../partner-center/graph-sync.js';
 import { Pax8Error, pax8Errors } from './errors.js';
 import { FaultBook, type FaultInput } from './faults.js';
+import { distributorGraph, type DistributorGraph } from './graph-seats.js';
 import { DistributorModel } from './model.js';
 import { loadSeed, provisioningSchema, type SeedInput } from './seed.js';
 
@@ -21,7 +21,7 @@ export interface DistributorPeerOptions {
   /** The identity-graph peer's admin API (`https://127.0.0.1:P/_admin`): keeps `subscribedSkus` in step. */
   graphAdminUrl?: string;
   /** Replaces the Graph admin client (tests without a Graph peer). */
-  graph?: GraphTenantSync;
+  graph?: DistributorGraph;
   /** Share a virtual clock in-process (e.g. with a test's own clock). */
   clock?: VirtualClock;
   /**
@@ -106,7 +106,7 @@ export async function startDistributorPeer(options: DistributorPeerOptions): Pro
   await follow();
   const graph =
     options.graph ??
-    (options.graphAdminUrl === undefined ? undefined : graphAdminClient(options.graphAdminUrl));
+    (options.graphAdminUrl === undefined ? undefined : distributorGraph(options.graphAdminUrl));
   const model = new DistributorModel({ seed, clock, graph, log });
   await model.init();
   const faults = new FaultBook();
@@ -115,6 +115,8 @@ export async function startDistributorPeer(options: DistributorPeerOptions): Pro
   let tokenLifetimeInSeconds = seed.tokenLifetimeInSeconds;
   const tokens = new Map<string, { partnerId: string; expiresAtMs: number }>();
   let tokensIssued = 0;
+  /** `METHOD /path` → how many authenticated requests reached the API (what tests count). */
+  const requestCounts = new Map<string, number>();
 
   const routes: { method: string; pattern: RegExp; handler: Handler }[] = [];
   const route = (method: string, path: string, handler: Handler): void => {
@@ -273,7 +275,8 @@ export async function startDistributorPeer(options: DistributorPeerOptions): Pro
       tokenLifetimeInSeconds = input.lifetimeInSeconds;
       return ok({ lifetimeInSeconds: tokenLifetimeInSeconds });
     }
-    if (path === '/_admin/state' && method === 'GET') return ok({ ...model.adminSnapshot(), tokensIssued });
+    if (path === '/_admin/state' && method === 'GET')
+      return ok({ ...model.adminSnapshot(), tokensIssued, requests: Object.fromEntries(requestCounts) });
     throw pax8Errors.routeNotFound(path);
   };
 
@@ -317,6 +320,8 @@ export async function startDistributorPeer(options: DistributorPeerOptions): Pro
         reply = method === 'POST' ? issueToken(body) : errorReply(pax8Errors.methodNotAllowed(method), path);
       } else {
         const caller = authenticate(request.headers.authorization);
+        const counted = `${method} ${path}`;
+        requestCounts.set(counted, (requestCounts.get(counted) ?? 0) + 1);
         const wait = limiter.hit(caller.partnerId);
         if (wait !== undefined) {
           send(response, {

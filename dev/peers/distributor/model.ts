@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../../../shared/ports/clock.js';
-import type { GraphTenantSync } from '../partner-center/graph-sync.js';
 import { pax8Errors, type ErrorDetail } from './errors.js';
+import type { DistributorGraph } from './graph-seats.js';
 import {
   billingTerms,
   companyStatuses,
@@ -157,15 +157,15 @@ export class DistributorModel {
   private readonly products = new Map<string, ProductState>();
   private readonly subscriptions = new Map<string, SubscriptionState>();
   private readonly orders = new Map<string, OrderState>();
-  /** Last `enabled` pushed to Graph per `tenant|skuId`, so a drop to zero is pushed too. */
-  private readonly pushed = new Map<string, number>();
+  /** What was last pushed to Graph per `tenant|commerceSubscriptionId`. */
+  private readonly pushed = new Map<string, string>();
   provisioning: Provisioning;
 
   constructor(
     private readonly options: {
       seed: Seed;
       clock: Clock;
-      graph: GraphTenantSync | undefined;
+      graph: DistributorGraph | undefined;
       log: (message: string) => void;
     },
   ) {
@@ -198,7 +198,9 @@ export class DistributorModel {
         partnerCost: entry.partnerCost ?? rate?.partnerBuyRate ?? 0,
         currencyCode: entry.currencyCode,
         billingTerm: entry.billingTerm,
-        vendorSubscriptionId: entry.vendorSubscriptionId,
+        // Microsoft's id of the subscription; Graph shows it as commerceSubscriptionId.
+        vendorSubscriptionId:
+          entry.vendorSubscriptionId ?? (product.seed.graph === undefined ? undefined : randomUUID()),
         commitmentTerm: entry.commitmentTerm,
         pendingUntilMs:
           entry.status === 'PendingAutomated' || entry.status === 'PendingManual'
@@ -864,34 +866,37 @@ export class DistributorModel {
   }
 
   /**
-   * Pushes `prepaidUnits.enabled` per Graph SKU of each company's tenant: the provisioned seats of its
-   * subscriptions that are not cancelled. Totals are absolute, so a missed push is repaired by the next.
+   * Each subscription of a Microsoft product in a company with a tenant is a Graph companySubscription
+   * (commerceSubscriptionId = vendorSubscriptionId) holding its provisioned seats; Cancelled → Deleted.
+   * Nothing is pushed before Microsoft has seats (a new order still pending).
    */
   private async syncGraph(companyIds: Set<string>): Promise<void> {
     const graph = this.options.graph;
     if (graph === undefined) return;
-    for (const companyId of companyIds) {
-      const company = this.companies.get(companyId);
-      const tenantId = company?.msTenantId;
-      if (tenantId === undefined) continue;
-      const totals = new Map<string, { sku: NonNullable<SeedProduct['graph']>; enabled: number }>();
-      for (const state of this.subscriptions.values()) {
-        if (state.companyId.toLowerCase() !== companyId) continue;
-        const sku = this.products.get(state.productId.toLowerCase())?.seed.graph;
-        if (sku === undefined) continue;
-        const entry = totals.get(sku.skuId) ?? { sku, enabled: 0 };
-        if (state.status !== 'Cancelled') entry.enabled += state.provisionedQuantity;
-        totals.set(sku.skuId, entry);
-      }
-      for (const { sku, enabled } of totals.values()) {
-        const key = `${tenantId}|${sku.skuId}`;
-        if (this.pushed.get(key) === enabled) continue;
-        try {
-          await graph.setSeats(tenantId, sku, enabled);
-          this.pushed.set(key, enabled);
-        } catch (error) {
-          this.options.log(`graph seat sync failed for ${tenantId}/${sku.skuPartNumber}: ${String(error)}`);
-        }
+    for (const state of this.subscriptions.values()) {
+      if (!companyIds.has(state.companyId.toLowerCase())) continue;
+      const tenantId = this.companies.get(state.companyId.toLowerCase())?.msTenantId;
+      const sku = this.products.get(state.productId.toLowerCase())?.seed.graph;
+      const commerceSubscriptionId = state.vendorSubscriptionId;
+      if (tenantId === undefined || sku === undefined || commerceSubscriptionId === undefined) continue;
+      const key = `${tenantId}|${commerceSubscriptionId}`;
+      const status = state.status === 'Cancelled' ? 'Deleted' : 'Enabled';
+      const next = state.endDate ?? state.commitmentTerm?.endDate ?? null;
+      const nextLifecycleDateTime = next === null ? null : new Date(next).toISOString();
+      const fingerprint = `${state.provisionedQuantity}|${status}|${nextLifecycleDateTime ?? ''}`;
+      if (this.pushed.get(key) === fingerprint) continue;
+      if (!this.pushed.has(key) && state.provisionedQuantity === 0) continue;
+      try {
+        await graph.putSubscription(tenantId, sku, {
+          commerceSubscriptionId,
+          totalLicenses: status === 'Deleted' ? state.quantity : state.provisionedQuantity,
+          status,
+          createdDateTime: new Date(state.createdDate).toISOString(),
+          nextLifecycleDateTime,
+        });
+        this.pushed.set(key, fingerprint);
+      } catch (error) {
+        this.options.log(`graph seat sync failed for ${tenantId}/${sku.skuPartNumber}: ${String(error)}`);
       }
     }
   }
