@@ -24,11 +24,49 @@ export const faultSettingsSchema = z.object({
 });
 export type FaultSettingsInput = z.infer<typeof faultSettingsSchema>;
 
+/** What one app+tenant pair spent, entry by entry, so a window can slide over it. */
+interface Ledger {
+  entries: { atMs: number; amount: number }[];
+  /** Index of the oldest entry still inside the window. */
+  head: number;
+  /** Sum of the amounts from head on. */
+  sum: number;
+}
+
+function newLedger(): Ledger {
+  return { entries: [], head: 0, sum: 0 };
+}
+
+/** Drops entries that left the window [now - window, now). */
+function slide(ledger: Ledger, nowMs: number, windowInMs: number): void {
+  while (ledger.head < ledger.entries.length) {
+    const entry = ledger.entries[ledger.head];
+    if (entry === undefined || nowMs - entry.atMs < windowInMs) break;
+    ledger.sum -= entry.amount;
+    ledger.head += 1;
+  }
+  if (ledger.head > 1024 && ledger.head * 2 > ledger.entries.length) {
+    ledger.entries = ledger.entries.slice(ledger.head);
+    ledger.head = 0;
+  }
+}
+
+/** Milliseconds until enough of the window has slid out for `amount` more to fit under `limit`. */
+function waitFor(ledger: Ledger, amount: number, limit: number, nowMs: number, windowInMs: number): number {
+  let freed = 0;
+  const needed = ledger.sum + amount - limit;
+  for (let i = ledger.head; i < ledger.entries.length; i++) {
+    const entry = ledger.entries[i];
+    if (entry === undefined) break;
+    freed += entry.amount;
+    if (freed >= needed) return entry.atMs + windowInMs - nowMs;
+  }
+  return windowInMs;
+}
+
 interface Bucket {
-  windowStartMs: number;
-  used: number;
-  writeWindowStartMs: number;
-  writesUsed: number;
+  resourceUnits: Ledger;
+  writes: Ledger;
 }
 
 export interface Charge {
@@ -43,7 +81,8 @@ export type ChargeResult =
 /**
  * Faults on demand. Throttling follows the identity-and-access limits of concepts/throttling-limits.md:
  * per app+tenant, 3,500/5,000/8,000 RU per 10 s for tenants under 50 / 50–500 / over 500 users, and
- * 3,000 writes per 2 min 30 s. Windows run on real time because SDK retry handlers sleep real time.
+ * 3,000 writes per 2 min 30 s. The windows slide (a request counts for windowInMs after it was served, as
+ * strict as the documented limits allow); they run on real time because SDK retry handlers sleep real time.
  */
 export class Faults {
   throttlingEnabled = false;
@@ -127,29 +166,24 @@ export class Faults {
     const key = `${appId}/${tenantId}`;
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
-      bucket = { windowStartMs: nowMs, used: 0, writeWindowStartMs: nowMs, writesUsed: 0 };
+      bucket = { resourceUnits: newLedger(), writes: newLedger() };
       this.buckets.set(key, bucket);
     }
-    if (nowMs - bucket.windowStartMs >= this.windowInMs) {
-      bucket.windowStartMs = nowMs;
-      bucket.used = 0;
-    }
-    if (nowMs - bucket.writeWindowStartMs >= this.writeWindowInMs) {
-      bucket.writeWindowStartMs = nowMs;
-      bucket.writesUsed = 0;
-    }
+    // A sliding window: what was spent in the last windowInMs counts, wherever a fixed window would
+    // have cut it, so no burst straddling two windows gets twice the limit through.
+    slide(bucket.resourceUnits, nowMs, this.windowInMs);
+    slide(bucket.writes, nowMs, this.writeWindowInMs);
     const ruLimit = Math.max(1, Math.floor(Faults.resourceUnitLimit(userCount) * this.scale));
     const writeLimit = Math.max(1, Math.floor(3000 * this.scale));
     const scope = `Tenant_Application/ReadWrite/${appId}/${tenantId}`;
-    if (bucket.used + cost.resourceUnits > ruLimit) {
+    // A single request dearer than the whole (scaled) limit passes on an empty window, or never would.
+    const ruOver = bucket.resourceUnits.sum + cost.resourceUnits > ruLimit && bucket.resourceUnits.sum > 0;
+    if (ruOver) {
       this.stats.throttled += 1;
-      const retryAfterInSeconds = Math.max(
-        1,
-        Math.ceil((bucket.windowStartMs + this.windowInMs - nowMs) / 1000),
-      );
+      const waitInMs = waitFor(bucket.resourceUnits, cost.resourceUnits, ruLimit, nowMs, this.windowInMs);
       return {
         throttled: true,
-        retryAfterInSeconds,
+        retryAfterInSeconds: Math.max(1, Math.ceil(waitInMs / 1000)),
         headers: {
           ...headers,
           'x-ms-throttle-scope': scope,
@@ -158,15 +192,12 @@ export class Faults {
         },
       };
     }
-    if (cost.writes > 0 && bucket.writesUsed + cost.writes > writeLimit) {
+    if (cost.writes > 0 && bucket.writes.sum + cost.writes > writeLimit && bucket.writes.sum > 0) {
       this.stats.throttled += 1;
-      const retryAfterInSeconds = Math.max(
-        1,
-        Math.ceil((bucket.writeWindowStartMs + this.writeWindowInMs - nowMs) / 1000),
-      );
+      const waitInMs = waitFor(bucket.writes, cost.writes, writeLimit, nowMs, this.writeWindowInMs);
       return {
         throttled: true,
-        retryAfterInSeconds,
+        retryAfterInSeconds: Math.max(1, Math.ceil(waitInMs / 1000)),
         headers: {
           ...headers,
           'x-ms-throttle-scope': scope,
@@ -175,9 +206,13 @@ export class Faults {
         },
       };
     }
-    bucket.used += cost.resourceUnits;
-    bucket.writesUsed += cost.writes;
-    const percentage = Math.max(bucket.used / ruLimit, bucket.writesUsed / writeLimit);
+    bucket.resourceUnits.entries.push({ atMs: nowMs, amount: cost.resourceUnits });
+    bucket.resourceUnits.sum += cost.resourceUnits;
+    if (cost.writes > 0) {
+      bucket.writes.entries.push({ atMs: nowMs, amount: cost.writes });
+      bucket.writes.sum += cost.writes;
+    }
+    const percentage = Math.max(bucket.resourceUnits.sum / ruLimit, bucket.writes.sum / writeLimit);
     // Graph sends the percentage header only once an app nears its limit (above 0.8).
     if (percentage > 0.8) headers['x-ms-throttle-limit-percentage'] = percentage.toFixed(1);
     return { throttled: false, headers };
