@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startDistributorPeer } from './index.js';
 import { stopOnSignal } from '../signals.js';
@@ -29,3 +30,33 @@ const peer = await startDistributorPeer({
 console.log(JSON.stringify({ baseUrl: peer.baseUrl }));
 
 stopOnSignal(() => peer.stop());
+
+/** The parent pid of `pid` from /proc (Linux), or undefined when the process is gone. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+function isNpm(pid: number): boolean {
+  try {
+    // npm sets its process title, so its cmdline may be one string with spaces ("npm run …").
+    const words = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]/).slice(0, 2);
+    return words.some((word) => /(^|\/)npm(-cli\.js)?$/.test(word));
+  } catch {
+    return false;
+  }
+}
+
+// `npm run` starts `sh -c "… && tsx main.ts"`; a SIGTERM to npm ends npm and sh but not their
+// children, which would keep the port. So we also stop when an ancestor up to npm is gone.
+const chain: number[] = [];
+for (let pid = process.ppid; pid > 1 && chain.length < 6; pid = parentOf(pid) ?? 0) chain.push(pid);
+const outermostNpm = chain.findLastIndex(isNpm);
+const ancestors = chain.slice(0, outermostNpm === -1 ? 1 : outermostNpm + 1);
+setInterval(() => {
+  if (ancestors.some((pid) => parentOf(pid) === undefined)) process.kill(process.pid, 'SIGTERM');
+}, 250).unref();
