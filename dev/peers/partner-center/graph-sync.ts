@@ -1,8 +1,10 @@
 /**
  * Keeps the Graph peer's view of a customer tenant in step with Partner Center: tenant creation with
- * its initial domain and admin user, consent for the partner's apps, and `prepaidUnits.enabled` per SKU
- * equal to the active seats Partner Center holds for it. Talks only to the identity-graph peer's
- * admin API.
+ * its initial domain and admin user (and the partner, so it shows in the partner's `/contracts`),
+ * consent for the partner's apps, and one Graph companySubscription per Partner Center subscription
+ * (`commerceSubscriptionId` = the Partner Center subscription id, G resources/companysubscription.md),
+ * so `subscribedSkus.prepaidUnits` follow the seats Partner Center holds. Talks only to the
+ * identity-graph peer's admin API.
  */
 export interface GraphTenantSync {
   ensurePartnerApp(
@@ -15,6 +17,8 @@ export interface GraphTenantSync {
     displayName: string;
     initialDomain: string;
     adminUserPrincipalName: string;
+    /** The CSP partner of the tenant (Graph `/contracts`, companySubscription.ownerTenantId). */
+    partnerTenantId?: string;
   }): Promise<void>;
   grantConsent(clientId: string, tenantId: string): Promise<void>;
   setSeats(
@@ -25,6 +29,23 @@ export interface GraphTenantSync {
       servicePlans: { servicePlanId: string; servicePlanName: string }[];
     },
     enabled: number,
+  ): Promise<void>;
+  /** One Partner Center subscription as the tenant's companySubscription (absolute, so repeats repair). */
+  putSubscription(
+    tenantId: string,
+    sku: {
+      skuId: string;
+      skuPartNumber: string;
+      servicePlans: { servicePlanId: string; servicePlanName: string }[];
+    },
+    subscription: {
+      commerceSubscriptionId: string;
+      totalLicenses: number;
+      status: 'Enabled' | 'Suspended' | 'Deleted';
+      createdDateTime: string;
+      nextLifecycleDateTime: string | null;
+      ownerTenantId: string;
+    },
   ): Promise<void>;
 }
 
@@ -40,6 +61,8 @@ export class GraphAdminError extends Error {
 
 export function graphAdminClient(adminUrl: string): GraphTenantSync {
   const base = adminUrl.replace(/\/+$/, '');
+  /** Tenant+SKU pairs whose service plans the Graph peer has been given already. */
+  const knownSkus = new Set<string>();
   const call = async (
     method: string,
     path: string,
@@ -89,13 +112,20 @@ export function graphAdminClient(adminUrl: string): GraphTenantSync {
         [409],
       );
     },
-    async createCustomerTenant({ tenantId, displayName, initialDomain, adminUserPrincipalName }) {
+    async createCustomerTenant({
+      tenantId,
+      displayName,
+      initialDomain,
+      adminUserPrincipalName,
+      partnerTenantId,
+    }) {
       await call(
         'POST',
         '/tenants',
         {
           id: tenantId,
           displayName,
+          ...(partnerTenantId === undefined ? {} : { partnerTenantId, contractType: 'ResellerPartner' }),
           domains: [{ id: initialDomain, isDefault: true, isInitial: true, authenticationType: 'Managed' }],
           users: [{ userPrincipalName: adminUserPrincipalName, displayName: 'admin' }],
         },
@@ -111,6 +141,35 @@ export function graphAdminClient(adminUrl: string): GraphTenantSync {
         enabled,
         servicePlans: sku.servicePlans,
       });
+    },
+    async putSubscription(tenantId, sku, subscription) {
+      const tenant = encodeURIComponent(tenantId);
+      const key = `${tenantId}|${sku.skuId}`.toLowerCase();
+      if (!knownSkus.has(key)) {
+        // The SKU PUT carries the service plans; with commerceSubscriptionId its seats go to that subscription.
+        await call('PUT', `/tenants/${tenant}/skus/${encodeURIComponent(sku.skuId)}`, {
+          skuPartNumber: sku.skuPartNumber,
+          servicePlans: sku.servicePlans,
+          enabled: subscription.totalLicenses,
+          commerceSubscriptionId: subscription.commerceSubscriptionId,
+          ownerTenantId: subscription.ownerTenantId,
+        });
+        knownSkus.add(key);
+      }
+      await call(
+        'PUT',
+        `/tenants/${tenant}/subscriptions/${encodeURIComponent(subscription.commerceSubscriptionId)}`,
+        {
+          skuId: sku.skuId,
+          skuPartNumber: sku.skuPartNumber,
+          totalLicenses: subscription.totalLicenses,
+          status: subscription.status,
+          isTrial: false,
+          createdDateTime: subscription.createdDateTime,
+          nextLifecycleDateTime: subscription.nextLifecycleDateTime,
+          ownerTenantId: subscription.ownerTenantId,
+        },
+      );
     },
   };
 }

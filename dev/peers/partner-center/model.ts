@@ -56,8 +56,6 @@ interface Customer {
   associatedPartnerId: string | undefined;
   agreements: Agreement[];
   createdAt: Date;
-  /** Graph SKUs this customer ever had seats of, so a drop to zero is pushed too. */
-  graphSkus: Set<string>;
 }
 
 interface CartLine {
@@ -545,6 +543,7 @@ export class PartnerCenterModel {
         displayName: input.companyName,
         initialDomain: domain,
         adminUserPrincipalName: `admin@${domain}`,
+        partnerTenantId: partner.tenantId,
       });
       for (const app of this.partnerApps.get(partner.tenantId) ?? [])
         await this.graph.grantConsent(app.clientId, id);
@@ -564,7 +563,6 @@ export class PartnerCenterModel {
       associatedPartnerId: input.associatedPartnerId?.toLowerCase(),
       agreements: [],
       createdAt: this.clock.now(),
-      graphSkus: new Set(),
     };
     this.customers.set(id, customer);
     return customer;
@@ -1679,27 +1677,37 @@ export class PartnerCenterModel {
     await next;
   }
 
+  /** What was last written to Graph per subscription; unchanged subscriptions are not sent again. */
+  private readonly syncedToGraph = new Map<string, string>();
+
+  /**
+   * One Graph companySubscription per Partner Center subscription, keyed by commerceSubscriptionId =
+   * the Partner Center subscription id: active → Enabled with its seats; cancelled → Deleted; expired →
+   * Suspended (inferred: Microsoft's grace states after expiry are not modelled). prepaidUnits follow.
+   */
   private async pushSeats(customer: Customer): Promise<void> {
-    const totals = new Map<string, { sku: CatalogSku['graph']; enabled: number }>();
     for (const subscription of this.subscriptions.values()) {
       if (subscription.customerId !== customer.id) continue;
-      const graphSku = this.offer(subscription.catalogItemId).sku.graph;
-      customer.graphSkus.add(graphSku.skuId);
-      const entry = totals.get(graphSku.skuId) ?? { sku: graphSku, enabled: 0 };
-      if (subscription.status === 'active') entry.enabled += totalSeats(subscription.lots);
-      totals.set(graphSku.skuId, entry);
-    }
-    for (const skuId of customer.graphSkus) {
-      if (totals.has(skuId)) continue;
-      const sku = [...this.offers.values()].find((offer) => offer.sku.graph.skuId === skuId)?.sku.graph;
-      if (sku !== undefined) totals.set(skuId, { sku, enabled: 0 });
-    }
-    for (const { sku, enabled } of totals.values()) {
+      const sku = this.offer(subscription.catalogItemId).sku.graph;
+      const active = subscription.status === 'active';
+      const state = {
+        commerceSubscriptionId: subscription.id,
+        totalLicenses: subscription.frozenQuantity ?? totalSeats(subscription.lots),
+        status: active ? 'Enabled' : subscription.status === 'deleted' ? 'Deleted' : 'Suspended',
+        createdDateTime: subscription.createdAt.toISOString(),
+        nextLifecycleDateTime: active
+          ? termEndsAt(subscription.termStartedAt, subscription.termDuration).toISOString()
+          : null,
+        ownerTenantId: customer.partnerTenantId,
+      } as const;
+      const fingerprint = JSON.stringify([sku.skuId, state]);
+      if (this.syncedToGraph.get(subscription.id) === fingerprint) continue;
       try {
-        await this.graph.setSeats(customer.id, sku, enabled);
+        await this.graph.putSubscription(customer.id, sku, state);
+        this.syncedToGraph.set(subscription.id, fingerprint);
       } catch (error) {
-        // The totals are absolute, so the next change or renewal repairs a missed update.
-        this.log(`graph seat sync failed for ${customer.id}/${sku.skuPartNumber}: ${String(error)}`);
+        // The state is absolute and stays unrecorded, so the next change or renewal repairs a missed update.
+        this.log(`graph seat sync failed for ${customer.id}/${subscription.id}: ${String(error)}`);
       }
     }
   }
