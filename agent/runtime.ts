@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import {
   RetryMode,
@@ -170,7 +171,15 @@ export async function startAgent(
     outcome: Reply,
   ): Promise<void> => {
     const correlationId = typeof message.correlationId === 'string' ? message.correlationId : commandId;
-    await send(outcome, replyMessageId(commandId), correlationId);
+    // One reply id per send attempt (the cloud sends each retry under a new message id): duplicate
+    // detection drops a redelivered attempt's second reply, never the answer to a later retry.
+    const attempt =
+      typeof message.messageId === 'string' ? message.messageId : String(message.messageId ?? '');
+    await send(
+      outcome,
+      `${replyMessageId(commandId).slice(0, 80)}-${createHash('sha256').update(attempt).digest('hex').slice(0, 32)}`,
+      correlationId,
+    );
   };
 
   const handle = async (message: ServiceBusReceivedMessage): Promise<void> => {

@@ -1,10 +1,15 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
 import type { ServiceBusClient } from '@azure/service-bus';
 import { createAesSealer } from './adapters/crypto/aes-sealer.js';
 import { createEntraTokenVerifier } from './adapters/entra-auth/token-verifier.js';
 import { createCredentialFor, createGraphDirectoryFactory } from './adapters/graph/index.js';
-import { RelayHub, storeBackedReplyStore } from './adapters/relay/index.js';
+import {
+  createCommandChannels,
+  RelayHub,
+  storeBackedReplyStore,
+  toOnPremReply,
+} from './adapters/relay/index.js';
 import { createServiceBusBus, createServiceBusClient } from './adapters/service-bus/index.js';
 import { createTableStore } from './adapters/tables/table-store.js';
 import type { Settings } from './config.js';
@@ -14,7 +19,7 @@ import type { Bus } from './ports/bus.js';
 import { systemClock, type Clock } from './ports/clock.js';
 import type { CloudDirectoryFactory } from './ports/cloud-directory.js';
 import type { HealthCheck } from './ports/health.js';
-import type { OnPremDirectory } from './ports/on-prem-directory.js';
+import type { OnPremCommandChannel, OnPremDirectory } from './ports/on-prem-directory.js';
 import type { Store } from './ports/store.js';
 import { privateKeyFromPem } from './relay-protocol/index.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
@@ -59,6 +64,14 @@ function graphCustomHosts(baseUrl: string): string[] {
   const host = new URL(baseUrl).hostname;
   return host === 'graph.microsoft.com' ? [] : [host];
 }
+
+const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => silentLogger,
+};
 
 export interface CompositionOverrides {
   clock?: Clock;
@@ -119,6 +132,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
 
   const sites = createSites({ store, clock });
   const replyStore = storeBackedReplyStore(store, clock);
+  // Agent replies for parked saga steps resume their operation (bound below, once provisioning exists).
+  let onAgentReply: ((reply: Parameters<typeof toOnPremReply>[0]) => Promise<void>) | undefined;
   const relay =
     serviceBus === undefined || settings.Relay__signingKeyPem === undefined
       ? undefined
@@ -131,6 +146,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           clock,
           defaultTimeoutInMs: settings.Relay__replyTimeoutInMs,
           onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
+          onUnclaimedReply: (reply) => onAgentReply?.(reply) ?? Promise.resolve(),
           // Only the site's registered agent key speaks for it, on every instance.
           agentKeyFor: async (siteId) => (await sites.find(siteId))?.agentPublicKeyPem,
           // Replies that reach another instance's reply trigger are shared through Table storage.
@@ -151,22 +167,67 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           });
         };
 
+  const channels =
+    serviceBus === undefined || settings.Relay__signingKeyPem === undefined
+      ? undefined
+      : createCommandChannels({
+          client: serviceBus,
+          signer: {
+            privateKey: privateKeyFromPem(settings.Relay__signingKeyPem, 'ed25519'),
+            kid: settings.Relay__signingKeyId,
+          },
+          clock,
+        });
+  const agentChannel =
+    channels === undefined
+      ? undefined
+      : async (siteId: string): Promise<OnPremCommandChannel> => {
+          const site = await sites.get(siteId);
+          return channels.channelFor({ siteId, sitePublicKeyPem: site.publicKeyPem });
+        };
+
   // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.
-  const sealer = createAesSealer(settings.Secrets__operationKey ?? randomBytes(32).toString('base64'));
+  const operationKey = settings.Secrets__operationKey ?? randomBytes(32).toString('base64');
+  const sealer = createAesSealer(operationKey);
   const provisioning = createProvisioning({
     store,
     clock,
     bus,
     sealer,
     ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
-    ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
-    agentTimeoutInMs: settings.Relay__replyTimeoutInMs,
+    ...(agentChannel === undefined ? {} : { agentChannel }),
+    // Request fingerprints (idempotency) are HMACs under a key derived from the operation key.
+    fingerprintKey: createHmac('sha256', Buffer.from(operationKey, 'base64'))
+      .update('atria-m365 request fingerprint v1')
+      .digest(),
+    engine: {
+      leaseDurationInMs: settings.Engine__leaseDurationInMs,
+      parkTimeoutInMs: settings.Engine__parkTimeoutInMs,
+      backoff: {
+        baseDelayInMs: settings.Engine__retryBaseDelayInMs,
+        maxDelayInMs: settings.Engine__retryMaxDelayInMs,
+      },
+    },
+    deadlines: {
+      createDeadlineInMinutes: settings.Engine__createDeadlineInMinutes,
+      changeDeadlineInMinutes: settings.Engine__changeDeadlineInMinutes,
+    },
+    licenceHoldInMs: settings.Engine__licenceHoldInDays * 24 * 3600_000,
     guard: {
       maxSharePercent: settings.Guard__maxSharePercent,
       minUsers: settings.Guard__minUsers,
       windowInMinutes: settings.Guard__windowInMinutes,
     },
   });
+
+  const replyLog = overrides.log;
+  onAgentReply = async (reply) => {
+    if (replyLog === undefined) {
+      await provisioning.acceptAgentReply(toOnPremReply(reply), silentLogger);
+      return;
+    }
+    await provisioning.acceptAgentReply(toOnPremReply(reply), replyLog);
+  };
 
   const healthChecks: HealthCheck[] = [
     {
@@ -223,6 +284,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     },
     async close() {
       await relay?.close();
+      await channels?.close();
       await serviceBus?.close();
     },
   };

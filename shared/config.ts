@@ -56,6 +56,15 @@ export const settingsSchema = z.object({
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64')
     .optional(),
 
+  // The operation engine (shared/usecases/operations): leases, parking with the agent, backoff, deadlines.
+  Engine__leaseDurationInMs: positiveInt.default(120_000),
+  Engine__parkTimeoutInMs: positiveInt.default(120_000),
+  Engine__retryBaseDelayInMs: positiveInt.default(2_000),
+  Engine__retryMaxDelayInMs: positiveInt.default(300_000),
+  Engine__createDeadlineInMinutes: positiveInt.default(24 * 60),
+  Engine__changeDeadlineInMinutes: positiveInt.default(6 * 60),
+  Engine__licenceHoldInDays: positiveInt.default(7),
+
   // Accidental bulk delete/disable guard (like Entra Connect's threshold).
   Guard__maxSharePercent: z.coerce.number().min(1).max(100).default(10),
   Guard__minUsers: positiveInt.default(20),

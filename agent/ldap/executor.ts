@@ -11,6 +11,7 @@ import {
   type Entry,
   type Filter,
 } from 'ldapts';
+import { adCommonName } from '../../shared/domain/planning.js';
 import { AppError } from '../../shared/errors.js';
 import type {
   CommandEnvelope,
@@ -359,7 +360,12 @@ export class LdapExecutor {
         ? undefined
         : this.secrets.open(command.password, { commandId: envelope.commandId, siteId: envelope.siteId });
     return this.run('createUser', async (client, namingContext) => {
-      const dn = childDn('cn', command.cn ?? command.displayName, command.ou);
+      const dn = childDn(
+        'cn',
+        command.cn ?? adCommonName(command.displayName, command.sAMAccountName, false),
+        command.ou,
+      );
+      let createdDn = dn;
       // Indexed attributes only; a clash on the DN alone surfaces as LDAP 68 from the add below.
       const clash = new OrFilter({
         filters: [
@@ -389,6 +395,7 @@ export class LdapExecutor {
         for (const [type, value] of Object.entries(command.attributes ?? {})) {
           attributes.push(new Attribute({ type, values: [value] }));
         }
+        let added = dn;
         try {
           await client.add(dn, attributes);
         } catch (error) {
@@ -396,20 +403,54 @@ export class LdapExecutor {
           if (mapped.code !== 'AlreadyExists') throw mapped;
           // Lost a race with a concurrent delivery of the same command, or a genuine clash: look again.
           existing = await this.searchAll(client, namingContext, clash);
-          if (existing.length === 0) throw mapped;
-          replayed = true;
+          if (existing.length > 0) replayed = true;
+          else if (command.cn === undefined) {
+            // Only the name is taken in this OU (another "Ada Lovelace"): AD admins' convention, made
+            // deterministic — `<displayName> (<sAMAccountName>)`, unique because the sAMAccountName is.
+            added = childDn(
+              'cn',
+              adCommonName(command.displayName, command.sAMAccountName, true),
+              command.ou,
+            );
+            try {
+              await client.add(added, attributes);
+            } catch (second) {
+              const again = ldapToAppError(second, 'createUser');
+              if (again.code !== 'AlreadyExists') throw again;
+              existing = await this.searchAll(client, namingContext, clash);
+              if (existing.length === 0)
+                throw new AppError(
+                  'AlreadyExists',
+                  `cn: the names ${command.displayName} and ${adCommonName(command.displayName, command.sAMAccountName, true)} are both taken in ${command.ou}`,
+                  { retryable: false },
+                );
+              replayed = true;
+            }
+          } else
+            throw new AppError('AlreadyExists', `cn: ${command.cn} is taken in ${command.ou}`, {
+              retryable: false,
+            });
         }
+        createdDn = added;
       }
-      let target = dn;
+      let target = createdDn;
       if (replayed) {
         const mine = existing.find((entry) => one(entry, 'adminDescription') === stamp);
         if (mine === undefined || existing.length > 1) {
+          // Say which attribute clashed (after truncation the sAMAccountName is often the surprise).
+          const other = existing.find((entry) => one(entry, 'adminDescription') !== stamp) ?? existing[0];
+          const attribute =
+            other !== undefined &&
+            (one(other, 'sAMAccountName') ?? '').toLowerCase() === command.sAMAccountName.toLowerCase()
+              ? 'sAMAccountName'
+              : 'userPrincipalName';
+          const value = attribute === 'sAMAccountName' ? command.sAMAccountName : command.userPrincipalName;
           throw new AppError(
             'AlreadyExists',
-            'a directory object with this sAMAccountName, UPN or name exists',
+            `${attribute}: ${value} is already used by ${other?.dn ?? 'another object'}`,
             {
               retryable: false,
-              details: { dn: existing[0]?.dn },
+              details: { dn: other?.dn, attribute },
             },
           );
         }

@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { customerIdSchema } from '../../shared/domain/customer.js';
-import { operationSchema } from '../../shared/domain/operation.js';
+import {
+  changeRequest,
+  operationSchema,
+  type ChangeKind,
+  type RequestOf,
+} from '../../shared/domain/operation.js';
 import {
   createUserRequestSchema,
   licencesRequestSchema,
@@ -56,10 +61,9 @@ export const createUser = httpFunction({
       ...(key === undefined ? {} : { idempotencyKey: key }),
       correlationId,
     });
-    const { sealedPassword: _sealed, ...visible } = operation;
     return {
       status: replayed ? 200 : 202,
-      body: visible,
+      body: operation,
       headers: {
         location: `/api/operations/${operation.operationId}`,
         ...(replayed ? { 'idempotent-replayed': 'true' } : {}),
@@ -97,18 +101,15 @@ const idempotencyHeader = {
   'Idempotency-Key': { description: 'Repeat a request safely: the same key returns the same operation' },
 };
 
-type ChangeKind =
-  'user.update' | 'user.disable' | 'user.enable' | 'user.delete' | 'user.password' | 'user.licences';
-
 /** One endpoint per change of an existing user; each answers 202 with the operation that does it. */
-function userChange<B>(spec: {
+function userChange<K extends ChangeKind, B>(spec: {
   name: string;
   route: string;
   method: 'POST' | 'PATCH' | 'DELETE';
   summary: string;
-  kind: ChangeKind;
+  kind: K;
   body?: z.ZodType<B>;
-  toRequest: (body: B) => { request: Record<string, unknown>; password?: string };
+  toRequest: (body: B) => { request: RequestOf<K>; password?: string };
 }) {
   return httpFunction({
     name: spec.name,
@@ -128,16 +129,14 @@ function userChange<B>(spec: {
         caller: caller,
         customerId,
         userId,
-        kind: spec.kind,
-        request,
+        change: changeRequest(spec.kind, request),
         ...(password === undefined ? {} : { password }),
         ...(key === undefined ? {} : { idempotencyKey: key }),
         correlationId,
       });
-      const { sealedPassword: _sealed, ...visible } = operation;
       return {
         status: replayed ? 200 : 202,
-        body: visible,
+        body: operation,
         headers: { location: `/api/operations/${operation.operationId}` },
       };
     },
@@ -205,4 +204,25 @@ export const changeLicences = userChange({
   kind: 'user.licences',
   body: licencesRequestSchema,
   toRequest: (body) => ({ request: { licencePlan: body.licencePlan } }),
+});
+
+export const dropPassword = httpFunction({
+  name: 'users-password-drop',
+  route: 'customers/{customerId}/password-drops',
+  method: 'POST',
+  summary:
+    'Keep an initial password for a queued user.create (sealed, single use, one hour); the message names it by passwordRef',
+  tags: ['users'],
+  auth: 'caller',
+  params: z.object({ customerId: customerIdSchema }),
+  body: z.object({ password: z.string().min(8).max(256) }).strict(),
+  responses: {
+    201: {
+      description: 'The reference to put in the user.create message',
+      schema: z.object({ passwordRef: z.string(), expiresAt: z.string() }),
+    },
+  },
+  async handle({ caller, params: { customerId }, body, deps }) {
+    return { status: 201, body: await deps.provisioning.dropPassword(caller, customerId, body.password) };
+  },
 });

@@ -5,9 +5,11 @@ import type { QueueFunctionDefinition } from '../define.js';
 import { invocationSink } from '../http/endpoint.js';
 
 /**
- * Directory work: runs an operation's remaining steps, or accepts Atria's own `user.create` command.
- * A malformed message is dead-lettered at once (InvalidMessageError); a retryable failure throws so the
- * message comes back, and after MaxDeliveryCount it is dead-lettered with the operation left visible.
+ * Directory work: one run of an operation (until it finishes, parks with an agent, schedules its retry
+ * or is held), or Atria's own `user.create` command. The run never waits for an agent and settles its
+ * own retries by scheduled messages, so the message completes. A malformed or permanently invalid
+ * message (schema, unknown operation, unknown customer, a create that does not fit) is dead-lettered at
+ * once (InvalidMessageError); only a failure of our own storage or bus throws for redelivery.
  */
 export const directoryWorker: QueueFunctionDefinition = {
   kind: 'serviceBusQueue',
@@ -34,7 +36,15 @@ export const directoryWorker: QueueFunctionDefinition = {
       log.info('user.create command accepted', { operationId: operation.operationId, replayed });
       return;
     }
-    const operation = await deps.provisioning.runOperation(work.providerId, work.operationId, log);
-    log.info('operation run', { operationId: work.operationId, state: operation?.state ?? 'skipped' });
+    const messageId = context.triggerMetadata?.messageId;
+    const outcome = await deps.provisioning.runOperation({
+      providerId: work.providerId,
+      operationId: work.operationId,
+      // The lease owner: this invocation. Messages the run sends derive their ids from the incoming one.
+      runId: context.invocationId,
+      messageId: typeof messageId === 'string' ? messageId : context.invocationId,
+      log,
+    });
+    log.info('operation run', { operationId: work.operationId, outcome });
   },
 };

@@ -93,3 +93,41 @@ export interface OnPremDirectory {
     options: OnPremCallOptions & { pageSize?: number },
   ): Promise<OnPremChanges>;
 }
+
+/**
+ * Commands a saga step hands to a site's agent without waiting: the reply arrives on `agent-replies`,
+ * is saved on the step and resumes the operation from storage (nobody holds a worker while the agent
+ * works). Results come back as flat facts (`objectGuid`, `dn`, `sAMAccountName`, `alreadyAbsent`…).
+ */
+export type OnPremCommand =
+  | { type: 'createUser'; user: NewOnPremUser }
+  | { type: 'updateAttributes'; target: OnPremRef; set: Record<string, string | null> }
+  | { type: 'enable'; target: OnPremRef }
+  | { type: 'disable'; target: OnPremRef }
+  | { type: 'delete'; target: OnPremRef }
+  | { type: 'resetPassword'; target: OnPremRef; password: string; mustChangeAtNextLogon?: boolean };
+
+export interface SubmitOptions {
+  /** The step's idempotency key at the agent: the same for every send attempt. */
+  commandId: string;
+  /** This attempt's message id: a fresh one per send, so duplicate detection never drops a retry. */
+  sendId: string;
+  /** The agent refuses the command after this (tied to the operation's deadline), and it expires unread. */
+  expiresAt: Date;
+  correlationId?: string;
+}
+
+export interface OnPremCommandChannel {
+  readonly siteId: string;
+  submit(command: OnPremCommand, options: SubmitOptions): Promise<void>;
+}
+
+/** A reply as the engine sees it, after the relay checked the site agent's signature. */
+export type OnPremReply =
+  | { siteId: string; commandId: string; ok: true; result: Record<string, string> }
+  | {
+      siteId: string;
+      commandId: string;
+      ok: false;
+      error: { code: string; message: string; retryable: boolean; attribute?: string };
+    };

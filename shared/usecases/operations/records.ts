@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { operationSchema } from '../../domain/operation.js';
+import { userRecordSchema } from '../../domain/user.js';
+import type { Store } from '../../ports/store.js';
+import { customersCollection } from '../customers.js';
+
+/**
+ * The engine's tables. Operations are keyed by provider; the indexes let a reply find its operation
+ * (agentcommands), the sweeper find unfinished work (activeoperations), a run find earlier operations
+ * of its user (useroperations) and the guard count with an etag (guardcounters).
+ */
+const idempotencySchema = z.object({
+  operationId: z.string(),
+  /** HMAC-SHA256 of the request under the server's fingerprint key (never a bare hash of a password). */
+  requestHash: z.string(),
+  createdAt: z.string(),
+});
+const indexSchema = z.object({ operationId: z.string() });
+const heldSchema = z.object({
+  providerId: z.string(),
+  operationId: z.string(),
+  customerId: z.string(),
+  heldAt: z.string(),
+});
+const activeSchema = z.object({ providerId: z.string(), operationId: z.string(), since: z.string() });
+const agentCommandSchema = z.object({ providerId: z.string(), operationId: z.string(), step: z.string() });
+const guardCounterSchema = z.object({
+  /** Acceptance times (ms since epoch) of guarded requests inside the window. */
+  events: z.array(z.number()),
+});
+const sequenceSchema = z.object({ next: z.number().int().nonnegative() });
+const passwordDropSchema = z.object({
+  providerId: z.string(),
+  customerId: z.string(),
+  sealedPassword: z.string(),
+  expiresAt: z.string(),
+});
+
+export const HELD_PARTITION = 'needsLicence';
+export const ACTIVE_PARTITION = 'active';
+
+export const userPartition = (providerId: string, customerId: string): string =>
+  `${providerId}/${customerId}`;
+export const userOperationsPartition = (providerId: string, customerId: string, userId: string): string =>
+  `${providerId}/${customerId}/${userId}`;
+/** Acceptance order of a user's operations: the user's sequence number, zero-padded. */
+export const operationIndexKey = (sequence: number | undefined, operationId: string): string =>
+  `${String(sequence ?? 0).padStart(12, '0')}~${operationId}`;
+export const activeKey = (providerId: string, operationId: string): string => `${providerId}/${operationId}`;
+
+export function engineCollections(store: Store) {
+  return {
+    operations: store.collection('operations', operationSchema),
+    customerOperations: store.collection('customeroperations', indexSchema),
+    userOperations: store.collection('useroperations', indexSchema),
+    users: store.collection('users', userRecordSchema),
+    idempotency: store.collection('idempotency', idempotencySchema),
+    held: store.collection('heldoperations', heldSchema),
+    active: store.collection('activeoperations', activeSchema),
+    agentCommands: store.collection('agentcommands', agentCommandSchema),
+    guardCounters: store.collection('guardcounters', guardCounterSchema),
+    passwordDrops: store.collection('passworddrops', passwordDropSchema),
+    userSequences: store.collection('usersequences', sequenceSchema),
+    customers: customersCollection(store),
+  };
+}
+export type EngineCollections = ReturnType<typeof engineCollections>;

@@ -1,0 +1,576 @@
+import { randomUUID } from 'node:crypto';
+import type { Caller } from '../../domain/caller.js';
+import {
+  changeRequest,
+  isFinished,
+  visibleOperation,
+  type ChangeRequest,
+  type Operation,
+  type OperationKind,
+} from '../../domain/operation.js';
+import {
+  createRequestIssues,
+  deadlineFor,
+  guardHolds,
+  planChangeSteps,
+  planCreateSteps,
+  type DeadlineSettings,
+  type GuardSettings,
+} from '../../domain/planning.js';
+import type { CreateUserRequest, UserRecord } from '../../domain/user.js';
+import { AppError } from '../../errors.js';
+import { deterministicMessageId } from '../../ports/bus.js';
+import type { Clock } from '../../ports/clock.js';
+import type { SecretSealer } from '../../ports/secret-sealer.js';
+import type { Store } from '../../ports/store.js';
+import { loadCustomer } from '../customers.js';
+import {
+  ACTIVE_PARTITION,
+  activeKey,
+  HELD_PARTITION,
+  operationIndexKey,
+  userOperationsPartition,
+  userPartition,
+  type EngineCollections,
+} from './records.js';
+import type { Runner } from './runner.js';
+
+/**
+ * Accepting work: create and change requests (once per idempotency key), the bulk guard, confirm,
+ * cancel and retry, and reading operations. Every accepted operation is indexed (per customer, newest
+ * first; per user, in acceptance order; active, for the sweeper) before it is queued.
+ */
+export interface RequestDeps {
+  c: EngineCollections;
+  store: Store;
+  clock: Clock;
+  sealer: SecretSealer;
+  runner: Runner;
+  /** HMAC-SHA256 under the server's key: request fingerprints never hash a password bare. */
+  fingerprint(data: string): string;
+  guard?: GuardSettings;
+  deadlines: DeadlineSettings;
+}
+
+const guardedKinds = new Set<OperationKind>(['user.disable', 'user.delete']);
+const GUARD_ROW = 'disable-delete';
+
+/** Newest first in Table storage's ascending key order. */
+const newestFirstKey = (createdAt: string, operationId: string): string =>
+  `${String(9_999_999_999_999 - new Date(createdAt).getTime()).padStart(13, '0')}~${operationId}`;
+
+const ignoreExisting = (error: unknown): void => {
+  if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+};
+
+export function createRequests(deps: RequestDeps) {
+  const { c } = deps;
+  const now = (): string => deps.clock.now().toISOString();
+
+  async function enqueue(operation: Operation): Promise<void> {
+    await deps.runner.sendRun(
+      operation,
+      deterministicMessageId('operation.run', operation.providerId, operation.operationId),
+    );
+  }
+
+  async function loadOwnOperation(caller: Caller, operationId: string) {
+    const found = await c.operations.get(caller.providerId, operationId);
+    if (
+      found === undefined ||
+      (caller.customerIds !== undefined && !caller.customerIds.includes(found.value.customerId))
+    ) {
+      throw new AppError('NotFound', `operation ${operationId} not found`);
+    }
+    return found;
+  }
+
+  /** The next place in a user's order, claimed with the etag (two requests never share one). */
+  async function nextSequence(providerId: string, customerId: string, userId: string): Promise<number> {
+    const partition = userPartition(providerId, customerId);
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const row = await c.userSequences.get(partition, userId);
+      const next = (row?.value.next ?? 0) + 1;
+      try {
+        if (row === undefined) await c.userSequences.create(partition, userId, { next });
+        else await c.userSequences.replace(partition, userId, { next }, row.etag);
+        return next;
+      } catch (error) {
+        if (!(
+          error instanceof AppError &&
+          (error.code === 'ConcurrencyConflict' || error.code === 'AlreadyExists')
+        ))
+          throw error;
+      }
+    }
+    throw new AppError('Unavailable', 'too many concurrent requests for this user; retry', {
+      retryable: true,
+    });
+  }
+
+  /** Stores the operation with its indexes (each write idempotent: a retried request repeats them). */
+  async function store(operation: Operation): Promise<void> {
+    const { providerId, customerId, userId, operationId, createdAt, userSequence } = operation;
+    await c.active
+      .create(ACTIVE_PARTITION, activeKey(providerId, operationId), {
+        providerId,
+        operationId,
+        since: createdAt,
+      })
+      .catch(ignoreExisting);
+    await c.operations.create(providerId, operationId, operation).catch(ignoreExisting);
+    await c.customerOperations
+      .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), { operationId })
+      .catch(ignoreExisting);
+    await c.userOperations
+      .create(
+        userOperationsPartition(providerId, customerId, userId),
+        operationIndexKey(userSequence, operationId),
+        {
+          operationId,
+        },
+      )
+      .catch(ignoreExisting);
+  }
+
+  type Claim = { operationId: string; existing?: Operation };
+
+  /**
+   * Claims an idempotency key for a new operation id. The same request again answers with the first
+   * operation; another request under an explicit key is a Conflict. Under the implicit key of a create
+   * (the user id) a new request is accepted once the earlier user is deleted or its create failed, so
+   * ids are never burnt.
+   */
+  async function claim(
+    providerId: string,
+    partition: string,
+    key: string,
+    hash: string,
+    options: { conflictMessage: string; reusable?: () => Promise<boolean> },
+  ): Promise<Claim> {
+    const operationId: string = randomUUID();
+    try {
+      await c.idempotency.create(partition, key, { operationId, requestHash: hash, createdAt: now() });
+      return { operationId };
+    } catch (error) {
+      ignoreExisting(error);
+    }
+    const first = await c.idempotency.get(partition, key);
+    if (first === undefined)
+      throw new AppError('Unavailable', 'idempotency record vanished; retry', { retryable: true });
+    const existing = await c.operations.get(providerId, first.value.operationId);
+    if (first.value.requestHash === hash && (options.reusable === undefined || !(await options.reusable()))) {
+      if (existing === undefined) return { operationId: first.value.operationId };
+      if (existing.value.state === 'queued') await enqueue(existing.value);
+      return { operationId: first.value.operationId, existing: existing.value };
+    }
+    if (options.reusable !== undefined && (await options.reusable())) {
+      await c.idempotency.replace(
+        partition,
+        key,
+        { operationId, requestHash: hash, createdAt: now() },
+        first.etag,
+      );
+      return { operationId };
+    }
+    throw new AppError('Conflict', options.conflictMessage);
+  }
+
+  async function requestCreateUser(input: {
+    caller: Caller;
+    customerId: string;
+    request: CreateUserRequest;
+    idempotencyKey?: string;
+    correlationId: string;
+    retryOf?: string;
+  }): Promise<{ operation: Operation; replayed: boolean }> {
+    const { caller, customerId, request } = input;
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    const issues = createRequestIssues(customer, request);
+    if (issues.length > 0) {
+      throw new AppError(
+        'Validation',
+        `The request does not fit customer ${customer.customerId}: ${issues.map((e) => `${e.path}: ${e.message}`).join('; ')}`,
+        { details: { errors: issues } },
+      );
+    }
+    const partition = userPartition(caller.providerId, customerId);
+    const hash = deps.fingerprint(JSON.stringify({ kind: 'user.create', request }));
+    const implicit = input.idempotencyKey === undefined;
+    const userReusable = async (): Promise<boolean> => {
+      const user = await c.users.get(partition, request.userId);
+      if (user === undefined) return false;
+      if (user.value.state === 'deleted') return true;
+      if (user.value.state !== 'failed') return false;
+      const last = await c.operations.get(caller.providerId, user.value.lastOperationId);
+      return last === undefined || isFinished(last.value.state);
+    };
+    const { operationId, existing } = await claim(
+      caller.providerId,
+      partition,
+      input.idempotencyKey ?? `user:${request.userId}`,
+      hash,
+      {
+        conflictMessage: implicit
+          ? `user ${request.userId} already exists with different details`
+          : 'this Idempotency-Key was used for a different request',
+        ...(implicit ? { reusable: userReusable } : {}),
+      },
+    );
+    if (existing !== undefined) return { operation: visibleOperation(existing), replayed: true };
+
+    const created = now();
+    const { password, ...stored } = request;
+    const operation: Operation = {
+      operationId,
+      providerId: caller.providerId,
+      customerId,
+      userId: request.userId,
+      kind: 'user.create',
+      state: 'queued',
+      phase: 'forward',
+      retries: 0,
+      steps: planCreateSteps(customer, request),
+      correlationId: input.correlationId,
+      ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }),
+      ...(input.retryOf === undefined ? {} : { retryOf: input.retryOf }),
+      request: stored,
+      userSequence: await nextSequence(caller.providerId, customerId, request.userId),
+      ...(password === undefined ? {} : { sealedPassword: deps.sealer.seal(password) }),
+      createdAt: created,
+      updatedAt: created,
+      deadline: deadlineFor('user.create', deps.clock.now(), deps.deadlines).toISOString(),
+    };
+    const fresh: UserRecord = {
+      userId: request.userId,
+      providerId: caller.providerId,
+      customerId,
+      userPrincipalName: request.userPrincipalName,
+      displayName: request.displayName,
+      state: 'provisioning',
+      licences: [],
+      lastOperationId: operationId,
+      createdAt: created,
+      updatedAt: created,
+    };
+    try {
+      await c.users.create(partition, request.userId, fresh);
+    } catch (error) {
+      ignoreExisting(error);
+      const user = await c.users.get(partition, request.userId);
+      if (user !== undefined && user.value.lastOperationId !== operationId) {
+        const reusable =
+          user.value.state === 'deleted' ||
+          (user.value.state === 'failed' &&
+            (await c.operations
+              .get(caller.providerId, user.value.lastOperationId)
+              .then((last) => last === undefined || isFinished(last.value.state))));
+        if (!reusable)
+          throw new AppError(
+            'AlreadyExists',
+            `user ${request.userId} already exists for customer ${customerId}`,
+          );
+        // A deleted user's id, or a failed create, starts again as a new user record.
+        await c.users.replace(partition, request.userId, fresh, user.etag);
+      }
+    }
+    await store(operation);
+    await enqueue(operation);
+    return { operation: visibleOperation(operation), replayed: false };
+  }
+
+  /** Counts a disable/delete in the customer's window with an etag, so N parallel requests count as N. */
+  async function countGuarded(providerId: string, customerId: string): Promise<number> {
+    const guard = deps.guard;
+    if (guard === undefined) return 0;
+    const partition = userPartition(providerId, customerId);
+    const t = deps.clock.now().getTime();
+    const since = t - guard.windowInMinutes * 60_000;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const row = await c.guardCounters.get(partition, GUARD_ROW);
+      const events = [...(row?.value.events ?? []).filter((at) => at > since), t];
+      try {
+        if (row === undefined) await c.guardCounters.create(partition, GUARD_ROW, { events });
+        else await c.guardCounters.replace(partition, GUARD_ROW, { events }, row.etag);
+        return events.length;
+      } catch (error) {
+        if (!(
+          error instanceof AppError &&
+          (error.code === 'ConcurrencyConflict' || error.code === 'AlreadyExists')
+        ))
+          throw error;
+      }
+    }
+    throw new AppError('Unavailable', 'the guard counter is too busy; retry', { retryable: true });
+  }
+
+  /**
+   * Accepts a change to an existing user as an operation. A disable/delete beyond the customer's
+   * threshold is held until someone confirms it.
+   */
+  async function requestUserChange(input: {
+    caller: Caller;
+    customerId: string;
+    userId: string;
+    change: ChangeRequest;
+    password?: string;
+    idempotencyKey?: string;
+    correlationId: string;
+    retryOf?: string;
+  }): Promise<{ operation: Operation; replayed: boolean }> {
+    const { caller, customerId, userId, change } = input;
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    const partition = userPartition(caller.providerId, customerId);
+    const user = await c.users.get(partition, userId);
+    if (user === undefined) throw new AppError('NotFound', `user ${userId} not found`);
+    if (user.value.state === 'provisioning')
+      throw new AppError(
+        'Conflict',
+        `user ${userId} is still being created (operation ${user.value.lastOperationId}); try again when it has finished`,
+      );
+    if (user.value.state === 'deleted' || user.value.state === 'failed')
+      throw new AppError('Conflict', `user ${userId} is ${user.value.state}`);
+    if (change.kind === 'user.licences') {
+      const plan = change.request.licencePlan;
+      if (plan !== null && !customer.licencePlans.some((p) => p.name === plan)) {
+        throw new AppError('Validation', `unknown licence plan ${JSON.stringify(plan)}`, {
+          details: { errors: [{ path: 'body.licencePlan', message: 'unknown plan' }] },
+        });
+      }
+    }
+    const steps = planChangeSteps(change.kind, customer, user.value);
+    if (steps.length === 0)
+      throw new AppError(
+        'Validation',
+        `${change.kind} has nothing to do for a ${customer.identityMode} user`,
+      );
+
+    let operationId: string = randomUUID();
+    const key = input.idempotencyKey;
+    if (key !== undefined) {
+      const claimed = await claim(
+        caller.providerId,
+        partition,
+        key,
+        deps.fingerprint(JSON.stringify({ ...change, userId, password: input.password ?? null })),
+        { conflictMessage: 'this Idempotency-Key was used for a different request' },
+      );
+      if (claimed.existing !== undefined)
+        return { operation: visibleOperation(claimed.existing), replayed: true };
+      operationId = claimed.operationId;
+    }
+    let held: { affected: number; total: number } | undefined;
+    if (guardedKinds.has(change.kind) && deps.guard !== undefined) {
+      const affected = await countGuarded(caller.providerId, customerId);
+      let total = 0;
+      for await (const u of c.users.list(partition)) if (u.value.state !== 'deleted') total++;
+      if (guardHolds(deps.guard, affected, total)) held = { affected, total };
+    }
+    const created = now();
+    const operation: Operation = {
+      operationId,
+      providerId: caller.providerId,
+      customerId,
+      userId,
+      ...change,
+      userSequence: await nextSequence(caller.providerId, customerId, userId),
+      state: held === undefined ? 'queued' : 'heldForConfirmation',
+      phase: 'forward',
+      retries: 0,
+      steps,
+      correlationId: input.correlationId,
+      ...(key === undefined ? {} : { idempotencyKey: key }),
+      ...(input.retryOf === undefined ? {} : { retryOf: input.retryOf }),
+      ...(input.password === undefined ? {} : { sealedPassword: deps.sealer.seal(input.password) }),
+      createdAt: created,
+      updatedAt: created,
+      deadline: deadlineFor(change.kind, deps.clock.now(), deps.deadlines).toISOString(),
+      ...(held === undefined
+        ? {}
+        : {
+            error: {
+              code: 'HeldForConfirmation',
+              message: `${held.affected} of ${held.total} users of this customer would be disabled or deleted within ${deps.guard?.windowInMinutes ?? 0} minutes; confirm to proceed`,
+            },
+          }),
+    };
+    await store(operation);
+    if (held === undefined) await enqueue(operation);
+    return { operation: visibleOperation(operation), replayed: false };
+  }
+
+  async function replaceOperation(
+    caller: Caller,
+    operationId: string,
+    change: (o: Operation) => void,
+  ): Promise<Operation> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const found = await loadOwnOperation(caller, operationId);
+      const next = structuredClone(found.value);
+      change(next);
+      next.updatedAt = now();
+      try {
+        return (await c.operations.replace(caller.providerId, operationId, next, found.etag)).value;
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      }
+    }
+    throw new AppError('Unavailable', 'the operation kept changing; retry', { retryable: true });
+  }
+
+  /** Releases an operation held by the accidental-change guard. */
+  async function confirmOperation(caller: Caller, operationId: string): Promise<Operation> {
+    const saved = await replaceOperation(caller, operationId, (o) => {
+      if (o.state !== 'heldForConfirmation')
+        throw new AppError('Conflict', `operation ${operationId} is ${o.state}, not held`);
+      o.state = 'queued';
+      delete o.error;
+    });
+    await enqueue(saved);
+    return visibleOperation(saved);
+  }
+
+  const cancellable = new Set<Operation['state']>([
+    'heldForConfirmation',
+    'queued',
+    'retryScheduled',
+    'waitingForAgent',
+    'needsLicence',
+  ]);
+
+  /**
+   * Stops an operation that is queued, held or parked: no new step starts; steps already done are undone
+   * (a create leaves no half-user); it ends `cancelled`.
+   */
+  async function cancelOperation(caller: Caller, operationId: string): Promise<Operation> {
+    const saved = await replaceOperation(caller, operationId, (o) => {
+      if (o.cancelRequested === true) return;
+      if (!cancellable.has(o.state))
+        throw new AppError(
+          'Conflict',
+          `operation ${operationId} is ${o.state}; only queued, held or parked ones can be cancelled`,
+        );
+      o.cancelRequested = true;
+      if (o.state === 'heldForConfirmation' || o.state === 'needsLicence') o.state = 'queued';
+      delete o.nextAttemptAt;
+    });
+    await deps.runner.sendRun(saved, deterministicMessageId('operation.cancel', operationId));
+    return visibleOperation(saved);
+  }
+
+  const retryable = new Set<Operation['state']>(['failed', 'compensated', 'cancelled', 'needsLicence']);
+
+  /**
+   * Tries a failed, compensated or cancelled operation again as a new operation (a create may bring a
+   * corrected body, and must bring the password again: it was erased). A create held for a licence is
+   * simply run again now.
+   */
+  async function retryOperation(input: {
+    caller: Caller;
+    operationId: string;
+    correctedCreate?: CreateUserRequest;
+    password?: string;
+    correlationId: string;
+  }): Promise<{ operation: Operation; replayed: boolean }> {
+    const found = await loadOwnOperation(input.caller, input.operationId);
+    const old = found.value;
+    if (!retryable.has(old.state))
+      throw new AppError(
+        'Conflict',
+        `operation ${old.operationId} is ${old.state}; only failed, compensated, cancelled or licence-held ones can be retried`,
+      );
+    if (old.state === 'needsLicence') {
+      await c.held.upsert(HELD_PARTITION, activeKey(old.providerId, old.operationId), {
+        providerId: old.providerId,
+        operationId: old.operationId,
+        customerId: old.customerId,
+        heldAt: now(),
+      });
+      await deps.runner.sendRun(old, deterministicMessageId('operation.retry-held', old.operationId, now()));
+      return { operation: visibleOperation(old), replayed: false };
+    }
+    const key = `retry:${old.operationId}`;
+    let result: { operation: Operation; replayed: boolean };
+    if (old.kind === 'user.create') {
+      const request: CreateUserRequest = input.correctedCreate ?? {
+        ...old.request,
+        ...(input.password === undefined ? {} : { password: input.password }),
+      };
+      if (request.userId !== old.userId)
+        throw new AppError('Validation', 'a retried create keeps its userId', {
+          details: { errors: [{ path: 'body.userId', message: `must be ${old.userId}` }] },
+        });
+      result = await requestCreateUser({
+        caller: input.caller,
+        customerId: old.customerId,
+        request,
+        idempotencyKey: key,
+        correlationId: input.correlationId,
+        retryOf: old.operationId,
+      });
+    } else {
+      result = await requestUserChange({
+        caller: input.caller,
+        customerId: old.customerId,
+        userId: old.userId,
+        change: changeRequest(old.kind, old.request),
+        ...(input.password === undefined ? {} : { password: input.password }),
+        idempotencyKey: key,
+        correlationId: input.correlationId,
+        retryOf: old.operationId,
+      });
+    }
+    await replaceOperation(input.caller, old.operationId, (o) => {
+      o.retriedBy = result.operation.operationId;
+    });
+    return result;
+  }
+
+  async function getOperation(caller: Caller, operationId: string): Promise<Operation> {
+    return visibleOperation((await loadOwnOperation(caller, operationId)).value);
+  }
+
+  /** A customer's operations, newest first, one page at a time (opaque cursor). */
+  async function listOperations(
+    caller: Caller,
+    customerId: string,
+    options: { limit: number; cursor?: string },
+  ): Promise<{ value: Operation[]; cursor?: string }> {
+    await loadCustomer(deps.store, caller, customerId);
+    const page = await c.customerOperations.listPage(userPartition(caller.providerId, customerId), {
+      pageSize: options.limit,
+      ...(options.cursor === undefined
+        ? {}
+        : { continuationToken: Buffer.from(options.cursor, 'base64url').toString('utf8') }),
+    });
+    const value: Operation[] = [];
+    for (const entry of page.items.slice(0, options.limit)) {
+      const found = await c.operations.get(caller.providerId, entry.value.operationId);
+      if (found !== undefined) value.push(visibleOperation(found.value));
+    }
+    return {
+      value,
+      ...(page.continuationToken === undefined
+        ? {}
+        : { cursor: Buffer.from(page.continuationToken, 'utf8').toString('base64url') }),
+    };
+  }
+
+  async function getUser(caller: Caller, customerId: string, userId: string): Promise<UserRecord> {
+    await loadCustomer(deps.store, caller, customerId);
+    const user = await c.users.get(userPartition(caller.providerId, customerId), userId);
+    if (user === undefined) throw new AppError('NotFound', `user ${userId} not found`);
+    return user.value;
+  }
+
+  return {
+    requestCreateUser,
+    requestUserChange,
+    confirmOperation,
+    cancelOperation,
+    retryOperation,
+    getOperation,
+    listOperations,
+    getUser,
+  };
+}

@@ -1,0 +1,801 @@
+import type { Customer } from '../../domain/customer.js';
+import {
+  blocksLaterOperations,
+  isFinished,
+  type ErrorInfo,
+  type Operation,
+  type OperationState,
+  type Step,
+} from '../../domain/operation.js';
+import { retryDelayInMs, type BackoffSettings } from '../../domain/planning.js';
+import type { UserRecord } from '../../domain/user.js';
+import { AppError, InvalidMessageError, toAppError, type ErrorCode } from '../../errors.js';
+import type { Logger } from '../../logging.js';
+import { deterministicMessageId, type Bus } from '../../ports/bus.js';
+import type { Clock } from '../../ports/clock.js';
+import type { CloudDirectory } from '../../ports/cloud-directory.js';
+import type { OnPremCommand, OnPremCommandChannel, OnPremReply } from '../../ports/on-prem-directory.js';
+import type { SecretSealer } from '../../ports/secret-sealer.js';
+import type { Versioned } from '../../ports/store.js';
+import { directoryWork } from '../../contracts/directory-work.js';
+import {
+  ACTIVE_PARTITION,
+  activeKey,
+  HELD_PARTITION,
+  operationIndexKey,
+  userOperationsPartition,
+  userPartition,
+  type EngineCollections,
+} from './records.js';
+import { stepDefinition, type StepContext, type StepOutcome } from './steps.js';
+
+/**
+ * The saga runner. One run: take the operation's lease (owner + expiry, written with the etag) before
+ * any side effect; execute the next step; persist the outcome. A step for the agent sends its command
+ * and parks (`waitingForAgent`); the reply is saved on the step and a new run consumes it. Retryable
+ * failures re-schedule the operation with backoff; permanent ones start a persisted compensation phase.
+ * A run never re-runs a failed or compensated step, and the user record is derived from the finished
+ * operation idempotently (`outcomeApplied`), so a crash between any two writes heals on the next run.
+ */
+export interface EngineSettings {
+  /** How long a run may hold an operation before another delivery may take it over. */
+  leaseDurationInMs: number;
+  /** How long a parked step waits for its agent before the command is sent again (doubles per send). */
+  parkTimeoutInMs: number;
+  backoff: BackoffSettings;
+  /** Extra time an undo may take past the operation's deadline. */
+  compensationGraceInMs: number;
+}
+
+export const defaultEngineSettings: EngineSettings = {
+  leaseDurationInMs: 2 * 60_000,
+  parkTimeoutInMs: 2 * 60_000,
+  backoff: { baseDelayInMs: 2_000, maxDelayInMs: 5 * 60_000 },
+  compensationGraceInMs: 60 * 60_000,
+};
+
+export interface RunnerDeps {
+  c: EngineCollections;
+  clock: Clock;
+  bus: Bus;
+  sealer: SecretSealer;
+  settings: EngineSettings;
+  random: () => number;
+  assertWorkAllowed(providerId: string, customer: Customer): Promise<void>;
+  cloudDirectory?: (tenantId: string) => CloudDirectory;
+  agentChannel?: (siteId: string) => Promise<OnPremCommandChannel>;
+}
+
+export interface RunInput {
+  providerId: string;
+  operationId: string;
+  /** Unique per delivery (the lease owner). */
+  runId: string;
+  /** The incoming message's id: messages this run sends derive theirs from it (a redelivery sends the same). */
+  messageId: string;
+  log: Logger;
+}
+
+export type RunResult =
+  | 'finished'
+  | 'parked'
+  | 'retryScheduled'
+  | 'needsLicence'
+  | 'held'
+  | 'busy'
+  | 'waitingForEarlier'
+  | 'notDue';
+
+/** A write lost to a concurrent run: stop, the other run owns the operation now. */
+class LostRace extends Error {}
+
+/** Codes an agent may answer with (shared/errors.ts); anything else is Upstream. */
+const agentCodes = [
+  'Validation',
+  'NotFound',
+  'AlreadyExists',
+  'Conflict',
+  'PasswordPolicy',
+  'InvalidCredentials',
+  'Forbidden',
+  'OutOfScope',
+  'BadSignature',
+  'Replayed',
+  'Expired',
+  'Unavailable',
+  'Timeout',
+  'Upstream',
+  'Internal',
+] as const satisfies readonly ErrorCode[];
+
+const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entra.password']);
+
+export function createRunner(deps: RunnerDeps) {
+  const { c } = deps;
+  const nowDate = (): Date => deps.clock.now();
+  const now = (): string => nowDate().toISOString();
+
+  interface Ctx {
+    current: Versioned<Operation>;
+    customer?: Customer;
+    user?: UserRecord;
+    input: RunInput;
+  }
+  const op = (ctx: Ctx): Operation => ctx.current.value;
+
+  async function save(ctx: Ctx, change: (o: Operation) => void): Promise<void> {
+    const next = structuredClone(ctx.current.value);
+    change(next);
+    next.updatedAt = now();
+    try {
+      ctx.current = await c.operations.replace(next.providerId, next.operationId, next, ctx.current.etag);
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'ConcurrencyConflict') throw new LostRace();
+      throw error;
+    }
+  }
+
+  const stepOf = (o: Operation, name: string): Step => {
+    const found = o.steps.find((s) => s.name === name);
+    if (found === undefined) throw new AppError('Internal', `operation has no step ${name}`);
+    return found;
+  };
+
+  const info = (error: AppError): ErrorInfo => {
+    const attribute = error.details?.attribute;
+    return {
+      code: error.code,
+      message: error.message,
+      retryable: error.retryable,
+      ...(typeof attribute === 'string' ? { attribute } : {}),
+    };
+  };
+
+  async function sendRun(o: Operation, messageId: string, at?: Date): Promise<void> {
+    await deps.bus.send(
+      directoryWork,
+      { type: 'operation.run', v: 1, providerId: o.providerId, operationId: o.operationId },
+      {
+        messageId,
+        correlationId: o.correlationId,
+        ...(at === undefined ? {} : { scheduledEnqueueTime: at }),
+      },
+    );
+  }
+
+  function stepContext(ctx: Ctx, step: Step): StepContext {
+    const o = op(ctx);
+    const customer = ctx.customer;
+    if (customer === undefined) throw new AppError('Internal', 'customer not loaded');
+    return {
+      op: o,
+      step,
+      customer,
+      user: ctx.user,
+      cloud: () => {
+        if (deps.cloudDirectory === undefined || customer.entra === undefined)
+          throw new AppError('Unavailable', 'Microsoft Graph is not configured', { retryable: false });
+        return deps.cloudDirectory(customer.entra.tenantId);
+      },
+      password: () => (o.sealedPassword === undefined ? undefined : deps.sealer.open(o.sealedPassword)),
+      result: (name) => o.steps.find((s) => s.name === name)?.result ?? {},
+    };
+  }
+
+  /** Re-queue this run for later (someone else holds the lease, or an earlier operation must finish). */
+  async function comeBackLater(ctx: Ctx, at: Date, why: string): Promise<void> {
+    await sendRun(op(ctx), deterministicMessageId('operation.later', ctx.input.messageId, why), at);
+  }
+
+  // ---- finishing and the derived user record ---------------------------------------------------------
+
+  function applyOutcome(o: Operation, u: UserRecord): void {
+    const finishedAt = o.updatedAt;
+    const links = (): void => {
+      // A step whose undo failed still exists in its directory: keep its link visible.
+      const exists = (s: Step): boolean => s.state === 'done' || s.state === 'compensationFailed';
+      const ad = o.steps.find((s) => s.name === 'ad.create' && exists(s))?.result;
+      const entra = o.steps.find((s) => s.name === 'entra.create' && exists(s))?.result;
+      if (ad?.objectGuid !== undefined)
+        u.ad = { objectGuid: ad.objectGuid, dn: ad.dn ?? '', sAMAccountName: ad.sAMAccountName ?? '' };
+      if (entra?.objectId !== undefined)
+        u.entra = {
+          objectId: entra.objectId,
+          ...(entra.onPremisesImmutableId === undefined
+            ? {}
+            : { onPremisesImmutableId: entra.onPremisesImmutableId }),
+        };
+    };
+    u.lastOperationId = o.operationId;
+    switch (o.kind) {
+      case 'user.create': {
+        if (o.state === 'needsLicence') {
+          links();
+          if (u.state === 'provisioning') u.state = 'needsLicence';
+          return;
+        }
+        if (o.state !== 'succeeded') {
+          delete u.ad;
+          delete u.entra;
+          links();
+          u.state = 'failed';
+          return;
+        }
+        links();
+        const skuIds = o.steps.find((s) => s.name === 'licences')?.result?.skuIds;
+        if (skuIds !== undefined)
+          u.licences = skuIds.split(',').map((skuId) => ({ skuId, assignedAt: finishedAt }));
+        // A change applied while the create waited for a licence (disable, delete) keeps its state.
+        if (u.state === 'provisioning' || u.state === 'needsLicence')
+          u.state = o.request.accountEnabled ? 'active' : 'disabled';
+        return;
+      }
+      case 'user.update':
+        if (o.state === 'succeeded' && o.request.displayName !== undefined)
+          u.displayName = o.request.displayName;
+        return;
+      case 'user.disable':
+        if (o.state === 'succeeded') u.state = 'disabled';
+        return;
+      case 'user.enable':
+        if (o.state === 'succeeded') u.state = 'active';
+        return;
+      case 'user.delete':
+        if (o.state === 'succeeded') u.state = 'deleted';
+        return;
+      case 'user.licences': {
+        if (o.state !== 'succeeded') return;
+        const skuIds = o.steps.find((s) => s.name === 'licences.change')?.result?.skuIds ?? '';
+        u.licences =
+          skuIds === '' ? [] : skuIds.split(',').map((skuId) => ({ skuId, assignedAt: finishedAt }));
+        if (u.state === 'needsLicence') u.state = 'active';
+        return;
+      }
+      case 'user.password':
+        return;
+    }
+  }
+
+  async function updateUserRecord(o: Operation): Promise<void> {
+    const partition = userPartition(o.providerId, o.customerId);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const user = await c.users.get(partition, o.userId);
+      // Another incarnation of this user id (deleted, then created again) is not this operation's.
+      if (user === undefined || user.value.createdAt > o.createdAt) return;
+      const next = structuredClone(user.value);
+      applyOutcome(o, next);
+      next.updatedAt = now();
+      try {
+        await c.users.replace(partition, o.userId, next, user.etag);
+        return;
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      }
+    }
+    throw new AppError('Unavailable', 'user record kept changing; retry', { retryable: true });
+  }
+
+  /** Re-applies a finished operation to its user and clears its indexes; safe to repeat. */
+  async function applyDerived(ctx: Ctx): Promise<void> {
+    const o = op(ctx);
+    if (o.outcomeApplied !== true) {
+      await updateUserRecord(o);
+      await save(ctx, (x) => {
+        x.outcomeApplied = true;
+      });
+    }
+    await c.held.delete(HELD_PARTITION, activeKey(o.providerId, o.operationId));
+    await c.active.delete(ACTIVE_PARTITION, activeKey(o.providerId, o.operationId));
+  }
+
+  async function finish(ctx: Ctx, state: OperationState, log: Logger): Promise<RunResult> {
+    await save(ctx, (o) => {
+      o.state = state;
+      delete o.sealedPassword;
+      delete o.lease;
+      delete o.nextAttemptAt;
+    });
+    await applyDerived(ctx);
+    log.info('operation finished', { operationId: op(ctx).operationId, state });
+    return 'finished';
+  }
+
+  /** A failure no retry can fix: forward → compensation of the done steps (creates); else failed. */
+  async function failPermanently(
+    ctx: Ctx,
+    error: ErrorInfo,
+    stepName: string | undefined,
+    options: { compensate: boolean },
+  ): Promise<void> {
+    await save(ctx, (o) => {
+      if (stepName !== undefined) {
+        const s = stepOf(o, stepName);
+        s.state = 'failed';
+        s.error = error;
+        s.finishedAt = now();
+        delete s.parked;
+        delete s.reply;
+      }
+      o.error = error;
+      delete o.lease;
+      delete o.nextAttemptAt;
+      const undoable =
+        options.compensate &&
+        o.steps.some((s) => s.state === 'done' && stepDefinition(s.name).compensate !== undefined);
+      if (undoable) {
+        o.phase = 'compensating';
+        o.state = 'compensating';
+      }
+    });
+  }
+
+  async function scheduleRetry(ctx: Ctx, error: AppError, stepName: string, log: Logger): Promise<RunResult> {
+    const o = op(ctx);
+    const retries = o.retries + 1;
+    const delay = retryDelayInMs(retries, deps.settings.backoff, deps.random, error.retryAfterInSeconds);
+    const at = new Date(nowDate().getTime() + delay);
+    const limit = limitOf(o);
+    if (at.getTime() > limit.getTime()) {
+      const gaveUp: ErrorInfo = {
+        code: 'DeadlineExceeded',
+        message: `gave up at the operation's deadline after ${retries} attempts; last error ${error.code}: ${error.message}`,
+        retryable: false,
+      };
+      if (o.phase === 'compensating') return compensationFailed(ctx, stepName, gaveUp, log);
+      await failPermanently(ctx, gaveUp, stepName, { compensate: true });
+      return runLoop(ctx);
+    }
+    await save(ctx, (x) => {
+      const s = stepOf(x, stepName);
+      s.error = info(error);
+      if (s.state === 'running') s.state = x.phase === 'compensating' ? 'compensating' : 'pending';
+      x.retries = retries;
+      x.nextAttemptAt = at.toISOString();
+      x.state = 'retryScheduled';
+      delete x.lease;
+    });
+    await sendRun(op(ctx), deterministicMessageId('operation.retry', o.operationId, String(retries)), at);
+    log.info('retry scheduled', {
+      operationId: o.operationId,
+      step: stepName,
+      code: error.code,
+      delayInMs: delay,
+    });
+    return 'retryScheduled';
+  }
+
+  async function compensationFailed(
+    ctx: Ctx,
+    stepName: string,
+    error: ErrorInfo,
+    log: Logger,
+  ): Promise<RunResult> {
+    await save(ctx, (o) => {
+      const s = stepOf(o, stepName);
+      s.state = 'compensationFailed';
+      s.undoError = error;
+      delete s.parked;
+      delete s.reply;
+    });
+    log.error('compensation failed', { operationId: op(ctx).operationId, step: stepName, code: error.code });
+    return finish(ctx, 'compensationFailed', log);
+  }
+
+  const limitOf = (o: Operation): Date =>
+    new Date(
+      new Date(o.deadline).getTime() + (o.phase === 'compensating' ? deps.settings.compensationGraceInMs : 0),
+    );
+
+  // ---- parking with the agent ---------------------------------------------------------------------
+
+  /**
+   * Persists the park (index first, so a reply always finds its operation), then sends. Storage
+   * failures propagate (the message is redelivered); only the send's own failure is classified.
+   */
+  async function park(
+    ctx: Ctx,
+    stepName: string,
+    command: OnPremCommand,
+    phase: 'execute' | 'compensate',
+    log: Logger,
+  ): Promise<RunResult | undefined> {
+    const o = op(ctx);
+    const customer = ctx.customer;
+    const siteId = customer?.ad?.siteId;
+    const fail = async (error: AppError): Promise<RunResult | undefined> => {
+      if (error.retryable) return scheduleRetry(ctx, error, stepName, log);
+      if (phase === 'compensate') return compensationFailed(ctx, stepName, info(error), log);
+      await failPermanently(ctx, info(error), stepName, { compensate: op(ctx).kind === 'user.create' });
+      return undefined;
+    };
+    if (deps.agentChannel === undefined || siteId === undefined)
+      return fail(
+        new AppError('Unavailable', 'no relay agent is configured for this customer', { retryable: false }),
+      );
+    const definition = stepDefinition(stepName);
+    const commandId =
+      phase === 'execute'
+        ? definition.idempotencyKey(o)
+        : (definition.compensationKey ?? definition.idempotencyKey)(o);
+    const previous = stepOf(o, stepName).parked;
+    const sends = previous?.commandId === commandId ? previous.sends + 1 : 1;
+    const sendId = deterministicMessageId('agent.send', commandId, String(sends));
+    const waitInMs = deps.settings.parkTimeoutInMs * 2 ** Math.min(sends - 1, 4);
+    const deadline = new Date(Math.min(nowDate().getTime() + waitInMs, limitOf(o).getTime()));
+    await c.agentCommands.upsert(siteId, commandId, {
+      providerId: o.providerId,
+      operationId: o.operationId,
+      step: stepName,
+    });
+    await save(ctx, (x) => {
+      const s = stepOf(x, stepName);
+      s.state = phase === 'execute' ? 'waitingForAgent' : 'compensating';
+      s.parked = { commandId, sendId, sends, sentAt: now(), deadline: deadline.toISOString(), phase };
+      delete s.reply;
+      x.state = 'waitingForAgent';
+      delete x.lease;
+    });
+    try {
+      const channel = await deps.agentChannel(siteId);
+      await channel.submit(command, {
+        commandId,
+        sendId,
+        expiresAt: limitOf(o),
+        correlationId: o.correlationId,
+      });
+    } catch (thrown) {
+      return fail(toAppError(thrown));
+    }
+    log.info('command sent to the agent; operation parked', {
+      operationId: o.operationId,
+      step: stepName,
+      sends,
+    });
+    return 'parked';
+  }
+
+  /** Saves an agent's reply on the parked step and queues a run to consume it (the reply trigger). */
+  async function acceptReply(reply: OnPremReply, log: Logger): Promise<'resumed' | 'ignored'> {
+    const index = await c.agentCommands.get(reply.siteId, reply.commandId);
+    if (index === undefined) return 'ignored';
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const loaded = await c.operations.get(index.value.providerId, index.value.operationId);
+      if (loaded === undefined) return 'ignored';
+      const step = loaded.value.steps.find((s) => s.name === index.value.step);
+      if (
+        step?.parked?.commandId !== reply.commandId ||
+        step.reply !== undefined ||
+        isFinished(loaded.value.state)
+      )
+        return 'ignored';
+      const next = structuredClone(loaded.value);
+      const target = stepOf(next, index.value.step);
+      target.reply = reply.ok
+        ? { ok: true, commandId: reply.commandId, result: reply.result }
+        : { ok: false, commandId: reply.commandId, error: reply.error };
+      next.updatedAt = now();
+      try {
+        await c.operations.replace(next.providerId, next.operationId, next, loaded.etag);
+      } catch (error) {
+        if (error instanceof AppError && error.code === 'ConcurrencyConflict') continue;
+        throw error;
+      }
+      await sendRun(next, deterministicMessageId('operation.reply', reply.commandId, step.parked.sendId));
+      log.info('agent reply saved; operation resumes', { operationId: next.operationId, step: target.name });
+      return 'resumed';
+    }
+    throw new AppError('Unavailable', 'operation kept changing while saving a reply', { retryable: true });
+  }
+
+  // ---- the run ------------------------------------------------------------------------------------
+
+  async function takeLease(ctx: Ctx, stepName: string, stepState: Step['state']): Promise<void> {
+    await save(ctx, (o) => {
+      o.lease = {
+        owner: ctx.input.runId,
+        expiresAt: new Date(nowDate().getTime() + deps.settings.leaseDurationInMs).toISOString(),
+      };
+      o.state = o.phase === 'compensating' ? 'compensating' : 'running';
+      const s = stepOf(o, stepName);
+      s.state = stepState;
+      s.attempts += 1;
+      s.startedAt ??= now();
+      delete s.error;
+    });
+  }
+
+  async function execute(
+    ctx: Ctx,
+    stepName: string,
+    run: (sc: StepContext) => Promise<StepOutcome | undefined>,
+  ): Promise<StepOutcome | undefined | AppError> {
+    try {
+      return await run(stepContext(ctx, stepOf(op(ctx), stepName)));
+    } catch (thrown) {
+      return toAppError(thrown);
+    }
+  }
+
+  function replyError(reply: Extract<Step['reply'], { ok: false }>): AppError {
+    const code = agentCodes.find((known) => known === reply.error.code) ?? 'Upstream';
+    return new AppError(code, reply.error.message, {
+      retryable: reply.error.retryable === true,
+      ...(reply.error.attribute === undefined ? {} : { details: { attribute: reply.error.attribute } }),
+    });
+  }
+
+  async function forwardStep(ctx: Ctx, step: Step, log: Logger): Promise<RunResult | undefined> {
+    const name = step.name;
+    const definition = stepDefinition(name);
+    if (step.state === 'waitingForAgent' && step.reply !== undefined) {
+      const reply = step.reply;
+      if (reply.ok) {
+        await save(ctx, (o) => {
+          const s = stepOf(o, name);
+          s.state = 'done';
+          s.result = reply.result;
+          s.finishedAt = now();
+          delete s.parked;
+          delete s.reply;
+          o.state = 'running';
+        });
+        return undefined;
+      }
+      const error = replyError(reply);
+      await save(ctx, (o) => {
+        delete stepOf(o, name).reply;
+      });
+      if (error.retryable) return scheduleRetry(ctx, error, name, log);
+      await failPermanently(ctx, info(error), name, { compensate: op(ctx).kind === 'user.create' });
+      return undefined;
+    }
+    await takeLease(ctx, name, step.state === 'waitingForAgent' ? 'waitingForAgent' : 'running');
+    const outcome = await execute(ctx, name, (sc) => definition.execute(sc));
+    if (outcome instanceof AppError) {
+      if (outcome.code === 'LicenceUnavailable') return holdForLicence(ctx, name, outcome, log);
+      if (outcome.retryable) return scheduleRetry(ctx, outcome, name, log);
+      await failPermanently(ctx, info(outcome), name, { compensate: op(ctx).kind === 'user.create' });
+      return undefined;
+    }
+    if (outcome === undefined) throw new AppError('Internal', `step ${name} returned nothing`);
+    if (outcome.kind === 'agent') return park(ctx, name, outcome.command, 'execute', log);
+    await save(ctx, (o) => {
+      const s = stepOf(o, name);
+      s.state = 'done';
+      s.result = outcome.result;
+      s.finishedAt = now();
+      // The password is needed by the directory steps only; drop it as soon as they are done.
+      if (!o.steps.some((x) => passwordSteps.has(x.name) && x.state !== 'done')) delete o.sealedPassword;
+    });
+    return undefined;
+  }
+
+  async function compensationStep(ctx: Ctx, log: Logger): Promise<RunResult | undefined> {
+    const o = op(ctx);
+    const reversed = [...o.steps].reverse();
+    const target =
+      reversed.find((s) => s.state === 'compensating') ??
+      reversed.find((s) => s.state === 'done' && stepDefinition(s.name).compensate !== undefined);
+    if (target === undefined) {
+      if (o.cancelRequested === true) return finish(ctx, 'cancelled', log);
+      return finish(ctx, o.steps.some((s) => s.state === 'compensated') ? 'compensated' : 'failed', log);
+    }
+    const name = target.name;
+    const definition = stepDefinition(name);
+    if (target.parked?.phase === 'compensate' && target.reply !== undefined) {
+      const reply = target.reply;
+      if (reply.ok) {
+        await save(ctx, (x) => {
+          const s = stepOf(x, name);
+          s.state = 'compensated';
+          delete s.parked;
+          delete s.reply;
+        });
+        return undefined;
+      }
+      const error = replyError(reply);
+      await save(ctx, (x) => {
+        delete stepOf(x, name).reply;
+      });
+      if (error.retryable) return scheduleRetry(ctx, error, name, log);
+      return compensationFailed(ctx, name, info(error), log);
+    }
+    await takeLease(ctx, name, 'compensating');
+    if (definition.compensate === undefined) throw new AppError('Internal', `step ${name} has no undo`);
+    const outcome = await execute(
+      ctx,
+      name,
+      (sc) => stepDefinition(name).compensate?.(sc) ?? Promise.resolve(undefined),
+    );
+    if (outcome instanceof AppError) {
+      if (outcome.retryable) return scheduleRetry(ctx, outcome, name, log);
+      return compensationFailed(ctx, name, info(outcome), log);
+    }
+    if (outcome?.kind === 'agent') return park(ctx, name, outcome.command, 'compensate', log);
+    await save(ctx, (x) => {
+      stepOf(x, name).state = 'compensated';
+    });
+    return undefined;
+  }
+
+  async function holdForLicence(ctx: Ctx, name: string, error: AppError, log: Logger): Promise<RunResult> {
+    const o = op(ctx);
+    await save(ctx, (x) => {
+      const s = stepOf(x, name);
+      s.state = 'waiting';
+      s.error = info(error);
+      x.state = 'needsLicence';
+      delete x.lease;
+    });
+    // Created once: `heldAt` is when the hold began, which bounds how long the licence sweep retries.
+    if ((await c.held.get(HELD_PARTITION, activeKey(o.providerId, o.operationId))) === undefined) {
+      await c.held
+        .create(HELD_PARTITION, activeKey(o.providerId, o.operationId), {
+          providerId: o.providerId,
+          operationId: o.operationId,
+          customerId: o.customerId,
+          heldAt: now(),
+        })
+        .catch((error: unknown) => {
+          if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+        });
+    }
+    // The user exists in its directories: link both now, so disable/delete reach AD and Entra.
+    await updateUserRecord(op(ctx));
+    log.warn('operation held: no free licence', { operationId: o.operationId, step: name });
+    return 'needsLicence';
+  }
+
+  async function runLoop(ctx: Ctx): Promise<RunResult> {
+    const log = ctx.input.log;
+    for (let guard = 0; guard < 100; guard++) {
+      const o = op(ctx);
+      if (isFinished(o.state)) {
+        await applyDerived(ctx);
+        return 'finished';
+      }
+      const result =
+        o.phase === 'compensating'
+          ? await compensationStep(ctx, log)
+          : await (async () => {
+              const next = o.steps.find((s) => s.state !== 'done' && s.state !== 'skipped');
+              if (next === undefined) return finish(ctx, 'succeeded', log);
+              if (next.state === 'failed' || next.state === 'compensated') {
+                // Never re-run a failed or undone step: the operation is past it.
+                await failPermanently(
+                  ctx,
+                  next.error ?? { code: 'Internal', message: `step ${next.name} failed earlier` },
+                  undefined,
+                  { compensate: o.kind === 'user.create' },
+                );
+                if (op(ctx).phase !== 'compensating') return finish(ctx, 'failed', log);
+                return undefined;
+              }
+              if (
+                o.cancelRequested === true &&
+                !(next.state === 'waitingForAgent' && next.reply !== undefined)
+              ) {
+                // Cancelled: no new step starts; what was done is undone.
+                await failPermanently(
+                  ctx,
+                  { code: 'Cancelled', message: 'cancelled on request', retryable: false },
+                  undefined,
+                  { compensate: true },
+                );
+                if (op(ctx).phase !== 'compensating') return finish(ctx, 'cancelled', log);
+                return undefined;
+              }
+              return forwardStep(ctx, next, log);
+            })();
+      if (result !== undefined) return result;
+    }
+    throw new AppError('Internal', 'operation did not settle within 100 transitions');
+  }
+
+  /** Entry point of the directory worker (and of tests): runs until finished, parked, scheduled or held. */
+  async function run(input: RunInput): Promise<RunResult> {
+    const loaded = await c.operations.get(input.providerId, input.operationId);
+    if (loaded === undefined)
+      throw new InvalidMessageError(
+        'UnknownOperation',
+        `operation ${input.operationId} of provider ${input.providerId} does not exist`,
+      );
+    const ctx: Ctx = { current: loaded, input };
+    const log = input.log;
+    try {
+      const o = op(ctx);
+      if (isFinished(o.state)) {
+        await applyDerived(ctx);
+        return 'finished';
+      }
+      if (o.state === 'heldForConfirmation') return 'held';
+      const t = nowDate().getTime();
+      if (
+        o.lease !== undefined &&
+        o.lease.owner !== input.runId &&
+        new Date(o.lease.expiresAt).getTime() > t
+      ) {
+        await comeBackLater(ctx, new Date(new Date(o.lease.expiresAt).getTime() + 1000), 'leased');
+        return 'busy';
+      }
+      const parkedStep = o.steps.find((s) => s.parked !== undefined && s.reply === undefined);
+      if (
+        o.state === 'waitingForAgent' &&
+        parkedStep?.parked !== undefined &&
+        new Date(parkedStep.parked.deadline).getTime() > t
+      )
+        return 'notDue';
+      if (
+        o.state === 'retryScheduled' &&
+        o.nextAttemptAt !== undefined &&
+        new Date(o.nextAttemptAt).getTime() > t + 1000
+      )
+        return 'notDue';
+
+      // Per-user order: an earlier operation of this user that is still running goes first.
+      if (await earlierOperationPending(o)) {
+        const delay = retryDelayInMs(1, deps.settings.backoff, deps.random);
+        await comeBackLater(ctx, new Date(t + delay), `order:${o.updatedAt}`);
+        return 'waitingForEarlier';
+      }
+
+      const customer = await c.customers.get(o.providerId, o.customerId);
+      const refused =
+        customer === undefined
+          ? new AppError('NotFound', `customer ${o.customerId} is gone`)
+          : await deps.assertWorkAllowed(o.providerId, customer.value).then(
+              () => undefined,
+              (error: unknown) => toAppError(error),
+            );
+      if (refused !== undefined) {
+        if (refused.retryable) throw refused;
+        // Not this provider's resources (or gone): fail visibly, touching no directory, undoing nothing.
+        await failPermanently(ctx, info(refused), undefined, { compensate: false });
+        log.warn('operation refused by tenancy', { operationId: o.operationId, code: refused.code });
+        return await finish(ctx, 'failed', log);
+      }
+      ctx.customer = customer?.value;
+      ctx.user = (await c.users.get(userPartition(o.providerId, o.customerId), o.userId))?.value;
+
+      if (o.kind === 'user.create' && o.state === 'needsLicence' && ctx.user?.state === 'deleted') {
+        return await finish(ctx, 'cancelled', log);
+      }
+      if (o.phase === 'forward' && t > new Date(o.deadline).getTime()) {
+        const last = o.steps.find((s) => s.error !== undefined)?.error;
+        await failPermanently(
+          ctx,
+          {
+            code: 'DeadlineExceeded',
+            message: `not finished by its deadline ${o.deadline}${last === undefined ? '' : `; last error ${last.code}: ${last.message}`}`,
+            retryable: false,
+          },
+          o.steps.find((s) => s.state !== 'done' && s.state !== 'skipped')?.name,
+          { compensate: o.kind === 'user.create' },
+        );
+      }
+      return await runLoop(ctx);
+    } catch (error) {
+      if (error instanceof LostRace) {
+        log.info('operation is being run by another delivery', { operationId: input.operationId });
+        return 'busy';
+      }
+      throw error;
+    }
+  }
+
+  async function earlierOperationPending(o: Operation): Promise<boolean> {
+    const mine = operationIndexKey(o.userSequence, o.operationId);
+    for await (const entry of c.userOperations.list(
+      userOperationsPartition(o.providerId, o.customerId, o.userId),
+    )) {
+      if (entry.rowKey >= mine) break;
+      const earlier = await c.operations.get(o.providerId, entry.value.operationId);
+      if (earlier !== undefined && blocksLaterOperations(earlier.value)) return true;
+    }
+    return false;
+  }
+
+  return { run, acceptReply, applyOutcome, sendRun };
+}
+
+export type Runner = ReturnType<typeof createRunner>;
