@@ -35,6 +35,7 @@ export const createUserRequestSchema = z.strictObject({
   sAMAccountName: z
     .string()
     .regex(sAMAccountNamePattern, '≤ 20 characters, none of " / \\ [ ] : ; | = , + * ? < > @ or spaces')
+    .refine((value) => !hasControlCharacter(value), controlCharacterMessage)
     .optional(),
   usageLocation: z
     .string()
@@ -44,7 +45,7 @@ export const createUserRequestSchema = z.strictObject({
   department: singleLineText(64, 0).optional(),
   accountEnabled: z.boolean().default(true),
   /** Name of one of the customer's licence plans. */
-  licencePlan: z.string().optional(),
+  licencePlan: singleLineText(64).optional(),
   /**
    * Initial password for AD (adOnly, hybridFederated, both) and for the cloud account in `both`. Sealed
    * at once, never stored or queued in clear. Cloud-only users get a random one and must change it.
@@ -93,4 +94,4 @@ export const passwordRequestSchema = z.strictObject({
 });
 
 /** POST …/users/{userId}/licences: switch to another plan of the customer, or to none. */
-export const licencesRequestSchema = z.strictObject({ licencePlan: z.string().nullable() });
+export const licencesRequestSchema = z.strictObject({ licencePlan: singleLineText(64).nullable() });

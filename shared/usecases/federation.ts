@@ -5,7 +5,7 @@ import { AppError, toAppError } from '../errors.js';
 import type { CloudDirectory, DomainFederation } from '../ports/cloud-directory.js';
 import type { OnPremDirectory } from '../ports/on-prem-directory.js';
 import type { Store } from '../ports/store.js';
-import { singleLineText } from '../domain/text.js';
+import { controlCharacterMessage, hasControlCharacter, singleLineText } from '../domain/text.js';
 import { userRecordSchema } from '../domain/user.js';
 import type { Clock } from '../ports/clock.js';
 import { loadCustomer } from './customers.js';
@@ -18,11 +18,16 @@ const userPartition = (providerId: string, customerId: string): string => `${pro
  * proves sign-in will work: the domain is verified and federated as configured, and every hybrid user's
  * onPremisesImmutableId equals base64 of its AD objectGUID (what ADFS issues as the ImmutableID claim).
  */
-const httpsUri = z.url({ protocol: /^https$/ });
+// The WHATWG URL parser drops tabs and line breaks silently, so they are refused before it sees them.
+const singleLine = (value: string): boolean => !hasControlCharacter(value);
+const httpsUri = z
+  .string()
+  .refine(singleLine, controlCharacterMessage)
+  .pipe(z.url({ protocol: /^https$/ }));
 // Strict like every request body: an unknown field is a 400 naming it.
 export const federationRequestSchema = z.strictObject({
   displayName: singleLineText(256).optional(),
-  issuerUri: z.url(),
+  issuerUri: z.string().refine(singleLine, controlCharacterMessage).pipe(z.url()),
   passiveSignInUri: httpsUri,
   activeSignInUri: httpsUri.optional(),
   metadataExchangeUri: httpsUri.optional(),

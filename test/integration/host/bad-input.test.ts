@@ -118,6 +118,27 @@ describe('control characters in names', () => {
       field: 'givenName',
     },
     {
+      route: '/customers/ctl/users',
+      method: 'POST',
+      body: {
+        userId: 'u1',
+        userPrincipalName: 'ada@contoso.example',
+        displayName: 'Ada',
+        sAMAccountName: 'ada\u0000x',
+      },
+      field: 'sAMAccountName',
+    },
+    {
+      route: '/customers/ctl/domains/contoso.example/federation',
+      method: 'PUT',
+      body: {
+        issuerUri: 'http://adfs.contoso.example/adfs/services/trust\n',
+        passiveSignInUri: 'https://adfs.contoso.example/adfs/\tls/',
+        signingCertificate: 'A'.repeat(200),
+      },
+      field: 'issuerUri',
+    },
+    {
       route: '/customers/ctl/users/u1',
       method: 'PATCH',
       body: { jobTitle: 'Engineer\r\nX-Injected: yes' },
