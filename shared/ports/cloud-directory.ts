@@ -115,6 +115,27 @@ export interface CloudDirectory {
   listDelegatedAdminOperations(relationshipId: string): Promise<DelegatedAdminOperation[]>;
   /** Customers with an active relationship. */
   listDelegatedAdminCustomers(): Promise<DelegatedAdminCustomer[]>;
+
+  /**
+   * Directory extensions, called on the app's home tenant: defines `extension_{appId}_{name}` (or
+   * returns the existing definition) for users of every tenant that consented to the app.
+   */
+  registerExtensionProperty(
+    appId: string,
+    name: string,
+    options?: { dataType?: ExtensionDataType; isMultiValued?: boolean },
+  ): Promise<ExtensionPropertyDefinition>;
+  listExtensionProperties(appId: string): Promise<ExtensionPropertyDefinition[]>;
+  /** The named extension attributes of a user (absent ones as null); NotFound when the user is. */
+  getUserExtensionAttributes(
+    idOrUpn: string,
+    attributeNames: string[],
+  ): Promise<Record<string, ExtensionValue>>;
+  /** Users whose extension attribute equals the value (`$filter … eq …`). */
+  findUsersByExtensionAttribute(
+    attributeName: string,
+    value: string | number | boolean,
+  ): Promise<CloudUser[]>;
 }
 
 export type CloudDirectoryFactory = (tenantId: string) => CloudDirectory;
@@ -159,6 +180,8 @@ export interface NewCloudUser {
   surname?: string;
   jobTitle?: string;
   department?: string;
+  /** Directory extension values by full name (`extension_{appId}_{name}`), e.g. an operation marker. */
+  extensionAttributes?: Record<string, ExtensionValue>;
 }
 
 export interface CloudUserPatch {
@@ -171,6 +194,19 @@ export interface CloudUserPatch {
   department?: string | null;
   usageLocation?: string;
   onPremisesImmutableId?: string | null;
+  /** null clears a value. */
+  extensionAttributes?: Record<string, ExtensionValue>;
+}
+
+export type ExtensionDataType = 'String' | 'Boolean' | 'Integer' | 'LargeInteger' | 'DateTime' | 'Binary';
+export type ExtensionValue = string | number | boolean | string[] | null;
+
+export interface ExtensionPropertyDefinition {
+  id: string;
+  /** The attribute name on users: extension_{appId without dashes}_{name}. */
+  name: string;
+  dataType: ExtensionDataType;
+  isMultiValued: boolean;
 }
 
 export interface SetPasswordOptions {

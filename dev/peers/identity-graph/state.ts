@@ -303,6 +303,19 @@ export interface AppRecord {
   displayName: string;
   /** Service principal object id per tenant (the token's oid). */
   servicePrincipalIds: Map<string, string>;
+  /** The application object's id in its home tenant (GET /applications/{id}). */
+  objectId: string;
+  /** Directory extensions defined on this app (resources/extensionproperty.md). */
+  extensionProperties: ExtensionPropertyRecord[];
+}
+
+export interface ExtensionPropertyRecord {
+  id: string;
+  /** extension_{appId without dashes}_{name} */
+  name: string;
+  dataType: 'Binary' | 'Boolean' | 'DateTime' | 'Integer' | 'LargeInteger' | 'String';
+  isMultiValued: boolean;
+  targetObjects: string[];
 }
 
 function slug(name: string): string {
@@ -426,6 +439,8 @@ export class DirectoryState {
       roles: [...new Set([...(existing?.roles ?? []), ...(seed.roles ?? [])])],
       displayName: seed.displayName ?? existing?.displayName ?? `app ${clientId}`,
       servicePrincipalIds: existing?.servicePrincipalIds ?? new Map<string, string>(),
+      objectId: existing?.objectId ?? randomUUID(),
+      extensionProperties: existing?.extensionProperties ?? [],
     };
     this.apps.set(clientId, app);
     return app;

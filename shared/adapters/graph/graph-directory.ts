@@ -1,6 +1,6 @@
 import type { TokenCredential } from '@azure/identity';
 import type { Client } from '@microsoft/microsoft-graph-client';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { AppError, toAppError } from '../../errors.js';
 import { withRetry } from '../../retry.js';
 import { systemClock, type Clock } from '../../ports/clock.js';
@@ -24,6 +24,9 @@ import type {
   DomainFederation,
   DomainVerification,
   DomainVerificationRecord,
+  ExtensionDataType,
+  ExtensionPropertyDefinition,
+  ExtensionValue,
   DomainFederationSettings,
   LicenceChange,
   NewCloudGroup,
@@ -51,6 +54,9 @@ import {
   domainCollectionSchema,
   domainDnsRecordCollectionSchema,
   domainSchema,
+  extensionPropertyCollectionSchema,
+  extensionPropertySchema,
+  extensionValueSchema,
   federationCollectionSchema,
   federationSchema,
   graphUserSchema,
@@ -172,6 +178,8 @@ function newUserBody(user: NewCloudUser): Record<string, unknown> {
   ] as const) {
     if (user[key] !== undefined) body[key] = user[key];
   }
+  // Directory extension attributes travel as top-level properties (resources/extensionproperty.md).
+  for (const [name, value] of Object.entries(user.extensionAttributes ?? {})) body[name] = value;
   return body;
 }
 
@@ -444,7 +452,11 @@ class GraphDirectory implements CloudDirectory {
   }
 
   async updateUser(userId: string, patch: CloudUserPatch): Promise<void> {
-    const body = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
+    const { extensionAttributes, ...plain } = patch;
+    const body: Record<string, unknown> = {
+      ...Object.fromEntries(Object.entries(plain).filter(([, v]) => v !== undefined)),
+      ...extensionAttributes,
+    };
     if (Object.keys(body).length === 0) return;
     await this.lagAware([userId], () =>
       this.send('update user', () => this.client.api(userPath(userId)).patch(body)),
@@ -1071,6 +1083,86 @@ class GraphDirectory implements CloudDirectory {
       status: o.status,
       data: o.data ?? null,
     }));
+  }
+
+  async listExtensionProperties(appId: string): Promise<ExtensionPropertyDefinition[]> {
+    return this.listAll(
+      'list extension properties',
+      `/applications(appId=${encodeURIComponent(odataString(appId))})/extensionProperties`,
+      extensionPropertyCollectionSchema,
+    );
+  }
+
+  async registerExtensionProperty(
+    appId: string,
+    name: string,
+    options: { dataType?: ExtensionDataType; isMultiValued?: boolean } = {},
+  ): Promise<ExtensionPropertyDefinition> {
+    const fullName = `extension_${appId.replace(/-/g, '').toLowerCase()}_${name}`.toLowerCase();
+    const find = async (): Promise<ExtensionPropertyDefinition | undefined> =>
+      (await this.listExtensionProperties(appId)).find((e) => e.name.toLowerCase() === fullName);
+    const existing = await find();
+    if (existing !== undefined) return existing;
+    try {
+      return await this.call(
+        'register extension property',
+        () =>
+          this.client
+            .api(`/applications(appId=${encodeURIComponent(odataString(appId))})/extensionProperties`)
+            .post({
+              name,
+              dataType: options.dataType ?? 'String',
+              isMultiValued: options.isMultiValued ?? false,
+              targetObjects: ['User'],
+            }),
+        extensionPropertySchema,
+      );
+    } catch (error) {
+      // Another instance registered it meanwhile.
+      if (toAppError(error).code !== 'AlreadyExists') throw error;
+      const raced = await find();
+      if (raced === undefined) throw error;
+      return raced;
+    }
+  }
+
+  async getUserExtensionAttributes(
+    idOrUpn: string,
+    attributeNames: string[],
+  ): Promise<Record<string, ExtensionValue>> {
+    const schema = z.object({ id: z.string() }).catchall(z.unknown());
+    const user = await this.lagAware([idOrUpn], () =>
+      this.call(
+        'get user extension attributes',
+        () =>
+          this.client
+            .api(userPath(idOrUpn))
+            .select(['id', ...attributeNames].join(','))
+            .get(),
+        schema,
+      ),
+    );
+    const out: Record<string, ExtensionValue> = {};
+    for (const name of attributeNames) {
+      const parsed = extensionValueSchema.safeParse(user[name] ?? null);
+      if (!parsed.success)
+        throw new AppError('Upstream', `get user extension attributes: ${name} has an unexpected value`);
+      out[name] = parsed.data;
+    }
+    return out;
+  }
+
+  async findUsersByExtensionAttribute(
+    attributeName: string,
+    value: string | number | boolean,
+  ): Promise<CloudUser[]> {
+    const literal = typeof value === 'string' ? odataString(value) : String(value);
+    const users = await this.listAll(
+      'find users by extension attribute',
+      `/users?$filter=${queryValue(`${attributeName} eq ${literal}`)}&$select=${userSelect}`,
+      userCollectionSchema,
+    );
+    return users.map(toCloudUser);
   }
 
   async listDelegatedAdminCustomers(): Promise<DelegatedAdminCustomer[]> {

@@ -269,3 +269,22 @@ export const delegatedAdminCustomerCollectionSchema = z.object({
   value: z.array(z.object({ id: z.string(), tenantId: z.string(), displayName: nullableString })),
   '@odata.nextLink': z.string().optional(),
 });
+
+/** resources/extensionproperty.md */
+export const extensionPropertySchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  dataType: z.enum(['String', 'Boolean', 'Integer', 'LargeInteger', 'DateTime', 'Binary']),
+  isMultiValued: z.boolean().optional().default(false),
+});
+export const extensionPropertyCollectionSchema = z.object({
+  value: z.array(extensionPropertySchema),
+  '@odata.nextLink': z.string().optional(),
+});
+export const extensionValueSchema = z.union([
+  z.string(),
+  z.number(),
+  z.boolean(),
+  z.array(z.string()),
+  z.null(),
+]);

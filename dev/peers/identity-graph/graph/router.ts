@@ -11,6 +11,7 @@ import {
 } from './directory.js';
 import { deletedItems } from './deleted.js';
 import { tenantRelationships } from './gdap.js';
+import { applications, availableExtensionProperties } from './extensions.js';
 import {
   createDomain,
   deleteDomain,
@@ -56,7 +57,7 @@ function unknownSegment(ctx: GraphContext, segment: string): GraphResponse {
 /** `/users('a@b')` arrives as one segment; split it into the two the routes expect. */
 function normalise(segments: string[]): string[] {
   const first = segments[0] ?? '';
-  const keyed = /^(users|groups)(\(.*\))$/.exec(first);
+  const keyed = /^(users|groups|applications)(\(.*\))$/.exec(first);
   if (keyed?.[1] !== undefined && keyed[2] !== undefined) return [keyed[1], keyed[2], ...segments.slice(1)];
   return segments;
 }
@@ -143,6 +144,12 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
         return m === 'GET' ? getSubscription(ctx, req, b) : methodNotAllowed(ctx);
       if (a?.startsWith('subscriptions(') === true && b === undefined)
         return m === 'GET' ? getSubscription(ctx, req, a) : methodNotAllowed(ctx);
+      break;
+    case 'applications':
+      return applications(ctx, req, s.slice(1));
+    case 'directoryObjects':
+      if (a === 'getAvailableExtensionProperties' && b === undefined)
+        return m === 'POST' ? availableExtensionProperties(ctx) : methodNotAllowed(ctx);
       break;
     case 'tenantRelationships':
       return tenantRelationships(ctx, req, s.slice(1));

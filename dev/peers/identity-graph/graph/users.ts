@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TenantState, UserRecord } from '../state.js';
 import { FilterSyntaxError, parseFilter, type Getter } from './filter.js';
+import { maxExtensionValues, userExtension, validExtensionValue } from './extensions.js';
 import {
   badRequest,
   contextUrl,
@@ -245,8 +246,22 @@ function validateProperties(
   body: Record<string, unknown>,
   self: UserRecord | undefined,
 ): GraphResponse | undefined {
+  let extensionValues = Object.keys(self?.props ?? {}).filter(
+    (k) => k.startsWith('extension_') && self?.props[k] !== null && !(k in body),
+  ).length;
   for (const [key, value] of Object.entries(body)) {
     if (key.startsWith('@odata.')) continue;
+    // Directory extensions of apps consented in this tenant (resources/extensionproperty.md).
+    const extension = key.startsWith('extension_')
+      ? userExtension(ctx.tenant, ctx.state.apps.values(), key)
+      : undefined;
+    if (extension !== undefined) {
+      if (!validExtensionValue(extension, value)) return invalidValue(ctx, key, 'User');
+      if (value !== null) extensionValues += 1;
+      if (extensionValues > maxExtensionValues)
+        return badRequest(ctx, `A resource can hold at most ${String(maxExtensionValues)} extension values.`);
+      continue;
+    }
     if (!writable.has(key)) {
       if (key === 'id' || key === 'createdDateTime' || key === 'assignedLicenses')
         return invalidValue(ctx, key, 'User');
@@ -451,7 +466,11 @@ function planUserQuery(ctx: GraphContext, req: GraphRequest): ListPlan | GraphRe
       return badRequest(ctx, `Invalid filter clause: ${message}`);
     }
     for (const property of parsed.properties) {
-      if (!filterable.has(property)) {
+      // Directory extension properties support $filter (eq) too (resources/extensionproperty.md).
+      if (
+        !filterable.has(property) &&
+        userExtension(ctx.tenant, ctx.state.apps.values(), property) === undefined
+      ) {
         return graphError(
           ctx,
           400,
