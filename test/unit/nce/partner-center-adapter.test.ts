@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { durationInMs } from '../../../dev/peers/partner-center/clock.js';
 import { RateLimiter } from '../../../dev/peers/partner-center/faults.js';
@@ -6,6 +7,8 @@ import {
   deterministicUuid,
   mapPartnerCenterError,
 } from '../../../shared/adapters/partner-center/client.js';
+import { createLogger } from '../../../shared/logging.js';
+import { OneTimeSecret } from '../../../shared/ports/commerce.js';
 
 describe('MS-RequestId derivation', () => {
   it('is a stable UUIDv5 per operation step and differs between steps', () => {
@@ -42,6 +45,21 @@ describe('Partner Center errors → AppError', () => {
     [400, pc(900275), 'Validation'],
     [503, pc(800003), 'Unavailable'],
     [500, undefined, 'Unavailable'],
+    [400, pc(600049), 'Validation'],
+    [400, pc(600050), 'Validation'],
+    [400, pc(600051), 'Validation'],
+    [400, pc(600002), 'Validation'],
+    [404, pc(400019), 'NotFound'],
+    [404, pc(400013), 'NotFound'],
+    [404, pc(400018), 'NotFound'],
+    [409, pc(800082), 'Conflict'],
+    [409, pc(800060), 'Conflict'],
+    [400, pc(800091), 'Conflict'],
+    [400, pc(2011), 'Conflict'],
+    [400, pc(800065), 'Conflict'],
+    [409, pc(900278), 'Conflict'],
+    [400, pc(2054), 'Validation'],
+    [400, pc(800002), 'Validation'],
   ] as const)('%i %j → %s', (status, body, code) => {
     expect(mapPartnerCenterError(status, body, null).code).toBe(code);
   });
@@ -58,10 +76,59 @@ describe('Partner Center errors → AppError', () => {
     expect(dated.retryAfterInSeconds).toBeLessThanOrEqual(5);
   });
 
-  it('only throttling, outages and a busy cart are retryable', () => {
+  it('only throttling, outages and work still under way (busy cart, order in progress, subscription not ready) are retryable', () => {
     expect(mapPartnerCenterError(400, pc(800090), null).retryable).toBe(false);
     expect(mapPartnerCenterError(409, pc(800064), null).retryable).toBe(true);
+    expect(mapPartnerCenterError(409, pc(800060), null).retryable).toBe(true);
+    expect(mapPartnerCenterError(409, pc(800082), null).retryable).toBe(true);
+    expect(mapPartnerCenterError(409, pc(900278), null).retryable).toBe(false);
     expect(mapPartnerCenterError(502, undefined, null).retryable).toBe(true);
+  });
+
+  it("says in words what NCE refused, keeping Partner Center's own description and code", () => {
+    const reduction = mapPartnerCenterError(
+      400,
+      {
+        code: 800090,
+        description: 'Subscription quantity cannot be decreased.',
+        data: [],
+        source: 'PartnerFD',
+      },
+      null,
+    );
+    expect(reduction.message).toBe(
+      "quantity can't be decreased outside the 7-day window (168 hours after the seats were bought, added or renewed); schedule the lower quantity for the next term instead (Partner Center 400/800090: Subscription quantity cannot be decreased.)",
+    );
+    expect(reduction.details).toEqual({ partnerCenterCode: '800090', httpStatus: 400 });
+    expect(mapPartnerCenterError(400, pc(900213), null).message).toContain('cancellation window');
+    expect(mapPartnerCenterError(403, pc(13605), null).message).toContain('Microsoft Customer Agreement');
+    expect(mapPartnerCenterError(404, pc(400019), null).message).toContain('look the offer up again');
+    expect(mapPartnerCenterError(400, pc(600049), null).message).toContain('organizationRegistrationNumber');
+  });
+});
+
+describe("the new tenant's admin password", () => {
+  it('is reachable only by sealing it: not in JSON, strings, inspection or log lines', () => {
+    const secret = new OneTimeSecret('=;;n.=s9Z');
+    const credentials = { userName: 'admin', password: secret };
+    expect(JSON.stringify(credentials)).toBe('{"userName":"admin","password":"[redacted]"}');
+    expect(`${String(secret)}`).toBe('[redacted]');
+    expect(inspect(credentials)).not.toContain('=;;n.=s9Z');
+    const lines: string[] = [];
+    createLogger((_level, record) => lines.push(JSON.stringify(record))).info('created', {
+      credentials,
+      secret,
+    });
+    expect(lines.join('')).not.toContain('=;;n.=s9Z');
+    expect(secret.seal({ seal: (plain) => `sealed(${plain.length})` })).toBe('sealed(9)');
+    let given = '';
+    secret.seal({
+      seal: (plain) => {
+        given = plain;
+        return '';
+      },
+    });
+    expect(given).toBe('=;;n.=s9Z');
   });
 });
 
