@@ -42,7 +42,10 @@ export interface Commerce {
   /**
    * Creates the cart and checks it out; each line becomes a new subscription. Order groups that
    * failed come back in `errors`; repeating the call with the same operationKey re-attempts only
-   * those groups (the ordered ones are never bought twice).
+   * those groups (the ordered ones are never bought twice). A line whose availability id went stale
+   * is bought under the catalog's current id for the same product, SKU, term and billing cycle (the
+   * order lines say which). Provisioning is asynchronous: an order still provisioning after a short
+   * wait comes back `pending` without subscription ids; read it again with getOrder.
    */
   buy(customerId: string, lines: PurchaseLine[], options: MutationOptions): Promise<Purchase>;
   /** An order as it stands; `pending` orders have no subscription ids yet. */
