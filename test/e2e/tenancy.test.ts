@@ -423,6 +423,13 @@ describe('work put on the queue by hand cannot cross providers', () => {
   });
 
   it('while blue itself provisions through the same site and tenant (the control)', async () => {
+    // A hybrid user needs the federated domain (an earlier test undid the federation).
+    const federate = await stack.api('/customers/bluehy/domains/fed.blue.example/federation', {
+      method: 'PUT',
+      key: blue,
+      body: JSON.stringify(federationBody()),
+    });
+    expect(federate.status).toBe(200);
     const create = await stack.api('/customers/bluehy/users', {
       method: 'POST',
       key: blue,
@@ -445,7 +452,7 @@ describe('work put on the queue by hand cannot cross providers', () => {
       'blue user',
       45_000,
     );
-    expect(done.state).toBe('succeeded');
+    expect(done, JSON.stringify(done)).toMatchObject({ state: 'succeeded' });
     expect(await adCount('ok@fed.blue.example')).toBe(1);
     // Red still cannot see it.
     expect((await stack.api('/customers/bluehy/users/u-ok', { key: red })).status).toBe(404);
