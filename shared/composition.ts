@@ -23,7 +23,7 @@ import type { OnPremCommandChannel, OnPremDirectory } from './ports/on-prem-dire
 import type { Store } from './ports/store.js';
 import { privateKeyFromPem } from './relay-protocol/index.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
-import { createCustomers } from './usecases/customers.js';
+import { createCustomers, type Customers } from './usecases/customers.js';
 import { createFederation, type Federation } from './usecases/federation.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSites, type Sites } from './usecases/sites.js';
@@ -37,12 +37,13 @@ export interface AppDeps {
   clock: Clock;
   store: Store;
   callers: CallerRegistry;
-  customers: ReturnType<typeof createCustomers>;
+  customers: Customers;
   provisioning: Provisioning;
   federation: Federation;
   sites: Sites;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
+  /** Dependencies for the authenticated /health/details (the caller's sites are added per caller). */
   healthChecks: HealthCheck[];
   /** Drops agent replies older than a day (the housekeeping timer). */
   pruneRelayReplies(): Promise<number>;
@@ -130,7 +131,12 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           clock,
         });
 
-  const sites = createSites({ store, clock });
+  const customers = createCustomers({ store, clock });
+  const sites = createSites({
+    store,
+    clock,
+    isSiteInUse: (site) => customers.usesSite(site.providerId, site.siteId),
+  });
   const replyStore = storeBackedReplyStore(store, clock);
   // Agent replies for parked saga steps resume their operation (bound below, once provisioning exists).
   let onAgentReply: ((reply: Parameters<typeof toOnPremReply>[0]) => Promise<void>) | undefined;
@@ -259,7 +265,6 @@ export function createComposition(settings: Settings, overrides: CompositionOver
             : { state: 'ok', detail: 'credentials configured' },
         ),
     },
-    ...sites.healthChecks(),
   ];
 
   return {
@@ -267,10 +272,11 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     clock,
     store,
     callers,
-    customers: createCustomers({ store, clock }),
+    customers,
     provisioning,
     federation: createFederation({
       store,
+      clock,
       ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
       ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
     }),
