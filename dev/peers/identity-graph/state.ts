@@ -85,6 +85,40 @@ export interface UserRecord {
   createdAtMs: number;
   /** Tenant change sequence of the last write; delta returns users whose seq is past the watermark. */
   seq: number;
+  /**
+   * Writes that changed only some properties (PATCH, assignLicense), so a delta with $select can skip
+   * changes to unselected ones. Any seq not recorded here (create, delete, restore, purge) changed all.
+   */
+  propertyChanges?: { seq: number; props: string[] }[];
+  /** The last whole-object change that a later partial write superseded in `seq`. */
+  wholeSeq?: number;
+}
+
+/** Records a write of some properties of a user (for delta's $select; user-delta.md). */
+export function recordPropertyChange(tenant: TenantState, user: UserRecord, props: string[]): void {
+  const changes = (user.propertyChanges ??= []);
+  // The change that set the current seq was a whole-object one unless it is recorded as partial.
+  if (changes.at(-1)?.seq !== user.seq) user.wholeSeq = user.seq;
+  user.seq = tenant.nextSeq();
+  changes.push({ seq: user.seq, props });
+}
+
+/**
+ * Whether the user changed in (watermark, upTo] in a way a delta tracking `select` reports. Without
+ * $select every change counts. A change past upTo is left for the next round.
+ */
+export function changedFor(
+  user: UserRecord,
+  watermark: number,
+  upTo: number,
+  select: string[] | undefined,
+): boolean {
+  const within = (seq: number): boolean => seq > watermark && seq <= upTo;
+  if (select === undefined) return within(user.seq);
+  const changes = user.propertyChanges ?? [];
+  if (user.wholeSeq !== undefined && within(user.wholeSeq)) return true;
+  if (changes.at(-1)?.seq !== user.seq && within(user.seq)) return true;
+  return changes.some((c) => within(c.seq) && c.props.some((p) => select.includes(p)));
 }
 
 export interface GroupRecord {
@@ -117,6 +151,8 @@ export class TenantState {
   /** domain id → its one internalDomainFederation */
   readonly federation = new Map<string, FederationRecord>();
   seq = 0;
+  /** Distinguishes this tenant state from one before a reset or restart: older delta tokens are unknown. */
+  readonly epoch = randomUUID().slice(0, 8);
 
   constructor(
     readonly id: string,

@@ -13,6 +13,7 @@ import {
   type GraphResponse,
 } from './context.js';
 import { userView } from './users.js';
+import { changedFor } from '../state.js';
 
 /** Directory delta tokens live 7 days (concepts/delta-query-overview.md, "Token duration"). */
 export const deltaTokenLifetimeInMs = 7 * 24 * 3600 * 1000;
@@ -27,11 +28,30 @@ const stateSchema = z.object({
   f: z.string().optional(),
   /** issued at (peer clock, ms) */
   t: z.number(),
+  /** tenant id and epoch the token belongs to (a token from another tenant or before a reset is unknown) */
+  n: z.string().optional(),
+  e: z.string().optional(),
 });
 type DeltaState = z.infer<typeof stateSchema>;
 
 function link(ctx: GraphContext, kind: '$skiptoken' | '$deltatoken', state: DeltaState): string {
-  return `${ctx.graphBaseUrl}/users/delta?${kind}=${encodeToken(state)}`;
+  const bound: DeltaState = { ...state, n: ctx.tenant.id, e: ctx.tenant.epoch };
+  return `${ctx.graphBaseUrl}/users/delta?${kind}=${encodeToken(bound)}`;
+}
+
+/**
+ * delta-query-overview.md ("Synchronization reset") and errors.md: a token the service no longer
+ * knows — expired after 7 days, or from before a reset — gets 410 Gone with syncStateNotFound; the
+ * Location header points at a fresh round (an empty $deltatoken) with the same query options.
+ */
+function syncReset(ctx: GraphContext, state: DeltaState, message: string): GraphResponse {
+  const restart = new URLSearchParams();
+  if (state.s !== undefined) restart.set('$select', state.s.join(','));
+  if (state.f !== undefined) restart.set('$filter', state.f);
+  restart.set('$deltatoken', '');
+  return graphError(ctx, 410, 'syncStateNotFound', message, {
+    Location: `${ctx.graphBaseUrl}/users/delta?${restart.toString()}`,
+  });
 }
 
 /**
@@ -68,25 +88,20 @@ export function userDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
   const token = skipToken ?? (deltaToken === '' ? null : deltaToken);
   if (token !== null) {
     const parsed = stateSchema.safeParse(decodeToken(token));
-    if (!parsed.success) return badRequest(ctx, 'Invalid delta or skip token.');
+    // errors.md: syncStateInvalid — the token is not one this service issued.
+    if (!parsed.success)
+      return graphError(ctx, 400, 'syncStateInvalid', 'The delta or skip token is invalid.');
     state = parsed.data;
-    // concepts/delta-query-overview.md ("Synchronization reset") and errors.md: an expired token gets
-    // 410 Gone with syncStateNotFound; the Location header points at a fresh (token-less) round.
-    if (now - state.t > deltaTokenLifetimeInMs) {
-      const restart = new URLSearchParams();
-      if (state.s !== undefined) restart.set('$select', state.s.join(','));
-      if (state.f !== undefined) restart.set('$filter', state.f);
-      restart.set('$deltatoken', '');
-      return graphError(
+    if (now - state.t > deltaTokenLifetimeInMs)
+      return syncReset(ctx, state, 'The delta token has expired; a full synchronization is required.');
+    const foreign = state.n !== undefined && state.n !== ctx.tenant.id;
+    const stale = (state.e !== undefined && state.e !== ctx.tenant.epoch) || state.w > ctx.tenant.seq;
+    if (foreign || stale)
+      return syncReset(
         ctx,
-        410,
-        'syncStateNotFound',
-        'The delta token has expired; a full synchronization is required.',
-        {
-          Location: `${ctx.graphBaseUrl}/users/delta?${restart.toString()}`,
-        },
+        state,
+        'The sync state generation is not found; a full synchronization is required.',
       );
-    }
   } else {
     state = { w: 0, s: parseSelect(req.query), f: req.query.get('$filter') ?? undefined, t: now };
   }
@@ -110,8 +125,11 @@ export function userDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
   }
   const upTo = state.u ?? ctx.tenant.seq;
   const initial = state.w === 0;
+  // user-delta.md: $select limits the tracked properties, so a change to only unselected ones is not
+  // reported (the watermark still moves past it).
+  const tracked = state.s === undefined ? undefined : [...new Set([...state.s, 'id'])];
   const changed = [...ctx.tenant.users.values()]
-    .filter((u) => u.seq > state.w && u.seq <= upTo)
+    .filter((u) => (initial ? u.seq <= upTo : changedFor(u, state.w, upTo, tracked)))
     .filter((u) => !initial || u.deletedAtMs === undefined)
     .filter((u) => idFilter === undefined || idFilter(u.id))
     .sort((a, b) => a.seq - b.seq);

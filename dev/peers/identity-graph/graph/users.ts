@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { TenantState, UserRecord } from '../state.js';
+import { recordPropertyChange, type TenantState, type UserRecord } from '../state.js';
 import { FilterSyntaxError, parseFilter, type Getter } from './filter.js';
 import { maxExtensionValues, userExtension, validExtensionValue } from './extensions.js';
 import {
@@ -403,11 +403,16 @@ export function updateUser(ctx: GraphContext, req: GraphRequest, key: string): G
       "Property 'onPremisesImmutableId' is required when the userPrincipalName is in a federated domain.",
     );
   }
+  const changed: string[] = [];
   for (const [k, v] of Object.entries(body)) {
-    if (k === 'passwordProfile' || k.startsWith('@odata.')) continue;
+    if (k.startsWith('@odata.')) continue;
+    changed.push(k);
+    // proxyAddresses is derived from the UPN here.
+    if (k === 'userPrincipalName') changed.push('proxyAddresses');
+    if (k === 'passwordProfile') continue;
     user.props[k] = v;
   }
-  user.seq = ctx.tenant.nextSeq();
+  recordPropertyChange(ctx.tenant, user, changed);
   return { status: 204 };
 }
 
@@ -644,7 +649,7 @@ export function assignLicense(ctx: GraphContext, req: GraphRequest, key: string)
     if (existing === undefined) user.assignedLicenses.push(item);
     else existing.disabledPlans = item.disabledPlans;
   }
-  user.seq = ctx.tenant.nextSeq();
+  recordPropertyChange(ctx.tenant, user, ['assignedLicenses']);
   return {
     status: 200,
     body: { '@odata.context': contextUrl(ctx, 'users', undefined, true), ...userView(user, undefined) },
