@@ -8,6 +8,7 @@ import {
 } from './http/customers.js';
 import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
 import { health, healthDetails } from './http/health.js';
+import { licensingFunctions } from './http/licensing.js';
 import { openApiFunction } from './http/openapi-function.js';
 import {
   cancelOperation,
@@ -67,6 +68,7 @@ export const definitions: FunctionDefinition[] = [
   putFederation,
   deleteFederation,
   federationPreflight,
+  ...licensingFunctions,
   directoryWorker,
   agentReplies,
   licenceSweep,

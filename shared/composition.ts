@@ -1,5 +1,10 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { DefaultAzureCredential, ManagedIdentityCredential, type TokenCredential } from '@azure/identity';
+import {
+  ClientSecretCredential,
+  DefaultAzureCredential,
+  ManagedIdentityCredential,
+  type TokenCredential,
+} from '@azure/identity';
 import type { ServiceBusClient } from '@azure/service-bus';
 import { createAesSealer } from './adapters/crypto/aes-sealer.js';
 import { createEntraTokenVerifier } from './adapters/entra-auth/token-verifier.js';
@@ -12,6 +17,8 @@ import {
 } from './adapters/relay/index.js';
 import { createServiceBusBus, createServiceBusClient } from './adapters/service-bus/index.js';
 import { createTableStore } from './adapters/tables/table-store.js';
+import { createPax8Distributor } from './adapters/distributor/pax8.js';
+import { createPartnerCenterCommerce } from './adapters/partner-center/commerce.js';
 import type { Settings } from './config.js';
 import { AppError } from './errors.js';
 import type { Logger } from './logging.js';
@@ -25,6 +32,7 @@ import { privateKeyFromPem } from './relay-protocol/index.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
 import { createCustomers, type Customers } from './usecases/customers.js';
 import { createFederation, type Federation } from './usecases/federation.js';
+import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSites, type Sites } from './usecases/sites.js';
 
@@ -41,6 +49,8 @@ export interface AppDeps {
   provisioning: Provisioning;
   federation: Federation;
   sites: Sites;
+  /** Licence sources, the per-source seat ledger, reconciliation and purchase requests. */
+  licensing: Licensing;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
   /** Dependencies for the authenticated /health/details (the caller's sites are added per caller). */
@@ -235,6 +245,56 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     await provisioning.acceptAgentReply(toOnPremReply(reply), replyLog);
   };
 
+  // Licensing connectors: each account belongs to one provider and serves only that provider's customers.
+  const connectors: LicensingConnectors = {};
+  if (
+    settings.PartnerCenter__providerId !== undefined &&
+    settings.PartnerCenter__tenantId !== undefined &&
+    settings.PartnerCenter__clientId !== undefined &&
+    settings.PartnerCenter__clientSecret !== undefined
+  ) {
+    connectors.partnerCenter = {
+      providerId: settings.PartnerCenter__providerId,
+      commerce: createPartnerCenterCommerce({
+        credential: new ClientSecretCredential(
+          settings.PartnerCenter__tenantId,
+          settings.PartnerCenter__clientId,
+          settings.PartnerCenter__clientSecret,
+          {
+            authorityHost: settings.Graph__authorityHost,
+            // Instance discovery only knows Microsoft's clouds (a local identity peer is not one).
+            disableInstanceDiscovery:
+              new URL(settings.Graph__authorityHost).hostname !== 'login.microsoftonline.com',
+          },
+        ),
+        baseUrl: settings.PartnerCenter__baseUrl,
+      }),
+    };
+  }
+  if (
+    settings.Distributor__providerId !== undefined &&
+    settings.Distributor__clientId !== undefined &&
+    settings.Distributor__clientSecret !== undefined
+  ) {
+    connectors.distributor = {
+      providerId: settings.Distributor__providerId,
+      distributor: createPax8Distributor({
+        clientId: settings.Distributor__clientId,
+        clientSecret: settings.Distributor__clientSecret,
+        baseUrl: settings.Distributor__baseUrl,
+        ...(settings.Distributor__tokenUrl === undefined ? {} : { tokenUrl: settings.Distributor__tokenUrl }),
+        clock,
+      }),
+    };
+  }
+  const licensing = createLicensing({
+    store,
+    clock,
+    ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+    connectors,
+    distributorName: settings.Distributor__name,
+  });
+
   const healthChecks: HealthCheck[] = [
     {
       name: 'storage',
@@ -281,6 +341,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
     }),
     sites,
+    licensing,
     ...(relay === undefined ? {} : { relay }),
     healthChecks,
     async pruneRelayReplies() {

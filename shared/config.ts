@@ -39,6 +39,17 @@ export const settingsSchema = z.object({
   PartnerCenter__tenantId: guid.optional(),
   PartnerCenter__clientId: guid.optional(),
   PartnerCenter__clientSecret: optionalText,
+  /** The one provider whose Partner Center account the credentials above are (its licensing connector). */
+  PartnerCenter__providerId: optionalText,
+
+  // A distributor's Partner API (2-Tier CSP, Pax8 shape); secret as a Key Vault reference in Azure.
+  Distributor__name: z.string().trim().min(1).max(64).default('Pax8'),
+  Distributor__baseUrl: httpsUrl.default('https://api.pax8.com'),
+  Distributor__tokenUrl: httpsUrl.optional(),
+  Distributor__clientId: optionalText,
+  Distributor__clientSecret: optionalText,
+  /** The one provider whose distributor account this is; other providers get purchase requests. */
+  Distributor__providerId: optionalText,
 
   // Callers: API keys (hashed in storage) everywhere; Entra bearer tokens in Azure.
   Auth__entraTenantId: guid.optional(),
@@ -102,6 +113,14 @@ function crossChecks(s: Record<string, string>): Problem[] {
   if (pc.some(has)) {
     for (const name of pc.filter((n) => !has(n)))
       problems.push({ setting: name, message: 'required with the other PartnerCenter__ settings' });
+  }
+  const distributor = ['Distributor__clientId', 'Distributor__clientSecret', 'Distributor__providerId'];
+  if (distributor.some(has)) {
+    for (const name of distributor.filter((n) => !has(n)))
+      problems.push({ setting: name, message: 'required with the other Distributor__ credentials' });
+  }
+  if (has('PartnerCenter__providerId') && !has('PartnerCenter__clientId')) {
+    problems.push({ setting: 'PartnerCenter__clientId', message: 'required with PartnerCenter__providerId' });
   }
   if (s.ATRIA_ENVIRONMENT === 'azure' && !has('Secrets__operationKey')) {
     problems.push({ setting: 'Secrets__operationKey', message: 'required in Azure (a Key Vault reference)' });
