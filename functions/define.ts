@@ -30,6 +30,11 @@ export interface QueueFunctionDefinition {
   queueName: string;
   /** App setting prefix of the connection (`ServiceBusConnection` / `ServiceBusConnection__fullyQualifiedNamespace`). */
   connection: 'ServiceBusConnection';
+  /**
+   * SDK-type binding with explicit settlement (`@azure/functions-extensions-servicebus`): the handler gets
+   * `{ messages, actions }` and completes, dead-letters or abandons each message itself.
+   */
+  sdkBinding?: boolean;
   handler: (deps: AppDeps) => (message: unknown, context: InvocationContext) => Promise<void>;
 }
 

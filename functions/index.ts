@@ -3,6 +3,11 @@ import { definitions } from './definitions.js';
 import { processDeps } from './runtime.js';
 
 /** Azure entry point: registers every definition of the table with the Functions host. */
+
+// Registers the SDK-type Service Bus binding (ServiceBusReceivedMessage + settlement actions). Loaded by
+// name: the package ships TypeScript sources our compiler settings would otherwise try to check.
+const serviceBusExtension = '@azure/functions-extensions-servicebus';
+await import(serviceBusExtension);
 app.setup({ enableHttpStream: false });
 
 for (const definition of definitions) {
@@ -19,6 +24,10 @@ for (const definition of definitions) {
       app.serviceBusQueue(definition.name, {
         queueName: definition.queueName,
         connection: definition.connection,
+        // Explicit settlement (complete / dead-letter with reason / abandon) by the handler itself.
+        ...(definition.sdkBinding === true
+          ? { sdkBinding: true, autoCompleteMessages: false, cardinality: 'one' as const }
+          : {}),
         handler: (message, context) => definition.handler(processDeps())(message, context),
       });
       break;

@@ -25,6 +25,8 @@ import { compileRoute, type CompiledRoute } from './routes.js';
 export type QueueTriggerStarter = (options: {
   queueName: string;
   functionName: string;
+  /** Hand the handler `{ messages, actions }` and let it settle (as the SDK-type binding does in Azure). */
+  sdkBinding?: boolean;
   handler: (message: unknown, context: InvocationContext) => Promise<unknown>;
 }) => Promise<{ close(): Promise<void> }>;
 
@@ -226,6 +228,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
         await options.startQueueTrigger({
           queueName: definition.queueName,
           functionName: definition.name,
+          ...(definition.sdkBinding === true ? { sdkBinding: true } : {}),
           handler: (message, context) => handler(message, context),
         }),
       );

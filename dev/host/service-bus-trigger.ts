@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import azureFunctions, { type InvocationContext, type LogLevel } from '@azure/functions';
 import type { ServiceBusClient, ServiceBusReceivedMessage, ServiceBusReceiver } from '@azure/service-bus';
-import { InvalidMessageError } from '../../shared/errors.js';
 import { settlementGate } from '../../shared/adapters/service-bus/settlement.js';
 
 // @azure/functions is CommonJS: under Node's ESM loader its classes come through the default export.
@@ -9,9 +8,13 @@ const { InvocationContext: InvocationContextClass } = azureFunctions;
 
 /**
  * Serves an `app.serviceBusQueue` definition locally with the semantics of the Azure Functions Service
- * Bus extension: peek-lock, the body as the Node worker hands it over, complete on success, abandon on
- * throw (redelivered; the broker dead-letters after MaxDeliveryCount), lock renewal while the handler
- * runs. One addition the extension leaves to user code: an InvalidMessageError dead-letters at once.
+ * Bus extension: peek-lock, lock renewal while the handler runs, and either
+ * - plain binding: the body as the Node worker hands it over; complete on success, abandon on throw
+ *   (redelivered; the broker dead-letters after MaxDeliveryCount) — nothing else, as in Azure; or
+ * - SDK-type binding (`sdkBinding: true, autoCompleteMessages: false`, @azure/functions-extensions-servicebus):
+ *   the handler gets `{ messages: [ServiceBusReceivedMessage], actions }` and settles the message itself
+ *   (complete, deadletter with reason and description, abandon). A message it leaves unsettled (it threw)
+ *   stays locked until the lock expires and is then redelivered, as the extension leaves it.
  */
 
 export type TriggerLogLevel = 'information' | 'warning' | 'error';
@@ -21,6 +24,8 @@ export interface QueueTriggerOptions {
   queueName: string;
   functionName: string;
   handler: (message: unknown, context: InvocationContext) => Promise<unknown>;
+  /** SDK-type binding: the handler receives `{ messages, actions }` and settles each message. */
+  sdkBinding?: boolean;
   /** Handlers running at once (the extension's `maxConcurrentCalls`; its default is 16 per core). */
   maxConcurrentCalls?: number;
   /** How long the lock is renewed while a handler runs (the extension's default: 5 minutes). */
@@ -98,23 +103,47 @@ export async function startQueueTrigger(options: QueueTriggerOptions): Promise<Q
 
   const settle = async (message: ServiceBusReceivedMessage, context: InvocationContext): Promise<void> => {
     const properties = { ...where, messageId: message.messageId, invocationId: context.invocationId };
+    if (options.sdkBinding === true) {
+      let settled = false;
+      const once = async (action: () => Promise<void>): Promise<void> => {
+        if (settled) throw new Error('the message was already settled');
+        settled = true;
+        await alone(action);
+      };
+      const actions = {
+        complete: (m: ServiceBusReceivedMessage) => once(() => receiver.completeMessage(m)),
+        abandon: (m: ServiceBusReceivedMessage, propertiesToModify?: Record<string, unknown>) =>
+          once(() => receiver.abandonMessage(m, propertiesToModify as Record<string, string>)),
+        deadletter: (
+          m: ServiceBusReceivedMessage,
+          _propertiesToModify?: Record<string, unknown>,
+          deadLetterReason?: string,
+          deadLetterErrorDescription?: string,
+        ) =>
+          once(() =>
+            receiver.deadLetterMessage(m, {
+              deadLetterReason: deadLetterReason ?? '',
+              deadLetterErrorDescription: deadLetterErrorDescription ?? '',
+            }),
+          ),
+        defer: (m: ServiceBusReceivedMessage) => once(() => receiver.deferMessage(m)),
+        renewMessageLock: async (m: ServiceBusReceivedMessage) => {
+          await receiver.renewMessageLock(m);
+        },
+      };
+      try {
+        await options.handler({ messages: [message], actions }, context);
+      } catch (error) {
+        log('warning', 'handler failed; the message stays locked until its lock expires', {
+          ...properties,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+      return;
+    }
     try {
       await options.handler(functionsBody(message.body), context);
     } catch (error) {
-      if (error instanceof InvalidMessageError) {
-        log('warning', 'message dead-lettered: invalid', {
-          ...properties,
-          reason: error.deadLetterReason,
-          description: error.message,
-        });
-        await alone(() =>
-          receiver.deadLetterMessage(message, {
-            deadLetterReason: error.deadLetterReason,
-            deadLetterErrorDescription: error.message,
-          }),
-        );
-        return;
-      }
       log('warning', 'handler failed; message abandoned for redelivery', {
         ...properties,
         deliveryCount: (message.deliveryCount ?? 0) + 1,

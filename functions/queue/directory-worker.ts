@@ -3,48 +3,56 @@ import { createLogger } from '../../shared/logging.js';
 import { parseMessage } from '../../shared/ports/bus.js';
 import type { QueueFunctionDefinition } from '../define.js';
 import { invocationSink } from '../http/endpoint.js';
+import { settleEach } from './delivery.js';
 
 /**
  * Directory work: one run of an operation (until it finishes, parks with an agent, schedules its retry
- * or is held), or Atria's own `user.create` command. The run never waits for an agent and settles its
- * own retries by scheduled messages, so the message completes. A malformed or permanently invalid
- * message (schema, unknown operation, unknown customer, a create that does not fit) is dead-lettered at
- * once (InvalidMessageError); only a failure of our own storage or bus throws for redelivery.
+ * or is held), or Atria's own `user.create` command. The run never waits for an agent and schedules its
+ * own retries, so the message completes. A malformed or permanently invalid message (schema, unknown
+ * operation, a create for an unknown customer or one that does not fit it) is dead-lettered at once with
+ * its reason; only a failure of our own storage or bus abandons it for redelivery. Settled explicitly
+ * (SDK-type binding, see ./delivery.ts), in Azure and in the local host alike.
  */
 export const directoryWorker: QueueFunctionDefinition = {
   kind: 'serviceBusQueue',
   name: 'directory-worker',
   queueName: directoryWork.queue,
   connection: 'ServiceBusConnection',
-  handler: (deps) => async (message, context) => {
-    const work = parseMessage(directoryWork, message);
-    const correlationId =
-      typeof context.triggerMetadata?.correlationId === 'string'
-        ? context.triggerMetadata.correlationId
-        : context.invocationId;
-    const log = createLogger(invocationSink(context), {
-      level: deps.settings.LOG_LEVEL,
-      props: {
-        correlationId,
-        function: 'directory-worker',
-        providerId: work.providerId,
-        deliveryCount: context.triggerMetadata?.deliveryCount,
+  sdkBinding: true,
+  handler: (deps) => async (input, context) => {
+    await settleEach(
+      input,
+      context,
+      (delivery) =>
+        createLogger(invocationSink(context), {
+          level: deps.settings.LOG_LEVEL,
+          props: {
+            correlationId: delivery.correlationId ?? context.invocationId,
+            function: 'directory-worker',
+            messageId: delivery.messageId,
+            deliveryCount: delivery.deliveryCount,
+          },
+        }),
+      async (delivery, log) => {
+        const work = parseMessage(directoryWork, delivery.body);
+        if (work.type === 'user.create') {
+          const { operation, replayed } = await deps.provisioning.acceptQueuedCreate(
+            work,
+            delivery.correlationId ?? context.invocationId,
+          );
+          log.info('user.create command accepted', { operationId: operation.operationId, replayed });
+          return;
+        }
+        const outcome = await deps.provisioning.runOperation({
+          providerId: work.providerId,
+          operationId: work.operationId,
+          // The lease owner: this delivery. Messages the run sends derive their ids from the incoming one.
+          runId: `${context.invocationId}:${delivery.deliveryCount}`,
+          messageId: delivery.messageId,
+          log,
+        });
+        log.info('operation run', { operationId: work.operationId, outcome });
       },
-    });
-    if (work.type === 'user.create') {
-      const { operation, replayed } = await deps.provisioning.acceptQueuedCreate(work, correlationId);
-      log.info('user.create command accepted', { operationId: operation.operationId, replayed });
-      return;
-    }
-    const messageId = context.triggerMetadata?.messageId;
-    const outcome = await deps.provisioning.runOperation({
-      providerId: work.providerId,
-      operationId: work.operationId,
-      // The lease owner: this invocation. Messages the run sends derive their ids from the incoming one.
-      runId: context.invocationId,
-      messageId: typeof messageId === 'string' ? messageId : context.invocationId,
-      log,
-    });
-    log.info('operation run', { operationId: work.operationId, outcome });
+    );
   },
 };

@@ -33,7 +33,7 @@ seed.tenants?.push({
   domains: [{ id: 'tailspin.example', isDefault: true, authenticationType: 'Managed' }],
   skus: [{ skuId: sku, skuPartNumber: 'ENTERPRISEPACK', enabled: 10 }],
 });
-seed.apps?.[0]?.tenants.push(tailspinTenantId);
+seed.apps?.[0]?.tenants?.push(tailspinTenantId);
 
 let dc: SambaPeer;
 let stack: TestStack;

@@ -3,10 +3,13 @@ import { ServiceBusClient } from '@azure/service-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startQueueTrigger } from '../../../dev/host/service-bus-trigger.js';
 import { startServiceBusPeer, type ServiceBusPeer } from '../../../dev/peers/servicebus/index.js';
+import { settleEach } from '../../../functions/queue/delivery.js';
 import { InvalidMessageError } from '../../../shared/errors.js';
+import type { Logger } from '../../../shared/logging.js';
 import { emulatorConfig, receiveAll, sleep } from './support.js';
 
 // The local Functions queue trigger over the real SDK and the peer, with Azure's extension semantics.
+const quietLogger: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quietLogger };
 let peer: ServiceBusPeer;
 let client: ServiceBusClient;
 
@@ -17,6 +20,7 @@ beforeAll(async () => {
       { Name: 'failing', Properties: { LockDuration: 'PT5S', MaxDeliveryCount: 4 } },
       { Name: 'invalid', Properties: { MaxDeliveryCount: 10 } },
       { Name: 'slow', Properties: { LockDuration: 'PT1S' } },
+      { Name: 'plain', Properties: { LockDuration: 'PT5S', MaxDeliveryCount: 3 } },
       { Name: 'concurrency' },
       { Name: 'bodies' },
       { Name: 'shutdown' },
@@ -119,18 +123,26 @@ describe('local Service Bus queue trigger', () => {
     await deadLetters.close();
   });
 
-  it('dead-letters an InvalidMessageError on the first delivery with its reason and description', async () => {
+  it('dead-letters an InvalidMessageError on the first delivery with its reason and description (SDK-type binding)', async () => {
+    // The worker's own settlement (functions/queue/delivery.ts), the path Azure runs with sdkBinding.
     let calls = 0;
     const trigger = await startQueueTrigger({
       client,
       queueName: 'invalid',
       functionName: 'invalid',
-      handler: async () => {
-        calls += 1;
-        return Promise.reject(
-          new InvalidMessageError('SchemaValidationFailed', 'userProvisioning: email: Required'),
-        );
-      },
+      sdkBinding: true,
+      handler: (input, context) =>
+        settleEach(
+          input,
+          context,
+          () => quietLogger,
+          () => {
+            calls += 1;
+            return Promise.reject(
+              new InvalidMessageError('SchemaValidationFailed', 'userProvisioning: email: Required'),
+            );
+          },
+        ),
     });
     await client.createSender('invalid').sendMessages({ body: { nope: true }, messageId: 'inv-1' });
     const deadLetters = client.createReceiver('invalid', { subQueueType: 'deadLetter' });
@@ -141,6 +153,27 @@ describe('local Service Bus queue trigger', () => {
     expect(dead?.deadLetterReason).toBe('SchemaValidationFailed');
     expect(dead?.deadLetterErrorDescription).toBe('userProvisioning: email: Required');
     expect(dead?.deliveryCount).toBe(0);
+    await deadLetters.close();
+  });
+
+  it('with a plain binding an InvalidMessageError is only abandoned, as the Functions extension does', async () => {
+    let calls = 0;
+    const trigger = await startQueueTrigger({
+      client,
+      queueName: 'plain',
+      functionName: 'plain',
+      handler: () => {
+        calls += 1;
+        return Promise.reject(new InvalidMessageError('SchemaValidationFailed', 'bad'));
+      },
+    });
+    await client.createSender('plain').sendMessages({ body: { nope: true }, messageId: 'plain-1' });
+    const deadLetters = client.createReceiver('plain', { subQueueType: 'deadLetter' });
+    const [dead] = await receiveAll(deadLetters, 1, 20_000);
+    await trigger.close();
+    expect(calls).toBe(3);
+    expect(dead?.messageId).toBe('plain-1');
+    expect(dead?.deadLetterReason).toBe('MaxDeliveryCountExceeded');
     await deadLetters.close();
   });
 
