@@ -154,8 +154,8 @@ export async function startDistributorPeer(options: DistributorPeerOptions): Pro
   route('PUT', '/v1/subscriptions/{}', async ({ caller, params, body }) =>
     ok(await model.updateSubscription(caller.partnerId, params[0] ?? '', body)),
   );
-  route('DELETE', '/v1/subscriptions/{}', ({ caller, params, query }) => {
-    model.cancelSubscription(caller.partnerId, params[0] ?? '', query.get('cancelDate'));
+  route('DELETE', '/v1/subscriptions/{}', async ({ caller, params, query }) => {
+    await model.cancelSubscription(caller.partnerId, params[0] ?? '', query.get('cancelDate'));
     return { status: 204 };
   });
   route('GET', '/v1/subscriptions/{}/history', ({ caller, params }) =>

@@ -765,7 +765,11 @@ export class DistributorModel {
    * `DELETE /subscriptions/{id}?cancelDate=` → 204; the subscription is `PendingCancel` ("Deprovisioning
    * request pending") with `endDate` = the cancel date, and `Cancelled` once the clock passes it.
    */
-  cancelSubscription(partnerId: string, subscriptionId: string, cancelDateText: string | null): void {
+  async cancelSubscription(
+    partnerId: string,
+    subscriptionId: string,
+    cancelDateText: string | null,
+  ): Promise<void> {
     const state = this.ownSubscription(partnerId, subscriptionId);
     if (cancelDateText !== null && Number.isNaN(Date.parse(cancelDateText)))
       throw pax8Errors.invalidParam('cancelDate', 'must be a date-time');
@@ -802,6 +806,7 @@ export class DistributorModel {
     state.updatedDate = now.toISOString();
     state.pendingUntilMs = undefined;
     state.history.push(this.subscriptionJson(state));
+    await this.syncGraph(new Set([state.companyId.toLowerCase()]));
   }
 
   /** Without a cancelDate the subscription runs to the end of its current billing period (inferred). */
