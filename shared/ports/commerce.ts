@@ -18,7 +18,8 @@ export interface Commerce {
   /**
    * Creates the customer and its tenant. The reply's admin password is a OneTimeSecret: seal it at
    * once; it is never logged or serialised. A repeat with the same operationKey (also after a lost
-   * reply) is the same customer.
+   * reply) is the same customer; a domain that is already our customer's comes back `alreadyExisted`,
+   * one that is another tenant's is AlreadyExists.
    */
   createCustomer(input: NewCustomer, options: MutationOptions): Promise<CreatedCustomer>;
   /** The current Microsoft Customer Agreement template (its id goes into the attestation). */
@@ -138,6 +139,11 @@ export interface CreatedCustomer {
   customer: CommerceCustomer;
   /** One-time admin credentials of the new tenant; undefined when Partner Center did not return them. */
   adminCredentials: { userName: string; password: OneTimeSecret } | undefined;
+  /**
+   * The domain already belonged to one of our customers and Partner Center no longer recognised the
+   * request as a repeat: that customer is returned, without credentials (they went out the first time).
+   */
+  alreadyExisted: boolean;
 }
 
 const hidden = '[redacted]';

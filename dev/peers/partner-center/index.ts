@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { ZodError } from 'zod';
+import { ZodError, z } from 'zod';
 import { serverTls } from '../../tls.js';
 import { tokenVerifier, type Caller } from './auth.js';
 import { VirtualClock, clockRequestSchema, durationInMs } from './clock.js';
@@ -52,6 +52,11 @@ interface Route {
 }
 
 const segment = '([^/]+)';
+const customerFilterSchema = z.object({
+  Field: z.enum(['IndirectReseller', 'CompanyName', 'Domain']),
+  Value: z.string(),
+  Operator: z.literal('starts_with').optional(),
+});
 const mutating = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 function header(headers: IncomingMessage['headers'], name: string): string | undefined {
@@ -112,28 +117,34 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
     ok(await model.createCustomer(caller.tenantId, body), 201),
   );
   route('GET', '/v1/customers', ({ caller, query, headers }) => {
-    const size = Number(query.get('size') ?? '100');
+    // get-a-customer-by-name.md prints `size=0` with a filter; the peer reads 0 as its default.
+    const size = Number(query.get('size') ?? '100') || 100;
     if (!Number.isInteger(size) || size < 1 || size > 500)
       throw pcErrors.invalidInput('size must be 1 to 500');
-    let indirectResellerId: string | undefined;
-    const filter = query.get('filter');
-    if (filter !== null) {
-      try {
-        const parsed = JSON.parse(filter) as { Field?: unknown; Value?: unknown };
-        if (parsed.Field !== 'IndirectReseller' || typeof parsed.Value !== 'string')
-          throw new Error('unsupported');
-        indirectResellerId = parsed.Value;
-      } catch {
+    let filter: { field: 'IndirectReseller' | 'CompanyName' | 'Domain'; value: string } | undefined;
+    const rawFilter = query.get('filter');
+    if (rawFilter !== null) {
+      // get-a-customer-by-name.md: {"Field": CustomerSearchField, "Value", "Operator": "starts_with"}.
+      const parsed = customerFilterSchema.safeParse(
+        (() => {
+          try {
+            return JSON.parse(rawFilter) as unknown;
+          } catch {
+            return undefined;
+          }
+        })(),
+      );
+      if (!parsed.success)
         throw pcErrors.invalidInput(
-          'filter must be {"Field":"IndirectReseller","Value":"<id>","Operator":"starts_with"}',
+          'filter must be {"Field":"CompanyName"|"Domain"|"IndirectReseller","Value":"…","Operator":"starts_with"}',
         );
-      }
+      filter = { field: parsed.data.Field, value: parsed.data.Value };
     }
     return ok(
       model.listCustomers(caller.tenantId, {
         size,
         continuationToken: header(headers, 'ms-continuationtoken'),
-        indirectResellerId,
+        filter,
       }),
     );
   });
@@ -304,6 +315,11 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
       });
     }
     if (path === '/_admin/state' && method === 'GET') return ok(model.adminSnapshot());
+    // Test hook: Partner Center no longer remembers earlier MS-RequestIds (e.g. a retry days later).
+    if (path === '/_admin/idempotency' && method === 'DELETE') {
+      idempotent.clear();
+      return { status: 204 };
+    }
     if (path === '/_admin/catalog/rotate-availability' && method === 'POST')
       return ok(model.adminRotateAvailability(body));
     if (path === '/_admin/addresses' && method === 'POST') {

@@ -705,16 +705,24 @@ export class PartnerCenterModel {
 
   listCustomers(
     partnerTenantId: string,
-    options: { size: number; continuationToken: string | undefined; indirectResellerId: string | undefined },
+    options: {
+      size: number;
+      continuationToken: string | undefined;
+      filter: { field: 'IndirectReseller' | 'CompanyName' | 'Domain'; value: string } | undefined;
+    },
   ): Json {
     const partner = this.requirePartner(partnerTenantId);
+    const filter = options.filter;
+    const value = filter?.value.toLowerCase() ?? '';
     const all = [...this.customers.values()]
       .filter((customer) => customer.partnerTenantId === partner.tenantId)
-      .filter(
-        (customer) =>
-          options.indirectResellerId === undefined ||
-          customer.associatedPartnerId === options.indirectResellerId.toLowerCase(),
-      )
+      .filter((customer) => {
+        if (filter === undefined) return true;
+        // "The case of the value is ignored"; the only operator is starts_with (get-a-customer-by-name.md).
+        if (filter.field === 'IndirectReseller') return customer.associatedPartnerId === value;
+        const field = filter.field === 'Domain' ? customer.domain : customer.companyName;
+        return field.toLowerCase().startsWith(value);
+      })
       .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
     let start = 0;
     if (options.continuationToken !== undefined) {

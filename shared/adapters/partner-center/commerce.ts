@@ -388,23 +388,43 @@ export function createPartnerCenterCommerce(options: PartnerCenterCommerceOption
     return { ...line, catalogItemId: current.catalogItemId };
   };
 
+  /** verify-domain-availability.md: 200 = taken, 404 = free. */
+  const isDomainAvailable = async (domain: string, read?: ReadOptions): Promise<boolean> => {
+    try {
+      await client.send({
+        method: 'HEAD',
+        path: `/v1/domains/${enc(domain.trim().toLowerCase())}`,
+        schema: emptySchema,
+        correlationId: read?.correlationId,
+        abortSignal: read?.abortSignal,
+      });
+      return false;
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'NotFound') return true;
+      throw error;
+    }
+  };
+
+  /** get-a-customer-by-name.md: filter on the Domain search field (starts_with), then the exact domain. */
+  const ourCustomerWithDomain = async (
+    domain: string,
+    read: ReadOptions,
+  ): Promise<CommerceCustomer | undefined> => {
+    const wanted = domain.trim().toLowerCase();
+    const filter = JSON.stringify({ Field: 'Domain', Value: wanted, Operator: 'starts_with' });
+    const page = await client.send({
+      method: 'GET',
+      path: `/v1/customers?size=100&filter=${enc(filter)}`,
+      schema: customerPageSchema,
+      correlationId: read.correlationId,
+      abortSignal: read.abortSignal,
+    });
+    const found = page.items.find((item) => item.companyProfile.domain.toLowerCase() === wanted);
+    return found === undefined ? undefined : toCustomer(found);
+  };
+
   return {
-    /** verify-domain-availability.md: 200 = taken, 404 = free. */
-    async isDomainAvailable(domain: string, read?: ReadOptions): Promise<boolean> {
-      try {
-        await client.send({
-          method: 'HEAD',
-          path: `/v1/domains/${enc(domain.trim().toLowerCase())}`,
-          schema: emptySchema,
-          correlationId: read?.correlationId,
-          abortSignal: read?.abortSignal,
-        });
-        return false;
-      } catch (error) {
-        if (error instanceof AppError && error.code === 'NotFound') return true;
-        throw error;
-      }
-    },
+    isDomainAvailable,
 
     /** validate-an-address.md */
     async validateAddress(address: PostalAddress, read?: ReadOptions): Promise<AddressValidation> {
@@ -437,32 +457,48 @@ export function createPartnerCenterCommerce(options: PartnerCenterCommerceOption
     },
 
     async createCustomer(input: NewCustomer, mutation: MutationOptions): Promise<CreatedCustomer> {
-      const body = await client.send({
-        method: 'POST',
-        path: '/v1/customers',
-        schema: customerSchema,
-        body: {
-          companyProfile: {
-            domain: input.domain,
-            ...(input.organizationRegistrationNumber === undefined
+      let body: z.infer<typeof customerSchema>;
+      try {
+        body = await client.send({
+          method: 'POST',
+          path: '/v1/customers',
+          schema: customerSchema,
+          body: {
+            companyProfile: {
+              domain: input.domain,
+              ...(input.organizationRegistrationNumber === undefined
+                ? {}
+                : { organizationRegistrationNumber: input.organizationRegistrationNumber }),
+            },
+            billingProfile: {
+              email: input.email,
+              culture: input.culture,
+              language: input.language,
+              companyName: input.companyName,
+              defaultAddress: input.address,
+            },
+            ...(input.associatedPartnerId === undefined
               ? {}
-              : { organizationRegistrationNumber: input.organizationRegistrationNumber }),
+              : { associatedPartnerId: input.associatedPartnerId }),
           },
-          billingProfile: {
-            email: input.email,
-            culture: input.culture,
-            language: input.language,
-            companyName: input.companyName,
-            defaultAddress: input.address,
-          },
-          ...(input.associatedPartnerId === undefined
-            ? {}
-            : { associatedPartnerId: input.associatedPartnerId }),
-        },
-        requestId: requestId(mutation, 'create-customer'),
-        correlationId: mutation.correlationId,
-        abortSignal: mutation.abortSignal,
-      });
+          requestId: requestId(mutation, 'create-customer'),
+          correlationId: mutation.correlationId,
+          abortSignal: mutation.abortSignal,
+        });
+      } catch (error) {
+        // Refused, and the domain is taken: a repeat that Partner Center no longer recognises by its
+        // MS-RequestId (our own customer), or a domain another tenant holds.
+        if (!(error instanceof AppError) || error.status >= 500 || error.retryable) throw error;
+        if (await isDomainAvailable(input.domain, mutation)) throw error;
+        const existing = await ourCustomerWithDomain(input.domain, mutation);
+        if (existing === undefined)
+          throw new AppError(
+            'AlreadyExists',
+            `the initial domain ${input.domain} belongs to another tenant; choose another name`,
+            { cause: error, details: { domain: input.domain } },
+          );
+        return { customer: existing, adminCredentials: undefined, alreadyExisted: true };
+      }
       const credentials = body.userCredentials;
       return {
         customer: toCustomer(body),
@@ -470,6 +506,7 @@ export function createPartnerCenterCommerce(options: PartnerCenterCommerceOption
           credentials === undefined
             ? undefined
             : { userName: credentials.userName, password: new OneTimeSecret(credentials.password) },
+        alreadyExisted: false,
       };
     },
 

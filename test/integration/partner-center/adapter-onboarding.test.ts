@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { ClientSecretCredential } from '@azure/identity';
 import { deterministicUuid } from '../../../shared/adapters/partner-center/client.js';
 import { createPartnerCenterCommerce } from '../../../shared/adapters/partner-center/commerce.js';
 import { AppError, isAppError } from '../../../shared/errors.js';
@@ -14,8 +15,21 @@ import { graphSkuIds, offers, startStack, type Stack } from './stack.js';
  * attestation before any purchase, fresh catalog ids, asynchronous orders and 202 answers.
  */
 let stack: Stack;
+const otherPartner = {
+  tenantId: randomUUID(),
+  clientId: randomUUID(),
+  clientSecret: `other-${randomUUID()}`,
+};
 beforeAll(async () => {
-  stack = await startStack();
+  stack = await startStack({
+    extraPartners: [
+      {
+        tenantId: otherPartner.tenantId,
+        name: 'Other Partner',
+        apps: [{ clientId: otherPartner.clientId, clientSecret: otherPartner.clientSecret }],
+      },
+    ],
+  });
 });
 afterEach(async () => {
   await stack.admin('DELETE', '/faults');
@@ -119,6 +133,41 @@ describe('tenant creation', () => {
     const logger = createLogger((_level: LogLevel, record) => lines.push(JSON.stringify(record)));
     logger.info('customer created', { created });
     expect(lines.join('\n')).not.toContain(password);
+  });
+
+  it('when Partner Center no longer knows the request id, the repeat finds our customer by its domain instead of failing', async () => {
+    const input = stack.newCustomer();
+    const operationKey = `create-${randomUUID()}`;
+    const first = await stack.commerce.createCustomer(input, { operationKey });
+    expect(first.alreadyExisted).toBe(false);
+    await stack.admin('DELETE', '/idempotency');
+    const again = await stack.commerce.createCustomer(input, { operationKey });
+    expect(again).toEqual({ customer: first.customer, adminCredentials: undefined, alreadyExisted: true });
+    expect((await peerState()).customers.filter((customer) => customer.domain === input.domain)).toHaveLength(
+      1,
+    );
+  });
+
+  it("a domain another partner's tenant holds is AlreadyExists", async () => {
+    const other = createPartnerCenterCommerce({
+      credential: new ClientSecretCredential(
+        otherPartner.tenantId,
+        otherPartner.clientId,
+        otherPartner.clientSecret,
+        {
+          authorityHost: stack.graph.authorityHost,
+          disableInstanceDiscovery: true,
+        },
+      ),
+      baseUrl: stack.partnerCenter.baseUrl,
+    });
+    const input = stack.newCustomer();
+    await other.createCustomer(input, { operationKey: `other-${randomUUID()}` });
+    const taken = await thrown(
+      stack.commerce.createCustomer(input, { operationKey: `create-${randomUUID()}` }),
+    );
+    expect(taken).toMatchObject({ code: 'AlreadyExists', status: 409, details: { domain: input.domain } });
+    expect(taken.message).toContain('belongs to another tenant');
   });
 
   it("country rules come back as Validation naming what is missing, with Partner Center's code", async () => {

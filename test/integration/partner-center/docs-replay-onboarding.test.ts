@@ -61,6 +61,49 @@ describe('domain availability (verify-domain-availability.md)', () => {
   });
 });
 
+describe('customers by name or domain (get-a-customer-by-name.md)', () => {
+  it('filters with starts_with on CompanyName or Domain, ignoring case, as the documented size=0 example does', async () => {
+    const domainPrefix = prefix();
+    const body = customerBody(domainPrefix);
+    const company = `Filter Co ${domainPrefix}`;
+    const created = await stack.call('POST', '/v1/customers', {
+      body: { ...body, BillingProfile: { ...body.BillingProfile, CompanyName: company } },
+    });
+    expect(created.status).toBe(201);
+    const byName = await stack.call(
+      'GET',
+      `/v1/customers?size=0&filter=${encodeURIComponent(
+        JSON.stringify({
+          Field: 'CompanyName',
+          Value: company.toUpperCase().slice(0, 20),
+          Operator: 'starts_with',
+        }),
+      )}`,
+    );
+    expect(byName.status).toBe(200);
+    expect(byName.body).toMatchObject({ items: [{ companyProfile: { companyName: company } }] });
+    const byDomain = await stack.call(
+      'GET',
+      `/v1/customers?filter=${encodeURIComponent(
+        JSON.stringify({
+          Field: 'Domain',
+          Value: `${domainPrefix}.onmicrosoft.com`,
+          Operator: 'starts_with',
+        }),
+      )}`,
+    );
+    expect(byDomain.body).toMatchObject({
+      totalCount: 1,
+      items: [{ companyProfile: { domain: `${domainPrefix}.onmicrosoft.com` } }],
+    });
+    const unsupported = await stack.call(
+      'GET',
+      `/v1/customers?filter=${encodeURIComponent(JSON.stringify({ Field: 'Nope', Value: 'x' }))}`,
+    );
+    expect(unsupported.status).toBe(400);
+  });
+});
+
 describe('address validation (validate-an-address.md)', () => {
   it('answers the documented VerifiedShippable and StreetPartial examples', async () => {
     const shippable = await stack.call('POST', '/v1/validations/address', {
