@@ -294,12 +294,11 @@ export class TenantState {
     if (units.suspended > 0) return 'Suspended';
     if (units.lockedOut > 0) return 'LockedOut';
     if (subscriptions.length > 0 && subscriptions.every((s) => s.status === 'Deleted')) return 'Deleted';
-    if (subscriptions.some((s) => s.status !== 'Enabled' && s.status !== 'Deleted'))
-      return subscriptions.find((s) => s.status !== 'Enabled' && s.status !== 'Deleted')?.status ?? 'Enabled';
-    return 'Enabled';
+    // No seats anywhere (e.g. subscriptions of 0): the state of a subscription that is not Enabled, if any.
+    return subscriptions.find((s) => s.status !== 'Enabled' && s.status !== 'Deleted')?.status ?? 'Enabled';
   }
 
-  /** Legacy helper kept for callers that set a SKU's seats in one number (seed `skus[]`, admin PUT). */
+  /** A SKU's seats as one number (seed `skus[]`, the admin PUT the Partner Center peer uses). */
   upsertSku(
     seed: SkuSeed & { commerceSubscriptionId?: string | undefined; ownerTenantId?: string | undefined },
     nowIso: string,

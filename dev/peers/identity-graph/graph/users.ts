@@ -634,7 +634,8 @@ export function assignLicense(ctx: GraphContext, req: GraphRequest, key: string)
   for (const { skuId } of add) {
     const already = user.assignedLicenses.some((l) => l.skuId === skuId);
     const sku = ctx.tenant.skus.get(skuId);
-    // Only enabled units can be assigned (licenseunitsdetail.md: suspended and warning units cannot).
+    // Only enabled units can be assigned: suspended ones cannot (licenseunitsdetail.md); warning ones are
+    // in their grace period and are not counted as free either (inferred).
     if (
       !already &&
       sku !== undefined &&
