@@ -227,6 +227,9 @@ export async function startPartnerCenterPeer(options: PartnerCenterPeerOptions):
   route('GET', '/v1/customers/{}/orders/{}', ({ caller, params }) =>
     ok(model.getOrder(caller.tenantId, params[0] ?? '', params[1] ?? '')),
   );
+  route('GET', '/v1/customers/{}/orders/{}/provisioningstatus', ({ caller, params }) =>
+    ok(model.getOrderProvisioningStatus(caller.tenantId, params[0] ?? '', params[1] ?? '')),
+  );
   route('GET', '/v1/customers/{}/subscriptions', ({ caller, params }) =>
     ok(model.listSubscriptions(caller.tenantId, params[0] ?? '')),
   );

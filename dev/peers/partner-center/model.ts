@@ -1327,6 +1327,25 @@ export class PartnerCenterModel {
     );
   }
 
+  /**
+   * get-order-provisioning-status.md: per line `fulfilled` once provisioned, `PrefulfillmentPending`
+   * while the order is pending (order-resources.md OrderLineItemProvisioningStatus).
+   */
+  getOrderProvisioningStatus(partnerTenantId: string, customerId: string, orderId: string): Json {
+    const customer = this.customerOf(this.requirePartner(partnerTenantId), customerId);
+    const order = this.orders.get(orderId);
+    if (order === undefined || order.customerId !== customer.id) throw pcErrors.orderNotFound(orderId);
+    const status = order.status === 'completed' ? 'fulfilled' : 'PrefulfillmentPending';
+    return this.collection(
+      order.lines.map((line) => ({
+        orderLineItemId: line.lineItemNumber,
+        lineItemNumber: line.lineItemNumber,
+        status,
+        quantityProvisioningInformation: [{ quantity: line.quantity, status }],
+      })),
+    );
+  }
+
   getOrder(partnerTenantId: string, customerId: string, orderId: string): Json {
     const customer = this.customerOf(this.requirePartner(partnerTenantId), customerId);
     const order = this.orders.get(orderId);

@@ -56,7 +56,28 @@ describe('asynchronous provisioning (checkout-a-cart.md)', () => {
     );
     expect(stillPending.status).toBe('pending');
 
+    const provisioning = await stack.call(
+      'GET',
+      `/v1/customers/${customerId}/orders/${orderId}/provisioningstatus`,
+    );
+    expect(provisioning.body).toMatchObject({
+      totalCount: 1,
+      items: [
+        {
+          lineItemNumber: 0,
+          status: 'PrefulfillmentPending',
+          quantityProvisioningInformation: [{ quantity: 4, status: 'PrefulfillmentPending' }],
+        },
+      ],
+      attributes: { objectType: 'Collection' },
+    });
+
     await stack.advance({ hours: 0.2 });
+    expect(
+      (await stack.call('GET', `/v1/customers/${customerId}/orders/${orderId}/provisioningstatus`)).body,
+    ).toMatchObject({
+      items: [{ status: 'fulfilled', quantityProvisioningInformation: [{ status: 'fulfilled' }] }],
+    });
     const done = orderSchema.parse(
       (await stack.call('GET', `/v1/customers/${customerId}/orders/${orderId}`)).body,
     );
