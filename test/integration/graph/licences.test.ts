@@ -10,6 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@microsoft/microsoft-graph-client';
 import { isAppError } from '../../../shared/errors.js';
 import { startIdentityGraphPeer, type IdentityGraphPeer } from '../../../dev/peers/identity-graph/index.js';
+import { graphAdminClient } from '../../../dev/peers/partner-center/graph-sync.js';
 import {
   adapterFor,
   adminCall,
@@ -291,6 +292,28 @@ describe('subscribedSkus follow the subscriptions', () => {
     expect(byCommerceId(list, pcId)).toMatchObject({ ownerTenantId: partnerId, status: 'Enabled' });
     const skus = (await send(contoso, 'GET', '/subscribedSkus')).body['value'] as Json[];
     expect(skus.find((s) => s['skuId'] === skuBusiness)?.['prepaidUnits']).toMatchObject({ enabled: 10 });
+  });
+
+  it("works with the Partner Center peer's own admin client unchanged (new tenant, consent, seats)", async () => {
+    const sync = graphAdminClient(peer.adminUrl);
+    const tenantId = randomUUID();
+    await sync.createCustomerTenant({
+      tenantId,
+      displayName: 'Northwind',
+      initialDomain: 'northwind.onmicrosoft.com',
+      adminUserPrincipalName: 'admin@northwind.onmicrosoft.com',
+    });
+    await sync.grantConsent(app.clientId, tenantId);
+    const sku = { skuId: skuE3, skuPartNumber: 'ENTERPRISEPACK', servicePlans: [] };
+    await sync.setSeats(tenantId, sku, 5);
+    await sync.setSeats(tenantId, sku, 8);
+    const northwind = sdkClient(peer, tenantId, app);
+    const skus = (await send(northwind, 'GET', '/subscribedSkus')).body['value'] as Json[];
+    expect(skus.map((s) => [s['skuId'], s['prepaidUnits']])).toEqual([
+      [skuE3, { enabled: 8, warning: 0, suspended: 0, lockedOut: 0 }],
+    ]);
+    const subscriptions = (await send(northwind, 'GET', '/directory/subscriptions')).body['value'] as Json[];
+    expect(subscriptions.map((s) => s['totalLicenses'])).toEqual([8]);
   });
 
   it('refuses a seed whose skus[].enabled disagrees with the subscriptions of that SKU', async () => {
