@@ -357,6 +357,32 @@ describe('202 Accepted for a slow quantity change', () => {
     expect(state).toMatchObject({ quantity: 5, lots: [expect.anything(), expect.anything()] as unknown[] });
   });
 
+  it('cancel and the auto-renew switch wait through a 202 too', async () => {
+    const customerId = await stack.readyCustomer();
+    const purchase = await stack.commerce.buy(
+      customerId,
+      [line, { ...line, catalogItemId: offers.exchangePlan1 }],
+      {
+        operationKey: `buy-${randomUUID()}`,
+      },
+    );
+    const [first, second] = purchase.orders.flatMap((order) =>
+      order.lines.map((l) => l.subscriptionId ?? ''),
+    );
+    await stack.fault({ kind: 'slowPatch', delay: 'PT1M', count: 2, match: { customerId } });
+    const cancelling = stack.commerce.cancel(customerId, first ?? '', {
+      operationKey: `cancel-${randomUUID()}`,
+    });
+    const switching = stack.commerce.setAutoRenew(customerId, second ?? '', false, {
+      operationKey: `renew-off-${randomUUID()}`,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await stack.advance({ hours: 0.1 });
+    expect((await cancelling).status).toBe('deleted');
+    expect((await switching).autoRenewEnabled).toBe(false);
+    expect((await stack.enabledSeats(customerId)).get(graphSkuIds.e3)).toBe(0);
+  });
+
   it('a reduction after the window is refused with a clear reason', async () => {
     const customerId = await stack.readyCustomer();
     const purchase = await stack.commerce.buy(customerId, [line], { operationKey: `buy-${randomUUID()}` });

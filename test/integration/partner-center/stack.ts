@@ -113,7 +113,7 @@ export async function startStack(options: { extraPartners?: SeedInput['partners'
     baseUrl: partnerCenter.baseUrl,
     timeoutInMs: 3000,
     retry: { baseDelayInMs: 20, maxDelayInMs: 200 },
-    poll: { maxAttempts: 30, baseDelayInMs: 20, maxDelayInMs: 50 },
+    poll: { maxAttempts: 60, baseDelayInMs: 20, maxDelayInMs: 50 },
   });
   const admin = async (method: string, path: string, body?: unknown): Promise<unknown> => {
     const response = await fetch(`${partnerCenter.adminUrl}${path}`, {
