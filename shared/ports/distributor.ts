@@ -9,7 +9,7 @@
  * the quantity is not already the target; `cancel` does the same with the subscription's status.
  * This relies on an accepted change being visible on the next read, which Pax8 shows (the new quantity
  * at once, with status PendingAutomated until provisioned: its `subscription-history` example). Two
- * callers changing the same subscription at once are not serialised here; the ledger's etags are.
+ * callers changing the same subscription at once are not serialised here: the caller must do that.
  * `placeOrder` snapshots the company's subscriptions before it sends, and after an answerless attempt
  * looks for the subscriptions that order would have made before it sends again.
  *
