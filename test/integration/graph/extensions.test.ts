@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@microsoft/microsoft-graph-client';
-import { adapterFor, expectGraphError, expectShape, sdkClient, send, type Json } from './raw.js';
+import { adapterFor, expectGraphError, expectShape, sdkClient, send, type Json, type Raw } from './raw.js';
 import { admin, startFixture, type Fixture } from './support.js';
 
 let f: Fixture;
@@ -39,7 +39,7 @@ async function defineMarker(): Promise<Json> {
   return raw.body;
 }
 
-async function createUser(alias: string, extra: Json = {}): Promise<{ status: number; body: Json }> {
+async function createUser(alias: string, extra: Json = {}): Promise<Raw> {
   return send(customer, 'POST', '/users', {
     accountEnabled: true,
     displayName: alias,
