@@ -27,7 +27,8 @@ const secretKey =
 const secretValuePatterns: RegExp[] = [
   // Our API keys (`atr_<keyId>_<secret>`, shared/usecases/callers.ts), also malformed ones a caller sent.
   /\batr_[A-Za-z0-9]+_[A-Za-z0-9_-]+/g,
-  /\bBearer\s+[A-Za-z0-9\-._~+/]+=*/gi,
+  // A credential, not prose: "the bearer token is not valid" stays readable.
+  /\bBearer\s+[A-Za-z0-9\-._~+/]{16,}=*/gi,
   /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, // JWT
   /(SharedAccessKey|AccountKey|SharedAccessSignature|sig|client_secret|password)=[^;&\s"]+/gi,
   // A Functions key sent as `?code=` (the Functions host convention) inside any logged URL.

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import type { ApiKeySummary, CallerRegistry } from '../../shared/usecases/callers.js';
+import { callerAppRole } from '../../shared/adapters/entra-auth/token-verifier.js';
+import type { CallerRegistry, CredentialSummary } from '../../shared/usecases/callers.js';
 
 /**
  * The operators' commands behind `npm run admin -- …`: providers and their API keys. Output that a
@@ -13,6 +14,10 @@ export const usage = `usage: npm run admin -- <command>
                                                  issue an API key; printed once, only its hash is stored
   keys list --provider <providerId> [--json]     key ids, names, customer scopes, created, revoked
   keys revoke <keyId>                            the next request with that key is 401
+  apps add <appId> --provider <providerId> [--customers <id1,id2>] [--name <text>]
+                                                 map an Entra application (client id) to a provider
+  apps list --provider <providerId> [--json]
+  apps revoke <appId>                            its next token is refused (403)
 
 Storage: TableStorage (connection string) or TableStorage__tableServiceUri (+ TableStorage__clientId)
 from the environment, as the Function App reads them; otherwise the local stack's .local/peers.json.`;
@@ -30,15 +35,28 @@ function scope(customerIds: string[] | undefined): string {
   return customerIds === undefined ? 'all customers' : `customers ${customerIds.join(',')}`;
 }
 
-function keyLine(key: ApiKeySummary): string {
-  const state = key.revokedAt === undefined ? 'active' : `revoked ${key.revokedAt}`;
+function credentialLine(credential: CredentialSummary): string {
+  const state = credential.revokedAt === undefined ? 'active' : `revoked ${credential.revokedAt}`;
   return [
-    key.keyId,
-    JSON.stringify(key.name),
-    scope(key.customerIds),
-    `created ${key.createdAt}`,
+    credential.id,
+    JSON.stringify(credential.name),
+    scope(credential.customerIds),
+    `created ${credential.createdAt}`,
     state,
   ].join('  ');
+}
+
+function printList(io: AdminOutput, list: CredentialSummary[], json: boolean, none: string): void {
+  if (json) io.out(JSON.stringify(list));
+  else for (const credential of list) io.out(credentialLine(credential));
+  if (list.length === 0) io.note(none);
+}
+
+function splitIds(value: string | undefined): string[] | undefined {
+  return value
+    ?.split(',')
+    .map((id) => id.trim())
+    .filter((id) => id !== '');
 }
 
 const options = {
@@ -99,10 +117,7 @@ export async function runAdmin(argv: string[], callers: CallerRegistry, io: Admi
     }
     case 'keys create': {
       noMore();
-      const customerIds = values.customers
-        ?.split(',')
-        .map((id) => id.trim())
-        .filter((id) => id !== '');
+      const customerIds = splitIds(values.customers);
       const providerId = required(values.provider, '--provider');
       const { keyId, apiKey } = await callers.issueApiKey({
         providerId,
@@ -117,17 +132,46 @@ export async function runAdmin(argv: string[], callers: CallerRegistry, io: Admi
     case 'keys list': {
       noMore();
       const keys = await callers.listApiKeys(required(values.provider, '--provider'));
-      if (values.json === true) io.out(JSON.stringify(keys));
-      else for (const key of keys) io.out(keyLine(key));
-      if (keys.length === 0) io.note('no keys for this provider');
+      printList(io, keys, values.json === true, 'no keys for this provider');
       return;
     }
     case 'keys revoke': {
       const [keyId, ...extra] = rest;
       if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0] ?? ''}`);
       const key = await callers.revokeApiKey(required(keyId, 'keys revoke <keyId>'));
-      io.note(`revoked key ${key.keyId} of provider ${key.providerId} at ${key.revokedAt ?? ''}`);
-      io.out(key.keyId);
+      io.note(`revoked key ${key.id} of provider ${key.providerId} at ${key.revokedAt ?? ''}`);
+      io.out(key.id);
+      return;
+    }
+    case 'apps add': {
+      const [appId, ...extra] = rest;
+      if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0] ?? ''}`);
+      const customerIds = splitIds(values.customers);
+      const providerId = required(values.provider, '--provider');
+      const app = await callers.addEntraApp({
+        appId: required(appId, 'apps add <appId>'),
+        providerId,
+        ...(customerIds === undefined ? {} : { customerIds }),
+        name: values.name ?? `app for ${providerId}`,
+      });
+      io.note(
+        `application ${app.id} calls as provider ${app.providerId} (${scope(app.customerIds)}); its tokens need the ${callerAppRole} app role`,
+      );
+      io.out(app.id);
+      return;
+    }
+    case 'apps list': {
+      noMore();
+      const apps = await callers.listEntraApps(required(values.provider, '--provider'));
+      printList(io, apps, values.json === true, 'no Entra applications for this provider');
+      return;
+    }
+    case 'apps revoke': {
+      const [appId, ...extra] = rest;
+      if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0] ?? ''}`);
+      const app = await callers.revokeEntraApp(required(appId, 'apps revoke <appId>'));
+      io.note(`revoked application ${app.id} of provider ${app.providerId} at ${app.revokedAt ?? ''}`);
+      io.out(app.id);
       return;
     }
     default:

@@ -1,7 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createComposition } from '../../shared/composition.js';
-import { ConfigError, loadSettings } from '../../shared/config.js';
+import { createTableStore } from '../../shared/adapters/tables/table-store.js';
+import { ConfigError, loadSettings, type Settings } from '../../shared/config.js';
 import { isAppError } from '../../shared/errors.js';
+import { systemClock } from '../../shared/ports/clock.js';
+import type { Store } from '../../shared/ports/store.js';
+import { createCallerRegistry } from '../../shared/usecases/callers.js';
 import { peersFilePath, peersFileSchema } from '../peers/run-all.js';
 import { runAdmin, UsageError, usage } from './commands.js';
 
@@ -34,6 +37,17 @@ function storageEnvironment(): { env: Record<string, string>; where: string } {
   );
 }
 
+/** The store as the composition root builds it; only storage, so no other SDK is loaded. */
+async function storeFor(settings: Settings): Promise<Store> {
+  if (settings.TableStorage !== undefined)
+    return createTableStore({ connectionString: settings.TableStorage });
+  const { azureCredential } = await import('../../shared/composition.js');
+  return createTableStore({
+    serviceUri: settings.TableStorage__tableServiceUri ?? '',
+    credential: azureCredential(settings.TableStorage__clientId),
+  });
+}
+
 const note = (line: string): void => void process.stderr.write(`${line}\n`);
 let code = 0;
 try {
@@ -43,13 +57,10 @@ try {
     note(usage);
   } else {
     const { env, where } = storageEnvironment();
-    const deps = createComposition(loadSettings({ LOG_LEVEL: 'warn', ...env }));
+    const store = await storeFor(loadSettings({ LOG_LEVEL: 'warn', ...env }));
     note(`storage: ${where}`);
-    try {
-      await runAdmin(argv, deps.callers, { out: (line) => void process.stdout.write(`${line}\n`), note });
-    } finally {
-      await deps.close();
-    }
+    const callers = createCallerRegistry({ store, clock: systemClock });
+    await runAdmin(argv, callers, { out: (line) => void process.stdout.write(`${line}\n`), note });
   }
 } catch (error) {
   if (error instanceof UsageError) {

@@ -25,9 +25,11 @@ const callerRecord = z.object({
 });
 export type CallerRecord = z.infer<typeof callerRecord>;
 
-/** An API key as operators see it: everything but the secret (which is never stored). */
-export interface ApiKeySummary {
-  keyId: string;
+/** A credential as operators see it: never a secret (none is stored), nor the hash of one. */
+export interface CredentialSummary {
+  /** Key id or Entra application (client) id. */
+  id: string;
+  kind: Caller['kind'];
   providerId: string;
   name: string;
   /** Undefined: every customer of the provider. */
@@ -42,6 +44,14 @@ const keyInput = z.object({
   name: singleLineText(256),
 });
 export type ApiKeyInput = z.input<typeof keyInput>;
+
+const entraAppInput = z.object({
+  appId: z.guid(),
+  providerId: providerIdSchema,
+  customerIds: z.array(customerIdSchema).min(1).optional(),
+  name: singleLineText(256),
+});
+export type EntraAppInput = z.input<typeof entraAppInput>;
 
 const API_KEYS = 'apikey';
 const ENTRA_APPS = 'entraapp';
@@ -82,6 +92,33 @@ export function createCallerRegistry(deps: CallerDeps) {
     return { keyId, apiKey: `atr_${keyId}_${secret}` };
   }
 
+  async function list(partition: string, providerId: string): Promise<CredentialSummary[]> {
+    await providers.require(providerId);
+    const out: CredentialSummary[] = [];
+    // One partition per kind; operators list rarely and a provider holds a handful of credentials.
+    for await (const row of callers.list(partition)) {
+      if (row.value.providerId === providerId) out.push(summaryOf(row.rowKey, kindOf(partition), row.value));
+    }
+    return out;
+  }
+
+  async function revoke(partition: string, id: string, what: string): Promise<CredentialSummary> {
+    const row = await callers.get(partition, id);
+    if (row === undefined) throw new AppError('NotFound', `${what} ${id} does not exist`);
+    const value =
+      row.value.disabled && row.value.revokedAt !== undefined
+        ? row.value
+        : (
+            await callers.replace(
+              partition,
+              id,
+              { ...row.value, disabled: true, revokedAt: deps.clock.now().toISOString() },
+              row.etag,
+            )
+          ).value;
+    return summaryOf(id, kindOf(partition), value);
+  }
+
   return {
     providers,
 
@@ -106,59 +143,64 @@ export function createCallerRegistry(deps: CallerDeps) {
     },
 
     /** A provider's keys, without secrets; revoked keys are listed with `revokedAt`. */
-    async listApiKeys(providerId: string): Promise<ApiKeySummary[]> {
-      await providers.require(providerId);
-      const out: ApiKeySummary[] = [];
-      // Keys live in one partition; operators list rarely and providers hold a handful of keys.
-      for await (const row of callers.list(API_KEYS)) {
-        if (row.value.providerId !== providerId) continue;
-        out.push({
-          keyId: row.rowKey,
-          providerId: row.value.providerId,
-          name: row.value.name,
-          ...(row.value.customerIds === undefined ? {} : { customerIds: row.value.customerIds }),
-          createdAt: row.value.createdAt,
-          ...(row.value.revokedAt === undefined ? {} : { revokedAt: row.value.revokedAt }),
-        });
-      }
-      return out;
+    async listApiKeys(providerId: string): Promise<CredentialSummary[]> {
+      return list(API_KEYS, providerId);
     },
 
     /**
      * Revokes a key at once (the next request with it is 401). Revoking a revoked key keeps its first
      * `revokedAt`; an unknown key is NotFound.
      */
-    async revokeApiKey(keyId: string): Promise<ApiKeySummary> {
-      const row = await callers.get(API_KEYS, keyId);
-      if (row === undefined) throw new AppError('NotFound', `API key ${keyId} does not exist`);
-      const value =
-        row.value.disabled && row.value.revokedAt !== undefined
-          ? row.value
-          : (
-              await callers.replace(
-                API_KEYS,
-                keyId,
-                { ...row.value, disabled: true, revokedAt: deps.clock.now().toISOString() },
-                row.etag,
-              )
-            ).value;
-      return {
-        keyId,
-        providerId: value.providerId,
-        name: value.name,
-        ...(value.customerIds === undefined ? {} : { customerIds: value.customerIds }),
-        createdAt: value.createdAt,
-        ...(value.revokedAt === undefined ? {} : { revokedAt: value.revokedAt }),
-      };
+    async revokeApiKey(keyId: string): Promise<CredentialSummary> {
+      return revoke(API_KEYS, keyId, 'API key');
     },
 
+    /**
+     * The operators' path (`npm run admin -- apps add`): maps an Entra application (client id) to a
+     * registered provider. Repeating it for the same provider updates name and scope; an app already
+     * mapped to another provider is a Conflict (revoke it there first), so no command moves a caller
+     * between providers by accident.
+     */
+    async addEntraApp(input: EntraAppInput): Promise<CredentialSummary> {
+      const parsed = parseInput(entraAppInput, input);
+      await providers.require(parsed.providerId);
+      const existing = await callers.get(ENTRA_APPS, parsed.appId);
+      if (existing !== undefined && existing.value.providerId !== parsed.providerId) {
+        throw new AppError(
+          'Conflict',
+          `application ${parsed.appId} is registered for another provider; revoke it there first`,
+        );
+      }
+      const value: CallerRecord = {
+        providerId: parsed.providerId,
+        ...(parsed.customerIds === undefined ? {} : { customerIds: parsed.customerIds }),
+        name: parsed.name,
+        createdAt: existing?.value.createdAt ?? deps.clock.now().toISOString(),
+        disabled: false,
+      };
+      const row =
+        existing === undefined
+          ? await callers.create(ENTRA_APPS, parsed.appId, value)
+          : await callers.replace(ENTRA_APPS, parsed.appId, value, existing.etag);
+      return summaryOf(row.rowKey, 'entraApp', row.value);
+    },
+
+    async listEntraApps(providerId: string): Promise<CredentialSummary[]> {
+      return list(ENTRA_APPS, providerId);
+    },
+
+    /** The app's next token is refused (403: not registered as a caller). */
+    async revokeEntraApp(appId: string): Promise<CredentialSummary> {
+      return revoke(ENTRA_APPS, appId, 'Entra application');
+    },
+
+    /** Seeding path for tests: registers the provider when missing and maps the app to it. */
     async registerEntraApp(input: {
       appId: string;
       providerId: string;
       customerIds?: string[];
       name: string;
     }): Promise<void> {
-      // Like createApiKey, a seeding path: the provider is registered when missing.
       await providers.add({ providerId: input.providerId });
       await callers.upsert(ENTRA_APPS, input.appId, {
         providerId: input.providerId,
@@ -191,6 +233,20 @@ export function createCallerRegistry(deps: CallerDeps) {
         throw new AppError('Forbidden', 'this application is not registered as a caller');
       return toCaller(appId, 'entraApp', row.value);
     },
+  };
+}
+
+const kindOf = (partition: string): Caller['kind'] => (partition === API_KEYS ? 'apiKey' : 'entraApp');
+
+function summaryOf(id: string, kind: Caller['kind'], record: CallerRecord): CredentialSummary {
+  return {
+    id,
+    kind,
+    providerId: record.providerId,
+    name: record.name,
+    ...(record.customerIds === undefined ? {} : { customerIds: record.customerIds }),
+    createdAt: record.createdAt,
+    ...(record.revokedAt === undefined ? {} : { revokedAt: record.revokedAt }),
   };
 }
 

@@ -3,8 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ClientSecretCredential } from '@azure/identity';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { graphSeed, startTestStack, type TestStack } from '../../support/stack.js';
+import { callerAppRole } from '../../../shared/adapters/entra-auth/token-verifier.js';
+import { definitions } from '../../../functions/definitions.js';
+import { startLocalHost, type LocalHost } from '../../../dev/host/local-host.js';
+import type { AppDeps } from '../../../shared/composition.js';
+import { testDeps } from '../../support/app.js';
+import { graphSeed, quietLogger, startTestStack, type TestStack } from '../../support/stack.js';
 
 /**
  * `npm run admin` as an operator runs it: a separate process against the same storage the app uses
@@ -13,6 +19,8 @@ import { graphSeed, startTestStack, type TestStack } from '../../support/stack.j
 const storage = inject('storageConnectionString');
 const providerId = `cli-${randomUUID().slice(0, 8)}`;
 let stack: TestStack;
+let entraHost: LocalHost;
+let entraDeps: AppDeps;
 let scratch: string;
 
 interface Run {
@@ -44,22 +52,52 @@ const lastLine = (text: string): string => text.trimEnd().split('\n').at(-1) ?? 
 
 beforeAll(async () => {
   scratch = mkdtempSync(join(tmpdir(), 'atria-admin-'));
-  stack = await startTestStack({
-    storageConnectionString: storage,
-    graphSeed: graphSeed({
-      id: randomUUID(),
-      displayName: 'Customer',
-      domains: [{ id: 'cli.example', isDefault: true }],
-    }),
+  const seed = graphSeed({
+    id: randomUUID(),
+    displayName: 'Customer',
+    domains: [{ id: 'cli.example', isDefault: true }],
+  });
+  // The partner app also calls our API: its Graph-audience tokens (the peer's stand-in for our API,
+  // see entra-auth.test.ts) carry our app role.
+  const app = seed.apps?.[0];
+  if (app === undefined) throw new Error('graph seed has no app');
+  app.roles = [...(app.roles ?? []), callerAppRole];
+  stack = await startTestStack({ storageConnectionString: storage, graphSeed: seed });
+  // The stack's own host has no Entra settings (the peer's address is known only once it runs), so a
+  // second host over the same storage accepts Entra tokens from the stack's identity peer.
+  entraDeps = testDeps({
+    TableStorage: storage,
+    Auth__entraTenantId: app.homeTenantId,
+    Auth__entraAudience: 'https://graph.microsoft.com',
+    Auth__entraAuthorityHost: stack.graph.authorityHost,
+  });
+  entraHost = await startLocalHost({
+    definitions,
+    deps: entraDeps,
+    port: 0,
+    timers: false,
+    log: quietLogger,
   });
 });
 
+async function bearer(): Promise<string> {
+  const { clientId, clientSecret, homeTenantId } = stack.graphApp;
+  const credential = new ClientSecretCredential(homeTenantId, clientId, clientSecret, {
+    authorityHost: stack.graph.authorityHost,
+    disableInstanceDiscovery: true,
+  });
+  return (await credential.getToken('https://graph.microsoft.com/.default')).token;
+}
+
 afterAll(async () => {
+  await entraHost.stop();
+  await entraDeps.close();
   await stack.stop();
   rmSync(scratch, { recursive: true, force: true });
 });
 
-describe('npm run admin: providers and API keys', () => {
+// Each command is a separate process (a few seconds each on a loaded machine).
+describe('npm run admin: providers and API keys', { timeout: 180_000 }, () => {
   it('refuses a key for a provider that is not registered, printing no key', async () => {
     const run = await admin(['keys', 'create', '--provider', `${providerId}-typo`]);
     expect(run.code).toBe(1);
@@ -110,7 +148,8 @@ describe('npm run admin: providers and API keys', () => {
     expect(keys.stdout).not.toMatch(/sha256|secret/i);
     expect(JSON.parse(lastLine(keys.stdout))).toEqual([
       {
-        keyId,
+        id: keyId,
+        kind: 'apiKey',
         providerId,
         name: 'ops laptop',
         customerIds: ['c1', 'c2'],
@@ -129,6 +168,38 @@ describe('npm run admin: providers and API keys', () => {
     expect(listedAfter.stdout).toMatch(
       new RegExp(`${keyId}.*"ops laptop".*customers c1,c2.*revoked \\d{4}-`),
     );
+  });
+
+  it('maps an Entra application to a provider (its token then works), refuses another provider, and revokes it (403)', async () => {
+    const appId = stack.graphApp.clientId;
+    const whoami = () => fetch(`${entraHost.url}/whoami`, { headers: { authorization: `Bearer ${token}` } });
+    const token = await bearer();
+    expect((await whoami()).status).toBe(403); // not registered yet
+
+    const refused = await admin(['apps', 'add', appId, '--provider', `${providerId}-typo`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('is not registered');
+
+    await admin(['providers', 'add', providerId]);
+    const added = await admin(['apps', 'add', appId, '--provider', providerId, '--customers', 'c9']);
+    expect(added.code).toBe(0);
+    expect(lastLine(added.stdout)).toBe(appId);
+    const mapped = await whoami();
+    expect(mapped.status).toBe(200);
+    expect(await mapped.json()).toMatchObject({ kind: 'entraApp', providerId, customerIds: ['c9'] });
+
+    const other = `${providerId}-other`;
+    await admin(['providers', 'add', other]);
+    const moved = await admin(['apps', 'add', appId, '--provider', other]);
+    expect(moved.code).toBe(1);
+    expect(moved.stderr).toContain('registered for another provider');
+
+    const apps = await admin(['apps', 'list', '--provider', providerId, '--json']);
+    expect(JSON.parse(lastLine(apps.stdout))).toEqual([
+      expect.objectContaining({ id: appId, kind: 'entraApp', providerId, customerIds: ['c9'] }),
+    ]);
+    expect((await admin(['apps', 'revoke', appId])).code).toBe(0);
+    expect((await whoami()).status).toBe(403);
   });
 
   it('reads storage from the local stack peers file when no storage setting is in the environment', async () => {

@@ -68,9 +68,11 @@ describe('log redaction', () => {
     expect(all).toContain('/api/whoami?x=1&code=[redacted] (timeout)');
   });
 
-  it('keeps an error code and the word "code" in ordinary text', () => {
+  it('keeps an error code, the word "code" and the words "bearer token" in ordinary text', () => {
     const { lines, logger } = capture();
     logger.info('request failed', { code: 'Validation', detail: 'error code NotFound' });
+    logger.warn('could not verify the bearer token');
+    expect(lines.join('\n')).toContain('could not verify the bearer token');
     expect(lines.join('\n')).toContain('"code":"Validation"');
     expect(lines.join('\n')).toContain('error code NotFound');
   });
