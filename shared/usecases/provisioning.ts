@@ -64,6 +64,14 @@ export function validateAgainstCustomer(customer: Customer, request: CreateUserR
 }
 
 const passwordDropLifetimeInMs = 60 * 60_000;
+/** A queued create failing with these can never succeed as sent: it is dead-lettered with the reason. */
+const permanentlyInvalid = new Set<string>([
+  'Validation',
+  'NotFound',
+  'Conflict',
+  'AlreadyExists',
+  'Forbidden',
+]);
 
 export function createProvisioning(deps: ProvisioningDeps) {
   const c = engineCollections(deps.store);
@@ -160,7 +168,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
         await c.passwordDrops.delete(message.providerId, message.passwordRef);
       return accepted;
     } catch (error) {
-      if (error instanceof AppError && !error.retryable)
+      if (error instanceof AppError && permanentlyInvalid.has(error.code))
         throw new InvalidMessageError(`Rejected${error.code}`, `user.create: ${error.message}`, {
           code: error.code,
         });
