@@ -61,6 +61,27 @@ const stateSchema = z
   .loose();
 const peerState = async () => stateSchema.parse(await stack.admin('GET', '/state'));
 
+/**
+ * An adapter whose first wait between polls moves the peer's virtual clock on, so work Partner Center
+ * does asynchronously finishes while the adapter waits — without sleeping in the test.
+ */
+function waitingCommerce(by?: { hours: number }) {
+  let waits = 0;
+  const commerce = createPartnerCenterCommerce({
+    credential: stack.credential,
+    baseUrl: stack.partnerCenter.baseUrl,
+    retry: { baseDelayInMs: 20, maxDelayInMs: 200 },
+    poll: {
+      maxAttempts: 5,
+      sleep: async () => {
+        waits += 1;
+        if (waits === 1 && by !== undefined) await stack.advance(by);
+      },
+    },
+  });
+  return { commerce, waits: () => waits };
+}
+
 describe('tenant creation', () => {
   it('a free domain is available, and taken once the customer exists', async () => {
     const input = stack.newCustomer();
@@ -285,10 +306,9 @@ describe('asynchronous provisioning', () => {
   it('a buy whose order comes back pending waits until the subscription exists', async () => {
     const customerId = await stack.readyCustomer();
     await stack.fault({ kind: 'asyncProvisioning', delay: 'PT10M', match: { customerId } });
-    const buying = stack.commerce.buy(customerId, [line], { operationKey: `buy-${randomUUID()}` });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await stack.advance({ hours: 1 });
-    const purchase = await buying;
+    const waiting = waitingCommerce({ hours: 1 });
+    const purchase = await waiting.commerce.buy(customerId, [line], { operationKey: `buy-${randomUUID()}` });
+    expect(waiting.waits()).toBeGreaterThanOrEqual(1);
     const [subscription] = await stack.commerce.listSubscriptions(customerId);
     expect(purchase.orders[0]).toMatchObject({
       status: 'completed',
@@ -301,7 +321,9 @@ describe('asynchronous provisioning', () => {
     const customerId = await stack.readyCustomer();
     await stack.fault({ kind: 'asyncProvisioning', delay: 'PT10M', match: { customerId } });
     await stack.fault({ kind: 'dropAfterCommit', match: { pathIncludes: '/checkout', customerId } });
-    const purchase = await stack.commerce.buy(customerId, [line], { operationKey: `buy-${randomUUID()}` });
+    const waiting = waitingCommerce();
+    const purchase = await waiting.commerce.buy(customerId, [line], { operationKey: `buy-${randomUUID()}` });
+    expect(waiting.waits()).toBe(4);
     const [order] = purchase.orders;
     expect(order).toMatchObject({
       status: 'pending',
@@ -323,12 +345,12 @@ describe('202 Accepted for a slow quantity change', () => {
     const purchase = await stack.commerce.buy(customerId, [line], { operationKey: `buy-${randomUUID()}` });
     const subscriptionId = purchase.orders[0]?.lines[0]?.subscriptionId ?? '';
     await stack.fault({ kind: 'slowPatch', delay: 'PT2M', match: { customerId } });
-    const changing = stack.commerce.changeQuantity(customerId, subscriptionId, 8, {
+    const waiting = waitingCommerce({ hours: 0.1 });
+    const changed = await waiting.commerce.changeQuantity(customerId, subscriptionId, 8, {
       operationKey: `grow-${randomUUID()}`,
     });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await stack.advance({ hours: 0.1 });
-    expect((await changing).quantity).toBe(8);
+    expect(waiting.waits()).toBeGreaterThanOrEqual(1);
+    expect(changed.quantity).toBe(8);
     expect((await stack.enabledSeats(customerId)).get(graphSkuIds.e3)).toBe(8);
   });
 
@@ -349,10 +371,11 @@ describe('202 Accepted for a slow quantity change', () => {
     expect((await stack.commerce.getSubscription(customerId, subscriptionId)).quantity).toBe(3);
 
     // The repeat re-sends the same PATCH (same MS-RequestId): Partner Center answers from memory.
-    const repeating = stack.commerce.changeQuantity(customerId, subscriptionId, 5, { operationKey });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await stack.advance({ hours: 0.1 });
-    expect((await repeating).quantity).toBe(5);
+    const waiting = waitingCommerce({ hours: 0.1 });
+    expect(
+      (await waiting.commerce.changeQuantity(customerId, subscriptionId, 5, { operationKey })).quantity,
+    ).toBe(5);
+    expect(waiting.waits()).toBeGreaterThanOrEqual(1);
     const [state] = (await peerState()).subscriptions.filter((s) => s.id === subscriptionId);
     expect(state).toMatchObject({ quantity: 5, lots: [expect.anything(), expect.anything()] as unknown[] });
   });
@@ -370,16 +393,19 @@ describe('202 Accepted for a slow quantity change', () => {
       order.lines.map((l) => l.subscriptionId ?? ''),
     );
     await stack.fault({ kind: 'slowPatch', delay: 'PT1M', count: 2, match: { customerId } });
-    const cancelling = stack.commerce.cancel(customerId, first ?? '', {
+    const cancelled = await waitingCommerce({ hours: 0.1 }).commerce.cancel(customerId, first ?? '', {
       operationKey: `cancel-${randomUUID()}`,
     });
-    const switching = stack.commerce.setAutoRenew(customerId, second ?? '', false, {
-      operationKey: `renew-off-${randomUUID()}`,
-    });
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    await stack.advance({ hours: 0.1 });
-    expect((await cancelling).status).toBe('deleted');
-    expect((await switching).autoRenewEnabled).toBe(false);
+    expect(cancelled.status).toBe('deleted');
+    const switched = await waitingCommerce({ hours: 0.1 }).commerce.setAutoRenew(
+      customerId,
+      second ?? '',
+      false,
+      {
+        operationKey: `renew-off-${randomUUID()}`,
+      },
+    );
+    expect(switched.autoRenewEnabled).toBe(false);
     expect((await stack.enabledSeats(customerId)).get(graphSkuIds.e3)).toBe(0);
   });
 
