@@ -210,12 +210,12 @@ export const approvePurchaseRequest = httpFunction({
   tags,
   auth: 'caller',
   params: requestParams,
-  body: decisionInputSchema.optional(),
+  body: decisionInputSchema,
   responses: { 200: { description: 'The applied request' } },
   async handle({ caller, params: { customerId, requestId }, body, deps }) {
     return {
       status: 200,
-      body: await deps.licensing.approve(caller, customerId, requestId, body?.note),
+      body: await deps.licensing.approve(caller, customerId, requestId, body.note),
     };
   },
 });
@@ -228,10 +228,10 @@ export const rejectPurchaseRequest = httpFunction({
   tags,
   auth: 'caller',
   params: requestParams,
-  body: decisionInputSchema.optional(),
+  body: decisionInputSchema,
   responses: { 200: { description: 'The rejected request' } },
   async handle({ caller, params: { customerId, requestId }, body, deps }) {
-    return { status: 200, body: await deps.licensing.reject(caller, customerId, requestId, body?.note) };
+    return { status: 200, body: await deps.licensing.reject(caller, customerId, requestId, body.note) };
   },
 });
 
