@@ -234,7 +234,9 @@ export function relationshipView(rel: Relationship): Record<string, unknown> {
     createdDateTime: iso(rel.createdAtMs),
     lastModifiedDateTime: iso(rel.lastModifiedAtMs),
     activatedDateTime: iso(rel.activatedAtMs),
-    endDateTime: iso(rel.endAtMs),
+    // Before activation the create example already shows an end: creation + duration until activation
+    // fixes it at activatedDateTime + duration.
+    endDateTime: iso(rel.endAtMs ?? rel.createdAtMs + rel.durationInMs),
   };
 }
 
@@ -429,8 +431,6 @@ function createRelationship(ctx: GraphContext, req: GraphRequest): GraphResponse
     body: {
       '@odata.context': `${base(ctx)}/$metadata#delegatedAdminRelationships`,
       ...relationshipView(rel),
-      // The create example shows an empty activatedDateTime and the planned end.
-      endDateTime: iso(now + rel.durationInMs),
     },
   };
 }
