@@ -496,7 +496,7 @@ export class DistributorModel {
       isScheduled: false,
       lineItems,
     };
-    if (isMock) return this.orderJson(json);
+    if (isMock) return this.createdOrderJson(json);
 
     // A Microsoft order names the customer's tenant (msTenantId) or asks for a new one (msDomain).
     for (const { product, msTenantId, msDomain } of lines) {
@@ -522,7 +522,13 @@ export class DistributorModel {
     });
     this.orders.set(String(json['id']), { partnerId, json });
     await this.syncGraph(new Set([company.seed.id.toLowerCase()]));
-    return this.orderJson(json);
+    return this.createdOrderJson(json);
+  }
+
+  /** The Create Order answer (example `microsoft-office-365-e3-order-response`) names no orderer; GET does. */
+  private createdOrderJson(json: Record<string, unknown>): Record<string, unknown> {
+    const { orderedBy: _by, orderedByUserEmail: _email, ...created } = this.orderJson(json);
+    return created;
   }
 
   private newSubscription(
