@@ -507,12 +507,13 @@ export class PartnerCenterModel {
     return `${prefix}.onmicrosoft.com`;
   }
 
+  /**
+   * verify-domain-availability.md checks the name as given. The peer knows only the initial
+   * `.onmicrosoft.com` domains of tenants it created; any other name is free here (inferred — custom
+   * domains live in the Graph peer).
+   */
   domainExists(domain: string): boolean {
-    try {
-      return this.domains.has(this.initialDomain(domain));
-    } catch {
-      return false;
-    }
+    return this.domains.has(domain.trim().toLowerCase());
   }
 
   private async provisionCustomer(

@@ -58,6 +58,11 @@ describe('domain availability (verify-domain-availability.md)', () => {
       201,
     );
     expect((await stack.call('HEAD', `/v1/domains/${domainPrefix}.onmicrosoft.com`)).status).toBe(200);
+    expect(
+      (await stack.call('HEAD', `/v1/domains/${domainPrefix.toUpperCase()}.onmicrosoft.com`)).status,
+    ).toBe(200);
+    // The name is checked as given: the same prefix under another suffix is another domain.
+    expect((await stack.call('HEAD', `/v1/domains/${domainPrefix}.example`)).status).toBe(404);
   });
 });
 
