@@ -618,7 +618,8 @@ export function createLicensing(deps: LicensingDeps) {
           ),
         };
         await saveImport(p, row, failed);
-        throw failure;
+        // The original error: a retryable one (throttled, unavailable) stays retryable for the caller.
+        throw error;
       }
       row = await saveImport(p, row, {
         ...row.value,
