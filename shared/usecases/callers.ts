@@ -46,7 +46,8 @@ const keyInput = z.object({
 export type ApiKeyInput = z.input<typeof keyInput>;
 
 const entraAppInput = z.object({
-  appId: z.guid(),
+  // Entra writes client ids in lowercase in `azp`/`appid`; an id pasted in capitals must still match.
+  appId: z.guid().transform((id) => id.toLowerCase()),
   providerId: providerIdSchema,
   customerIds: z.array(customerIdSchema).min(1).optional(),
   name: singleLineText(256),
@@ -191,7 +192,7 @@ export function createCallerRegistry(deps: CallerDeps) {
 
     /** The app's next token is refused (403: not registered as a caller). */
     async revokeEntraApp(appId: string): Promise<CredentialSummary> {
-      return revoke(ENTRA_APPS, appId, 'Entra application');
+      return revoke(ENTRA_APPS, appId.toLowerCase(), 'Entra application');
     },
 
     /** Seeding path for tests: registers the provider when missing and maps the app to it. */

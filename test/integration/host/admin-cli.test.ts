@@ -181,7 +181,16 @@ describe('npm run admin: providers and API keys', { timeout: 180_000 }, () => {
     expect(refused.stderr).toContain('is not registered');
 
     await admin(['providers', 'add', providerId]);
-    const added = await admin(['apps', 'add', appId, '--provider', providerId, '--customers', 'c9']);
+    // Pasted in capitals, as portals often show it: it must still match the token's lowercase azp.
+    const added = await admin([
+      'apps',
+      'add',
+      appId.toUpperCase(),
+      '--provider',
+      providerId,
+      '--customers',
+      'c9',
+    ]);
     expect(added.code).toBe(0);
     expect(lastLine(added.stdout)).toBe(appId);
     const mapped = await whoami();
