@@ -60,7 +60,9 @@ const correlationIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
  * a few KiB). Azure's Functions host refuses bodies above 100 MB itself (HTTP trigger "Limits":
  * https://learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger#limits),
  * so in Azure this pipeline is what answers an oversize body; dev/host/local-host.ts mirrors the
- * host's 100 MB and hands everything below it to this pipeline, so both hosts answer the same 413.
+ * host's 100 MB and hands everything below it to this pipeline, so both hosts answer the same 413
+ * problem (test/handlers/pipeline.test.ts calls the handler as Azure does; test/integration/host/
+ * bad-input.test.ts goes through the local host).
  */
 export const maxRequestBodyInBytes = 1024 * 1024;
 
