@@ -957,6 +957,22 @@ export function createLicensing(deps: LicensingDeps) {
     return { customerId, value: value.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt)) };
   }
 
+  /**
+   * Quantities are absolute, so an approval must not undo a change made at the source since the
+   * request was written: it goes ahead only from the quantity the request saw (or when it already
+   * stands at the target, e.g. a retry after our own change landed).
+   */
+  function assertUnchanged(request: PurchaseRequest, now: number): void {
+    if (now === request.currentQuantity || now === request.targetQuantity) return;
+    throw new AppError(
+      'Conflict',
+      `${request.sourceName} subscription ${request.subscriptionId ?? ''} has ${now} seats now, not the ${request.currentQuantity} this request was made from: import and ask again`,
+      {
+        details: { figures: { requestedFrom: request.currentQuantity, now, target: request.targetQuantity } },
+      },
+    );
+  }
+
   /** Sends an approved change to the source once: the adapters set absolute quantities, reading first. */
   async function applyToSource(
     providerId: string,
@@ -988,6 +1004,7 @@ export function createLicensing(deps: LicensingDeps) {
           'Conflict',
           `the ${deps.distributorName} connector is no longer configured for this customer`,
         );
+      assertUnchanged(request, (await distributor.getSubscription(companyId, subscriptionId)).quantity);
       const changed = await distributor.changeQuantity(companyId, subscriptionId, request.targetQuantity);
       const product = await distributor.getProduct(changed.productId).catch(() => undefined);
       return fromDistributor(changed, product, previous?.skuId ?? request.skuId);
@@ -999,6 +1016,7 @@ export function createLicensing(deps: LicensingDeps) {
         'Conflict',
         'the Partner Center connector is no longer configured for this customer',
       );
+    assertUnchanged(request, (await commerce.getSubscription(pcCustomerId, subscriptionId)).quantity);
     const changed = await commerce.changeQuantity(pcCustomerId, subscriptionId, request.targetQuantity, {
       operationKey: `purchase-request:${request.requestId}`,
     });

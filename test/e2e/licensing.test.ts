@@ -7,6 +7,7 @@ import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
 import { startDistributorPeer, type DistributorPeer } from '../../dev/peers/distributor/index.js';
 import { startIdentityGraphPeer, type IdentityGraphPeer } from '../../dev/peers/identity-graph/index.js';
 import { startPartnerCenterPeer, type PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
+import { Pax8Distributor } from '../../shared/adapters/distributor/pax8.js';
 import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
 import { createPartnerCenterCommerce } from '../../shared/adapters/partner-center/commerce.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
@@ -671,6 +672,32 @@ describe('changing seats', () => {
         figures: expect.objectContaining({ quantityBefore: 5, quantityAfter: 7 }) as unknown,
       }),
     ]);
+  });
+  it('an approval never undoes a change made at the distributor since the request was written', async () => {
+    const created = await api(keys.blue, 'POST', '/customers/contoso/purchase-requests', {
+      skuId: e3,
+      change: 1,
+      source: 'distributor',
+      reason: 'one more',
+    });
+    expect(created.body).toMatchObject({ currentQuantity: 7, targetQuantity: 8 });
+    // Someone changes the quantity in the distributor's own portal meanwhile.
+    await new Pax8Distributor({ ...pax8App, baseUrl: distributor.baseUrl }).changeQuantity(
+      ids.company,
+      ids.paxSub,
+      9,
+    );
+    const before = { ledger: await ledgerSize(providers.blue, 'contoso'), pax: await paxSub() };
+    const approved = await api(
+      keys.blue,
+      'POST',
+      `/customers/contoso/purchase-requests/${String(created.body.requestId)}/approve`,
+      {},
+    );
+    expect(approved.status).toBe(409);
+    expect(approved.body).toMatchObject({ figures: { requestedFrom: 7, now: 9, target: 8 } });
+    expect(await paxSub()).toEqual(before.pax);
+    expect(await ledgerSize(providers.blue, 'contoso')).toBe(before.ledger);
   });
 });
 
