@@ -11,8 +11,12 @@ import { peersFileSchema } from './peers/run-all.js';
  * their operations and prints where each landed — the AD account (DN, objectGUID) and the Entra user
  * (object id, onPremisesImmutableId, licences) — read back from each directory itself.
  */
-const { values } = parseArgs({ options: { count: { type: 'string', default: '5' } } });
+const { values } = parseArgs({
+  options: { count: { type: 'string', default: '5' }, timeout: { type: 'string', default: '180' } },
+});
 const count = Number(values.count);
+/** Operations still running after this many seconds are reported as failures (e.g. the agent is down). */
+const timeoutInMs = Number(values.timeout) * 1000;
 const demo = z
   .object({ baseUrl: z.string(), apiKey: z.string(), customerId: z.string(), hybrid: z.boolean() })
   .parse(JSON.parse(readFileSync(join(process.cwd(), '.local', 'demo.json'), 'utf8')));
@@ -35,8 +39,18 @@ const run = Date.now().toString(36);
 const operation = z.object({
   operationId: z.string(),
   state: z.string(),
-  steps: z.array(z.object({ name: z.string(), state: z.string() })),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  steps: z.array(
+    z.object({
+      name: z.string(),
+      state: z.string(),
+      error: z.object({ code: z.string(), message: z.string() }).optional(),
+    }),
+  ),
 });
+const finalStates = ['succeeded', 'failed', 'compensated', 'compensationFailed', 'cancelled', 'needsLicence'];
+/** Why a user did not make it: the operation's error, or its failed step's, or the HTTP answer. */
+const failures: string[] = [];
 const started = performance.now();
 const accepted = await Promise.all(
   Array.from({ length: count }, async (_, i) => {
@@ -51,18 +65,20 @@ const accepted = await Promise.all(
         ...(demo.hybrid ? { password: `Demo!${run}#Pw${i}` } : {}),
       }),
     });
-    if (response.status !== 202)
-      throw new Error(`POST answered ${response.status}: ${await response.text()}`);
+    if (response.status !== 202) {
+      failures.push(`${userId}: POST answered ${response.status}: ${await response.text()}`);
+      return undefined;
+    }
     return { userId, operationId: operation.parse(await response.json()).operationId };
   }),
-);
+).then((list) => list.filter((a) => a !== undefined));
 const finished = await Promise.all(
   accepted.map(async ({ userId, operationId }) => {
     for (;;) {
       const op = operation.parse(
         await (await fetch(`${demo.baseUrl}/operations/${operationId}`, { headers })).json(),
       );
-      if (['succeeded', 'failed', 'compensated', 'needsLicence'].includes(op.state)) return { userId, op };
+      if (finalStates.includes(op.state) || performance.now() - started > timeoutInMs) return { userId, op };
       await new Promise((r) => setTimeout(r, 200));
     }
   }),
@@ -108,3 +124,17 @@ for (const { userId, op } of finished) {
   );
 }
 await ldap?.unbind();
+
+for (const { userId, op } of finished) {
+  if (op.state === 'succeeded') continue;
+  const step = op.steps.find((s) => s.error !== undefined);
+  const reason = op.error ?? step?.error;
+  failures.push(
+    `${userId}: operation ${op.operationId} ${op.state}${reason === undefined ? '' : ` — ${reason.code}: ${reason.message}`}`,
+  );
+}
+if (failures.length > 0) {
+  console.error(`\n${failures.length} of ${count} users did not succeed:`);
+  for (const failure of failures) console.error(`  ${failure}`);
+  process.exitCode = 1;
+} else console.log(`\nall ${count} users succeeded (run id ${run}: npm run demo again makes new ones)`);

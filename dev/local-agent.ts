@@ -1,4 +1,7 @@
-import { resolveAgentConfig } from '../agent/config.js';
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { resolveAgentConfig, type AgentConfigFile } from '../agent/config.js';
 import { startAgent, type RunningAgent } from '../agent/runtime.js';
 import { createLogger, type Logger } from '../shared/logging.js';
 
@@ -48,4 +51,76 @@ export function startLocalAgent(options: LocalAgentOptions): Promise<RunningAgen
     ),
     { log: options.log ?? createLogger(() => undefined) },
   );
+}
+
+/**
+ * Writes the site's agent configuration as an on-prem install would have it: `<dir>/config.json` with
+ * the keys and the bus connection string in files beside it (mode 0600), so `npm run agent -- --config
+ * <dir>/config.json` runs the same agent alone.
+ */
+export function writeLocalAgentConfig(dir: string, options: LocalAgentOptions): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const secret = (name: string, value: string): { file: string } => {
+    writeFileSync(join(dir, name), value, { mode: 0o600 });
+    return { file: name };
+  };
+  const config: AgentConfigFile = {
+    siteId: options.siteId,
+    serviceBus: { connectionString: secret('servicebus.connection', options.serviceBusConnectionString) },
+    directory: {
+      urls: [options.dc.url],
+      bindDn: options.dc.bindDn,
+      password: secret('dc.password', options.dc.password),
+      caFile: options.dc.caFile,
+      allowedOus: [options.dc.atriaOu],
+      allowedAttributes: options.allowedAttributes ?? ['department', 'title'],
+    },
+    cloudSigningKeys: [options.signing],
+    sitePrivateKey: secret('site.key', options.sitePrivateKeyPem),
+    ...(options.agentSigningKeyPem === undefined
+      ? {}
+      : { agentSigningKey: secret('agent.key', options.agentSigningKeyPem) }),
+    stateDir: join(dir, 'state'),
+    ...(options.heartbeatIntervalInMs === undefined
+      ? {}
+      : { heartbeatIntervalInMs: options.heartbeatIntervalInMs }),
+  };
+  const file = join(dir, 'config.json');
+  writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  return file;
+}
+
+export interface AgentProcess {
+  readonly pid: number | undefined;
+  /** SIGTERM, then wait for it to exit (it finishes the command in flight first). */
+  stop(): Promise<void>;
+}
+
+/**
+ * The agent as its own process (as on customer premises): `tsx agent/main.ts --config <file>`, a child
+ * of the caller, so Ctrl-C in the terminal stops it too. Its output is prefixed with `[agent]`.
+ */
+export function spawnAgentProcess(configFile: string): AgentProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts', '--config', configFile], {
+    cwd: process.cwd(),
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const prefix = (chunk: Buffer): string =>
+    chunk
+      .toString('utf8')
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => `[agent] ${line}\n`)
+      .join('');
+  child.stdout.on('data', (chunk: Buffer) => process.stdout.write(prefix(chunk)));
+  child.stderr.on('data', (chunk: Buffer) => process.stderr.write(prefix(chunk)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    pid: child.pid,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

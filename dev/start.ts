@@ -1,6 +1,5 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RunningAgent } from '../agent/runtime.js';
 import { definitions } from '../functions/definitions.js';
 import { createComposition } from '../shared/composition.js';
 import { loadSettings } from '../shared/config.js';
@@ -9,7 +8,7 @@ import { generateSigningKeyPair, generateSiteKeyPair } from '../shared/relay-pro
 import { startLocalHost } from './host/local-host.js';
 import { serviceBusTriggers } from './host/queue-triggers.js';
 import { localEnvironment } from './host/settings.js';
-import { startLocalAgent } from './local-agent.js';
+import { spawnAgentProcess, writeLocalAgentConfig, type AgentProcess } from './local-agent.js';
 import { peersFilePath, startAllPeers } from './peers/run-all.js';
 import { stopOnSignal } from './peers/signals.js';
 
@@ -49,10 +48,13 @@ const { apiKey } = await deps.callers.createApiKey({ providerId, name: 'npm star
 const caller = { id: 'npm-start', kind: 'apiKey' as const, providerId };
 
 const ad = running.peers.ad;
-let agent: RunningAgent | undefined;
+let agent: AgentProcess | undefined;
+const agentConfigFile = join(process.cwd(), '.local', 'agent', 'config.json');
 let customerNote: string;
 if ('url' in ad) {
-  agent = await startLocalAgent({
+  // The agent runs as its own process, as at a customer site: `npm run agent -- --config
+  // .local/agent/config.json` restarts it alone (Ctrl-C here stops it too).
+  writeLocalAgentConfig(join(process.cwd(), '.local', 'agent'), {
     siteId,
     serviceBusConnectionString: running.peers.serviceBus.connectionString,
     dc: ad,
@@ -60,8 +62,8 @@ if ('url' in ad) {
     sitePrivateKeyPem: site.privateKeyPem,
     agentSigningKeyPem: agentKeys.privateKeyPem,
     heartbeatIntervalInMs: 15_000,
-    log: createLogger(consoleSink, { level: 'warn', props: { component: 'agent' } }),
   });
+  agent = spawnAgentProcess(agentConfigFile);
   await deps.sites.register(caller, siteId, {
     publicKeyPem: site.publicKeyPem,
     agentPublicKeyPem: agentKeys.publicKeyPem,
@@ -110,7 +112,7 @@ const userBody = hybrid
 console.log(`
 atria-m365 local stack is up (peers: ${peersFilePath})
   Functions host   ${host.url}  (${host.registration.http.length} HTTP, ${host.registration.queues.length} queue, ${host.registration.timers.length} timer functions)
-  Relay agent      ${agent === undefined ? 'not running (no AD)' : `site "${siteId}" → ${'url' in ad ? ad.url : ''}`}
+  Relay agent      ${agent === undefined ? 'not running (no AD)' : `site "${siteId}" → ${'url' in ad ? ad.url : ''}, process ${agent.pid ?? '?'}; restart alone: npm run agent -- --config .local/agent/config.json`}
   Demo provider    ${providerId}, ${customerNote}
                    customer "fabrikam": cloudOnly (Entra tenant ${fabrikamTenantId})
   Demo API key     ${apiKey}   (shown once; also in .local/demo.json)
