@@ -744,3 +744,26 @@ describe('another provider', () => {
     expect((await api(keys.red, 'GET', '/customers/contoso/licensing/sources')).status).toBe(404);
   });
 });
+
+describe('terms come from the source', () => {
+  it('a renewal at Partner Center is recorded as a renewal with the new term end Partner Center states', async () => {
+    const pcCustomer = String(
+      (await api(keys.blue, 'GET', '/customers/contoso/licensing/sources')).body.partnerCenterCustomerId,
+    );
+    const monthly = (await commerce.listSubscriptions(pcCustomer)).find((s) => s.termDuration === 'P1M');
+    if (monthly?.commitmentEndDate === undefined) throw new Error('no monthly subscription');
+    await admin(partnerCenter.adminUrl, 'POST', '/clock', { advanceByInMs: 32 * dayInMs });
+    const renewed = await commerce.getSubscription(pcCustomer, monthly.id);
+    expect(renewed.commitmentEndDate?.getTime()).toBeGreaterThan(monthly.commitmentEndDate.getTime());
+    await importNow();
+    const entries = await deps.licensing.ledger(
+      { id: 't', kind: 'apiKey', providerId: providers.blue },
+      'contoso',
+    );
+    const last = entries.filter((e) => e.subject === `partnerCenter:${monthly.id.toLowerCase()}`).at(-1);
+    expect(last).toMatchObject({
+      cause: 'renewal',
+      value: { kind: 'subscription', subscription: { termEndsOn: renewed.commitmentEndDate?.toISOString() } },
+    });
+  });
+});
