@@ -539,6 +539,13 @@ export interface SkuReconciliation {
   differences: Difference[];
   /** Where a new seat should come from, by the customer's policy, and how it would be obtained. */
   nextSeat: { source: PolicySource; path: ChangePath } | undefined;
+  /**
+   * Where a seat should be given back first: the policy read backwards, only sources that may reduce
+   * (never EA or third party), with what is reducible now where the source says (NCE lots).
+   */
+  nextRelease:
+    | { source: ConnectedSource; subscriptionId: string; reducibleNow: number | undefined; path: ChangePath }
+    | undefined;
   explanation: string;
 }
 
@@ -549,6 +556,8 @@ export interface ReconcileInput {
   distributorName: string;
   policy: readonly PolicySource[];
   connectors: Readonly<Record<ConnectedSource, boolean>>;
+  /** For what NCE lots allow to reduce now. */
+  now?: Date;
 }
 
 export function sourceName(source: SourceKind, distributorName: string): string {
@@ -655,7 +664,8 @@ export function reconcile(input: ReconcileInput): SkuReconciliation[] {
         message: `${assigned} seats are assigned but only ${usableSeats} are usable`,
         figures: { assigned, usable: usableSeats },
       });
-    const nextSeat = nextSeatSource(input, skuId, lines);
+    const nextSeat = nextSeatSource(input, lines);
+    const nextRelease = releaseSource(input, lines);
     if (waiting > free)
       differences.push({
         code: 'seatsWanted',
@@ -680,6 +690,7 @@ export function reconcile(input: ReconcileInput): SkuReconciliation[] {
       subscriptions: lines,
       differences,
       nextSeat,
+      nextRelease,
       explanation,
     };
   });
@@ -692,7 +703,6 @@ function sumSeats(matches: readonly GraphMatch[], status: GraphSubscription['sta
 /** The first policy source that already supplies this SKU (EA first means "ask the EA owner"). */
 function nextSeatSource(
   input: ReconcileInput,
-  skuId: string,
   lines: SkuReconciliation['subscriptions'],
 ): SkuReconciliation['nextSeat'] {
   for (const source of input.policy) {
@@ -702,7 +712,32 @@ function nextSeatSource(
       source === 'partnerCenter' || source === 'distributor' ? input.connectors[source] : false;
     return { source, path: changePath(source, connected) };
   }
-  void skuId;
+  return undefined;
+}
+
+function releaseSource(
+  input: ReconcileInput,
+  lines: SkuReconciliation['subscriptions'],
+): SkuReconciliation['nextRelease'] {
+  for (const source of [...input.policy].reverse()) {
+    if (source !== 'partnerCenter' && source !== 'distributor') continue;
+    const candidates = lines
+      .filter((l) => l.source === source && l.sourceSubscriptionId !== undefined && l.seats > 0)
+      .map((l) => {
+        const subscription = input.state.subscriptions.find(
+          (s) => s.source === source && s.id === l.sourceSubscriptionId,
+        );
+        const reducibleNow =
+          source === 'partnerCenter' && input.now !== undefined && subscription !== undefined
+            ? refundableQuantity(toSeatLots(subscription.lots), input.now)
+            : undefined;
+        return { subscriptionId: l.sourceSubscriptionId ?? '', reducibleNow };
+      })
+      .sort((a, b) => (b.reducibleNow ?? 0) - (a.reducibleNow ?? 0));
+    const best = candidates[0];
+    if (best === undefined) continue;
+    return { source, ...best, path: changePath(source, input.connectors[source]) };
+  }
   return undefined;
 }
 

@@ -681,6 +681,7 @@ export function createLicensing(deps: LicensingDeps) {
       distributorName: deps.distributorName,
       policy: config?.assignmentPolicy ?? [],
       connectors: connectorsOf(caller.providerId),
+      now: deps.clock.now(),
     });
     return { customer, config, state, skus, waiting };
   }

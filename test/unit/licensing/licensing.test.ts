@@ -248,6 +248,53 @@ describe('reconciliation', () => {
     });
   });
 
+  it('gives seats back from the policy read backwards, never from EA, with what the NCE lots allow now', () => {
+    const withLots = {
+      ...state,
+      subscriptions: [
+        sourceSub({
+          source: 'partnerCenter',
+          id: 'PC-1',
+          skuId: e3,
+          quantity: 10,
+          lots: [
+            { quantity: 4, reducibleUntil: '2026-03-12T00:00:00.000Z' },
+            { quantity: 6, reducibleUntil: '2026-03-01T00:00:00.000Z' },
+          ],
+        }),
+        sourceSub({ source: 'distributor', id: 'p-1', vendorSubscriptionId: 'V-1', quantity: 15 }),
+      ],
+    };
+    const connectors = { partnerCenter: true, distributor: false };
+    const [grow] = reconcile({
+      state: withLots,
+      distributorName: 'Pax8',
+      policy: ['distributor', 'partnerCenter', 'ea'],
+      connectors,
+      now,
+    });
+    expect(grow?.nextRelease).toEqual({
+      source: 'partnerCenter',
+      subscriptionId: 'PC-1',
+      reducibleNow: 4,
+      path: { kind: 'connector' },
+    });
+    const [other] = reconcile({
+      state: withLots,
+      distributorName: 'Pax8',
+      policy: ['partnerCenter', 'distributor'],
+      connectors,
+      now,
+    });
+    expect(other?.nextRelease).toMatchObject({
+      source: 'distributor',
+      subscriptionId: 'p-1',
+      path: { kind: 'purchaseRequest' },
+    });
+    const [eaOnly] = reconcile({ state: withLots, distributorName: 'Pax8', policy: ['ea'], connectors, now });
+    expect(eaOnly?.nextRelease).toBeUndefined();
+  });
+
   it('names a source that Graph does not show and a quantity that differs', () => {
     const [view] = reconcile({
       state: {
