@@ -149,7 +149,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   });
   const replyStore = storeBackedReplyStore(store, clock);
   // Agent replies for parked saga steps resume their operation (bound below, once provisioning exists).
-  let onAgentReply: ((reply: Parameters<typeof toOnPremReply>[0]) => Promise<void>) | undefined;
+  const replies: { resume?: (reply: Parameters<typeof toOnPremReply>[0]) => Promise<void> } = {};
   const relay =
     serviceBus === undefined || settings.Relay__signingKeyPem === undefined
       ? undefined
@@ -162,7 +162,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           clock,
           defaultTimeoutInMs: settings.Relay__replyTimeoutInMs,
           onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
-          onUnclaimedReply: (reply) => onAgentReply?.(reply) ?? Promise.resolve(),
+          onUnclaimedReply: (reply) => replies.resume?.(reply) ?? Promise.resolve(),
           // Only the site's registered agent key speaks for it, on every instance.
           agentKeyFor: async (siteId) => (await sites.find(siteId))?.agentPublicKeyPem,
           // Replies that reach another instance's reply trigger are shared through Table storage.
@@ -237,7 +237,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   });
 
   const replyLog = overrides.log;
-  onAgentReply = async (reply) => {
+  replies.resume = async (reply) => {
     if (replyLog === undefined) {
       await provisioning.acceptAgentReply(toOnPremReply(reply), silentLogger);
       return;

@@ -62,7 +62,7 @@ async function finished(operationId: string): Promise<Op> {
       45_000,
     );
   } catch (error) {
-    throw new Error(`${(error as Error).message}; last seen ${JSON.stringify(last)}`);
+    throw new Error(`${(error as Error).message}; last seen ${JSON.stringify(last)}`, { cause: error });
   }
 }
 
