@@ -59,6 +59,26 @@ describe('reads', () => {
     );
   });
 
+  it('filters by status on the port’s terms (pending spans Pax8’s pending states)', async () => {
+    await stack.admin('POST', '/provisioning', { state: 'PendingManual', delayInMs: 3_600_000 });
+    try {
+      const distributor = stack.adapter();
+      const placed = await distributor.placeOrder({
+        companyId: ids.contoso,
+        lines: [{ productId: ids.webroot, quantity: 4, billingTerm: 'Monthly' }],
+      });
+      const pending = await distributor.listSubscriptions(ids.contoso, { status: 'pending' });
+      expect(pending.map((s) => [s.id, s.distributorStatus])).toEqual([
+        [placed.lines[0]?.subscriptionId, 'PendingManual'],
+      ]);
+      const active = await distributor.listSubscriptions(ids.contoso, { status: 'active' });
+      expect(active.every((s) => s.distributorStatus === 'Active')).toBe(true);
+      expect(active.map((s) => s.id)).not.toContain(placed.lines[0]?.subscriptionId);
+    } finally {
+      await stack.admin('POST', '/provisioning', { state: null, delayInMs: 0 });
+    }
+  });
+
   it('lists only the partner’s companies', async () => {
     const companies = await stack.adapter().listCompanies();
     expect(companies.map((c) => [c.id, c.name, c.externalId, c.status])).toEqual([
@@ -295,6 +315,41 @@ describe('placing orders', () => {
       term: 'Annual',
       endDate: new Date('2027-03-10T09:30:00.000Z'),
     });
+  });
+
+  it('stops with a non-retryable Conflict when only part of an order with a lost answer can be found', async () => {
+    const before = new Set((await stack.adapter().listSubscriptions(ids.fabrikam)).map((s) => s.id));
+    const lines = [
+      { productId: ids.exchange, quantity: 2, billingTerm: 'Monthly' as const },
+      { productId: ids.webroot, quantity: 200, billingTerm: 'Monthly' as const },
+    ];
+    await stack.fault({ kind: 'dropAfterCommit', match: { method: 'POST', pathIncludes: '/v1/orders' } });
+    // Between the lost answer and the retry someone else resizes one of the new subscriptions.
+    const meddle = async (): Promise<void> => {
+      const token = await stack.token();
+      const listed = await fetch(
+        `${stack.peer.baseUrl}/v1/subscriptions?companyId=${ids.fabrikam}&size=200`,
+        {
+          headers: { authorization: `Bearer ${token}` },
+        },
+      );
+      const content = ((await listed.json()) as { content: { id: string; quantity: number }[] }).content;
+      const webroot = content.find((s) => !before.has(s.id) && s.quantity === 200);
+      if (webroot === undefined) return;
+      await fetch(`${stack.peer.baseUrl}/v1/subscriptions/${webroot.id}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ quantity: 150 }),
+      });
+    };
+    const posts = await stack.requests('POST /v1/orders');
+    const distributor = stack.adapter({ retry: { maxAttempts: 4, sleep: meddle } });
+    const error = await failure(distributor.placeOrder({ companyId: ids.fabrikam, lines }));
+    expect(error.code).toBe('Conflict');
+    expect(error.retryable).toBe(false);
+    expect(error.message).toContain('only 1 of 2 lines');
+    // It never sent the order a second time.
+    expect((await stack.requests('POST /v1/orders')) - posts).toBe(1);
   });
 
   it('refuses an order for another partner’s company as NotFound', async () => {
