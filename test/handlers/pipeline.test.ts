@@ -1,13 +1,16 @@
+import type * as AzureFunctions from '@azure/functions';
 import azureFunctions, { type HttpResponseInit } from '@azure/functions';
+import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { httpFunction, maxRequestBodyInBytes } from '../../functions/http/endpoint.js';
 import { agentReplies } from '../../functions/queue/agent-replies.js';
+import type { MessageActions } from '../../functions/queue/delivery.js';
 import { directoryWorker } from '../../functions/queue/directory-worker.js';
 import { createComposition } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import { customerInputSchema } from '../../shared/domain/customer.js';
-import { AppError, InvalidMessageError } from '../../shared/errors.js';
+import { AppError } from '../../shared/errors.js';
 import { generateSigningKeyPair } from '../../shared/relay-protocol/index.js';
 
 // Handlers called as the Functions host calls them (public constructors), with production wiring that
@@ -230,38 +233,69 @@ describe('HTTP pipeline', () => {
   });
 });
 
+interface Settlement {
+  outcome: 'complete' | 'abandon' | 'deadletter';
+  reason?: string;
+  description?: string;
+}
+
+/**
+ * Delivers one message as the SDK-type Service Bus binding does ({ messages, actions }) and records how
+ * the handler settled it; the actions are the host's side of the contract.
+ */
+async function deliver(
+  handler: (input: unknown, context: AzureFunctions.InvocationContext) => Promise<unknown>,
+  body: unknown,
+): Promise<Settlement[]> {
+  const settled: Settlement[] = [];
+  const message = { body, messageId: 'm-1', deliveryCount: 0 } as unknown as ServiceBusReceivedMessage;
+  const actions: MessageActions = {
+    complete: () => Promise.resolve(void settled.push({ outcome: 'complete' })),
+    abandon: () => Promise.resolve(void settled.push({ outcome: 'abandon' })),
+    deadletter: (_message, _properties, reason, description) =>
+      Promise.resolve(
+        void settled.push({
+          outcome: 'deadletter',
+          ...(reason === undefined ? {} : { reason }),
+          ...(description === undefined ? {} : { description }),
+        }),
+      ),
+  };
+  await handler({ messages: [message], actions }, context());
+  return settled;
+}
+
 describe('queue functions', () => {
   const worker = directoryWorker.handler(deps);
   const replies = agentReplies.handler(deps);
 
   it('dead-letters a message that is not JSON at once, with its reason', async () => {
-    await expect(worker('{not json', context())).rejects.toSatisfy(
-      (e) => e instanceof InvalidMessageError && e.deadLetterReason === 'InvalidJson',
-    );
+    expect(await deliver(worker, Buffer.from('{not json'))).toEqual([
+      { outcome: 'deadletter', reason: 'InvalidJson', description: expect.any(String) as string },
+    ]);
   });
 
   it('dead-letters a message that breaks the public contract, naming the fields', async () => {
-    await expect(
-      worker(
-        {
-          type: 'user.create',
-          v: 1,
-          providerId: 'p',
-          customerId: 'c',
-          idempotencyKey: 'k',
-          user: { userId: 'u', password: 'x' },
-        },
-        context(),
-      ),
-    ).rejects.toSatisfy(
-      (e) =>
-        e instanceof InvalidMessageError &&
-        e.deadLetterReason === 'SchemaValidationFailed' &&
-        /userPrincipalName/.test(e.message),
-    );
+    const settled = await deliver(worker, {
+      type: 'user.create',
+      v: 1,
+      providerId: 'p',
+      customerId: 'c',
+      idempotencyKey: 'k',
+      user: { userId: 'u', password: 'x' },
+    });
+    expect(settled).toEqual([
+      {
+        outcome: 'deadletter',
+        reason: 'SchemaValidationFailed',
+        description: expect.stringMatching(/userPrincipalName/) as string,
+      },
+    ]);
   });
 
   it('dead-letters an agent message that is neither a reply nor a heartbeat', async () => {
-    await expect(replies({ hello: 'world' }, context())).rejects.toBeInstanceOf(InvalidMessageError);
+    expect(await deliver(replies, { hello: 'world' })).toEqual([
+      expect.objectContaining({ outcome: 'deadletter' }),
+    ]);
   });
 });
