@@ -8,7 +8,12 @@ import {
 import type { ServiceBusClient } from '@azure/service-bus';
 import { createAesSealer } from './adapters/crypto/aes-sealer.js';
 import { createEntraTokenVerifier } from './adapters/entra-auth/token-verifier.js';
-import { createCredentialFor, createGraphDirectoryFactory } from './adapters/graph/index.js';
+import {
+  createCredentialFor,
+  createGraphDirectoryFactory,
+  documentedGraphBudget,
+  GraphBudget,
+} from './adapters/graph/index.js';
 import {
   createCommandChannels,
   RelayHub,
@@ -139,6 +144,20 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           graphBaseUrl: settings.Graph__baseUrl,
           customHosts: graphCustomHosts(settings.Graph__baseUrl),
           clock,
+          ...(settings.Graph__homeTenantId === undefined
+            ? {}
+            : { homeTenant: { tenantId: settings.Graph__homeTenantId, appId: settings.Graph__clientId } }),
+          budget: new GraphBudget({
+            ...documentedGraphBudget,
+            writesPerWindow: documentedGraphBudget.writesPerWindow * settings.Graph__budgetScale,
+            resourceUnitsPerWindow:
+              documentedGraphBudget.resourceUnitsPerWindow * settings.Graph__budgetScale,
+            appWritesPerWindow: documentedGraphBudget.appWritesPerWindow * settings.Graph__budgetScale,
+            writeWindowInMs: settings.Graph__budgetWriteWindowInMs,
+            resourceUnitWindowInMs: settings.Graph__budgetResourceUnitWindowInMs,
+            share: settings.Graph__budgetShare,
+            maxWaitInMs: settings.Graph__budgetMaxWaitInMs,
+          }),
         });
 
   const customers = createCustomers({ store, clock });

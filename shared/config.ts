@@ -33,6 +33,23 @@ export const settingsSchema = z.object({
   Graph__clientId: guid.optional(),
   Graph__clientSecret: optionalText,
   Graph__certificatePath: optionalText,
+  /**
+   * The partner tenant where the app is registered. With it, users we create carry our idempotency key
+   * in a directory extension of the app (registered once; needs Application.ReadWrite.OwnedBy), so a
+   * create whose answer was lost is recognised as ours — and a stranger's account never is.
+   */
+  Graph__homeTenantId: guid.optional(),
+  /**
+   * The client-side throttle budget (shared/adapters/graph/budget.ts): the share of Graph's documented
+   * limits this instance may use (1 for one instance; 1/N for N instances, or rely on 429 feedback), how
+   * long a request may wait for budget before the operation is re-scheduled instead, and — for local
+   * runs whose Graph peer scales its windows — the same scale and window lengths as the peer.
+   */
+  Graph__budgetShare: z.coerce.number().positive().max(1).default(1),
+  Graph__budgetMaxWaitInMs: z.coerce.number().int().min(0).default(2000),
+  Graph__budgetScale: z.coerce.number().positive().max(1).default(1),
+  Graph__budgetResourceUnitWindowInMs: positiveInt.default(10_000),
+  Graph__budgetWriteWindowInMs: positiveInt.default(150_000),
 
   // Partner Center (1-Tier CSP); absent for providers that only buy through distributors.
   PartnerCenter__baseUrl: httpsUrl.default('https://api.partnercenter.microsoft.com'),

@@ -211,6 +211,7 @@ export function settingsFromPeers(peers: PeersFile): Record<string, string> {
     Graph__baseUrl: peers.graph.baseUrl,
     Graph__clientId: peers.graph.app.clientId,
     Graph__clientSecret: peers.graph.app.clientSecret,
+    Graph__homeTenantId: peers.graph.app.tenantId,
     PartnerCenter__baseUrl: peers.partnerCenter.baseUrl,
     PartnerCenter__tenantId: peers.partnerCenter.partnerTenantId,
     PartnerCenter__clientId: peers.partnerCenter.clientId,

@@ -13,6 +13,14 @@ export interface CloudDirectory {
 
   /** Fails with AlreadyExists when the UPN or immutable id is taken (look the user up, then decide). */
   createUser(user: NewCloudUser): Promise<CloudUser>;
+  /**
+   * Creates the user idempotently by `idempotencyKey`: the new user carries the key in a directory
+   * extension (where one is configured), and when the UPN is already taken the existing user is returned
+   * (`adopted`) only if it carries that key or the expected `onPremisesImmutableId` — never a stranger's
+   * account (then AlreadyExists). The lookup is a direct read by UPN, not an eventually consistent
+   * `$filter`, so it holds across instances; a taken UPN not yet readable (replication) is retryable.
+   */
+  createUserOnce(user: NewCloudUser, idempotencyKey: string): Promise<{ user: CloudUser; adopted: boolean }>;
   /** Many creates in Graph JSON batches (20 per request); one result per input, in input order. */
   createUsers(users: NewCloudUser[]): Promise<BulkResult<CloudUser>[]>;
   /** By object id or UPN; NotFound when absent. */

@@ -61,6 +61,7 @@ export async function startTestStack(options: {
     Graph__baseUrl: graph.graphBaseUrl,
     Graph__clientId: app.clientId,
     Graph__clientSecret: app.clientSecret,
+    Graph__homeTenantId: app.homeTenantId,
     ...options.extraSettings,
   });
   const log = options.log ?? createLogger(() => undefined);

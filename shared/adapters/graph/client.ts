@@ -3,6 +3,7 @@ import {
   AuthenticationHandler,
   Client,
   HTTPMessageHandler,
+  type Middleware,
   RedirectHandler,
   RedirectHandlerOptions,
   RetryHandler,
@@ -73,11 +74,14 @@ export interface GraphClientSettings {
   /** Hosts besides graph.microsoft.com that may receive the token; defaults to the graphBaseUrl host. */
   customHosts?: string[];
   retry?: GraphRetrySettings;
+  /** Paces requests inside Graph's documented limits (budget.ts); after the RetryHandler, so retries pay too. */
+  budget?: Middleware & { setNext(middleware: Middleware): void };
 }
 
 /**
- * A Graph client with the SDK's default middleware chain (auth → retry → redirect → telemetry → fetch),
- * built by hand only so the RetryHandler's limits are ours; it honours Retry-After on 429/503/504.
+ * A Graph client with the SDK's default middleware chain (auth → retry → [budget] → redirect → telemetry →
+ * fetch), built by hand so the RetryHandler's limits are ours (it honours Retry-After on 429/503/504) and
+ * the throttle budget can pace every attempt.
  */
 export function createGraphClient(credential: TokenCredential, settings: GraphClientSettings = {}): Client {
   const base = new URL(settings.graphBaseUrl ?? 'https://graph.microsoft.com/v1.0');
@@ -96,7 +100,11 @@ export function createGraphClient(credential: TokenCredential, settings: GraphCl
   const telemetry = new TelemetryHandler();
   const http = new HTTPMessageHandler();
   auth.setNext(retry);
-  retry.setNext(redirect);
+  if (settings.budget === undefined) retry.setNext(redirect);
+  else {
+    retry.setNext(settings.budget);
+    settings.budget.setNext(redirect);
+  }
   redirect.setNext(telemetry);
   telemetry.setNext(http);
   return Client.initWithMiddleware({

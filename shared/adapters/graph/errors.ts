@@ -1,3 +1,4 @@
+import { deferredRetryAfter } from './budget.js';
 import { GraphError } from '@microsoft/microsoft-graph-client';
 import { AppError, type ErrorCode } from '../../errors.js';
 import { graphErrorBodySchema } from './schemas.js';
@@ -117,6 +118,14 @@ export function mapGraphError(error: unknown, operation: string): AppError {
         `${operation}: token request refused: ${firstLine(error.message)}`,
         { cause: error },
       );
+    }
+    if (error.statusCode === -1 && error.code === 'GraphBudgetDeferred') {
+      // Our own budget said "not now" (budget.ts): the engine re-schedules instead of a worker waiting.
+      return new AppError('Throttled', `${operation}: ${error.message}`, {
+        retryable: true,
+        retryAfterInSeconds: deferredRetryAfter(error.message) ?? 1,
+        cause: error,
+      });
     }
     if (error.statusCode === -1) {
       return new AppError('Unavailable', `${operation}: ${error.message}`, { cause: error });

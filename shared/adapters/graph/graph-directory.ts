@@ -38,6 +38,7 @@ import type {
   UserChange,
   UserChangePage,
 } from '../../ports/cloud-directory.js';
+import type { GraphBudget } from './budget.js';
 import { createGraphClient, type GraphRetrySettings } from './client.js';
 import { appErrorFromFailure, failureFromBatchItem, mapGraphError } from './errors.js';
 import {
@@ -108,6 +109,15 @@ export interface GraphDirectoryOptions {
   batchMaxAttempts?: number;
   replicationLag?: ReplicationLagSettings;
   clock?: Clock;
+  /** One budget for every tenant's client of this app (see budget.ts). */
+  budget?: GraphBudget;
+  /**
+   * The app's directory extension that stamps users we create with the step's idempotency key
+   * (`createUserOnce`); registered once on the app in its home tenant. Set by the factory.
+   */
+  idempotencyMarker?: () => Promise<string | undefined>;
+  /** Where the app is registered: enables the idempotency marker (createUserOnce). */
+  homeTenant?: { tenantId: string; appId: string };
 }
 
 function toCloudUser(user: GraphUser): CloudUser {
@@ -413,6 +423,63 @@ class GraphDirectory implements CloudDirectory {
       this.remember(parsed.data.id, input.userPrincipalName);
       return { ok: true, value: createdUser(input, parsed.data) };
     });
+  }
+
+  async createUserOnce(
+    user: NewCloudUser,
+    idempotencyKey: string,
+  ): Promise<{ user: CloudUser; adopted: boolean }> {
+    const marker = await this.markerName();
+    const stamped: NewCloudUser =
+      marker === undefined
+        ? user
+        : { ...user, extensionAttributes: { ...user.extensionAttributes, [marker]: idempotencyKey } };
+    try {
+      return { user: await this.createUser(stamped), adopted: false };
+    } catch (error) {
+      if (toAppError(error).code !== 'AlreadyExists') throw error;
+    }
+    // The UPN is taken: ours only if it carries our key (a create whose answer was lost) or our anchor.
+    const schema = graphUserSchema.catchall(z.unknown());
+    let found: z.infer<typeof schema>;
+    try {
+      found = await this.call(
+        'read user by UPN',
+        () =>
+          this.client
+            .api(userPath(user.userPrincipalName))
+            .select(marker === undefined ? userSelect : `${userSelect},${marker}`)
+            .get(),
+        schema,
+      );
+    } catch (error) {
+      if (toAppError(error).code !== 'NotFound') throw error;
+      throw new AppError(
+        'Unavailable',
+        `${user.userPrincipalName} is taken but cannot be read yet (replication); retry`,
+        { retryable: true, retryAfterInSeconds: 2 },
+      );
+    }
+    const existing = toCloudUser(found);
+    const stamp = marker === undefined ? undefined : found[marker];
+    const ours =
+      (marker !== undefined && stamp === idempotencyKey) ||
+      (user.onPremisesImmutableId !== undefined &&
+        existing.onPremisesImmutableId === user.onPremisesImmutableId);
+    if (!ours)
+      throw new AppError(
+        'AlreadyExists',
+        `${user.userPrincipalName} already exists in Entra ID and is not ours`,
+        {
+          details: { attribute: 'userPrincipalName' },
+        },
+      );
+    return { user: existing, adopted: true };
+  }
+
+  /** The directory extension that stamps users we create (undefined: none configured). */
+  private markerName(): Promise<string | undefined> {
+    return this.options.idempotencyMarker?.() ?? Promise.resolve(undefined);
   }
 
   async getUser(idOrUpn: string): Promise<CloudUser> {
@@ -1257,9 +1324,29 @@ function toFederation(value: z.infer<typeof federationSchema>): DomainFederation
 }
 
 /** One cached Graph client and directory per tenant, all from one partner app's credentials. */
+/** The name of the extension attribute that carries our idempotency key on users we create. */
+export const idempotencyMarkerProperty = 'atriaOperation';
+
 export function createGraphDirectoryFactory(options: GraphDirectoryOptions): CloudDirectoryFactory {
   const directories = new Map<string, GraphDirectory>();
-  return (tenantId) => {
+  // Registered once per process on the app (idempotent in the adapter: an existing one is reused);
+  // a failure is not remembered, so the next create tries again.
+  let marker: Promise<string | undefined> | undefined;
+  const home = options.homeTenant;
+  const idempotencyMarker =
+    home === undefined
+      ? undefined
+      : (): Promise<string | undefined> => {
+          marker ??= factory(home.tenantId)
+            .registerExtensionProperty(home.appId, idempotencyMarkerProperty, { dataType: 'String' })
+            .then((definition) => definition.name)
+            .catch((error: unknown) => {
+              marker = undefined;
+              throw error;
+            });
+          return marker;
+        };
+  const factory = (tenantId: string): CloudDirectory => {
     const key = tenantId.toLowerCase();
     let directory = directories.get(key);
     if (directory === undefined) {
@@ -1267,10 +1354,15 @@ export function createGraphDirectoryFactory(options: GraphDirectoryOptions): Clo
         ...(options.graphBaseUrl === undefined ? {} : { graphBaseUrl: options.graphBaseUrl }),
         ...(options.customHosts === undefined ? {} : { customHosts: options.customHosts }),
         ...(options.retry === undefined ? {} : { retry: options.retry }),
+        ...(options.budget === undefined ? {} : { budget: options.budget.middlewareFor(key) }),
       });
-      directory = new GraphDirectory(key, client, options);
+      directory = new GraphDirectory(key, client, {
+        ...options,
+        ...(idempotencyMarker === undefined ? {} : { idempotencyMarker }),
+      });
       directories.set(key, directory);
     }
     return directory;
   };
+  return factory;
 }

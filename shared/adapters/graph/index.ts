@@ -12,3 +12,10 @@ export {
   type GraphRetrySettings,
 } from './client.js';
 export { mapGraphError } from './errors.js';
+export {
+  costOf,
+  documentedGraphBudget,
+  GraphBudget,
+  type BudgetStats,
+  type GraphBudgetSettings,
+} from './budget.js';

@@ -130,40 +130,34 @@ const entraCreate: StepDefinition = {
       federated && objectGuid !== undefined ? immutableIdFromObjectGuid(objectGuid) : undefined;
     const anchor: Record<string, string> =
       immutableId === undefined ? {} : { onPremisesImmutableId: immutableId };
-    const existing = await cloud.findUserByUpn(request.userPrincipalName);
-    if (existing !== undefined) {
-      // Ours if it carries our anchor, or if an earlier attempt of this very step (its lease was taken
-      // before the call) may have created it.
-      const ours =
-        immutableId !== undefined
-          ? existing.onPremisesImmutableId === immutableId
-          : ctx.step.attempts > 1 && existing.onPremisesImmutableId === null;
-      if (!ours)
-        throw new AppError(
-          'AlreadyExists',
-          `${request.userPrincipalName} already exists in Entra ID and is not ours`,
-          { details: { attribute: 'userPrincipalName' } },
-        );
-      return done({ objectId: existing.id, ...anchor });
-    }
     const password =
       customer.identityMode === 'both' ? (ctx.password() ?? strongRandomPassword()) : strongRandomPassword();
     const usageLocation = request.usageLocation ?? customer.defaultUsageLocation;
-    const created = await cloud.createUser({
-      userPrincipalName: request.userPrincipalName,
-      displayName: request.displayName,
-      mailNickname: request.mailNickname ?? mailNicknameFrom(alias),
-      accountEnabled: request.accountEnabled,
-      ...(immutableId === undefined
-        ? { password, forceChangePasswordNextSignIn: customer.identityMode === 'cloudOnly' }
-        : { onPremisesImmutableId: immutableId }),
+    // Create first (no lookup before): a taken UPN is adopted only if it carries this step's key or our
+    // anchor (createUserOnce), so a create whose answer was lost is ours and a stranger's never is.
+    const { user: created } = await cloud.createUserOnce(
+      {
+        userPrincipalName: request.userPrincipalName,
+        displayName: request.displayName,
+        mailNickname: request.mailNickname ?? mailNicknameFrom(alias),
+        accountEnabled: request.accountEnabled,
+        ...(immutableId === undefined
+          ? { password, forceChangePasswordNextSignIn: customer.identityMode === 'cloudOnly' }
+          : { onPremisesImmutableId: immutableId }),
+        ...(usageLocation === undefined ? {} : { usageLocation }),
+        ...(request.givenName === undefined ? {} : { givenName: request.givenName }),
+        ...(request.surname === undefined ? {} : { surname: request.surname }),
+        ...(request.jobTitle === undefined ? {} : { jobTitle: request.jobTitle }),
+        ...(request.department === undefined ? {} : { department: request.department }),
+      },
+      key('entra.create')(ctx.op),
+    );
+    return done({
+      objectId: created.id,
+      ...anchor,
+      // The licences step needs no usageLocation PATCH for a user created with one.
       ...(usageLocation === undefined ? {} : { usageLocation }),
-      ...(request.givenName === undefined ? {} : { givenName: request.givenName }),
-      ...(request.surname === undefined ? {} : { surname: request.surname }),
-      ...(request.jobTitle === undefined ? {} : { jobTitle: request.jobTitle }),
-      ...(request.department === undefined ? {} : { department: request.department }),
     });
-    return done({ objectId: created.id, ...anchor });
   },
   async compensate(ctx) {
     const objectId = ctx.step.result?.objectId;
@@ -185,7 +179,9 @@ const licences: StepDefinition = {
     const objectId = entraId(ctx);
     const cloud = ctx.cloud();
     const usageLocation = request.usageLocation ?? ctx.customer.defaultUsageLocation;
-    if (usageLocation !== undefined) await cloud.updateUser(objectId, { usageLocation });
+    // Set at create (entra.create's result says so): a second write here would only cost budget.
+    if (usageLocation !== undefined && ctx.result('entra.create').usageLocation !== usageLocation)
+      await cloud.updateUser(objectId, { usageLocation });
     // Re-assigning an assigned licence is a no-op in Graph, so a retry is safe.
     await cloud.assignLicences(objectId, {
       add: plan.skus.map((s) => ({ skuId: s.skuId, disabledPlanIds: s.disabledServicePlanIds })),

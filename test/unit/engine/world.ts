@@ -175,6 +175,33 @@ export class FakeCloud implements Partial<CloudDirectory> {
     this.maybeFail();
     return Promise.resolve([...this.users.values()].find((u) => u.userPrincipalName === upn));
   }
+  /** Keys that stamped users (the adapter's directory extension marker). */
+  readonly stamps = new Map<string, string>();
+  /** As the Graph adapter does it: stamp the key; on a taken UPN adopt only our stamp or our anchor. */
+  async createUserOnce(user: NewCloudUser, idempotencyKey: string) {
+    try {
+      const created = await this.createUser(user);
+      this.stamps.set(created.id, idempotencyKey);
+      return { user: created, adopted: false };
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+    }
+    const existing = [...this.users.values()].find((u) => u.userPrincipalName === user.userPrincipalName);
+    if (
+      existing !== undefined &&
+      (this.stamps.get(existing.id) === idempotencyKey ||
+        (user.onPremisesImmutableId !== undefined &&
+          existing.onPremisesImmutableId === user.onPremisesImmutableId))
+    )
+      return { user: existing, adopted: true };
+    throw new AppError(
+      'AlreadyExists',
+      `${user.userPrincipalName} already exists in Entra ID and is not ours`,
+      {
+        details: { attribute: 'userPrincipalName' },
+      },
+    );
+  }
   createUser(user: NewCloudUser) {
     this.maybeFail();
     if ([...this.users.values()].some((u) => u.userPrincipalName === user.userPrincipalName))
