@@ -76,7 +76,8 @@ export const settingsSchema = z.object({
   // Relay agent commands are signed with this Ed25519 private key (PEM, a Key Vault reference in Azure).
   Relay__signingKeyPem: optionalText,
   Relay__signingKeyId: z.string().min(1).max(64).default('atria-cloud-1'),
-  Relay__replyTimeoutInMs: positiveInt.default(30_000),
+  /** How long a short read (find a user) waits for the agent; saga steps never wait (they park). */
+  Relay__replyTimeoutInMs: positiveInt.default(5_000),
 
   /** AES-256 key (base64, 32 bytes) sealing initial passwords while their step waits in storage. */
   Secrets__operationKey: z
