@@ -23,7 +23,6 @@ import {
   type LedgerEntry,
   type LedgerState,
   type NewLedgerEntry,
-  type PolicySource,
   type SkuReconciliation,
   type SourceKind,
   type SourceSubscription,
@@ -173,10 +172,6 @@ export interface LicensingDeps {
 const partition = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
-function normaliseTerm(duration: string | undefined): string | undefined {
-  return duration;
-}
-
 function pcStatus(status: CommerceSubscription['status']): SourceSubscription['status'] {
   switch (status) {
     case 'active':
@@ -222,7 +217,7 @@ export function fromPartnerCenter(s: CommerceSubscription, skuId: string | undef
     ...(s.offerName === undefined ? {} : { offerName: s.offerName }),
     quantity: s.quantity,
     status: pcStatus(s.status),
-    ...(s.termDuration === undefined ? {} : { term: normaliseTerm(s.termDuration) }),
+    ...(s.termDuration === undefined ? {} : { term: s.termDuration }),
     ...(s.billingCycle === undefined ? {} : { billingCycle: s.billingCycle }),
     autoRenew: s.autoRenewEnabled,
     ...(s.commitmentEndDate === undefined ? {} : { termEndsOn: iso(s.commitmentEndDate) }),
@@ -1087,15 +1082,10 @@ export function createLicensing(deps: LicensingDeps) {
       },
     });
     if (entry !== undefined) await append(caller.providerId, customerId, entry);
-    const { lastError, ...rest } = request;
-    void lastError;
-    const applied = await requests.replace(
-      p,
-      requestId,
-      { ...rest, state: 'applied', appliedAt: now() },
-      row.etag,
-    );
-    return applied.value;
+    const applied: PurchaseRequest = { ...request, state: 'applied', appliedAt: now() };
+    delete applied.lastError;
+    const saved = await requests.replace(p, requestId, applied, row.etag);
+    return saved.value;
   }
 
   async function reject(caller: Caller, customerId: string, requestId: string, note: string | undefined) {
@@ -1141,4 +1131,3 @@ export function createLicensing(deps: LicensingDeps) {
 }
 
 export type Licensing = ReturnType<typeof createLicensing>;
-export type { PolicySource };
