@@ -365,8 +365,36 @@ export function createLicensing(deps: LicensingDeps) {
 
   // ---------- sources configuration ----------
 
+  /**
+   * With a Partner Center connector, the Partner Center customer must be this customer's own tenant:
+   * otherwise its subscriptions (and purchases) would land on the wrong customer's ledger.
+   */
+  async function assertPartnerCenterCustomer(
+    providerId: string,
+    customer: Customer,
+    partnerCenterCustomerId: string,
+  ): Promise<void> {
+    const commerce = commerceFor(providerId);
+    if (commerce === undefined) return;
+    const invalid = (message: string): AppError =>
+      new AppError('Validation', message, {
+        details: { errors: [{ path: 'body.partnerCenterCustomerId', message }] },
+      });
+    let tenantId: string;
+    try {
+      tenantId = (await commerce.getCustomer(partnerCenterCustomerId)).tenantId;
+    } catch (error) {
+      if (isAppError(error, 'NotFound')) throw invalid('not a customer of this Partner Center account');
+      throw error;
+    }
+    if (tenantId.toLowerCase() !== customer.entra?.tenantId.toLowerCase())
+      throw invalid("its tenant is not this customer's Entra tenant");
+  }
+
   async function putSources(caller: Caller, customerId: string, input: LicensingSourcesInput) {
-    await loadCustomer(deps.store, caller, customerId);
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    if (input.partnerCenterCustomerId !== undefined)
+      await assertPartnerCenterCustomer(caller.providerId, customer, input.partnerCenterCustomerId);
     const record: SourcesRecord = {
       ...input,
       customerId,

@@ -396,6 +396,35 @@ describe('licence sources', () => {
     const customer = await api(keys.blue, 'GET', '/customers/contoso');
     expect(JSON.stringify(customer.body)).not.toContain(ids.company);
   });
+  it("refuses a Partner Center customer that is not the customer's own tenant", async () => {
+    const other = await commerce.createCustomer(
+      {
+        domain: `other${run}.onmicrosoft.com`,
+        companyName: 'Other',
+        email: `owner@other${run}.example`,
+        culture: 'en-US',
+        language: 'en',
+        address: {
+          country: 'US',
+          city: 'Redmond',
+          state: 'WA',
+          addressLine1: 'One Microsoft Way',
+          postalCode: '98052',
+        },
+      },
+      { operationKey: `create-other-${run}` },
+    );
+    const before = (await api(keys.blue, 'GET', '/customers/contoso/licensing/sources')).body;
+    for (const partnerCenterCustomerId of [other.customer.id, randomUUID()]) {
+      const answer = await api(keys.blue, 'PUT', '/customers/contoso/licensing/sources', {
+        partnerCenterCustomerId,
+        distributorCompanyId: ids.company,
+      });
+      expect(answer.status).toBe(400);
+      expect(answer.body.errors).toEqual([expect.objectContaining({ path: 'body.partnerCenterCustomerId' })]);
+    }
+    expect((await api(keys.blue, 'GET', '/customers/contoso/licensing/sources')).body).toEqual(before);
+  });
 });
 
 describe('a customer fed by four sources', () => {

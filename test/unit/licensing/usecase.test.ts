@@ -41,6 +41,8 @@ function pcSubscription(id: string, quantity: number): CommerceSubscription {
 const commerce = {
   listSubscriptions: () => Promise.resolve([pcSubscription('PC-1', 10), pcSubscription('PC-2', 2)]),
   findOffers: () => Promise.resolve([{ licenceSkuId: e3 }]),
+  // The Partner Center customer is the customer's own tenant (world.ts customer()).
+  getCustomer: () => Promise.resolve({ tenantId: customer('cloudOnly').entra?.tenantId ?? '' }),
 } as unknown as Commerce;
 
 const paxSubscription: DistributorSubscription = {
