@@ -216,6 +216,54 @@ describe('the operation engine under faults', () => {
     }
   });
 
+  it('creates an enabled hybrid user through the queue, its password dropped first and named by passwordRef', async () => {
+    const drop = await stack.api('/customers/contoso/password-drops', {
+      method: 'POST',
+      key: hybridKey,
+      body: JSON.stringify({ password: 'Qu3ued!Passw0rd#1' }),
+    });
+    expect(drop.status).toBe(201);
+    const { passwordRef } = (await drop.json()) as { passwordRef: string };
+    const client = new ServiceBusClient(stack.serviceBus.connectionString);
+    try {
+      const sender = client.createSender('directory-work');
+      await sender.sendMessages({
+        body: {
+          type: 'user.create',
+          v: 1,
+          providerId: 'prov-hybrid',
+          customerId: 'contoso',
+          idempotencyKey: 'queued-1',
+          passwordRef,
+          user: {
+            userId: 'h-queued',
+            userPrincipalName: 'hqueued@fed.contoso.example',
+            displayName: 'Queued',
+          },
+        },
+        messageId: 'queued-1',
+      });
+      await sender.close();
+    } finally {
+      await client.close();
+    }
+    const user = await waitFor(
+      async () => {
+        const response = await stack.api('/customers/contoso/users/h-queued', { key: hybridKey });
+        if (response.status !== 200) return undefined;
+        const body = (await response.json()) as { state: string };
+        return body.state === 'active' ? body : undefined;
+      },
+      'the queued user to be active',
+      45_000,
+    );
+    expect(user.state).toBe('active');
+    const [inAd] = await adUsers(
+      new EqualityFilter({ attribute: 'userPrincipalName', value: 'hqueued@fed.contoso.example' }),
+    );
+    expect(Number(inAd?.userAccountControl) & 2).toBe(0); // enabled, so it has its password
+  });
+
   it('keeps a hybrid user held for a licence linked to AD, so disable and delete reach AD', async () => {
     const op = await post('/customers/contoso/users', hybridKey, {
       ...hybridUser('held'),

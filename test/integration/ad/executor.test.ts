@@ -103,6 +103,39 @@ describe('createUser against a real AD', () => {
     expect(await countBySam(name)).toBe(1);
   });
 
+  it('a CN clash gets the documented suffix "<displayName> (<sAMAccountName>)", the same on a redelivery', async () => {
+    const first = sam();
+    const displayName = `Same Name ${first}`;
+    await create({ sam: first, displayName, password: strongPassword() });
+    const second = sam();
+    const again = createUserEnvelope(keys, dc, { sam: second, displayName, password: strongPassword() });
+    const made = ((await executor.execute(again)) as CommandResult<'createUser'>).user;
+    expect(made.dn.startsWith(`CN=${displayName} (${second}),`)).toBe(true);
+    const replay = ((await executor.execute(again)) as CommandResult<'createUser'>).user;
+    expect(replay.dn).toBe(made.dn);
+    expect(await countBySam(second)).toBe(1);
+  });
+
+  it('a sAMAccountName clash says which attribute clashed', async () => {
+    const name = sam();
+    await create({ sam: name, password: strongPassword() });
+    const error = await rejects(
+      executor.execute(
+        envelope({
+          type: 'createUser',
+          ou: dc.usersOu,
+          sAMAccountName: name,
+          userPrincipalName: `other-${name}@atria.test`,
+          displayName: `Other ${name}`,
+          enabled: false,
+        }),
+      ),
+    );
+    expect(error.code).toBe('AlreadyExists');
+    expect(error.message.startsWith(`sAMAccountName: ${name} is already used by`)).toBe(true);
+    expect(error.details?.attribute).toBe('sAMAccountName');
+  });
+
   it('a weak password is PasswordPolicy and leaves no half-made account', async () => {
     const name = sam();
     const error = await rejects(create({ sam: name, password: 'abc' }));
