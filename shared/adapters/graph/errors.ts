@@ -124,6 +124,8 @@ export function mapGraphError(error: unknown, operation: string): AppError {
       return new AppError('Throttled', `${operation}: ${error.message}`, {
         retryable: true,
         retryAfterInSeconds: deferredRetryAfter(error.message) ?? 1,
+        // Pacing, not failure: the engine re-schedules at the Retry-After without escalating its backoff.
+        details: { pacing: true },
         cause: error,
       });
     }

@@ -332,7 +332,11 @@ export function createRunner(deps: RunnerDeps) {
   async function scheduleRetry(ctx: Ctx, error: AppError, stepName: string, log: Logger): Promise<RunResult> {
     const o = op(ctx);
     const retries = o.retries + 1;
-    const delay = retryDelayInMs(retries, deps.settings.backoff, deps.random, error.retryAfterInSeconds);
+    // Pacing (our own Graph budget said "not yet") is no failure: come back when told, without escalating.
+    const pacing = error.details?.pacing === true && error.retryAfterInSeconds !== undefined;
+    const delay = pacing
+      ? (error.retryAfterInSeconds ?? 1) * 1000 + Math.floor(deps.random() * 250)
+      : retryDelayInMs(retries, deps.settings.backoff, deps.random, error.retryAfterInSeconds);
     const at = new Date(nowDate().getTime() + delay);
     const limit = limitOf(o);
     if (at.getTime() > limit.getTime()) {

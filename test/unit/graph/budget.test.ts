@@ -73,6 +73,7 @@ describe('Graph throttle budget', () => {
     wrapped.code = deferred.name;
     const mapped = mapGraphError(wrapped, 'create user');
     expect(mapped).toMatchObject({ code: 'Throttled', retryable: true, retryAfterInSeconds: 7 });
+    expect(mapped.details).toEqual({ pacing: true });
     expect(deferredRetryAfter(deferred.message)).toBe(7);
   });
 
