@@ -391,10 +391,25 @@ export function createLicensing(deps: LicensingDeps) {
       throw invalid("its tenant is not this customer's Entra tenant");
   }
 
+  /** With a distributor connector, the company must be one the provider bills there. */
+  async function assertDistributorCompany(providerId: string, companyId: string): Promise<void> {
+    const distributor = distributorFor(providerId);
+    if (distributor === undefined) return;
+    const companies = await distributor.listCompanies();
+    if (!companies.some((c) => c.id.toLowerCase() === companyId.toLowerCase() && c.status !== 'deleted')) {
+      const message = `not a company of this ${deps.distributorName} account`;
+      throw new AppError('Validation', message, {
+        details: { errors: [{ path: 'body.distributorCompanyId', message }] },
+      });
+    }
+  }
+
   async function putSources(caller: Caller, customerId: string, input: LicensingSourcesInput) {
     const customer = (await loadCustomer(deps.store, caller, customerId)).value;
     if (input.partnerCenterCustomerId !== undefined)
       await assertPartnerCenterCustomer(caller.providerId, customer, input.partnerCenterCustomerId);
+    if (input.distributorCompanyId !== undefined)
+      await assertDistributorCompany(caller.providerId, input.distributorCompanyId);
     const record: SourcesRecord = {
       ...input,
       customerId,

@@ -396,7 +396,7 @@ describe('licence sources', () => {
     const customer = await api(keys.blue, 'GET', '/customers/contoso');
     expect(JSON.stringify(customer.body)).not.toContain(ids.company);
   });
-  it("refuses a Partner Center customer that is not the customer's own tenant", async () => {
+  it("refuses a Partner Center customer that is not the customer's own tenant, or a company not the provider's", async () => {
     const other = await commerce.createCustomer(
       {
         domain: `other${run}.onmicrosoft.com`,
@@ -423,6 +423,13 @@ describe('licence sources', () => {
       expect(answer.status).toBe(400);
       expect(answer.body.errors).toEqual([expect.objectContaining({ path: 'body.partnerCenterCustomerId' })]);
     }
+    const foreignCompany = await api(keys.blue, 'PUT', '/customers/contoso/licensing/sources', {
+      distributorCompanyId: randomUUID(),
+    });
+    expect(foreignCompany.status).toBe(400);
+    expect(foreignCompany.body.errors).toEqual([
+      expect.objectContaining({ path: 'body.distributorCompanyId' }),
+    ]);
     expect((await api(keys.blue, 'GET', '/customers/contoso/licensing/sources')).body).toEqual(before);
   });
 });

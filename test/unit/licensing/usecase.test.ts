@@ -65,6 +65,8 @@ const paxSubscription: DistributorSubscription = {
   updatedAt: undefined,
 };
 const distributor = {
+  listCompanies: () =>
+    Promise.resolve([{ id: paxSubscription.companyId, name: 'Contoso', status: 'active' }]),
   listSubscriptions: () => Promise.resolve([paxSubscription]),
   getProduct: () => Promise.reject(new AppError('NotFound', 'no product')),
 } as unknown as Distributor;
