@@ -82,16 +82,25 @@ const tokenRequestSchema = z.object({
 
 const remoteClockSchema = z.object({ now: z.iso.datetime(), frozen: z.boolean().optional() }).loose();
 
+/**
+ * `new VirtualClock({start, frozen: true})` freezes at `start` plus the milliseconds between its two
+ * `Date.now()` reads, so under load a "frozen at 09:30:00.000" clock may read 09:30:00.016. Freezing a
+ * minute early and setting the instant forward is exact.
+ */
+function seededClock(seed: { start?: string | undefined; frozen: boolean }): VirtualClock {
+  if (seed.start === undefined) return new VirtualClock({ frozen: seed.frozen });
+  const start = new Date(seed.start);
+  if (!seed.frozen) return new VirtualClock({ start });
+  const clock = new VirtualClock({ start: new Date(start.getTime() - 60_000), frozen: true });
+  clock.set(start);
+  return clock;
+}
+
 /** Starts the local distributor (Pax8 Partner API shape): HTTPS API under `/v1`, admin API under `/_admin`. */
 export async function startDistributorPeer(options: DistributorPeerOptions): Promise<DistributorPeer> {
   const seed = await loadSeed(options.seed);
   const log = options.log ?? ((message: string) => console.error(`[distributor] ${message}`));
-  const clock =
-    options.clock ??
-    new VirtualClock({
-      ...(seed.clock.start === undefined ? {} : { start: new Date(seed.clock.start) }),
-      frozen: seed.clock.frozen,
-    });
+  const clock = options.clock ?? seededClock(seed.clock);
   const followUrl = options.followClockUrl?.replace(/\/+$/, '');
   const follow = async (): Promise<void> => {
     if (followUrl === undefined) return;
