@@ -296,6 +296,17 @@ export function createRunner(deps: RunnerDeps) {
       delete o.nextAttemptAt;
     });
     await applyDerived(ctx);
+    // No reply can matter any more: drop the reply index of its agent commands.
+    const siteId = ctx.customer?.ad?.siteId;
+    if (siteId !== undefined) {
+      for (const s of op(ctx).steps) {
+        const definition = stepDefinition(s.name);
+        if (definition.directory !== 'ad') continue;
+        await c.agentCommands.delete(siteId, definition.idempotencyKey(op(ctx)));
+        if (definition.compensationKey !== undefined)
+          await c.agentCommands.delete(siteId, definition.compensationKey(op(ctx)));
+      }
+    }
     log.info('operation finished', { operationId: op(ctx).operationId, state });
     return 'finished';
   }

@@ -39,7 +39,8 @@ export function createSweeper(deps: {
       times.push(new Date(o.updatedAt).getTime() + graceInMs);
     if (o.state === 'retryScheduled' && o.nextAttemptAt !== undefined)
       times.push(new Date(o.nextAttemptAt).getTime() + graceInMs);
-    for (const s of o.steps) if (s.parked !== undefined) times.push(new Date(s.parked.deadline).getTime());
+    if (o.state === 'waitingForAgent')
+      for (const s of o.steps) if (s.parked !== undefined) times.push(new Date(s.parked.deadline).getTime());
     if (o.steps.some((s) => s.reply !== undefined)) times.push(new Date(o.updatedAt).getTime() + graceInMs);
     return Math.min(...times);
   }

@@ -89,6 +89,42 @@ describe('the saga runner', () => {
     }
   });
 
+  it('survives a crash at every write of a compensation: the AD account is created once and undone once', async () => {
+    const setup = async (w: World) =>
+      w.cloud.createUser({
+        userPrincipalName: ada.userPrincipalName,
+        displayName: 'Someone else',
+        mailNickname: 'x',
+        accountEnabled: true,
+        password: 'x',
+      });
+    const clean = await world();
+    await setup(clean);
+    await create(clean);
+    await clean.pump();
+    const writes = clean.store.writes;
+    for (let write = 1; write <= writes; write++) {
+      for (const when of ['before', 'after'] as const) {
+        const w = await world();
+        await setup(w);
+        w.store.crashAt = { write, when };
+        const created = await create(w);
+        await w.pump();
+        const where = `crash ${when} write ${write}`;
+        const done = await op(w, created.operationId);
+        expect(done.state, where).toBe('compensated');
+        expect(done.error?.code, where).toBe('AlreadyExists');
+        expect(w.agent.creates, where).toBe(1);
+        expect(
+          [...w.agent.objects.values()].map((o) => o.deleted),
+          where,
+        ).toEqual([true]);
+        expect(w.cloud.created, where).toBe(1); // only the other party's user
+        expect((await user(w)).state, where).toBe('failed');
+      }
+    }
+  });
+
   it('lets one of two concurrent deliveries run a step; the other backs off and runs nothing twice', async () => {
     const w = await world({ mode: 'cloudOnly' });
     const created = await create(w, {
