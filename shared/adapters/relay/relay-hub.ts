@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import type {
   ServiceBusClient,
   ServiceBusReceiver,
@@ -98,12 +98,12 @@ const recentReplyTtlInMs = 10 * 60 * 1000;
 const recentReplyLimit = 10_000;
 
 /**
- * The cloud end of the relay: signs commands and sends them to `agent-site-<siteId>` (messageId
- * `cmd-<commandId>`, so Service Bus duplicate detection drops a resend), and runs one receiver on the
+ * The cloud end of the relay: signs commands and sends them to `agent-site-<siteId>` (a message id per
+ * send attempt; the command id is the agent's idempotency key), and runs one receiver on the
  * reply queue per process that hands each reply to the call waiting for its commandId. Replies nobody
  * waits for and heartbeats go to the callbacks (the Functions side resumes sagas and stores heartbeats).
  * Replies are remembered for 10 minutes so a call retried with the same commandId after a timeout gets
- * the answer even though duplicate detection swallowed its resend.
+ * the answer without the agent running it again.
  */
 export class RelayHub {
   private readonly clock: Clock;
@@ -242,7 +242,9 @@ export class RelayHub {
     try {
       await this.sender(siteId).sendMessages({
         body: signed,
-        messageId: commandMessageId(commandId),
+        // One message id per send attempt: a resend after an outage must not be dropped as a duplicate
+        // (the command id stays the agent's idempotency key; its reply id derives from this one).
+        messageId: `${commandMessageId(commandId).slice(0, 90)}.${randomUUID()}`,
         correlationId: commandId,
         contentType: 'application/json',
         timeToLive: lifetimeInMs,
