@@ -31,10 +31,12 @@ export interface MessageContext {
   actions: MessageActions;
 }
 
+const receivedMessage = z.custom<ServiceBusReceivedMessage>(
+  (m) => typeof m === 'object' && m !== null && 'body' in m,
+);
 const messageContextSchema = z.object({
-  messages: z.array(
-    z.custom<ServiceBusReceivedMessage>((m) => typeof m === 'object' && m !== null && 'body' in m),
-  ),
+  // An array since the extension's 0.2.0; a single message in 0.1.0 (cardinality one).
+  messages: z.union([z.array(receivedMessage), receivedMessage.transform((m) => [m])]),
   actions: z.custom<MessageActions>(
     (a) =>
       typeof a === 'object' &&
