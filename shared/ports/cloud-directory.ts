@@ -43,7 +43,8 @@ export interface CloudDirectory {
   removeGroupMember(groupId: string, userId: string): Promise<void>;
 
   /** Adds and removes licences in one call; the user must have a usage location first. */
-  assignLicences(userId: string, change: LicenceChange): Promise<CloudUser>;
+  /** One request (user-assignlicense.md); read the user afterwards if its licences are needed. */
+  assignLicences(userId: string, change: LicenceChange): Promise<void>;
   /** Many licence changes in JSON batches; one result per input, in input order. */
   assignLicencesInBulk(changes: BulkLicenceChange[]): Promise<BulkResult<void>[]>;
   /** Seats bought (enabledUnits) and assigned (consumedUnits) per SKU. */

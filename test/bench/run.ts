@@ -299,6 +299,9 @@ try {
         const sorted = [...values].sort((a, b) => a - b);
         return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
       };
+      const peerStats = (await (await fetch(`${stack.graph.adminUrl}/faults`)).json()) as {
+        stats: { throttled: number };
+      };
       const singleBudget = writesPerSecondBudget / 2; // 2 writes per licensed user
       results.fairness = {
         bulkUsers: fairBulkUsers,
@@ -309,9 +312,10 @@ try {
         singleLatencyAloneP50InMs: Math.round(pct(alone, 50)),
         singleLatencyDuringBulkP50InMs: Math.round(pct(during, 50)),
         singleLatencyDuringBulkP95InMs: Math.round(pct(during, 95)),
+        throttled429: peerStats.stats.throttled,
       };
       console.log(
-        `fairness   bulk tenant ${bulkRate.toFixed(1)} users/s (${(bulkRate / singleBudget).toFixed(2)} of its tenant budget); single users of another tenant p50 ${Math.round(pct(alone, 50))} ms alone, p50 ${Math.round(pct(during, 50))} / p95 ${Math.round(pct(during, 95))} ms during the bulk`,
+        `fairness   bulk tenant ${bulkRate.toFixed(1)} users/s (${(bulkRate / singleBudget).toFixed(2)} of its tenant budget); single users of another tenant p50 ${Math.round(pct(alone, 50))} ms alone, p50 ${Math.round(pct(during, 50))} / p95 ${Math.round(pct(during, 95))} ms during the bulk; ${peerStats.stats.throttled} × 429`,
       );
     } finally {
       await stack.stop();

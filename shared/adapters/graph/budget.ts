@@ -157,8 +157,6 @@ export class GraphBudget {
   private readonly tenants = new Map<string, TenantBudget>();
   private readonly appWrites: SlidingWindow;
   readonly stats: BudgetStats = { granted: 0, deferred: 0, throttledByGraph: 0, waitedInMs: 0 };
-  /** Sent-to-served skew: a reservation counts a little longer than Graph's own window would. */
-  private readonly marginInMs: number;
 
   constructor(
     private readonly settings: GraphBudgetSettings,
@@ -172,7 +170,11 @@ export class GraphBudget {
       Math.max(1, Math.floor(settings.appWritesPerWindow * share)),
       settings.appWriteWindowInMs,
     );
-    this.marginInMs = Math.ceil(Math.min(settings.resourceUnitWindowInMs, settings.writeWindowInMs) * 0.05);
+  }
+
+  /** A reservation counts this much longer than Graph's window: the time a request takes to reach it. */
+  private static margin(windowInMs: number): number {
+    return Math.max(50, Math.ceil(windowInMs * 0.04));
   }
 
   private tenant(tenantId: string): TenantBudget {
@@ -182,11 +184,11 @@ export class GraphBudget {
       budget = {
         resourceUnits: new SlidingWindow(
           Math.max(1, Math.floor(this.settings.resourceUnitsPerWindow * share)),
-          this.settings.resourceUnitWindowInMs + this.marginInMs,
+          this.settings.resourceUnitWindowInMs + GraphBudget.margin(this.settings.resourceUnitWindowInMs),
         ),
         writes: new SlidingWindow(
           Math.max(1, Math.floor(this.settings.writesPerWindow * share)),
-          this.settings.writeWindowInMs + this.marginInMs,
+          this.settings.writeWindowInMs + GraphBudget.margin(this.settings.writeWindowInMs),
         ),
         blockedUntilMs: 0,
       };

@@ -659,7 +659,9 @@ class GraphDirectory implements CloudDirectory {
     };
   }
 
-  async assignLicences(userId: string, change: LicenceChange): Promise<CloudUser> {
+  async assignLicences(userId: string, change: LicenceChange): Promise<void> {
+    // One request per change: Graph answers with the user's default properties (no assignedLicenses),
+    // so nothing is read back; callers that need the licences read the user.
     const post = (body: Record<string, unknown>): Promise<void> =>
       this.lagAware([userId], () =>
         this.send('assign licences', () => this.client.api(`${userPath(userId)}/assignLicense`).post(body)),
@@ -684,7 +686,6 @@ class GraphDirectory implements CloudDirectory {
         }),
       );
     }
-    return this.getUser(userId);
   }
 
   async assignLicencesInBulk(changes: BulkLicenceChange[]): Promise<BulkResult<void>[]> {

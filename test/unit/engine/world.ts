@@ -253,7 +253,7 @@ export class FakeCloud implements Partial<CloudDirectory> {
     for (const a of change.add)
       if (!u.assignedLicences.some((l) => l.skuId === a.skuId))
         u.assignedLicences.push({ skuId: a.skuId, disabledPlanIds: [] });
-    return Promise.resolve(u);
+    return Promise.resolve();
   }
 }
 
