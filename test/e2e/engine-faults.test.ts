@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ServiceBusClient, type ServiceBusReceivedMessage } from '@azure/service-bus';
 import { Client, EqualityFilter } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -18,7 +20,23 @@ const hybridTenant = randomUUID();
 const cloudTenant = randomUUID();
 const sku = randomUUID();
 const scarceSku = randomUUID();
-const siteId = 'demo';
+// A site of this file's own (sites are global names; other files register `demo` in the same storage).
+const siteId = 'faults';
+
+/** The dev Service Bus config plus this file's site queue, shaped like `agent-site-demo`. */
+function serviceBusConfigWithSite(): string {
+  const config = JSON.parse(readFileSync('dev/peers/servicebus/config.json', 'utf8')) as {
+    UserConfig: { Namespaces: { Queues: { Name: string }[] }[] };
+  };
+  const namespace = config.UserConfig.Namespaces[0];
+  const demo = namespace?.Queues.find((q) => q.Name === 'agent-site-demo');
+  if (namespace === undefined || demo === undefined) throw new Error('dev Service Bus config changed shape');
+  namespace.Queues.push({ ...structuredClone(demo), Name: `agent-site-${siteId}` });
+  const dir = mkdtempSync(join(tmpdir(), 'engine-faults-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
 const seed = graphSeed({
   id: hybridTenant,
   displayName: 'Contoso',
@@ -103,6 +121,7 @@ beforeAll(async () => {
   stack = await startTestStack({
     storageConnectionString: inject('storageConnectionString'),
     graphSeed: seed,
+    serviceBusConfig: serviceBusConfigWithSite(),
     extraSettings: {
       Relay__signingKeyPem: signing.privateKeyPem,
       Relay__signingKeyId: 'e2e-key',
@@ -124,8 +143,8 @@ beforeAll(async () => {
       maxConcurrentCommands: 8,
     });
   agent = await startAgent();
-  hybridKey = (await stack.deps.callers.createApiKey({ providerId: 'prov-hybrid', name: 'e2e' })).apiKey;
-  cloudKey = (await stack.deps.callers.createApiKey({ providerId: 'prov-cloud', name: 'e2e' })).apiKey;
+  hybridKey = (await stack.deps.callers.createApiKey({ providerId: 'prov-faults', name: 'e2e' })).apiKey;
+  cloudKey = (await stack.deps.callers.createApiKey({ providerId: 'prov-faults-cloud', name: 'e2e' })).apiKey;
   const siteResponse = await stack.api(`/sites/${siteId}`, {
     method: 'PUT',
     key: hybridKey,
@@ -182,7 +201,7 @@ describe('the operation engine under faults', () => {
         body: {
           type: 'user.create',
           v: 1,
-          providerId: 'prov-cloud',
+          providerId: 'prov-faults-cloud',
           customerId: 'nobody-here',
           idempotencyKey: 'invalid-1',
           user: { userId: 'u-x', userPrincipalName: 'x@fabrikam.example', displayName: 'X' },
@@ -190,7 +209,7 @@ describe('the operation engine under faults', () => {
         messageId: 'invalid-1',
       });
       await sender.sendMessages({
-        body: { type: 'operation.run', v: 1, providerId: 'prov-cloud', operationId: 'no-such-op' },
+        body: { type: 'operation.run', v: 1, providerId: 'prov-faults-cloud', operationId: 'no-such-op' },
         messageId: 'invalid-2',
       });
       await sender.close();
@@ -231,7 +250,7 @@ describe('the operation engine under faults', () => {
         body: {
           type: 'user.create',
           v: 1,
-          providerId: 'prov-hybrid',
+          providerId: 'prov-faults',
           customerId: 'contoso',
           idempotencyKey: 'queued-1',
           passwordRef,

@@ -46,9 +46,11 @@ export async function startTestStack(options: {
   graphSeed: Seed;
   extraSettings?: Record<string, string>;
   log?: Logger;
+  /** Another Service Bus entity config (e.g. with a site queue of the file's own); default the dev one. */
+  serviceBusConfig?: string;
 }): Promise<TestStack> {
   const serviceBus = await startServiceBusPeer({
-    config: join(process.cwd(), 'dev/peers/servicebus/config.json'),
+    config: options.serviceBusConfig ?? join(process.cwd(), 'dev/peers/servicebus/config.json'),
   });
   const graph = await startIdentityGraphPeer({ seed: options.graphSeed });
   const app = options.graphSeed.apps?.[0];

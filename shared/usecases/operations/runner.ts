@@ -108,6 +108,9 @@ const agentCodes = [
   'Internal',
 ] as const satisfies readonly ErrorCode[];
 
+/** A run waiting for an earlier operation of its user looks again after this, if not woken before. */
+const orderSafetyNetInMs = 60_000;
+
 const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entra.password']);
 
 export function createRunner(deps: RunnerDeps) {
@@ -286,6 +289,25 @@ export function createRunner(deps: RunnerDeps) {
     }
     await c.held.delete(HELD_PARTITION, activeKey(o.providerId, o.operationId));
     await c.active.delete(ACTIVE_PARTITION, activeKey(o.providerId, o.operationId));
+    await wakeNext(op(ctx));
+  }
+
+  /** Queues the next unfinished operation of the same user (it waits for this one). */
+  async function wakeNext(o: Operation): Promise<void> {
+    const mine = operationIndexKey(o.userSequence, o.operationId);
+    for await (const entry of c.userOperations.list(
+      userOperationsPartition(o.providerId, o.customerId, o.userId),
+    )) {
+      if (entry.rowKey <= mine) continue;
+      const next = await c.operations.get(o.providerId, entry.value.operationId);
+      if (next === undefined || isFinished(next.value.state)) continue;
+      if (next.value.state === 'queued' || next.value.state === 'running')
+        await sendRun(
+          next.value,
+          deterministicMessageId('operation.next', next.value.operationId, o.operationId),
+        );
+      return;
+    }
   }
 
   async function finish(ctx: Ctx, state: OperationState, log: Logger): Promise<RunResult> {
@@ -747,10 +769,10 @@ export function createRunner(deps: RunnerDeps) {
       )
         return 'notDue';
 
-      // Per-user order: an earlier operation of this user that is still running goes first.
+      // Per-user order: an earlier operation of this user that is still running goes first. When it
+      // finishes it wakes this one; the scheduled run is only the safety net.
       if (await earlierOperationPending(o)) {
-        const delay = retryDelayInMs(1, deps.settings.backoff, deps.random);
-        await comeBackLater(ctx, new Date(t + delay), `order:${o.updatedAt}`);
+        await comeBackLater(ctx, new Date(t + orderSafetyNetInMs), `order:${o.updatedAt}`);
         return 'waitingForEarlier';
       }
 
