@@ -130,10 +130,27 @@ class SlidingWindow {
     return fromMs + this.windowInMs;
   }
 
-  reserve(amount: number, atMs: number): void {
-    if (amount === 0) return;
-    this.entries.push({ atMs, amount });
+  reserve(amount: number, atMs: number): { atMs: number; amount: number } | undefined {
+    if (amount === 0) return undefined;
+    const entry = { atMs, amount };
+    this.entries.push(entry);
     this.sum += amount;
+    return entry;
+  }
+
+  /**
+   * The request went out later than reserved (a timer fires late on a busy event loop): it counts from
+   * when it was really sent, as Graph counts it from when it arrives, so it is moved to its place in time.
+   */
+  restamp(entry: { atMs: number; amount: number } | undefined, sentAtMs: number): void {
+    if (entry === undefined || sentAtMs <= entry.atMs) return;
+    const index = this.entries.indexOf(entry);
+    if (index < 0) return;
+    this.entries.splice(index, 1);
+    entry.atMs = sentAtMs;
+    let at = this.entries.length;
+    while (at > 0 && (this.entries[at - 1]?.atMs ?? 0) > sentAtMs) at--;
+    this.entries.splice(at, 0, entry);
   }
 }
 
@@ -221,14 +238,18 @@ export class GraphBudget {
       this.stats.deferred++;
       throw new GraphBudgetDeferred(Math.max(1, Math.ceil(waitInMs / 1000)));
     }
-    budget.resourceUnits.reserve(cost.resourceUnits, at);
-    budget.writes.reserve(cost.writes, at);
-    if (cost.writes > 0) this.appWrites.reserve(cost.writes, at);
+    const reserved = [
+      [budget.resourceUnits, budget.resourceUnits.reserve(cost.resourceUnits, at)],
+      [budget.writes, budget.writes.reserve(cost.writes, at)],
+      [this.appWrites, cost.writes > 0 ? this.appWrites.reserve(cost.writes, at) : undefined],
+    ] as const;
     this.stats.granted++;
     if (waitInMs > 0) {
       this.stats.waitedInMs += waitInMs;
       await this.clock.sleep(waitInMs);
     }
+    const sentAtMs = this.clock.nowMs();
+    for (const [window, entry] of reserved) window.restamp(entry, sentAtMs);
   }
 
   /** Graph answered 429 anyway: hold the tenant until its Retry-After. */

@@ -77,6 +77,21 @@ describe('Graph throttle budget', () => {
     expect(deferredRetryAfter(deferred.message)).toBe(7);
   });
 
+  it('counts a request from when it was really sent when its timer fired late', async () => {
+    const clock = virtualClock();
+    const late = { ...clock, sleep: async (ms: number) => clock.sleep(ms + 400) };
+    const budget = new GraphBudget(small, late);
+    for (let i = 0; i < 10; i++) await budget.acquire('t1', write);
+    await budget.acquire('t1', write); // reserved at +1050, really sent at +1450
+    // 850 ms after the real send: counted from the reservation it would have left the window (650 ms),
+    // counted from the send (as Graph counts it) it is still in (1050 ms), so only nine more fit.
+    clock.advance(850);
+    for (let i = 0; i < 9; i++) await budget.acquire('t1', write);
+    const before = clock.sleeps.length;
+    await budget.acquire('t1', write);
+    expect(clock.sleeps.length).toBe(before + 1);
+  });
+
   it('does not hold reads behind a backlog of writes', async () => {
     const clock = virtualClock();
     const budget = new GraphBudget(small, clock);
