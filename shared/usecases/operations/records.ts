@@ -25,8 +25,8 @@ const heldSchema = z.object({
 const activeSchema = z.object({ providerId: z.string(), operationId: z.string(), since: z.string() });
 const agentCommandSchema = z.object({ providerId: z.string(), operationId: z.string(), step: z.string() });
 const guardCounterSchema = z.object({
-  /** Acceptance times (ms since epoch) of guarded requests inside the window. */
-  events: z.array(z.number()),
+  /** Guarded requests per minute inside the window: [minute start (ms since epoch), count]. */
+  minutes: z.array(z.tuple([z.number(), z.number().int().positive()])),
 });
 const sequenceSchema = z.object({ next: z.number().int().nonnegative() });
 const passwordDropSchema = z.object({

@@ -288,11 +288,16 @@ export function createRequests(deps: RequestDeps) {
     const since = t - guard.windowInMinutes * 60_000;
     for (let attempt = 0; attempt < 50; attempt++) {
       const row = await c.guardCounters.get(partition, GUARD_ROW);
-      const events = [...(row?.value.events ?? []).filter((at) => at > since), t];
+      // Per-minute buckets keep the row small (≤ one entry per minute of the window) at any volume.
+      const minute = t - (t % 60_000);
+      const minutes = (row?.value.minutes ?? []).filter(([at]) => at + 60_000 > since);
+      const current = minutes.find(([at]) => at === minute);
+      if (current === undefined) minutes.push([minute, 1]);
+      else current[1] += 1;
       try {
-        if (row === undefined) await c.guardCounters.create(partition, GUARD_ROW, { events });
-        else await c.guardCounters.replace(partition, GUARD_ROW, { events }, row.etag);
-        return events.length;
+        if (row === undefined) await c.guardCounters.create(partition, GUARD_ROW, { minutes });
+        else await c.guardCounters.replace(partition, GUARD_ROW, { minutes }, row.etag);
+        return minutes.reduce((sum, [, count]) => sum + count, 0);
       } catch (error) {
         if (!(
           error instanceof AppError &&
