@@ -430,6 +430,9 @@ export function createRequests(deps: RequestDeps) {
         throw new AppError('Conflict', `operation ${operationId} is ${o.state}, not held`);
       o.state = 'queued';
       delete o.error;
+      // Its time runs from the confirmation, not from the request (held over a weekend is fine).
+      const span = new Date(o.deadline).getTime() - new Date(o.createdAt).getTime();
+      o.deadline = new Date(deps.clock.now().getTime() + span).toISOString();
     });
     await enqueue(saved);
     return visibleOperation(saved);

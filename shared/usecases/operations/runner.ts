@@ -797,7 +797,14 @@ export function createRunner(deps: RunnerDeps) {
       if (o.kind === 'user.create' && o.state === 'needsLicence' && ctx.user?.state === 'deleted') {
         return await finish(ctx, 'cancelled', log);
       }
-      if (o.phase === 'forward' && t > new Date(o.deadline).getTime()) {
+      if (o.state === 'needsLicence') {
+        // A hold is bounded by the licence sweep, not by the deadline: resuming grants the original span.
+        const span = new Date(o.deadline).getTime() - new Date(o.createdAt).getTime();
+        await save(ctx, (x) => {
+          x.deadline = new Date(t + span).toISOString();
+        });
+      }
+      if (op(ctx).phase === 'forward' && t > new Date(op(ctx).deadline).getTime()) {
         const last = o.steps.find((s) => s.error !== undefined)?.error;
         await failPermanently(
           ctx,

@@ -126,4 +126,32 @@ describe('sweeps', () => {
     });
     expect((await w.provisioning.sweepHeldOperations()).queued).toBe(1);
   });
+
+  it('finishes a licence hold that outlasted the create deadline once seats arrive (the hold has its own bound)', async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    const original = w.cloud.assignLicences.bind(w.cloud);
+    let seats = 0;
+    w.cloud.assignLicences = (id, change) =>
+      seats > 0 ? original(id, change) : Promise.reject(new AppError('LicenceUnavailable', 'no free seat'));
+    const { operation } = await w.provisioning.requestCreateUser({
+      caller: w.caller,
+      customerId: 'contoso',
+      request: {
+        userId: 'u-late',
+        userPrincipalName: 'late@fed.contoso.example',
+        displayName: 'Late',
+        accountEnabled: true,
+        licencePlan: 'E3',
+      },
+      correlationId: 'c',
+    });
+    await w.pump();
+    w.clock.advance(30 * 3600_000); // past the 24 h create deadline, inside the 7-day hold
+    seats = 1;
+    expect((await w.provisioning.sweepHeldOperations()).queued).toBe(1);
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+    expect((await w.provisioning.getUser(w.caller, 'contoso', 'u-late')).state).toBe('active');
+    expect(w.cloud.deleted).toBe(0);
+  });
 });
