@@ -20,6 +20,8 @@ describe('Service Bus peer config', () => {
       'licence-work',
       'agent-replies',
       'agent-site-demo',
+      // The tenancy e2e's own site (sites are global names; each file that runs an agent has its own).
+      'agent-site-tenancy',
     ]);
     for (const queue of namespace.queues) {
       expect(queue.settings).toMatchObject({
