@@ -1,0 +1,507 @@
+import { z } from 'zod';
+import type { PolicySource, SourceKind } from './licensing.js';
+
+/**
+ * Seat autoscaling by demand under New Commerce rules (issue 15), pure: what to buy, give back or
+ * schedule for renewal per customer and SKU, why (in words and figures), and under which guardrail.
+ * Nothing here calls a source; the use case applies what this decides, once per idempotency key.
+ * NCE facts: seats added at any time; a reduction only takes seats whose 168-hour window is open;
+ * otherwise the count changes at renewal through scheduledNextTermInstructions
+ * (Partner Center change-the-quantity-of-a-subscription.md, create-scheduled-changes.md).
+ */
+
+export const autoscaleModes = ['off', 'recommend', 'auto'] as const;
+export type AutoscaleMode = (typeof autoscaleModes)[number];
+
+const count = z.number().int().nonnegative();
+const money = z.number().nonnegative();
+
+/** Per customer, set through the API. Caps are per customer; the run-wide caps come from settings. */
+export const autoscalePolicySchema = z.strictObject({
+  mode: z.enum(autoscaleModes).default('off'),
+  /** Decide and record, apply nothing (as `recommend`, but said to be a rehearsal of `auto`). */
+  dryRun: z.boolean().default(false),
+  /** Spare seats kept above demand: the larger of an absolute number and a share of demand. */
+  headroom: z
+    .strictObject({ seats: count.default(0), percent: z.number().min(0).max(100).default(0) })
+    .default({
+      seats: 0,
+      percent: 0,
+    }),
+  caps: z
+    .strictObject({
+      seatsPerRun: count.optional(),
+      spendPerRun: money.optional(),
+      seatsPerDay: count.optional(),
+      spendPerDay: money.optional(),
+    })
+    .default({}),
+  /** A purchase above either threshold waits for a person's approval. */
+  approval: z.strictObject({ aboveSeats: count.optional(), aboveSpend: money.optional() }).default({}),
+  /** Monthly list price of one seat per SKU (lower-case skuId), for spend caps and the figures. */
+  seatPrices: z.record(z.string(), money).default({}),
+  /** Whether surplus seats that cannot be given back now are scheduled off at renewal. */
+  scheduleReductions: z.boolean().default(true),
+});
+export type AutoscalePolicy = z.infer<typeof autoscalePolicySchema>;
+export const defaultAutoscalePolicy: AutoscalePolicy = autoscalePolicySchema.parse({});
+
+export interface SkuDemand {
+  skuId: string;
+  assigned: number;
+  /** Operations held as `needsLicence` for this SKU. */
+  held: number;
+  /** Seats reserved for users with a future start date. */
+  reservedStarters: number;
+  /** Assigned seats of users whose leaving date has been set. */
+  scheduledLeavers: number;
+}
+
+export interface SupplyLot {
+  quantity: number;
+  reducibleUntil: string;
+}
+
+/** One subscription supplying the SKU, as the ledger has it. */
+export interface SupplyLine {
+  source: SourceKind;
+  subscriptionId: string;
+  quantity: number;
+  /** P1M, P1Y, P3Y, or a distributor's term text. */
+  term: string | undefined;
+  /** Open lots (Partner Center refundableQuantity); a distributor line has none we can see. */
+  lots: readonly SupplyLot[];
+  /** Quantity scheduled for the next term, when a change is scheduled. */
+  scheduledRenewalQuantity: number | undefined;
+  /** The ledger entry this line's figures come from: a decision's key names it. */
+  basis: string;
+  /** Whether we hold an API connector for this line's source. */
+  connected: boolean;
+}
+
+export interface Allowance {
+  seats: number | undefined;
+  spend: number | undefined;
+}
+
+export interface DecideInput {
+  customerId: string;
+  policy: AutoscalePolicy;
+  /** The customer's assignment policy: where new seats come from first. */
+  sourceOrder: readonly PolicySource[];
+  demand: SkuDemand;
+  supply: readonly SupplyLine[];
+  now: Date;
+  /** `justInTime`: only growth (a held operation is waiting); `sweep`: grow and shrink. */
+  trigger: 'justInTime' | 'sweep';
+  killSwitch: boolean;
+  /** What is left of the caps: this run across customers, and this customer today (already spent). */
+  runLeft: Allowance;
+  customerToday: { seats: number; spend: number };
+}
+
+export const decisionKinds = [
+  'grow',
+  'reduce',
+  'scheduleReduction',
+  'withdrawSchedule',
+  'purchaseRequest',
+  'shortageReport',
+] as const;
+export type DecisionKind = (typeof decisionKinds)[number];
+
+/**
+ * `apply`: the use case sends it; `recommend`: recorded only (mode, dry run); `pendingApproval`: waits
+ * for a person; `withheld`: a cap or the kill switch stopped it; `report`: nothing can be bought.
+ */
+export const decisionStatuses = ['apply', 'recommend', 'pendingApproval', 'withheld', 'report'] as const;
+export type DecisionStatus = (typeof decisionStatuses)[number];
+
+export interface Decision {
+  kind: DecisionKind;
+  status: DecisionStatus;
+  customerId: string;
+  skuId: string;
+  source: SourceKind | undefined;
+  subscriptionId: string | undefined;
+  /** Seats now and after (for a schedule: the next term's quantity before and after). */
+  from: number;
+  to: number;
+  /** Commitment spend of added seats (monthly price × term months), when a price is known. */
+  spend: number | undefined;
+  rule: string;
+  reason: string;
+  figures: Record<string, number | string>;
+  /** Names the change from the ledger entry it follows: the same state decides the same key. */
+  idempotencyKey: string;
+}
+
+export interface Figures {
+  assigned: number;
+  held: number;
+  reservedStarters: number;
+  scheduledLeavers: number;
+  headroom: number;
+  demand: number;
+  floor: number;
+  target: number;
+  supply: number;
+}
+
+export function termMonths(term: string | undefined): number {
+  if (term === undefined) return 1;
+  const t = term.trim().toUpperCase();
+  if (t === 'P1Y' || t === 'ANNUAL' || t === '1-YEAR') return 12;
+  if (t === 'P3Y' || t === 'TRIENNIAL' || t === '3-YEAR') return 36;
+  return 1;
+}
+export const isMonthlyTerm = (term: string | undefined): boolean => termMonths(term) === 1;
+
+/** Seats that can change through a source's API or a purchase request (not EA, third party, unlabelled). */
+const changeable = (source: SourceKind): source is 'partnerCenter' | 'distributor' =>
+  source === 'partnerCenter' || source === 'distributor';
+
+/**
+ * demand = assigned + held + reserved starters − scheduled leavers; target = demand + headroom, never
+ * below the floor assigned + held (a seat in use or awaited is never given back).
+ */
+export function figuresOf(
+  policy: AutoscalePolicy,
+  demand: SkuDemand,
+  supply: readonly SupplyLine[],
+): Figures {
+  const floor = demand.assigned + demand.held;
+  const wanted = Math.max(0, floor + demand.reservedStarters - demand.scheduledLeavers);
+  const headroom = Math.max(policy.headroom.seats, Math.ceil((wanted * policy.headroom.percent) / 100));
+  return {
+    assigned: demand.assigned,
+    held: demand.held,
+    reservedStarters: demand.reservedStarters,
+    scheduledLeavers: demand.scheduledLeavers,
+    headroom,
+    demand: wanted,
+    floor,
+    target: Math.max(floor, wanted + headroom),
+    supply: supply.reduce((sum, line) => sum + line.quantity, 0),
+  };
+}
+
+function keyOf(
+  input: DecideInput,
+  kind: DecisionKind,
+  line: SupplyLine | undefined,
+  from: number,
+  to: number,
+) {
+  const sku = input.demand.skuId.toLowerCase();
+  return `autoscale:${input.customerId}:${sku}:${line?.subscriptionId ?? '-'}:${kind}:${from}->${to}:${line?.basis ?? 'none'}`;
+}
+
+/** Monthly lines first (they renew soonest and cost least to hold spare), then by id for stability. */
+function byReductionPreference(a: SupplyLine, b: SupplyLine): number {
+  const m = termMonths(a.term) - termMonths(b.term);
+  return m !== 0 ? m : a.subscriptionId < b.subscriptionId ? -1 : a.subscriptionId > b.subscriptionId ? 1 : 0;
+}
+
+/** Seats inside an open window, newest lot first (the ones that were bought last go back first). */
+export function openLotsNewestFirst(lots: readonly SupplyLot[], now: Date): SupplyLot[] {
+  return lots
+    .filter((lot) => lot.quantity > 0 && Date.parse(lot.reducibleUntil) > now.getTime())
+    .sort((a, b) => Date.parse(b.reducibleUntil) - Date.parse(a.reducibleUntil));
+}
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+function demandWords(f: Figures): string {
+  return (
+    `demand ${f.demand} = ${f.assigned} assigned + ${f.held} held + ${f.reservedStarters} starters − ${f.scheduledLeavers} leavers; ` +
+    `target ${f.target} with ${f.headroom} headroom (never below ${f.floor} assigned + held); supply ${f.supply}`
+  );
+}
+
+/** Which line new seats go to: the first source of the policy that supplies the SKU, monthly lines first. */
+function growthLine(input: DecideInput): { line: SupplyLine | undefined; source: PolicySource | undefined } {
+  const order: readonly PolicySource[] =
+    input.sourceOrder.length > 0 ? input.sourceOrder : ['partnerCenter', 'distributor'];
+  for (const source of order) {
+    if (source === 'ea' || source === 'thirdParty') {
+      if (input.supply.some((l) => l.source === source)) return { line: undefined, source };
+      continue;
+    }
+    const lines = input.supply.filter((l) => l.source === source).sort(byReductionPreference);
+    const line = lines[0];
+    if (line !== undefined) return { line, source };
+  }
+  return { line: undefined, source: undefined };
+}
+
+/**
+ * The decisions for one customer and SKU. Growth is capped (run, customer per run, customer per day,
+ * seats and spend) and may wait for approval; reductions save money and are never capped, but take
+ * only seats in open windows and never go below assigned + held.
+ */
+export function decide(input: DecideInput): { figures: Figures; decisions: Decision[] } {
+  const { policy } = input;
+  const f = figuresOf(policy, input.demand, input.supply);
+  if (policy.mode === 'off') return { figures: f, decisions: [] };
+  const sku = input.demand.skuId.toLowerCase();
+  const price = policy.seatPrices[sku];
+  const base = (
+    kind: DecisionKind,
+    line: SupplyLine | undefined,
+    from: number,
+    to: number,
+    rule: string,
+    reason: string,
+    extra: Record<string, number | string> = {},
+  ): Decision => ({
+    kind,
+    status: 'apply',
+    customerId: input.customerId,
+    skuId: sku,
+    source: line?.source,
+    subscriptionId: line?.subscriptionId,
+    from,
+    to,
+    spend: undefined,
+    rule,
+    reason,
+    figures: { ...f, ...extra },
+    idempotencyKey: keyOf(input, kind, line, from, to),
+  });
+  const decisions: Decision[] = [];
+
+  const short = f.target - f.supply;
+  if (short > 0) decisions.push(...grow(input, f, short, price, base));
+
+  if (input.trigger === 'sweep') {
+    // Seats a pending scheduled reduction would take away but demand now needs come back first.
+    let surplus = Math.max(0, f.supply - f.target);
+    const lines = input.supply.filter((l) => changeable(l.source)).sort(byReductionPreference);
+    const afterNow = new Map<string, number>();
+    for (const line of lines) {
+      if (surplus === 0 || line.source !== 'partnerCenter' || !line.connected) continue;
+      const open = openLotsNewestFirst(line.lots, input.now);
+      const reducible = Math.min(
+        line.quantity,
+        open.reduce((s, l) => s + l.quantity, 0),
+      );
+      const take = Math.min(surplus, reducible);
+      if (take === 0) continue;
+      surplus -= take;
+      afterNow.set(line.subscriptionId, line.quantity - take);
+      decisions.push(
+        base(
+          'reduce',
+          line,
+          line.quantity,
+          line.quantity - take,
+          'shrinkInOpenWindow',
+          `give back ${plural(take, 'seat')} now: ${f.supply - f.target} more than the target, ${reducible} still inside their 168-hour window (newest lots first${isMonthlyTerm(line.term) ? ', monthly term first' : ''}); ${demandWords(f)}`,
+          { reducible, taken: take, term: line.term ?? 'unknown' },
+        ),
+      );
+    }
+    // What cannot go back now is scheduled off at renewal; schedules demand no longer supports go away.
+    for (const line of lines) {
+      if (line.source !== 'partnerCenter' || !line.connected) continue;
+      const quantity = afterNow.get(line.subscriptionId) ?? line.quantity;
+      const take = policy.scheduleReductions ? Math.min(surplus, quantity) : 0;
+      surplus -= take;
+      const wanted = quantity - take;
+      const scheduled = line.scheduledRenewalQuantity;
+      if (take > 0 && scheduled !== wanted) {
+        decisions.push(
+          base(
+            'scheduleReduction',
+            line,
+            scheduled ?? line.quantity,
+            wanted,
+            scheduled === undefined ? 'scheduleAtRenewal' : 'adjustScheduleAtRenewal',
+            `${plural(take, 'surplus seat')} outside any open window: renew with ${wanted} instead of ${quantity}${scheduled === undefined ? '' : ` (was scheduled to ${scheduled})`}; ${demandWords(f)}`,
+            { surplusAtRenewal: take, term: line.term ?? 'unknown' },
+          ),
+        );
+      } else if (take === 0 && scheduled !== undefined && scheduled < quantity) {
+        decisions.push(
+          base(
+            'withdrawSchedule',
+            line,
+            scheduled,
+            quantity,
+            'demandReturned',
+            `demand came back: the next term keeps ${quantity} seats instead of the scheduled ${scheduled}; ${demandWords(f)}`,
+          ),
+        );
+      }
+    }
+  }
+
+  return { figures: f, decisions: decisions.map((d) => guard(input, d)) };
+}
+
+function grow(
+  input: DecideInput,
+  f: Figures,
+  short: number,
+  price: number | undefined,
+  base: (
+    kind: DecisionKind,
+    line: SupplyLine | undefined,
+    from: number,
+    to: number,
+    rule: string,
+    reason: string,
+    extra?: Record<string, number | string>,
+  ) => Decision,
+): Decision[] {
+  const { line, source } = growthLine(input);
+  const why = `${plural(short, 'seat')} short: ${demandWords(f)}`;
+  if (line === undefined) {
+    const d = base(
+      'shortageReport',
+      undefined,
+      f.supply,
+      f.target,
+      source === undefined ? 'noSourceSuppliesSku' : 'sourceNeverBuys',
+      source === undefined
+        ? `${why}; no Partner Center or distributor subscription supplies this SKU (a new subscription is a purchase, not a quantity change): report the shortage`
+        : `${why}; ${source === 'ea' ? 'EA' : 'third-party'} seats are never bought here: report the shortage to their owner`,
+      { short },
+    );
+    return [{ ...d, status: 'report', source }];
+  }
+  if (!line.connected) {
+    const d = base(
+      'purchaseRequest',
+      line,
+      line.quantity,
+      line.quantity + short,
+      'noConnector',
+      `${why}; no connector for this source: a purchase request for ${plural(short, 'seat')} is for a person to order and approve`,
+      { short },
+    );
+    return [
+      {
+        ...d,
+        status: 'pendingApproval',
+        spend: price === undefined ? undefined : short * price * termMonths(line.term),
+      },
+    ];
+  }
+  // Caps: the smallest allowance wins; what is over it is withheld and said so.
+  const months = termMonths(line.term);
+  const perSeat = price === undefined ? undefined : price * months;
+  const { caps } = input.policy;
+  const seatLimits: [string, number | undefined][] = [
+    ['seats per run (all customers)', input.runLeft.seats],
+    ['seats per run for this customer', caps.seatsPerRun],
+    [
+      'seats per day for this customer',
+      caps.seatsPerDay === undefined ? undefined : caps.seatsPerDay - input.customerToday.seats,
+    ],
+  ];
+  const spendLimits: [string, number | undefined][] = [
+    ['spend per run (all customers)', input.runLeft.spend],
+    ['spend per run for this customer', caps.spendPerRun],
+    [
+      'spend per day for this customer',
+      caps.spendPerDay === undefined ? undefined : caps.spendPerDay - input.customerToday.spend,
+    ],
+  ];
+  let allowed = short;
+  let limitedBy: string | undefined;
+  for (const [name, left] of seatLimits) {
+    if (left !== undefined && Math.max(0, left) < allowed) {
+      allowed = Math.max(0, left);
+      limitedBy = name;
+    }
+  }
+  for (const [name, left] of spendLimits) {
+    if (left === undefined) continue;
+    if (perSeat === undefined) {
+      // A spend cap cannot be checked without a price: nothing is bought without a person.
+      const d = base(
+        'grow',
+        line,
+        line.quantity,
+        line.quantity + short,
+        'spendCapWithoutPrice',
+        `${why}; a spend cap (${name}) is set but this SKU has no seat price: waiting for approval`,
+        { short },
+      );
+      return [{ ...d, status: 'pendingApproval' }];
+    }
+    const seats = perSeat === 0 ? allowed : Math.floor(Math.max(0, left) / perSeat);
+    if (seats < allowed) {
+      allowed = seats;
+      limitedBy = name;
+    }
+  }
+  const out: Decision[] = [];
+  if (allowed > 0) {
+    const d = base(
+      'grow',
+      line,
+      line.quantity,
+      line.quantity + allowed,
+      'growToTarget',
+      `buy ${plural(allowed, 'seat')}: ${why}`,
+      {
+        short,
+        term: line.term ?? 'unknown',
+        ...(perSeat === undefined ? {} : { pricePerSeatPerTerm: perSeat }),
+      },
+    );
+    const spend = perSeat === undefined ? undefined : allowed * perSeat;
+    const { approval } = input.policy;
+    const needsApproval =
+      (approval.aboveSeats !== undefined && allowed > approval.aboveSeats) ||
+      (approval.aboveSpend !== undefined && (spend === undefined || spend > approval.aboveSpend));
+    out.push(
+      needsApproval
+        ? {
+            ...d,
+            spend,
+            status: 'pendingApproval',
+            rule: 'approvalThreshold',
+            reason: `${d.reason}; above the approval threshold (${approval.aboveSeats ?? '–'} seats, ${approval.aboveSpend ?? '–'} spend): waiting for a person`,
+          }
+        : { ...d, spend },
+    );
+  }
+  if (allowed < short) {
+    const d = base(
+      'grow',
+      line,
+      line.quantity + allowed,
+      line.quantity + short,
+      'capReached',
+      `${plural(short - allowed, 'seat')} withheld by the cap "${limitedBy ?? 'unknown'}": ${why}`,
+      { short, allowed },
+    );
+    out.push({
+      ...d,
+      status: 'withheld',
+      spend: perSeat === undefined ? undefined : (short - allowed) * perSeat,
+    });
+  }
+  return out;
+}
+
+/** Mode, dry run and the kill switch turn what would be applied into a record of it. */
+function guard(input: DecideInput, d: Decision): Decision {
+  if (d.status !== 'apply' && d.status !== 'pendingApproval') return d;
+  if (input.killSwitch)
+    return {
+      ...d,
+      status: 'withheld',
+      rule: 'killSwitch',
+      reason: `kill switch is on, nothing is changed: ${d.reason}`,
+    };
+  if (d.status === 'pendingApproval') return d;
+  if (input.policy.mode === 'recommend')
+    return { ...d, status: 'recommend', reason: `recommended (mode recommend): ${d.reason}` };
+  if (input.policy.dryRun) return { ...d, status: 'recommend', reason: `dry run: ${d.reason}` };
+  return d;
+}
