@@ -26,6 +26,18 @@ param entraAudience string = ''
 @description('Client id of the partner\'s multi-tenant Entra app used for Graph. Empty = Graph not configured yet.')
 param graphClientId string = ''
 
+@description('The partner tenant where that app is registered (enables idempotent Entra creates: users we create carry our key in a directory extension of the app).')
+param graphHomeTenantId string = ''
+
+@description('The provider whose Partner Center account the Partner Center credentials are (its 1-Tier connector).')
+param partnerCenterProviderId string = ''
+
+@description('Distributor (2-Tier, Pax8 shape) connector client id; its secret is the Key Vault secret distributor-client-secret. Empty = no distributor connector.')
+param distributorClientId string = ''
+
+@description('The provider whose distributor account that is.')
+param distributorProviderId string = ''
+
 @description('Partner Center (1-Tier CSP) tenant id. Leave both Partner Center ids empty for distributor-only providers.')
 param partnerCenterTenantId string = ''
 
@@ -173,6 +185,10 @@ module api 'app/api.bicep' = {
     entraTenantId: empty(entraTenantId) ? tenant().tenantId : entraTenantId
     entraAudience: entraAudience
     graphClientId: graphClientId
+    graphHomeTenantId: graphHomeTenantId
+    partnerCenterProviderId: partnerCenterProviderId
+    distributorClientId: distributorClientId
+    distributorProviderId: distributorProviderId
     partnerCenterTenantId: partnerCenterTenantId
     partnerCenterClientId: partnerCenterClientId
   }

@@ -22,6 +22,10 @@ param maximumInstanceCount int = 40
 param entraTenantId string
 param entraAudience string = ''
 param graphClientId string = ''
+param graphHomeTenantId string = ''
+param partnerCenterProviderId string = ''
+param distributorClientId string = ''
+param distributorProviderId string = ''
 param partnerCenterTenantId string = ''
 param partnerCenterClientId string = ''
 
@@ -79,6 +83,20 @@ var graphSettings = empty(graphClientId)
       Graph__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/graph-client-secret)'
     }
 
+var graphHomeSettings = empty(graphClientId) || empty(graphHomeTenantId)
+  ? {}
+  : {
+      Graph__homeTenantId: graphHomeTenantId
+    }
+
+// The distributor connector belongs to one provider; without it that provider's changes become purchase requests.
+var distributorSettings = empty(distributorClientId)
+  ? {}
+  : {
+      Distributor__clientId: distributorClientId
+      Distributor__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/distributor-client-secret)'
+    }
+
 var partnerCenterSettings = empty(partnerCenterClientId)
   ? {}
   : {
@@ -86,6 +104,12 @@ var partnerCenterSettings = empty(partnerCenterClientId)
       PartnerCenter__clientId: partnerCenterClientId
       PartnerCenter__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/partner-center-client-secret)'
     }
+
+// config.ts refuses empty values, so the owning providers are set only when named.
+var connectorOwnerSettings = union(
+  empty(partnerCenterProviderId) ? {} : { PartnerCenter__providerId: partnerCenterProviderId },
+  empty(distributorProviderId) ? {} : { Distributor__providerId: distributorProviderId }
+)
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: name
@@ -131,7 +155,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // Flex Consumption takes the runtime from functionAppConfig: no FUNCTIONS_WORKER_RUNTIME here.
   resource appSettings 'config' = {
     name: 'appsettings'
-    properties: union(baseSettings, graphSettings, partnerCenterSettings)
+    properties: union(
+      baseSettings,
+      graphSettings,
+      graphHomeSettings,
+      partnerCenterSettings,
+      distributorSettings,
+      connectorOwnerSettings
+    )
   }
 }
 
