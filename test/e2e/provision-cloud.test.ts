@@ -135,12 +135,10 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
   });
 
   it('holds the operation in needs-licence when no seat is free, without failing it', async () => {
-    // Two seats: ann took one; cid takes the last; dee finds none.
-    for (const [id, name] of [
-      ['u-cid', 'cid'],
-      ['u-dee', 'dee'],
-    ] as const) {
-      await stack.api('/customers/fabrikam/users', {
+    // Two seats: ann took one; cid takes the last (finished before dee is sent, so the order is
+    // certain); dee finds none.
+    const provision = async (id: string, name: string): Promise<Op> => {
+      const response = await stack.api('/customers/fabrikam/users', {
         method: 'POST',
         key,
         body: JSON.stringify({
@@ -150,12 +148,10 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
           licencePlan: 'E3',
         }),
       });
-    }
-    const list = (await (await stack.api('/customers/fabrikam/operations', { key })).json()) as {
-      value: (Op & { userId: string })[];
+      return finished(((await response.json()) as Op).operationId);
     };
-    const cid = await finished(list.value.find((o) => o.userId === 'u-cid')?.operationId ?? '');
-    const dee = await finished(list.value.find((o) => o.userId === 'u-dee')?.operationId ?? '');
+    const cid = await provision('u-cid', 'cid');
+    const dee = await provision('u-dee', 'dee');
     expect(cid.state).toBe('succeeded');
     expect(dee.state).toBe('needsLicence');
     expect(dee.steps.find((s) => s.name === 'licences')?.state).toBe('waiting');

@@ -323,7 +323,8 @@ export function createRunner(deps: RunnerDeps) {
     if (siteId !== undefined) {
       for (const s of op(ctx).steps) {
         const definition = stepDefinition(s.name);
-        if (definition.directory !== 'ad') continue;
+        // A command still with the agent may yet be answered: keep its route (see undoLateCreate).
+        if (definition.directory !== 'ad' || s.parked !== undefined) continue;
         await c.agentCommands.delete(siteId, definition.idempotencyKey(op(ctx)));
         if (definition.compensationKey !== undefined)
           await c.agentCommands.delete(siteId, definition.compensationKey(op(ctx)));
@@ -346,7 +347,9 @@ export function createRunner(deps: RunnerDeps) {
         s.state = 'failed';
         s.error = error;
         s.finishedAt = now();
-        delete s.parked;
+        // A command still with the agent keeps its record: if the agent applies it late, the reply
+        // trigger undoes it (see acceptReply).
+        if (s.parked?.phase !== 'execute' || s.reply !== undefined) delete s.parked;
         delete s.reply;
       }
       o.error = error;
@@ -499,6 +502,9 @@ export function createRunner(deps: RunnerDeps) {
       const loaded = await c.operations.get(index.value.providerId, index.value.operationId);
       if (loaded === undefined) return 'ignored';
       const step = loaded.value.steps.find((s) => s.name === index.value.step);
+      const gaveUp = isFinished(loaded.value.state) || step?.state === 'failed';
+      if (gaveUp && step?.parked?.commandId === reply.commandId && step.parked.phase === 'execute')
+        return undoLateCreate(loaded, step.name, reply, log);
       if (
         step?.parked?.commandId !== reply.commandId ||
         step.reply !== undefined ||
@@ -522,6 +528,55 @@ export function createRunner(deps: RunnerDeps) {
       return 'resumed';
     }
     throw new AppError('Unavailable', 'operation kept changing while saving a reply', { retryable: true });
+  }
+
+  /**
+   * The agent applied a command after its operation gave up on it (deadline, cancel): an AD account
+   * nobody owns. Its undo is sent at once under the step's undo key and recorded on the step.
+   */
+  async function undoLateCreate(
+    loaded: Versioned<Operation>,
+    stepName: string,
+    reply: OnPremReply,
+    log: Logger,
+  ): Promise<'resumed' | 'ignored'> {
+    const o = loaded.value;
+    const definition = stepDefinition(stepName);
+    const objectGuid = reply.ok ? reply.result.objectGuid : undefined;
+    if (
+      objectGuid !== undefined &&
+      definition.compensationKey !== undefined &&
+      deps.agentChannel !== undefined
+    ) {
+      const commandId = definition.compensationKey(o);
+      const channel = await deps.agentChannel(reply.siteId);
+      await channel.submit(
+        { type: 'delete', target: { objectGuid } },
+        {
+          commandId,
+          sendId: deterministicMessageId('agent.late-undo', commandId),
+          expiresAt: new Date(nowDate().getTime() + deps.settings.compensationGraceInMs),
+          correlationId: o.correlationId,
+        },
+      );
+      log.warn('the agent applied a command after its operation gave up; undo sent', {
+        operationId: o.operationId,
+        step: stepName,
+      });
+    }
+    const next = structuredClone(o);
+    const s = stepOf(next, stepName);
+    delete s.parked;
+    if (objectGuid !== undefined)
+      s.result = { ...s.result, lateObjectGuid: objectGuid, lateUndoSentAt: now() };
+    next.updatedAt = now();
+    await c.operations
+      .replace(next.providerId, next.operationId, next, loaded.etag)
+      .catch((error: unknown) => {
+        // A concurrent change: the undo is sent (idempotent by its key); the record may say so later.
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      });
+    return 'ignored';
   }
 
   // ---- the run ------------------------------------------------------------------------------------

@@ -282,6 +282,27 @@ describe('the saga runner', () => {
     expect((await user(w)).state).toBe('failed');
   });
 
+  it('undoes an AD account the agent created after its operation gave up (deadline passed while parked)', async () => {
+    const w = await world({ deps: { deadlines: { createDeadlineInMinutes: 10 } } });
+    const created = await create(w);
+    await w.deliverOne(); // parked; the agent is slow and has not run it yet
+    w.clock.advance(11 * 60_000);
+    await w.provisioning.sweepOperations();
+    while (await w.deliverOne());
+    const failed = await op(w, created.operationId);
+    expect(failed.state).toBe('failed');
+    expect(failed.error?.code).toBe('DeadlineExceeded');
+    // The agent finally runs the create: its reply finds an operation that gave up, and undoes it.
+    expect(await w.deliverAgent()).toBe(true);
+    expect(w.agent.creates).toBe(1);
+    await w.pump();
+    expect([...w.agent.objects.values()].map((o) => o.deleted)).toEqual([true]);
+    const after = await op(w, created.operationId);
+    expect(after.state).toBe('failed');
+    expect(after.steps[0]?.result?.lateUndoSentAt).toBeDefined();
+    expect((await user(w)).ad).toBeUndefined();
+  });
+
   it('resends to an agent that never answered once the park deadline passes (the sweeper)', async () => {
     const w = await world();
     w.agent.offline = true;
