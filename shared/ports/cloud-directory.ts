@@ -57,6 +57,18 @@ export interface CloudDirectory {
    */
   listUserChanges(cursor?: string): Promise<UserChangePage>;
 
+  /**
+   * One page of a users/delta round for onboarding: listUserChanges with the properties matching needs
+   * (proxyAddresses, employeeId) selected too. Its deltaLink serves listUserChanges later (delta keeps
+   * the first call's $select in the token).
+   */
+  listUserImportChanges(cursor?: string): Promise<ImportUserChangePage>;
+  /**
+   * Object ids of every member of an activated directory role (`GET /directoryRoles`, then each role's
+   * members): the admins that are never matched automatically.
+   */
+  listDirectoryRoleMemberIds(): Promise<string[]>;
+
   getDomain(domainName: string): Promise<CloudDomain>;
   /** undefined when the domain is not federated. */
   getDomainFederation(domainName: string): Promise<DomainFederation | undefined>;
@@ -317,6 +329,22 @@ export interface UserChangePage {
   /** Present while the round has more pages. */
   nextCursor?: string;
   /** Present on the last page of a round: store it for the next round. */
+  deltaLink?: string;
+}
+
+/** A user as onboarding reads it: the full user plus what matching needs. */
+export interface ImportedCloudUser extends CloudUser {
+  /** `SMTP:` marks the primary address. */
+  proxyAddresses: string[];
+  employeeId: string | null;
+}
+
+export type ImportUserChange =
+  { kind: 'upserted'; user: ImportedCloudUser } | { kind: 'removed'; id: string; permanently: boolean };
+
+export interface ImportUserChangePage {
+  changes: ImportUserChange[];
+  nextCursor?: string;
   deltaLink?: string;
 }
 

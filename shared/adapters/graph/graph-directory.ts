@@ -37,6 +37,8 @@ import type {
   SubscribedSku,
   UserChange,
   UserChangePage,
+  ImportUserChange,
+  ImportUserChangePage,
 } from '../../ports/cloud-directory.js';
 import type { GraphBudget } from './budget.js';
 import { createGraphClient, type GraphRetrySettings } from './client.js';
@@ -87,6 +89,23 @@ const userSelect = [
   'onPremisesImmutableId',
   'assignedLicenses',
 ].join(',');
+
+/** A users/delta page with the onboarding properties (proxyAddresses, employeeId) as well. */
+const importDeltaPageSchema = z
+  .object({
+    value: z.array(
+      graphUserSchema.extend({
+        proxyAddresses: z.array(z.string()).optional(),
+        employeeId: z.string().nullable().optional(),
+        '@removed': z.object({ reason: z.enum(['changed', 'deleted']) }).optional(),
+      }),
+    ),
+    '@odata.nextLink': z.string().optional(),
+    '@odata.deltaLink': z.string().optional(),
+  })
+  .refine((page) => (page['@odata.nextLink'] === undefined) !== (page['@odata.deltaLink'] === undefined), {
+    message: 'a delta page carries exactly one of @odata.nextLink and @odata.deltaLink',
+  });
 
 /** JSON batching allows 20 requests per batch (concepts/json-batching.md). */
 const batchLimit = 20;
@@ -748,6 +767,61 @@ class GraphDirectory implements CloudDirectory {
       ...(nextCursor === undefined ? {} : { nextCursor }),
       ...(deltaLink === undefined ? {} : { deltaLink }),
     };
+  }
+
+  async listUserImportChanges(cursor?: string): Promise<ImportUserChangePage> {
+    const page = await this.call(
+      'list user changes for import',
+      () =>
+        cursor === undefined
+          ? this.client.api('/users/delta').select(`${userSelect},proxyAddresses,employeeId`).get()
+          : this.client.api(cursor).get(),
+      importDeltaPageSchema,
+    );
+    const changes: ImportUserChange[] = page.value.map((item) => {
+      const removed = item['@removed'];
+      if (removed !== undefined)
+        return { kind: 'removed', id: item.id, permanently: removed.reason === 'deleted' };
+      return {
+        kind: 'upserted',
+        user: {
+          ...toCloudUser(item),
+          proxyAddresses: item.proxyAddresses ?? [],
+          employeeId: item.employeeId ?? null,
+        },
+      };
+    });
+    const nextCursor = page['@odata.nextLink'];
+    const deltaLink = page['@odata.deltaLink'];
+    return {
+      changes,
+      ...(nextCursor === undefined ? {} : { nextCursor }),
+      ...(deltaLink === undefined ? {} : { deltaLink }),
+    };
+  }
+
+  async listDirectoryRoleMemberIds(): Promise<string[]> {
+    // Only activated roles appear in /directoryRoles (directoryrole-list.md); members page like any collection.
+    const roles = await this.call(
+      'list directory roles',
+      () => this.client.api('/directoryRoles').select('id').get(),
+      z.object({ value: z.array(z.object({ id: z.string() })) }),
+    );
+    const ids = new Set<string>();
+    for (const role of roles.value) {
+      let next: string | undefined = `/directoryRoles/${encodeURIComponent(role.id)}/members?$select=id`;
+      while (next !== undefined) {
+        const url: string = next;
+        const page = await this.call(
+          'list directory role members',
+          () => this.client.api(url).get(),
+          memberCollectionSchema,
+        );
+        for (const member of page.value) ids.add(member.id);
+        next = page['@odata.nextLink'];
+      }
+    }
+    return [...ids];
   }
 
   async getDomain(domainName: string): Promise<CloudDomain> {
