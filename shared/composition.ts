@@ -168,7 +168,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   });
   const replyStore = storeBackedReplyStore(store, clock);
   // Agent replies for parked saga steps resume their operation (bound below, once provisioning exists).
-  const replies: { resume?: (reply: Parameters<typeof toOnPremReply>[0]) => Promise<void> } = {};
+  const replies: { resume?: (reply: Parameters<typeof toOnPremReply>[0]) => Promise<boolean> } = {};
   const relay =
     serviceBus === undefined || settings.Relay__signingKeyPem === undefined
       ? undefined
@@ -256,13 +256,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   });
 
   const replyLog = overrides.log;
-  replies.resume = async (reply) => {
-    if (replyLog === undefined) {
-      await provisioning.acceptAgentReply(toOnPremReply(reply), silentLogger);
-      return;
-    }
-    await provisioning.acceptAgentReply(toOnPremReply(reply), replyLog);
-  };
+  replies.resume = async (reply) =>
+    (await provisioning.acceptAgentReply(toOnPremReply(reply), replyLog ?? silentLogger)) === 'resumed';
 
   // Licensing connectors: each account belongs to one provider and serves only that provider's customers.
   const connectors: LicensingConnectors = {};

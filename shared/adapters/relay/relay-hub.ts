@@ -53,7 +53,8 @@ export interface RelayHubOptions {
   /** Lifetime stamped on commands (default 6 h: an agent that was down a while still runs them). */
   commandLifetimeInMs?: number;
   /** Replies no call waits for (the saga sent and moved on, or the waiter timed out). */
-  onUnclaimedReply?: (reply: Reply) => Promise<void>;
+  /** true: the reply was consumed (it resumed a parked operation), so it need not be shared. */
+  onUnclaimedReply?: (reply: Reply) => Promise<boolean | void>;
   /**
    * Replies shared between processes: with several Functions instances the reply to one instance's
    * call can reach another's reply trigger. Unclaimed replies are saved here, and a waiting call also
@@ -209,8 +210,9 @@ export class RelayHub {
       for (const waiter of waiting) waiter.resolve(message);
       return 'claimed';
     }
+    // A reply that resumed a parked operation is stored on that operation: sharing it is a wasted write.
+    if ((await this.options.onUnclaimedReply?.(message)) === true) return 'unclaimed';
     await this.options.replyStore?.save(message);
-    await this.options.onUnclaimedReply?.(message);
     return 'unclaimed';
   }
 
