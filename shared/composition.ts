@@ -35,6 +35,7 @@ import type { OnPremCommandChannel, OnPremDirectory } from './ports/on-prem-dire
 import type { Store } from './ports/store.js';
 import { privateKeyFromPem } from './relay-protocol/index.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
+import { createCustomerRemoval, type CustomerRemoval } from './usecases/customer-removal.js';
 import { createCustomers, type Customers } from './usecases/customers.js';
 import { createFederation, type Federation } from './usecases/federation.js';
 import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
@@ -51,6 +52,8 @@ export interface AppDeps {
   store: Store;
   callers: CallerRegistry;
   customers: Customers;
+  /** DELETE /customers/{id}, with `force` deleting its users first through the engine. */
+  removeCustomer: CustomerRemoval;
   provisioning: Provisioning;
   federation: Federation;
   sites: Sites;
@@ -347,6 +350,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     store,
     callers,
     customers,
+    removeCustomer: createCustomerRemoval({ customers, provisioning }),
     provisioning,
     federation: createFederation({
       store,

@@ -76,15 +76,32 @@ export const deleteCustomer = httpFunction({
   name: 'customers-delete',
   route: 'customers/{customerId}',
   method: 'DELETE',
-  summary: 'Remove a customer that has no users left (its tenant can then be linked elsewhere)',
+  summary:
+    'Remove a customer that has no users left (its tenant can then be linked elsewhere); ?force=true deletes its users first, each judged by the bulk guard',
   tags: ['customers'],
   auth: 'caller',
   params,
+  query: z.object({ force: z.enum(['true', 'false']).optional() }),
   requestHeaders: ifMatchHeader,
-  responses: { 204: { description: 'Removed' } },
-  async handle({ caller, params: { customerId }, deps, headers }) {
-    await deps.customers.remove(caller, customerId, headers.get('if-match') ?? undefined);
-    return { status: 204 };
+  responses: {
+    204: { description: 'Removed' },
+    202: { description: 'force: a delete operation per user was accepted; DELETE again once they are done' },
+  },
+  async handle({ caller, params: { customerId }, query, deps, headers, correlationId }) {
+    const result = await deps.removeCustomer(caller, customerId, {
+      force: query.force === 'true',
+      ...(headers.get('if-match') === null ? {} : { ifMatch: headers.get('if-match') ?? '' }),
+      correlationId,
+    });
+    if (result.removed) return { status: 204 };
+    return {
+      status: 202,
+      body: {
+        message: `the customer is removed by a DELETE once its users are deleted (${result.operations.length} delete operation(s) accepted; beyond the bulk threshold they wait for POST /operations/{id}/confirm)`,
+        operations: result.operations,
+        waiting: result.waiting,
+      },
+    };
   },
 });
 

@@ -54,7 +54,7 @@ export function createCustomers(deps: { store: Store; clock: Clock }) {
   async function liveUsers(providerId: string, customerId: string): Promise<number> {
     let count = 0;
     for await (const user of users.list(usersPartition(providerId, customerId)))
-      if (user.value.state !== 'deleted') count++;
+      if (user.value.state !== 'deleted' && user.value.state !== 'failed') count++;
     return count;
   }
 

@@ -550,3 +550,37 @@ describe('health', () => {
     expect((await stack.api('/health/details')).status).toBe(401);
   });
 });
+
+describe('deleting a customer with users', () => {
+  it('?force deletes its users through the engine (another provider cannot), then the customer goes', async () => {
+    expect((await stack.api('/customers/bluehy?force=true', { method: 'DELETE', key: red })).status).toBe(
+      404,
+    );
+    const forced = await stack.api('/customers/bluehy?force=true', { method: 'DELETE', key: blue });
+    expect(forced.status).toBe(202);
+    const body = await json<{ operations: { userId: string; operationId: string }[] }>(forced);
+    expect(body.operations.map((o) => o.userId)).toEqual(['u-ok']);
+    // The same forced DELETE again queues nothing new.
+    const again = await json<{ operations: { operationId: string }[] }>(
+      await stack.api('/customers/bluehy?force=true', { method: 'DELETE', key: blue }),
+    );
+    expect(again.operations.map((o) => o.operationId)).toEqual(body.operations.map((o) => o.operationId));
+    const operationId = body.operations[0]?.operationId ?? '';
+    const done = await waitFor(
+      async () => {
+        const op = await json<{ state: string }>(
+          await stack.api(`/operations/${operationId}`, { key: blue }),
+        );
+        return ['succeeded', 'failed', 'compensated', 'heldForConfirmation'].includes(op.state)
+          ? op
+          : undefined;
+      },
+      'the user delete',
+      45_000,
+    );
+    expect(done.state).toBe('succeeded');
+    expect(await adCount('ok@fed.blue.example')).toBe(0);
+    expect((await stack.api('/customers/bluehy', { method: 'DELETE', key: blue })).status).toBe(204);
+    expect((await stack.api('/customers/bluehy', { key: blue })).status).toBe(404);
+  });
+});
