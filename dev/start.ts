@@ -9,7 +9,7 @@ import { startLocalHost } from './host/local-host.js';
 import { serviceBusTriggers } from './host/queue-triggers.js';
 import { localEnvironment } from './host/settings.js';
 import { spawnAgentProcess, writeLocalAgentConfig, type AgentProcess } from './local-agent.js';
-import { peersFilePath, startAllPeers } from './peers/run-all.js';
+import { demoProviderId, peersFilePath, startAllPeers } from './peers/run-all.js';
 import { stopOnSignal } from './peers/signals.js';
 
 /**
@@ -43,7 +43,7 @@ const host = await startLocalHost({
   startQueueTrigger: triggers.start,
 });
 
-const providerId = 'demo-provider';
+const providerId = demoProviderId; // owns the local Partner Center and distributor connectors
 const { apiKey } = await deps.callers.createApiKey({ providerId, name: 'npm start demo key' });
 const caller = { id: 'npm-start', kind: 'apiKey' as const, providerId };
 

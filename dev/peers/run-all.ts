@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { freePort } from '../ports.js';
 import { startAzurite } from './azurite.js';
+import { startDistributorPeer } from './distributor/index.js';
 import { startIdentityGraphPeer } from './identity-graph/index.js';
 import { startPartnerCenterPeer } from './partner-center/index.js';
 import { startSambaPeer } from './samba/index.js';
@@ -29,6 +30,10 @@ export const peersFileSchema = z.object({
     clientId: z.string(),
     clientSecret: z.string(),
   }),
+  /** The Pax8-shaped distributor peer (2-Tier); absent in files written before it ran here. */
+  distributor: z
+    .object({ baseUrl: z.string(), adminUrl: z.string(), clientId: z.string(), clientSecret: z.string() })
+    .optional(),
   ad: z.union([
     z.object({
       url: z.string(),
@@ -50,6 +55,9 @@ export type PeersFile = z.infer<typeof peersFileSchema>;
 export const peersFilePath = process.env.ATRIA_PEERS_FILE ?? join(process.cwd(), '.local', 'peers.json');
 const graphSeedPath = join(import.meta.dirname, 'identity-graph', 'demo-seed.json');
 const partnerCenterSeedPath = join(import.meta.dirname, 'partner-center', 'demo-seed.json');
+const distributorSeedPath = join(import.meta.dirname, 'distributor', 'demo-seed.json');
+/** The provider that owns the local Partner Center and distributor connectors (npm start's demo provider). */
+export const demoProviderId = 'demo-provider';
 const serviceBusConfigPath = join(import.meta.dirname, 'servicebus', 'config.json');
 
 async function preferredPort(port: number): Promise<number> {
@@ -65,6 +73,9 @@ const graphSeedSchema = z.object({
   apps: z
     .array(z.object({ clientId: z.string(), clientSecret: z.string(), homeTenantId: z.string() }))
     .min(1),
+});
+const distributorSeedSchema = z.object({
+  apps: z.array(z.object({ clientId: z.string(), clientSecret: z.string() })).min(1),
 });
 const pcSeedSchema = z.object({
   partners: z
@@ -135,6 +146,19 @@ export async function startAllPeers(
     stops.push(() => partnerCenter.stop());
     log(`partner center ${partnerCenter.baseUrl}`);
 
+    // The distributor follows the Partner Center peer's virtual clock, so renewals line up in both.
+    const distributor = await startDistributorPeer({
+      port: await preferredPort(7445),
+      seed: distributorSeedPath,
+      graphAdminUrl: graph.adminUrl,
+      followClockUrl: partnerCenter.adminUrl,
+      log: () => undefined,
+    });
+    stops.push(() => distributor.stop());
+    const distributorApp = distributorSeedSchema.parse(JSON.parse(readFileSync(distributorSeedPath, 'utf8')))
+      .apps[0] as z.infer<typeof distributorSeedSchema>['apps'][number];
+    log(`distributor    ${distributor.baseUrl} (Pax8 Partner API shape)`);
+
     let ad: PeersFile['ad'] = { unavailable: 'not requested' };
     if (options.withAd !== false) {
       try {
@@ -180,6 +204,12 @@ export async function startAllPeers(
         clientId: partnerApp.clientId,
         clientSecret: partnerApp.clientSecret,
       },
+      distributor: {
+        baseUrl: distributor.baseUrl,
+        adminUrl: distributor.adminUrl,
+        clientId: distributorApp.clientId,
+        clientSecret: distributorApp.clientSecret,
+      },
       ad,
     };
     mkdirSync(dirname(peersFilePath), { recursive: true });
@@ -216,5 +246,15 @@ export function settingsFromPeers(peers: PeersFile): Record<string, string> {
     PartnerCenter__tenantId: peers.partnerCenter.partnerTenantId,
     PartnerCenter__clientId: peers.partnerCenter.clientId,
     PartnerCenter__clientSecret: peers.partnerCenter.clientSecret,
+    // Locally the demo provider owns both licensing connectors.
+    PartnerCenter__providerId: demoProviderId,
+    ...(peers.distributor === undefined
+      ? {}
+      : {
+          Distributor__baseUrl: peers.distributor.baseUrl,
+          Distributor__clientId: peers.distributor.clientId,
+          Distributor__clientSecret: peers.distributor.clientSecret,
+          Distributor__providerId: demoProviderId,
+        }),
   };
 }

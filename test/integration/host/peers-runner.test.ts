@@ -35,6 +35,7 @@ describe('npm run peers', () => {
     expect(output).toContain('Ctrl-C stops every peer');
     expect(existsSync(file)).toBe(true);
     const peers = peersFileSchema.parse(JSON.parse(readFileSync(file, 'utf8')));
+    expect(peers.distributor?.baseUrl).toMatch(/^https:\/\/127\.0\.0\.1:/);
     const tableEndpoint = /TableEndpoint=(http:\/\/[^;]+)/.exec(peers.storage.connectionString)?.[1] ?? '';
     const serviceBus = /Endpoint=(sb:\/\/[^;]+)/.exec(peers.serviceBus.connectionString)?.[1] ?? '';
     const endpoints = [
@@ -42,6 +43,7 @@ describe('npm run peers', () => {
       serviceBus,
       peers.graph.baseUrl,
       peers.partnerCenter.baseUrl,
+      ...(peers.distributor === undefined ? [] : [peers.distributor.baseUrl]),
       ...('url' in peers.ad ? [peers.ad.url] : []),
     ];
     for (const endpoint of endpoints) expect(await listening(endpoint), endpoint).toBe(true);
