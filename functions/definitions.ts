@@ -18,6 +18,7 @@ import {
   retryOperation,
 } from './http/operations.js';
 import { deleteSite, getSite, listSites, putSite } from './http/sites.js';
+import { subscriptionFunctions } from './http/subscriptions.js';
 import {
   changeLicences,
   createUser,
@@ -32,6 +33,7 @@ import {
 import { whoami } from './http/whoami.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
+import { commerceSweep } from './timer/commerce-sweep.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
@@ -69,9 +71,11 @@ export const definitions: FunctionDefinition[] = [
   deleteFederation,
   federationPreflight,
   ...licensingFunctions,
+  ...subscriptionFunctions,
   directoryWorker,
   agentReplies,
   licenceSweep,
   operationSweep,
+  commerceSweep,
   housekeeping,
 ];

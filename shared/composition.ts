@@ -41,6 +41,8 @@ import { createFederation, type Federation } from './usecases/federation.js';
 import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSites, type Sites } from './usecases/sites.js';
+import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
+import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
 
 /**
  * The composition root: the only module that knows both adapters and use cases. Built once per
@@ -59,6 +61,10 @@ export interface AppDeps {
   sites: Sites;
   /** Licence sources, the per-source seat ledger, reconciliation and purchase requests. */
   licensing: Licensing;
+  /** Buying and changing Partner Center subscriptions (issue 14). */
+  subscriptions: Subscriptions;
+  /** The commerce saga runner behind purchases and tenant creation (its sweeper resumes them). */
+  commerceOperations: SagaRunner;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
   /** Dependencies for the authenticated /health/details (the caller's sites are added per caller). */
@@ -285,6 +291,10 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           },
         ),
         baseUrl: settings.PartnerCenter__baseUrl,
+        poll: {
+          maxAttempts: settings.PartnerCenter__pollAttempts,
+          baseDelayInMs: settings.PartnerCenter__pollBaseDelayInMs,
+        },
       }),
     };
   }
@@ -310,6 +320,32 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
     connectors,
     distributorName: settings.Distributor__name,
+  });
+
+  // Commerce operations (issue 14): one saga runner; each use case registers its own steps.
+  const commerceOperations = createSagaRunner({
+    store,
+    clock,
+    stepsFor: (kind) => subscriptions.stepsFor(kind),
+    settings: {
+      leaseDurationInMs: settings.Engine__leaseDurationInMs,
+      backoff: {
+        baseDelayInMs: settings.Engine__retryBaseDelayInMs,
+        maxDelayInMs: settings.Engine__retryMaxDelayInMs,
+      },
+    },
+  });
+  const subscriptions = createSubscriptions({
+    store,
+    clock,
+    connectors,
+    licensing,
+    runner: () => commerceOperations,
+    caps: {
+      dailyPerProvider: settings.Commerce__dailySpendCapPerProvider,
+      dailyPerCustomer: settings.Commerce__dailySpendCapPerCustomer,
+      approvalThreshold: settings.Commerce__approvalThreshold,
+    },
   });
 
   const healthChecks: HealthCheck[] = [
@@ -360,6 +396,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     }),
     sites,
     licensing,
+    subscriptions,
+    commerceOperations,
     ...(relay === undefined ? {} : { relay }),
     healthChecks,
     async pruneRelayReplies() {

@@ -58,6 +58,9 @@ export const settingsSchema = z.object({
   PartnerCenter__clientSecret: optionalText,
   /** The one provider whose Partner Center account the credentials above are (its licensing connector). */
   PartnerCenter__providerId: optionalText,
+  /** How often, and from what delay, a slow order or 202 quantity change is read again within one call. */
+  PartnerCenter__pollAttempts: positiveInt.default(8),
+  PartnerCenter__pollBaseDelayInMs: positiveInt.default(1000),
 
   // A distributor's Partner API (2-Tier CSP, Pax8 shape); secret as a Key Vault reference in Azure.
   Distributor__name: z.string().trim().min(1).max(64).default('Pax8'),
@@ -93,6 +96,13 @@ export const settingsSchema = z.object({
   Engine__createDeadlineInMinutes: positiveInt.default(24 * 60),
   Engine__changeDeadlineInMinutes: positiveInt.default(6 * 60),
   Engine__licenceHoldInDays: positiveInt.default(7),
+
+  // Money safety for every purchase made through this API (shared/usecases/subscriptions.ts): spend per
+  // UTC day (list price × quantity, in the offer's currency) per provider and per customer, and the amount
+  // of one buy above which it waits for POST /commerce-operations/{id}/approve.
+  Commerce__dailySpendCapPerProvider: z.coerce.number().nonnegative().default(10_000),
+  Commerce__dailySpendCapPerCustomer: z.coerce.number().nonnegative().default(2_000),
+  Commerce__approvalThreshold: z.coerce.number().nonnegative().default(500),
 
   // Accidental bulk delete/disable guard (like Entra Connect's threshold).
   Guard__maxSharePercent: z.coerce.number().min(1).max(100).default(10),

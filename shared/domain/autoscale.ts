@@ -419,6 +419,14 @@ function grow(
   }
   for (const [name, left] of spendLimits) {
     if (left === undefined) continue;
+    // The run-wide spend cap counts priced seats (the seat caps still bound the rest); a customer's own
+    // spend cap without a price for the SKU cannot be checked, so a person decides.
+    if (
+      perSeat === undefined &&
+      input.policy.seatPrices[input.demand.skuId.toLowerCase()] === undefined &&
+      name.endsWith('(all customers)')
+    )
+      continue;
     if (perSeat === undefined) {
       // A spend cap cannot be checked without a price: nothing is bought without a person.
       const d = base(

@@ -49,6 +49,12 @@ export interface Commerce {
    * wait comes back `pending` without subscription ids; read it again with getOrder.
    */
   buy(customerId: string, lines: PurchaseLine[], options: MutationOptions): Promise<Purchase>;
+  /**
+   * What the lines would cost, as Partner Center prices a cart (create-a-cart.md: each line's
+   * `pricing`), without checking it out: catalog availabilities carry no price. The cart is left to
+   * expire (7 days); a repeat with the same operationKey is the same cart.
+   */
+  quote(customerId: string, lines: PurchaseLine[], options: MutationOptions): Promise<Quote>;
   /** An order as it stands; `pending` orders have no subscription ids yet. */
   getOrder(customerId: string, orderId: string, options?: ReadOptions): Promise<PurchasedOrder>;
   listSubscriptions(customerId: string, options?: ReadOptions): Promise<CommerceSubscription[]>;
@@ -245,6 +251,16 @@ export interface PurchaseLine {
   quantity: number;
   termDuration: TermDuration;
   billingCycle: BillingCycle;
+}
+
+export interface Quote {
+  lines: {
+    catalogItemId: string;
+    quantity: number;
+    /** Per seat per billing period; undefined when Partner Center did not price the line. */
+    unitPrice: number | undefined;
+    currency: string | undefined;
+  }[];
 }
 
 export interface Purchase {

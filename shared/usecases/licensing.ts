@@ -1165,6 +1165,34 @@ export function createLicensing(deps: LicensingDeps) {
       (await getRequest(caller, customerId, requestId)).value,
     approve,
     reject,
+    /**
+     * One entry for a change made through Partner Center by another use case (issue 14's purchases,
+     * quantity changes, cancellations): written once per idempotency key, none when nothing changed.
+     */
+    async recordSubscriptionChange(
+      providerId: string,
+      customerId: string,
+      input: {
+        subscription: SourceSubscription;
+        cause: 'purchase' | 'reduction' | 'renewal';
+        actor: string;
+        idempotencyKey: string;
+        figures: Record<string, number | string>;
+      },
+    ): Promise<void> {
+      const state = await stateOf(providerId, customerId);
+      const subject = subjectOf.subscription(input.subscription);
+      const entry = ledgerChange({
+        subject,
+        previous: state.latest.get(subject),
+        value: { kind: 'subscription', subscription: input.subscription },
+        cause: input.cause,
+        actor: input.actor,
+        idempotencyKey: input.idempotencyKey,
+        figures: input.figures,
+      });
+      if (entry !== undefined) await append(providerId, customerId, entry);
+    },
     /** The raw ledger (oldest first), for audits and tests. */
     async ledger(caller: Caller, customerId: string): Promise<LedgerEntry[]> {
       await loadCustomer(deps.store, caller, customerId);

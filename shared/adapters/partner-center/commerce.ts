@@ -20,6 +20,7 @@ import {
   type Purchase,
   type PurchasedOrder,
   type PurchaseLine,
+  type Quote,
   type ReadOptions,
   type RecordedAgreement,
   type RenewalChange,
@@ -37,6 +38,7 @@ import {
   customerSchema,
   emptySchema,
   orderSchema,
+  pricedCartSchema,
   productSchema,
   recordedAgreementSchema,
   skuSchema,
@@ -658,6 +660,34 @@ export function createPartnerCenterCommerce(options: PartnerCenterCommerceOption
           orderGroupId: error.orderGroupId,
           code: String(error.code),
           description: error.description ?? '',
+        })),
+      };
+    },
+
+    async quote(customerId: string, lines: PurchaseLine[], mutation: MutationOptions): Promise<Quote> {
+      const cart = await client.send({
+        method: 'POST',
+        path: `/v1/customers/${enc(customerId)}/carts`,
+        schema: pricedCartSchema,
+        body: {
+          lineItems: lines.map((line, id) => ({
+            id,
+            catalogItemId: line.catalogItemId,
+            quantity: line.quantity,
+            billingCycle: line.billingCycle,
+            termDuration: line.termDuration,
+          })),
+        },
+        requestId: requestId(mutation, 'quote'),
+        correlationId: mutation.correlationId,
+        abortSignal: mutation.abortSignal,
+      });
+      return {
+        lines: (cart.lineItems ?? []).map((line) => ({
+          catalogItemId: line.catalogItemId,
+          quantity: line.quantity,
+          unitPrice: line.pricing?.listPrice,
+          currency: line.currencyCode,
         })),
       };
     },

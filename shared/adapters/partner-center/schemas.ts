@@ -83,6 +83,22 @@ export function collectionOf<T extends z.ZodType>(item: T) {
 
 export const cartSchema = z.object({ id: z.string(), status: z.string().optional() }).loose();
 
+/** A cart with its lines' prices (create-a-cart.md: `lineItems[].pricing.listPrice`, `currencyCode`). */
+export const pricedCartSchema = cartSchema.extend({
+  lineItems: z
+    .array(
+      z
+        .object({
+          catalogItemId: z.string(),
+          quantity: z.number(),
+          currencyCode: z.string().optional(),
+          pricing: z.object({ listPrice: z.number().optional() }).loose().optional(),
+        })
+        .loose(),
+    )
+    .optional(),
+});
+
 export const orderSchema = z
   .object({
     id: z.string(),

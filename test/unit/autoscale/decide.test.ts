@@ -145,6 +145,8 @@ describe('autoscale growth', () => {
     expect(big.decisions).toMatchObject([{ status: 'pendingApproval', rule: 'approvalThreshold', to: 30 }]);
     const small = decide(input({ demand: { ...short, assigned: 12 } }, { approval: { aboveSeats: 10 } }));
     expect(small.decisions).toMatchObject([{ status: 'apply' }]);
+    const runCapOnly = decide(input({ demand: short, runLeft: { seats: undefined, spend: 1000 } }));
+    expect(runCapOnly.decisions).toMatchObject([{ status: 'apply', rule: 'growToTarget' }]);
     const noPrice = decide(input({ demand: short }, { caps: { spendPerDay: 500 } }));
     expect(noPrice.decisions).toMatchObject([{ status: 'pendingApproval', rule: 'spendCapWithoutPrice' }]);
   });

@@ -1,0 +1,675 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import {
+  autoscalePolicySchema,
+  decide,
+  decisionKinds,
+  decisionStatuses,
+  type AutoscalePolicy,
+  type Decision,
+  type SupplyLine,
+} from '../domain/autoscale.js';
+import type { Caller } from '../domain/caller.js';
+import {
+  deriveLedger,
+  subjectOf,
+  type LedgerState,
+  type SourceKind,
+  type SourceSubscription,
+} from '../domain/licensing.js';
+import { AppError, toAppError } from '../errors.js';
+import type { Clock } from '../ports/clock.js';
+import type { Store, Versioned } from '../ports/store.js';
+import { loadCustomer } from './customers.js';
+import { fromDistributor, fromPartnerCenter, type Licensing, type LicensingConnectors } from './licensing.js';
+import { engineCollections, HELD_PARTITION } from './operations/records.js';
+
+/**
+ * Seat autoscaling (issue 15): per customer and SKU, the pure engine (domain/autoscale.ts) decides;
+ * this applies each decision once. A decision row is keyed by its idempotency key (which names the
+ * ledger entry it follows), so a retried, crashed or duplicate sweep finds the row and applies nothing
+ * twice; Partner Center gets the same operationKey on a repeat, and quantities are absolute.
+ */
+
+export const autoscalePolicyInputSchema = autoscalePolicySchema.extend({
+  /** Known starters and leavers per SKU (lower-case skuId), until user requests carry dates. */
+  expected: z
+    .record(
+      z.string(),
+      z.strictObject({
+        starters: z.number().int().nonnegative().default(0),
+        leavers: z.number().int().nonnegative().default(0),
+      }),
+    )
+    .default({}),
+});
+export type AutoscalePolicyInput = z.infer<typeof autoscalePolicyInputSchema>;
+
+const policyRecordSchema = autoscalePolicyInputSchema.extend({
+  providerId: z.string(),
+  customerId: z.string(),
+  updatedAt: z.string(),
+  updatedBy: z.string(),
+});
+type PolicyRecord = z.infer<typeof policyRecordSchema>;
+
+const decisionRecordSchema = z.object({
+  decisionId: z.string(),
+  runId: z.string(),
+  trigger: z.enum(['justInTime', 'sweep']),
+  at: z.string(),
+  customerId: z.string(),
+  skuId: z.string(),
+  kind: z.enum(decisionKinds),
+  status: z.enum(decisionStatuses),
+  /** planned → applied | failed; recorded: nothing to send; approved: a person let it through. */
+  state: z.enum(['planned', 'applied', 'failed', 'recorded', 'rejected', 'stale']),
+  source: z.string().optional(),
+  subscriptionId: z.string().optional(),
+  from: z.number().int(),
+  to: z.number().int(),
+  spend: z.number().optional(),
+  rule: z.string(),
+  reason: z.string(),
+  figures: z.record(z.string(), z.union([z.number(), z.string()])),
+  idempotencyKey: z.string(),
+  appliedAt: z.string().optional(),
+  approvedBy: z.string().optional(),
+  purchaseRequestId: z.string().optional(),
+  lastError: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type DecisionRecord = z.infer<typeof decisionRecordSchema>;
+
+const runRecordSchema = z.object({
+  runId: z.string(),
+  state: z.enum(['running', 'done']),
+  startedAt: z.string(),
+  updatedAt: z.string(),
+  /** Row key of the last policy fully handled: a resumed run starts after it. */
+  after: z.string().default(''),
+  customers: z.number().int().default(0),
+  seats: z.number().int().default(0),
+  spend: z.number().default(0),
+  applied: z.number().int().default(0),
+  errors: z.number().int().default(0),
+});
+export type RunRecord = z.infer<typeof runRecordSchema>;
+
+export interface AutoscaleSettings {
+  killSwitch: boolean;
+  seatsPerRun: number;
+  spendPerRun: number;
+  /** Customers decided at once (each makes a few Partner Center and Graph calls). */
+  concurrency: number;
+}
+
+export interface AutoscaleDeps {
+  store: Store;
+  clock: Clock;
+  licensing: Pick<Licensing, 'runImport' | 'licensing' | 'ledger' | 'getSources' | 'createRequest'>;
+  /** Appends the ledger entry of a change once per idempotency key (licensing's recordSubscriptionChange). */
+  recordChange: (
+    providerId: string,
+    customerId: string,
+    input: {
+      subscription: SourceSubscription;
+      cause: 'purchase' | 'reduction' | 'renewal';
+      actor: string;
+      idempotencyKey: string;
+      figures: Record<string, number | string>;
+    },
+  ) => Promise<void>;
+  connectors: LicensingConnectors;
+  /** Held operations are queued again after seats were bought (the licence sweep's own work). */
+  resumeHeld: () => Promise<unknown>;
+  settings: () => AutoscaleSettings;
+}
+
+const POLICY_PARTITION = 'policies';
+const RUN_PARTITION = 'runs';
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+const decisionIdOf = (key: string): string => sha(key).slice(0, 32);
+const systemCaller = (providerId: string): Caller => ({ id: 'autoscale', kind: 'apiKey', providerId });
+const usable = (s: SourceSubscription): boolean => s.status === 'active' || s.status === 'pending';
+
+export function createAutoscale(deps: AutoscaleDeps) {
+  const policies = deps.store.collection('autoscalepolicies', policyRecordSchema);
+  const decisions = deps.store.collection('autoscaledecisions', decisionRecordSchema);
+  const runs = deps.store.collection('autoscaleruns', runRecordSchema);
+  const engine = engineCollections(deps.store);
+  const now = (): Date => deps.clock.now();
+
+  async function putPolicy(caller: Caller, customerId: string, input: AutoscalePolicyInput) {
+    await loadCustomer(deps.store, caller, customerId);
+    const record: PolicyRecord = {
+      ...input,
+      providerId: caller.providerId,
+      customerId,
+      updatedAt: now().toISOString(),
+      updatedBy: caller.id,
+    };
+    return (await policies.upsert(POLICY_PARTITION, `${caller.providerId}/${customerId}`, record)).value;
+  }
+
+  async function getPolicy(caller: Caller, customerId: string) {
+    await loadCustomer(deps.store, caller, customerId);
+    const found = await policies.get(POLICY_PARTITION, `${caller.providerId}/${customerId}`);
+    return (
+      found?.value ?? { ...autoscalePolicyInputSchema.parse({}), customerId, providerId: caller.providerId }
+    );
+  }
+
+  async function listRecords(providerId: string, customerId: string): Promise<DecisionRecord[]> {
+    const out: DecisionRecord[] = [];
+    for await (const row of decisions.list(`${providerId}/${customerId}`)) out.push(row.value);
+    return out.sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : a.decisionId < b.decisionId ? 1 : -1));
+  }
+
+  async function listDecisions(
+    caller: Caller,
+    customerId: string,
+    limit: number,
+    cursor: string | undefined,
+  ) {
+    await loadCustomer(deps.store, caller, customerId);
+    const all = await listRecords(caller.providerId, customerId);
+    const start = cursor === undefined ? 0 : all.findIndex((d) => `${d.at}~${d.decisionId}` === cursor) + 1;
+    const value = all.slice(start, start + limit);
+    const last = value.at(-1);
+    return {
+      value,
+      ...(start + limit < all.length && last !== undefined
+        ? {
+            nextLink: `/api/customers/${encodeURIComponent(customerId)}/licensing/decisions?limit=${limit}&cursor=${encodeURIComponent(`${last.at}~${last.decisionId}`)}`,
+          }
+        : {}),
+    };
+  }
+
+  /** Seats and spend bought for this customer today (UTC), from its applied growth decisions. */
+  async function usedToday(
+    providerId: string,
+    customerId: string,
+  ): Promise<{ seats: number; spend: number }> {
+    const day = now().toISOString().slice(0, 10);
+    let seats = 0;
+    let spend = 0;
+    for (const d of await listRecords(providerId, customerId)) {
+      if (d.kind !== 'grow' || d.state !== 'applied' || d.appliedAt?.slice(0, 10) !== day) continue;
+      seats += d.to - d.from;
+      spend += d.spend ?? 0;
+    }
+    return { seats, spend };
+  }
+
+  interface CustomerContext {
+    providerId: string;
+    customerId: string;
+    pcCustomerId: string | undefined;
+    distributorCompanyId: string | undefined;
+    state: LedgerState;
+  }
+
+  /** Sends one decision to its source and records the ledger entry; the decision row says it happened. */
+  async function send(ctx: CustomerContext, d: DecisionRecord): Promise<void> {
+    const operationKey = `autoscale-${sha(d.idempotencyKey).slice(0, 40)}`;
+    const previous = ctx.state.subscriptions.find((s) => s.source === d.source && s.id === d.subscriptionId);
+    const subscriptionId = d.subscriptionId;
+    if (subscriptionId === undefined) throw new AppError('Internal', 'a change names its subscription');
+    let after: SourceSubscription;
+    if (d.source === 'distributor') {
+      const distributor = deps.connectors.distributor;
+      if (distributor?.providerId !== ctx.providerId || ctx.distributorCompanyId === undefined)
+        throw new AppError('Conflict', 'the distributor connector is not configured for this customer');
+      if (d.kind !== 'grow' && d.kind !== 'reduce')
+        throw new AppError('Conflict', 'only quantity changes go to the distributor');
+      const changed = await distributor.distributor.changeQuantity(
+        ctx.distributorCompanyId,
+        subscriptionId,
+        d.to,
+      );
+      after = fromDistributor(changed, undefined, previous?.skuId ?? d.skuId);
+    } else {
+      const pc = deps.connectors.partnerCenter;
+      if (pc?.providerId !== ctx.providerId || ctx.pcCustomerId === undefined)
+        throw new AppError('Conflict', 'the Partner Center connector is not configured for this customer');
+      const changed =
+        d.kind === 'grow' || d.kind === 'reduce'
+          ? await pc.commerce.changeQuantity(ctx.pcCustomerId, subscriptionId, d.to, { operationKey })
+          : await pc.commerce.scheduleRenewalChange(
+              ctx.pcCustomerId,
+              subscriptionId,
+              { quantity: d.to },
+              { operationKey },
+            );
+      after = fromPartnerCenter(changed, previous?.skuId ?? d.skuId);
+    }
+    await deps.recordChange(ctx.providerId, ctx.customerId, {
+      subscription: after,
+      cause: d.kind === 'grow' ? 'purchase' : 'reduction',
+      actor: d.approvedBy ?? 'autoscale',
+      idempotencyKey: d.idempotencyKey,
+      figures: {
+        ...d.figures,
+        rule: d.rule,
+        decision: d.kind,
+        from: d.from,
+        to: d.to,
+        decisionId: d.decisionId,
+      },
+    });
+  }
+
+  /**
+   * Records a decision once (its key is the row key) and applies it if it is to be applied. A row
+   * already applied is left alone; one planned or failed (a crash, a 429) is sent again with the same
+   * operation key — the source then changes once.
+   */
+  async function settle(
+    ctx: CustomerContext,
+    d: Decision,
+    runId: string,
+    trigger: DecisionRecord['trigger'],
+  ) {
+    const p = `${ctx.providerId}/${ctx.customerId}`;
+    const decisionId = decisionIdOf(d.idempotencyKey);
+    let row = await decisions.get(p, decisionId);
+    if (row === undefined) {
+      const record: DecisionRecord = {
+        decisionId,
+        runId,
+        trigger,
+        at: now().toISOString(),
+        customerId: ctx.customerId,
+        skuId: d.skuId,
+        kind: d.kind,
+        status: d.status,
+        state: d.status === 'apply' ? 'planned' : 'recorded',
+        ...(d.source === undefined ? {} : { source: d.source }),
+        ...(d.subscriptionId === undefined ? {} : { subscriptionId: d.subscriptionId }),
+        from: d.from,
+        to: d.to,
+        ...(d.spend === undefined ? {} : { spend: d.spend }),
+        rule: d.rule,
+        reason: d.reason,
+        figures: d.figures,
+        idempotencyKey: d.idempotencyKey,
+      };
+      try {
+        row = await decisions.create(p, decisionId, record);
+      } catch (error) {
+        row = await decisions.get(p, decisionId);
+        if (row === undefined) throw error;
+      }
+      if (
+        d.kind === 'purchaseRequest' &&
+        row.value.purchaseRequestId === undefined &&
+        d.source !== undefined
+      ) {
+        // No connector: the existing purchase-request flow is how a person orders and approves.
+        const request = await deps.licensing
+          .createRequest(
+            systemCaller(ctx.providerId),
+            ctx.customerId,
+            {
+              skuId: d.skuId,
+              change: d.to - d.from,
+              source: d.source === 'distributor' ? 'distributor' : 'partnerCenter',
+              ...(d.subscriptionId === undefined ? {} : { subscriptionId: d.subscriptionId }),
+              reason: d.reason.slice(0, 1000),
+              forWhom: [],
+            },
+            decisionId,
+          )
+          .catch(() => undefined);
+        if (request !== undefined)
+          row = await decisions.replace(
+            p,
+            decisionId,
+            { ...row.value, purchaseRequestId: request.request.requestId },
+            row.etag,
+          );
+      }
+    }
+    if (row.value.state !== 'planned' && row.value.state !== 'failed')
+      return { record: row.value, applied: false };
+    return finish(ctx, row);
+  }
+
+  /** Sends a planned or failed decision and records the outcome on its row. */
+  async function finish(ctx: CustomerContext, row: Versioned<DecisionRecord>) {
+    const p = `${ctx.providerId}/${ctx.customerId}`;
+    try {
+      await send(ctx, row.value);
+    } catch (error) {
+      const failure = toAppError(error);
+      const failed = await decisions.replace(
+        p,
+        row.rowKey,
+        { ...row.value, state: 'failed', lastError: { code: failure.code, message: failure.message } },
+        row.etag,
+      );
+      return { record: failed.value, applied: false, error: failure };
+    }
+    const applied: DecisionRecord = { ...row.value, state: 'applied', appliedAt: now().toISOString() };
+    delete applied.lastError;
+    return { record: (await decisions.replace(p, row.rowKey, applied, row.etag)).value, applied: true };
+  }
+
+  /**
+   * Decisions planned or failed earlier (a crash, a 429 past the retries, a lost answer) are sent again
+   * first, before the sources are read: Partner Center recognises the same operation key (its
+   * MS-RequestId) and the quantity is absolute, so the change lands once and its ledger entry carries
+   * the decision's figures. One older than an hour is stale: the fresh decision replaces it.
+   */
+  async function finishUnfinished(ctx: CustomerContext): Promise<{ applied: number; grew: boolean }> {
+    let applied = 0;
+    let grew = false;
+    const p = `${ctx.providerId}/${ctx.customerId}`;
+    for await (const row of decisions.list(p)) {
+      const d = row.value;
+      if (d.state !== 'planned' && d.state !== 'failed') continue;
+      if (d.status !== 'apply' && d.approvedBy === undefined) continue;
+      if (now().getTime() - Date.parse(d.at) > 3_600_000) {
+        await decisions.replace(p, row.rowKey, { ...d, state: 'stale' }, row.etag);
+        continue;
+      }
+      const result = await finish(ctx, row);
+      if (result.applied) {
+        applied += 1;
+        grew ||= d.kind === 'grow';
+      }
+    }
+    return { applied, grew };
+  }
+
+  interface RunBudget {
+    seats: number;
+    spend: number;
+  }
+
+  /** Reads the customer's sources afresh, decides per SKU and settles each decision. */
+  async function runCustomer(
+    providerId: string,
+    customerId: string,
+    trigger: DecisionRecord['trigger'],
+    runId: string,
+    budget: RunBudget,
+  ): Promise<{ decisions: DecisionRecord[]; applied: number; grew: boolean }> {
+    const policy = (await policies.get(POLICY_PARTITION, `${providerId}/${customerId}`))?.value;
+    if (policy === undefined || policy.mode === 'off') return { decisions: [], applied: 0, grew: false };
+    const caller = systemCaller(providerId);
+    const before = await deps.licensing.getSources(caller, customerId);
+    const unfinished = await finishUnfinished({
+      providerId,
+      customerId,
+      pcCustomerId: before.partnerCenterCustomerId,
+      distributorCompanyId: before.distributorCompanyId,
+      state: deriveLedger(await deps.licensing.ledger(caller, customerId)),
+    });
+    const imported = await deps.licensing.runImport(caller, customerId, {
+      importId: `autoscale-${sha(`${runId}:${customerId}`).slice(0, 32)}`,
+    });
+    if (imported.state !== 'succeeded')
+      throw new AppError('Unavailable', `the sources of ${customerId} could not be read; nothing decided`, {
+        retryable: true,
+      });
+    const [view, entries, sources] = await Promise.all([
+      deps.licensing.licensing(caller, customerId),
+      deps.licensing.ledger(caller, customerId),
+      deps.licensing.getSources(caller, customerId),
+    ]);
+    const state = deriveLedger(entries);
+    const ctx: CustomerContext = {
+      providerId,
+      customerId,
+      pcCustomerId: sources.partnerCenterCustomerId,
+      distributorCompanyId: sources.distributorCompanyId,
+      state,
+    };
+    const today = await usedToday(providerId, customerId);
+    const settings = deps.settings();
+    const out: DecisionRecord[] = [];
+    let applied = unfinished.applied;
+    let grew = unfinished.grew;
+    for (const sku of view.skus) {
+      const skuId = sku.skuId.toLowerCase();
+      const supply: SupplyLine[] = [];
+      for (const s of state.subscriptions) {
+        if (s.skuId?.toLowerCase() !== skuId || !usable(s)) continue;
+        supply.push({
+          source: s.source,
+          subscriptionId: s.id,
+          quantity: s.quantity,
+          term: s.term,
+          lots: s.lots,
+          scheduledRenewalQuantity: s.scheduledRenewal?.quantity,
+          basis: state.latest.get(subjectOf.subscription(s))?.entryId ?? 'none',
+          connected: sources.connectors[s.source],
+        });
+      }
+      for (const kind of ['ea', 'thirdParty', 'unlabelled'] as SourceKind[]) {
+        const seats = sku.supply[kind];
+        if (seats > 0)
+          supply.push({
+            source: kind,
+            subscriptionId: `${kind}:${skuId}`,
+            quantity: seats,
+            term: undefined,
+            lots: [],
+            scheduledRenewalQuantity: undefined,
+            basis: 'graph',
+            connected: false,
+          });
+      }
+      const expected = policy.expected[skuId];
+      const { decisions: planned } = decide({
+        customerId,
+        policy: policy satisfies AutoscalePolicy,
+        sourceOrder: sources.assignmentPolicy,
+        demand: {
+          skuId,
+          assigned: sku.assigned,
+          held: sku.waitingForSeat,
+          reservedStarters: expected?.starters ?? 0,
+          scheduledLeavers: expected?.leavers ?? 0,
+        },
+        supply,
+        now: now(),
+        trigger,
+        killSwitch: settings.killSwitch,
+        runLeft: { seats: settings.seatsPerRun - budget.seats, spend: settings.spendPerRun - budget.spend },
+        customerToday: today,
+      });
+      for (const d of planned) {
+        if (d.kind === 'grow' && d.status === 'apply') {
+          // Taken from the run's caps before any await, so customers decided in parallel cannot overspend.
+          budget.seats += d.to - d.from;
+          budget.spend += d.spend ?? 0;
+          today.seats += d.to - d.from;
+          today.spend += d.spend ?? 0;
+        }
+        const settled = await settle(ctx, d, runId, trigger);
+        out.push(settled.record);
+        if (settled.applied) {
+          applied += 1;
+          if (d.kind === 'grow') grew = true;
+        }
+      }
+    }
+    return { decisions: out, applied, grew };
+  }
+
+  /**
+   * Just in time: every customer with operations held for a seat gets one growth per SKU covering all
+   * of them (50 users waiting → one quantity change), then the held operations are queued again.
+   */
+  async function justInTime(runId = `jit-${now().toISOString()}`) {
+    const customers = new Map<string, { providerId: string; customerId: string }>();
+    for await (const held of engine.held.list(HELD_PARTITION))
+      customers.set(`${held.value.providerId}/${held.value.customerId}`, {
+        providerId: held.value.providerId,
+        customerId: held.value.customerId,
+      });
+    const budget: RunBudget = { seats: 0, spend: 0 };
+    let applied = 0;
+    let grew = false;
+    const errors: { customerId: string; code: string; message: string }[] = [];
+    for (const { providerId, customerId } of customers.values()) {
+      try {
+        const result = await runCustomer(providerId, customerId, 'justInTime', runId, budget);
+        applied += result.applied;
+        grew ||= result.grew;
+      } catch (error) {
+        const failure = toAppError(error);
+        errors.push({ customerId, code: failure.code, message: failure.message });
+      }
+    }
+    if (grew) await deps.resumeHeld();
+    return { customers: customers.size, applied, errors };
+  }
+
+  /**
+   * The sweep over every customer with a policy, a chunk of `concurrency` at a time. Progress is saved
+   * after each chunk; an unfinished run (crash, time budget) is resumed by the next call, and a
+   * duplicate call of a finished run does nothing.
+   */
+  async function sweep(options: { runId?: string; budgetInMs?: number } = {}) {
+    const started = Date.now();
+    let row = undefined as Awaited<ReturnType<typeof runs.get>>;
+    for await (const r of runs.list(RUN_PARTITION)) if (r.value.state === 'running') row = r;
+    const runId = row?.value.runId ?? options.runId ?? `sweep-${now().toISOString()}`;
+    if (row === undefined) {
+      row = await runs.get(RUN_PARTITION, runId);
+      if (row?.value.state === 'done') return { ...row.value, more: false };
+      row ??= await runs.create(RUN_PARTITION, runId, {
+        runId,
+        state: 'running',
+        startedAt: now().toISOString(),
+        updatedAt: now().toISOString(),
+        after: '',
+        customers: 0,
+        seats: 0,
+        spend: 0,
+        applied: 0,
+        errors: 0,
+      });
+    }
+    const budget: RunBudget = { seats: row.value.seats, spend: row.value.spend };
+    const concurrency = Math.max(1, deps.settings().concurrency);
+    const keys: string[] = [];
+    for await (const p of policies.list(POLICY_PARTITION))
+      if (p.rowKey > row.value.after && p.value.mode !== 'off') keys.push(p.rowKey);
+    keys.sort();
+    let grew = false;
+    for (let index = 0; index < keys.length; index += concurrency) {
+      if (options.budgetInMs !== undefined && Date.now() - started > options.budgetInMs)
+        return { ...row.value, more: true };
+      const chunk = keys.slice(index, index + concurrency);
+      const results = await Promise.all(
+        chunk.map(async (key) => {
+          const cut = key.indexOf('/');
+          try {
+            return await runCustomer(key.slice(0, cut), key.slice(cut + 1), 'sweep', runId, budget);
+          } catch {
+            return undefined;
+          }
+        }),
+      );
+      for (const r of results) grew ||= r?.grew ?? false;
+      const last = chunk.at(-1) ?? row.value.after;
+      row = await runs.replace(
+        RUN_PARTITION,
+        runId,
+        {
+          ...row.value,
+          after: last,
+          updatedAt: now().toISOString(),
+          customers: row.value.customers + chunk.length,
+          seats: budget.seats,
+          spend: budget.spend,
+          applied: row.value.applied + results.reduce((s, r) => s + (r?.applied ?? 0), 0),
+          errors: row.value.errors + results.filter((r) => r === undefined).length,
+        },
+        row.etag,
+      );
+    }
+    if (grew) await deps.resumeHeld();
+    row = await runs.replace(
+      RUN_PARTITION,
+      runId,
+      { ...row.value, state: 'done', updatedAt: now().toISOString() },
+      row.etag,
+    );
+    return { ...row.value, more: false };
+  }
+
+  /** A person lets a pending change through: it is applied once, as the sweep would have. */
+  async function approve(caller: Caller, customerId: string, decisionId: string) {
+    await loadCustomer(deps.store, caller, customerId);
+    const p = `${caller.providerId}/${customerId}`;
+    const row = await decisions.get(p, decisionId);
+    if (row === undefined) throw new AppError('NotFound', `decision ${decisionId} not found`);
+    if (row.value.state === 'applied') return row.value;
+    if (row.value.status !== 'pendingApproval' || row.value.kind === 'purchaseRequest')
+      throw new AppError(
+        'Conflict',
+        row.value.kind === 'purchaseRequest'
+          ? `decision ${decisionId} is a purchase request: approve it as purchase request ${row.value.purchaseRequestId ?? ''}`
+          : `decision ${decisionId} is ${row.value.status}; only a pending change can be approved`,
+      );
+    const caller2 = systemCaller(caller.providerId);
+    const [entries, sources] = await Promise.all([
+      deps.licensing.ledger(caller2, customerId),
+      deps.licensing.getSources(caller2, customerId),
+    ]);
+    const state = deriveLedger(entries);
+    const current = state.subscriptions.find(
+      (s) => s.source === row.value.source && s.id === row.value.subscriptionId,
+    );
+    if (current?.quantity !== row.value.from) {
+      await decisions.replace(p, decisionId, { ...row.value, state: 'stale' }, row.etag);
+      throw new AppError(
+        'Conflict',
+        `the subscription has ${current?.quantity ?? 'no'} seats now, not ${row.value.from}: the next sweep decides again`,
+      );
+    }
+    const approved = await decisions.replace(
+      p,
+      decisionId,
+      { ...row.value, state: 'planned', approvedBy: caller.id },
+      row.etag,
+    );
+    const ctx: CustomerContext = {
+      providerId: caller.providerId,
+      customerId,
+      pcCustomerId: sources.partnerCenterCustomerId,
+      distributorCompanyId: sources.distributorCompanyId,
+      state,
+    };
+    try {
+      await send(ctx, approved.value);
+    } catch (error) {
+      const failure = toAppError(error);
+      await decisions.replace(
+        p,
+        decisionId,
+        { ...approved.value, state: 'failed', lastError: { code: failure.code, message: failure.message } },
+        approved.etag,
+      );
+      throw failure;
+    }
+    const done = await decisions.replace(
+      p,
+      decisionId,
+      { ...approved.value, state: 'applied', appliedAt: now().toISOString() },
+      approved.etag,
+    );
+    if (row.value.kind === 'grow') await deps.resumeHeld();
+    return done.value;
+  }
+
+  return { putPolicy, getPolicy, listDecisions, sweep, justInTime, approve };
+}
+
+export type Autoscale = ReturnType<typeof createAutoscale>;
