@@ -9,6 +9,7 @@ import {
 import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
 import { health, healthDetails } from './http/health.js';
 import { licensingFunctions } from './http/licensing.js';
+import { onboardingFunctions } from './http/onboarding.js';
 import { openApiFunction } from './http/openapi-function.js';
 import {
   cancelOperation,
@@ -34,6 +35,7 @@ import { whoami } from './http/whoami.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
 import { commerceSweep } from './timer/commerce-sweep.js';
+import { drift } from './timer/drift.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
@@ -71,6 +73,7 @@ export const definitions: FunctionDefinition[] = [
   deleteFederation,
   federationPreflight,
   ...licensingFunctions,
+  ...onboardingFunctions,
   ...subscriptionFunctions,
   directoryWorker,
   agentReplies,
@@ -78,4 +81,5 @@ export const definitions: FunctionDefinition[] = [
   operationSweep,
   commerceSweep,
   housekeeping,
+  drift,
 ];
