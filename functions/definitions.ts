@@ -9,7 +9,6 @@ import {
 import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
 import { health, healthDetails } from './http/health.js';
 import { licensingFunctions } from './http/licensing.js';
-import { onboardingFunctions } from './http/onboarding.js';
 import { openApiFunction } from './http/openapi-function.js';
 import {
   cancelOperation,
@@ -32,10 +31,11 @@ import {
   updateUser,
 } from './http/users.js';
 import { whoami } from './http/whoami.js';
+import { autoscaleFunctions } from './http/autoscale.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
 import { commerceSweep } from './timer/commerce-sweep.js';
-import { drift } from './timer/drift.js';
+import { autoscaleJustInTime, autoscaleSweep } from './timer/autoscale.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
@@ -73,13 +73,14 @@ export const definitions: FunctionDefinition[] = [
   deleteFederation,
   federationPreflight,
   ...licensingFunctions,
-  ...onboardingFunctions,
+  ...autoscaleFunctions,
   ...subscriptionFunctions,
   directoryWorker,
   agentReplies,
   licenceSweep,
   operationSweep,
   commerceSweep,
+  autoscaleSweep,
+  autoscaleJustInTime,
   housekeeping,
-  drift,
 ];

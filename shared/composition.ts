@@ -34,12 +34,12 @@ import type { HealthCheck } from './ports/health.js';
 import type { OnPremCommandChannel, OnPremDirectory } from './ports/on-prem-directory.js';
 import type { Store } from './ports/store.js';
 import { privateKeyFromPem } from './relay-protocol/index.js';
+import { createAutoscale, type Autoscale } from './usecases/autoscale.js';
 import { createCallerRegistry, type CallerRegistry } from './usecases/callers.js';
 import { createCustomerRemoval, type CustomerRemoval } from './usecases/customer-removal.js';
 import { createCustomers, type Customers } from './usecases/customers.js';
 import { createFederation, type Federation } from './usecases/federation.js';
 import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
-import { createOnboarding, type Onboarding } from './usecases/onboarding.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSites, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
@@ -62,8 +62,8 @@ export interface AppDeps {
   sites: Sites;
   /** Licence sources, the per-source seat ledger, reconciliation and purchase requests. */
   licensing: Licensing;
-  /** Onboarding existing tenants, Tenant Connect, and the drift sync. */
-  onboarding: Onboarding;
+  /** Seat autoscaling by demand under New Commerce rules (issue 15). */
+  autoscale: Autoscale;
   /** Buying and changing Partner Center subscriptions (issue 14). */
   subscriptions: Subscriptions;
   /** The commerce saga runner behind purchases and tenant creation (its sweeper resumes them). */
@@ -351,6 +351,24 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     },
   });
 
+  // Seat autoscaling (issue 15): decides from the ledger, applies through the connectors, records
+  // every change in the ledger, and queues held operations again once seats were bought.
+  const autoscale = createAutoscale({
+    store,
+    clock,
+    licensing,
+    recordChange: (providerId, customerId, change) =>
+      licensing.recordSubscriptionChange(providerId, customerId, change),
+    connectors,
+    resumeHeld: () => provisioning.sweepHeldOperations(),
+    settings: () => ({
+      killSwitch: settings.Autoscale__killSwitch,
+      seatsPerRun: settings.Autoscale__seatsPerRun,
+      spendPerRun: settings.Autoscale__spendPerRun,
+      concurrency: settings.Autoscale__concurrency,
+    }),
+  });
+
   const healthChecks: HealthCheck[] = [
     {
       name: 'storage',
@@ -399,22 +417,10 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     }),
     sites,
     licensing,
+    autoscale,
     subscriptions,
     commerceOperations,
     ...(relay === undefined ? {} : { relay }),
-    onboarding: createOnboarding({
-      store,
-      clock,
-      ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
-      ...(settings.Graph__homeTenantId === undefined ? {} : { homeTenantId: settings.Graph__homeTenantId }),
-      ...(settings.Graph__clientId === undefined ? {} : { appClientId: settings.Graph__clientId }),
-      guard: {
-        maxCount: settings.Onboarding__deleteThresholdCount,
-        maxPercent: settings.Onboarding__deleteThresholdPercent,
-        minForPercent: settings.Onboarding__deleteThresholdMinimum,
-      },
-      onError: (error) => overrides.log?.warn('onboarding run stopped', { error }),
-    }),
     healthChecks,
     async pruneRelayReplies() {
       let removed = 0;

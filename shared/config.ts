@@ -104,17 +104,26 @@ export const settingsSchema = z.object({
   Commerce__dailySpendCapPerCustomer: z.coerce.number().nonnegative().default(2_000),
   Commerce__approvalThreshold: z.coerce.number().nonnegative().default(500),
 
+  // Seat autoscaling (issue 15): the sweep's NCRONTAB (six fields), a kill switch that stops every
+  // autoscale change at once (decisions are still recorded, as withheld), run-wide caps on bought seats
+  // and commitment spend, and how many customers one sweep decides at a time.
+  Autoscale__sweepSchedule: z
+    .string()
+    .trim()
+    .regex(/^\S+( \S+){5}$/, 'six NCRONTAB fields: second minute hour day month day-of-week')
+    .default('0 30 2 * * *'),
+  Autoscale__killSwitch: z
+    .enum(['true', 'false', '1', '0'])
+    .default('false')
+    .transform((v) => v === 'true' || v === '1'),
+  Autoscale__seatsPerRun: z.coerce.number().int().nonnegative().default(500),
+  Autoscale__spendPerRun: z.coerce.number().nonnegative().default(20_000),
+  Autoscale__concurrency: positiveInt.default(8),
+
   // Accidental bulk delete/disable guard (like Entra Connect's threshold).
   Guard__maxSharePercent: z.coerce.number().min(1).max(100).default(10),
   Guard__minUsers: positiveInt.default(20),
   Guard__windowInMinutes: positiveInt.default(60),
-
-  // Onboarding sync (issue 16): a drift pass deleting more than the count, or more than the share of the
-  // customer's users once at least the minimum is deleted, stops and waits for confirmation (Entra
-  // Connect's export-deletion threshold, default 500).
-  Onboarding__deleteThresholdCount: positiveInt.default(500),
-  Onboarding__deleteThresholdPercent: z.coerce.number().min(1).max(100).default(20),
-  Onboarding__deleteThresholdMinimum: positiveInt.default(10),
 
   // Local host only.
   LocalHost__port: positiveInt.default(7071),

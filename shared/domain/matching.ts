@@ -125,6 +125,8 @@ export class Matcher {
   private readonly byEntraId = new Map<string, string>();
   /** local key → the cloud ids that matched it. */
   private readonly claims = new Map<string, string[]>();
+  /** local keys that were a candidate of some case: not "only local", a person decides them. */
+  private readonly considered = new Set<string>();
 
   constructor(
     locals: Iterable<LocalIdentity>,
@@ -180,6 +182,8 @@ export class Matcher {
 
   match(cloud: CloudIdentity): MatchDecision {
     const decision = this.decide(cloud);
+    if (decision.kind === 'case')
+      for (const candidate of decision.candidates) this.considered.add(candidate.key);
     if (decision.kind === 'match') {
       const claimed = this.claims.get(decision.key);
       if (claimed === undefined) this.claims.set(decision.key, [cloud.id]);
@@ -235,9 +239,15 @@ export class Matcher {
     for (const [key, cloudIds] of this.claims) if (cloudIds.length > 1) yield { key, cloudIds };
   }
 
-  /** Local objects no cloud user matched (only in Atria or AD). */
+  /** Local objects no cloud user matched nor named as a candidate (only in Atria or AD). */
   *unclaimed(): Iterable<LocalIdentity> {
-    for (const [key, local] of this.byKey) if (!this.claims.has(key)) yield local;
+    for (const [key, local] of this.byKey)
+      if (!this.claims.has(key) && !this.considered.has(key)) yield local;
+  }
+
+  /** Records a case candidate seen by an earlier run (a resumed run's earlier pages). */
+  restoreCandidate(key: string): void {
+    this.considered.add(key);
   }
 
   /** Records a match made outside this matcher (a resumed run's earlier pages). */

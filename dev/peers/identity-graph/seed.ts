@@ -63,6 +63,10 @@ export const tenantSeedSchema = z.object({
   skus: z.array(skuSeedSchema).optional(),
   users: z.array(userSeedSchema).optional(),
   subscriptions: z.array(subscriptionSeedSchema).optional(),
+  /** Activated directory roles (directoryrole.md) and the UPNs of their members, e.g. Global Administrator. */
+  directoryRoles: z
+    .array(z.object({ roleTemplateId: guid, displayName: z.string().min(1), members: z.array(z.string()) }))
+    .optional(),
   /** The CSP partner managing this tenant: the tenant appears in that partner tenant's GET /contracts. */
   partnerTenantId: guid.optional(),
   contractType: z.enum(['ResellerPartner', 'SyndicationPartner', 'BreadthPartner']).optional(),

@@ -148,6 +148,11 @@ export class TenantState {
   partnerTenantType: string | undefined;
   readonly users = new Map<string, UserRecord>();
   readonly groups = new Map<string, GroupRecord>();
+  /** Activated directory roles: id → role with its member user ids. */
+  readonly directoryRoles = new Map<
+    string,
+    { id: string; displayName: string; roleTemplateId: string; members: Set<string> }
+  >();
   /** domain id → its one internalDomainFederation */
   readonly federation = new Map<string, FederationRecord>();
   seq = 0;
@@ -442,6 +447,20 @@ export class DirectoryState {
         deletedAtMs: undefined,
         createdAtMs: 0,
         seq: tenant.nextSeq(),
+      });
+    }
+    for (const role of seed.directoryRoles ?? []) {
+      const members = new Set<string>();
+      for (const upn of role.members)
+        for (const user of tenant.users.values())
+          if (String(user.props['userPrincipalName']).toLowerCase() === upn.toLowerCase())
+            members.add(user.id);
+      const roleId = randomUUID();
+      tenant.directoryRoles.set(roleId, {
+        id: roleId,
+        displayName: role.displayName,
+        roleTemplateId: role.roleTemplateId,
+        members,
       });
     }
     this.tenants.set(id, tenant);

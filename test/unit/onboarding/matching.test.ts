@@ -229,6 +229,12 @@ describe('admins, existing links and double claims', () => {
     expect([...m.unclaimed()].map((l) => l.key)).toEqual(['b']);
   });
 
+  it('does not report a case candidate as only local', () => {
+    const m = new Matcher([local({ key: 'adm' }), local({ key: 'lone' })]);
+    m.match(cloud({ id: 'c1', userPrincipalName: 'adm@contoso.example', isAdmin: true }));
+    expect([...m.unclaimed()].map((l) => l.key)).toEqual(['lone']);
+  });
+
   it('refuses thresholds out of order', () => {
     expect(() => new Matcher([], { ...defaultMatchRules, candidate: 0.95, definite: 0.9 })).toThrow(
       /candidate/,

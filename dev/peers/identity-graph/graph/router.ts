@@ -10,6 +10,7 @@ import {
   listSkus,
 } from './directory.js';
 import { deletedItems } from './deleted.js';
+import { directoryRoles } from './roles.js';
 import { tenantRelationships } from './gdap.js';
 import { applications, availableExtensionProperties } from './extensions.js';
 import {
@@ -130,6 +131,10 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
         if (d === '$ref' && s.length === 5)
           return m === 'DELETE' ? removeMember(ctx, a, c) : methodNotAllowed(ctx);
       }
+      break;
+    case 'directoryRoles':
+      if (m !== 'GET') return methodNotAllowed(ctx);
+      if (c === undefined) return directoryRoles(ctx, a, b);
       break;
     case 'subscribedSkus':
       if (m !== 'GET') return methodNotAllowed(ctx);

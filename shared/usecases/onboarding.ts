@@ -1,0 +1,1205 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import type { Caller } from '../domain/caller.js';
+import type { Customer } from '../domain/customer.js';
+import {
+  defaultMatchRules,
+  deleteGuardTrips,
+  diffAttributes,
+  Matcher,
+  type AttributeDifference,
+  type DeleteGuard,
+  type LocalIdentity,
+  type MatchRules,
+} from '../domain/matching.js';
+import { userRecordSchema, type UserRecord } from '../domain/user.js';
+import { AppError, toAppError } from '../errors.js';
+import type { Clock } from '../ports/clock.js';
+import type {
+  CloudDirectory,
+  CloudDirectoryFactory,
+  CloudUserSnapshot,
+  ImportedCloudUser,
+} from '../ports/cloud-directory.js';
+import type { Store, Versioned } from '../ports/store.js';
+import { loadCustomer } from './customers.js';
+import { pageOf, type PageOf, type PageRequest } from './paging.js';
+import { createTenancy } from './tenancy.js';
+
+/**
+ * Onboarding an existing tenant (and Tenant Connect: the same path for a customer whose users Atria
+ * already holds), then keeping it in sync.
+ *
+ * A job reads the tenant page by page (users/delta, so the round ends with a delta link for the drift
+ * timer), matches each user as it streams past against the customer's Atria users (indexed once, see
+ * domain/matching.ts) and writes one item per object: matched, case, only in the cloud, only local.
+ * Memory holds the local index and one page, never the tenant. The job is a dry run: nothing is linked
+ * until a person approves (all at once or per item); cases are resolved one by one. Progress and the
+ * cursor are saved after every page under a lease, so a job whose process died resumes where it was.
+ */
+
+const jobStates = ['reading', 'awaitingApproval', 'completed', 'failed'] as const;
+
+const progressSchema = z.object({
+  read: z.number(),
+  matched: z.number(),
+  cases: z.number(),
+  onlyInCloud: z.number(),
+  onlyLocal: z.number(),
+  /** Cases without a resolution, plus approved items not yet applied. */
+  pending: z.number(),
+  linked: z.number(),
+  created: z.number(),
+});
+type Progress = z.infer<typeof progressSchema>;
+
+const jobSchema = z.object({
+  jobId: z.string(),
+  providerId: z.string(),
+  customerId: z.string(),
+  tenantId: z.string(),
+  state: z.enum(jobStates),
+  /** How the tenant was reachable; GDAP state as the partner tenant shows it (null: not readable). */
+  access: z
+    .object({
+      via: z.literal('appConsent'),
+      gdapRelationships: z.array(z.object({ id: z.string(), status: z.string() })).nullable(),
+    })
+    .optional(),
+  organization: z
+    .object({ id: z.string(), displayName: z.string(), partnerTenantType: z.string().nullable() })
+    .optional(),
+  domains: z
+    .array(
+      z.object({
+        id: z.string(),
+        authenticationType: z.string(),
+        isDefault: z.boolean(),
+        isInitial: z.boolean(),
+        isVerified: z.boolean(),
+        federation: z
+          .object({
+            issuerUri: z.string(),
+            passiveSignInUri: z.string(),
+            preferredAuthenticationProtocol: z.string(),
+          })
+          .nullable(),
+      }),
+    )
+    .default([]),
+  skus: z
+    .array(
+      z.object({
+        skuId: z.string(),
+        skuPartNumber: z.string(),
+        enabledUnits: z.number(),
+        consumedUnits: z.number(),
+      }),
+    )
+    .default([]),
+  progress: progressSchema,
+  cursor: z.string().optional(),
+  deltaLink: z.string().optional(),
+  leaseUntil: z.string().optional(),
+  approvedAt: z.string().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type OnboardingJob = z.infer<typeof jobSchema>;
+
+const candidateSchema = z.object({ key: z.string(), score: z.number(), rules: z.array(z.string()) });
+const resolutionSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('link'), userId: z.string() }),
+  z.object({ action: z.literal('createNew') }),
+  z.object({ action: z.literal('ignore') }),
+]);
+export type CaseResolution = z.infer<typeof resolutionSchema>;
+export const resolveCaseRequestSchema = z.discriminatedUnion('action', [
+  z.strictObject({ action: z.literal('link'), userId: z.string().min(1).max(64) }),
+  z.strictObject({ action: z.literal('createNew') }),
+  z.strictObject({ action: z.literal('ignore') }),
+]);
+
+const itemKinds = ['matched', 'case', 'onlyInCloud', 'onlyLocal'] as const;
+export const itemKindSchema = z.enum(itemKinds);
+const itemSchema = z.object({
+  itemId: z.string(),
+  kind: z.enum(itemKinds),
+  cloud: z
+    .object({
+      id: z.string(),
+      userPrincipalName: z.string(),
+      displayName: z.string(),
+      onPremisesImmutableId: z.string().nullable(),
+      accountEnabled: z.boolean(),
+      isAdmin: z.boolean(),
+      licences: z.array(z.string()),
+    })
+    .optional(),
+  /** The Atria user id matched (or the only-local one). */
+  userId: z.string().optional(),
+  how: z.enum(['linked', 'hard', 'soft']).optional(),
+  score: z.number().optional(),
+  rules: z.array(z.string()).optional(),
+  reason: z.enum(['belowDefinite', 'ambiguous', 'adminRole']).optional(),
+  candidates: z.array(candidateSchema).optional(),
+  differences: z
+    .array(
+      z.object({
+        attribute: z.string(),
+        cloud: z.string().nullable(),
+        local: z.string().nullable(),
+        winner: z.enum(['ad', 'cloud']),
+      }),
+    )
+    .default([]),
+  resolution: resolutionSchema.optional(),
+  appliedAt: z.string().optional(),
+});
+export type OnboardingItem = z.infer<typeof itemSchema>;
+
+const lockSchema = z.object({ jobId: z.string(), active: z.boolean() });
+
+const syncStateSchema = z.object({
+  providerId: z.string(),
+  customerId: z.string(),
+  tenantId: z.string(),
+  deltaLink: z.string().optional(),
+  /** Set when a pass found more deletions than the guard allows; nothing was deleted. */
+  held: z.object({ deletions: z.number(), users: z.number(), since: z.string() }).optional(),
+  /** A person confirmed the held deletions: the next pass applies them once. */
+  confirmed: z.boolean().default(false),
+  /** Objects whose change failed, retried with backoff on later passes. */
+  failures: z
+    .array(z.object({ id: z.string(), attempts: z.number(), nextAttemptAt: z.string(), error: z.string() }))
+    .default([]),
+  lastPass: z
+    .object({
+      at: z.string(),
+      full: z.boolean(),
+      upserted: z.number(),
+      removed: z.number(),
+      created: z.number(),
+      reverted: z.number(),
+    })
+    .optional(),
+});
+export type SyncState = z.infer<typeof syncStateSchema>;
+
+export const startOnboardingRequestSchema = z.strictObject({
+  tenantId: z.string().regex(/^[0-9a-fA-F-]{36}$/, 'a tenant id (GUID)'),
+});
+export const approveRequestSchema = z.strictObject({
+  /** Only these items (cloud object ids); all of them when absent. */
+  items: z.array(z.string().min(1).max(128)).min(1).max(500).optional(),
+});
+
+export interface SyncPassResult {
+  held: boolean;
+  full: boolean;
+  upserted: number;
+  removed: number;
+  created: number;
+  reverted: number;
+  failed: number;
+  deletions?: number;
+}
+
+export interface OnboardingDeps {
+  store: Store;
+  clock: Clock;
+  cloudDirectory?: CloudDirectoryFactory;
+  /** The app's home (partner) tenant, where GDAP relationships are read. */
+  homeTenantId?: string;
+  appClientId?: string;
+  guard: DeleteGuard;
+  rules?: MatchRules;
+  leaseInMs?: number;
+  /** Called with a job's failure (the background run has no caller to answer). */
+  onError?: (error: unknown) => void;
+}
+
+const userPartition = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
+const lockKey = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
+const emptyProgress = (): Progress => ({
+  read: 0,
+  matched: 0,
+  cases: 0,
+  onlyInCloud: 0,
+  onlyLocal: 0,
+  pending: 0,
+  linked: 0,
+  created: 0,
+});
+
+/** Atria user ids for users first seen in the cloud: stable, so a repeat creates nothing new. */
+const cloudUserId = (objectId: string): string => `entra-${objectId}`;
+
+function localOf(record: UserRecord): LocalIdentity {
+  const anchors = record.ad === undefined ? [] : [record.ad.objectGuid];
+  return {
+    key: record.userId,
+    userPrincipalName: record.userPrincipalName,
+    displayName: record.displayName,
+    anchors,
+    primarySmtp: null,
+    employeeId: null,
+    entraObjectId: record.entra?.objectId ?? null,
+  };
+}
+
+export function createOnboarding(deps: OnboardingDeps) {
+  const jobs = deps.store.collection('onboardingjobs', jobSchema);
+  const items = deps.store.collection('onboardingitems', itemSchema);
+  const locks = deps.store.collection('onboardinglocks', lockSchema);
+  const syncStates = deps.store.collection('onboardingsync', syncStateSchema);
+  const users = deps.store.collection('users', userRecordSchema);
+  const tenancy = createTenancy(deps);
+  const rules = deps.rules ?? defaultMatchRules;
+  const leaseInMs = deps.leaseInMs ?? 120_000;
+  const LOCKS = 'onboarding';
+  const SYNC = 'sync';
+  const running = new Map<string, Promise<void>>();
+
+  const now = (): string => deps.clock.now().toISOString();
+  const itemsPartition = (job: { providerId: string; customerId: string; jobId: string }): string =>
+    `${job.providerId}/${job.customerId}/${job.jobId}`;
+
+  function directory(tenantId: string): CloudDirectory {
+    if (deps.cloudDirectory === undefined)
+      throw new AppError('Unavailable', 'Microsoft Graph is not configured', { retryable: false });
+    return deps.cloudDirectory(tenantId);
+  }
+
+  /** GDAP relationships for the tenant as the partner tenant shows them; null when not readable. */
+  async function gdapState(tenantId: string): Promise<{ id: string; status: string }[] | null> {
+    if (deps.homeTenantId === undefined) return null;
+    try {
+      const found = await directory(deps.homeTenantId).listDelegatedAdminRelationships({
+        customerTenantId: tenantId,
+      });
+      return found.map((r) => ({ id: r.id, status: r.status }));
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Access first: the app must read the tenant's organization (admin consent in that tenant). When it
+   * cannot, the error says what to do, with the GDAP relationships the partner tenant holds for it.
+   */
+  async function checkAccess(
+    tenantId: string,
+  ): Promise<NonNullable<OnboardingJob['access']> & { org: OnboardingJob['organization'] }> {
+    try {
+      const org = await directory(tenantId).getOrganization();
+      return {
+        via: 'appConsent',
+        gdapRelationships: await gdapState(tenantId),
+        org: { id: org.id, displayName: org.displayName, partnerTenantType: org.partnerTenantType },
+      };
+    } catch (thrown) {
+      const error = toAppError(thrown);
+      if (
+        !['InvalidCredentials', 'Forbidden', 'Unauthenticated', 'NotFound', 'Validation'].includes(error.code)
+      )
+        throw error;
+      const gdap = await gdapState(tenantId);
+      const active = gdap?.some((r) => r.status === 'active') ?? false;
+      const consent =
+        deps.appClientId === undefined
+          ? 'grant admin consent to the Atria app in the tenant'
+          : `a Global Administrator of the tenant grants admin consent to app ${deps.appClientId} (https://login.microsoftonline.com/${tenantId}/adminconsent?client_id=${deps.appClientId})`;
+      throw new AppError(
+        'Forbidden',
+        `Atria cannot read tenant ${tenantId} (${error.code}: ${error.message}). To onboard it, ${consent}` +
+          (active
+            ? '; a GDAP relationship is active, but onboarding reads the tenant with the app, so consent is still needed.'
+            : gdap !== null && gdap.length > 0
+              ? `; GDAP relationships exist but none is active (${gdap.map((r) => r.status).join(', ')}): have the customer approve it.`
+              : '; or set up a GDAP relationship with the Directory Readers and User Administrator roles and have the customer approve it.'),
+        { details: { tenantId, cause: error.code, gdapRelationships: gdap } },
+      );
+    }
+  }
+
+  async function assertCustomerTenant(
+    caller: Caller,
+    customerId: string,
+    tenantId: string,
+  ): Promise<Customer> {
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    if (customer.entra?.tenantId.toLowerCase() !== tenantId.toLowerCase())
+      throw new AppError(
+        'Conflict',
+        `customer ${customerId} does not name tenant ${tenantId}: set entra.tenantId on the customer first (PUT /customers/${customerId}), which claims the tenant`,
+        { details: { errors: [{ path: 'body.tenantId', message: 'not the customer tenant' }] } },
+      );
+    await tenancy.assertWorkAllowed(caller.providerId, customer);
+    return customer;
+  }
+
+  async function latestJob(
+    providerId: string,
+    customerId: string,
+  ): Promise<Versioned<OnboardingJob> | undefined> {
+    const lock = await locks.get(LOCKS, lockKey(providerId, customerId));
+    if (lock === undefined) return undefined;
+    return jobs.get(userPartition(providerId, customerId), lock.value.jobId);
+  }
+
+  async function requireJob(caller: Caller, customerId: string): Promise<Versioned<OnboardingJob>> {
+    await loadCustomer(deps.store, caller, customerId);
+    const job = await latestJob(caller.providerId, customerId);
+    if (job === undefined) throw new AppError('NotFound', `customer ${customerId} has no onboarding`);
+    return job;
+  }
+
+  /** Starts (or returns the running) onboarding of the customer's tenant. */
+  async function start(caller: Caller, customerId: string, tenantId: string): Promise<OnboardingJob> {
+    await assertCustomerTenant(caller, customerId, tenantId);
+    const existing = await latestJob(caller.providerId, customerId);
+    if (
+      existing !== undefined &&
+      (existing.value.state === 'reading' || existing.value.state === 'awaitingApproval')
+    ) {
+      kick(existing.value);
+      return existing.value;
+    }
+    const access = await checkAccess(tenantId);
+    const at = now();
+    const job: OnboardingJob = {
+      jobId: randomUUID(),
+      providerId: caller.providerId,
+      customerId,
+      tenantId: tenantId.toLowerCase(),
+      state: 'reading',
+      access: { via: access.via, gdapRelationships: access.gdapRelationships },
+      ...(access.org === undefined ? {} : { organization: access.org }),
+      domains: [],
+      skus: [],
+      progress: emptyProgress(),
+      createdAt: at,
+      updatedAt: at,
+    };
+    await jobs.create(userPartition(caller.providerId, customerId), job.jobId, job);
+    // The lock names the one current job of the customer; a racing start loses here and reads the winner.
+    const key = lockKey(caller.providerId, customerId);
+    const lock = await locks.get(LOCKS, key);
+    if (lock === undefined) await locks.create(LOCKS, key, { jobId: job.jobId, active: true });
+    else await locks.replace(LOCKS, key, { jobId: job.jobId, active: true }, lock.etag);
+    kick(job);
+    return job;
+  }
+
+  /** Runs the job in the background of this process (the drift timer resumes one whose process died). */
+  function kick(job: OnboardingJob): void {
+    if (job.state !== 'reading') return;
+    const key = itemsPartition(job);
+    if (running.has(key)) return;
+    const run = read(job.providerId, job.customerId, job.jobId)
+      .catch((error: unknown) => deps.onError?.(error))
+      .finally(() => running.delete(key));
+    running.set(key, run);
+  }
+
+  /** Waits for this process's runs (tests, shutdown). */
+  async function idle(): Promise<void> {
+    await Promise.all([...running.values()]);
+  }
+
+  async function saveJob(
+    current: Versioned<OnboardingJob>,
+    patch: Partial<OnboardingJob>,
+  ): Promise<Versioned<OnboardingJob>> {
+    return jobs.replace(
+      current.partitionKey,
+      current.rowKey,
+      { ...current.value, ...patch, updatedAt: now() },
+      current.etag,
+    );
+  }
+
+  async function read(providerId: string, customerId: string, jobId: string): Promise<void> {
+    let job = await jobs.get(userPartition(providerId, customerId), jobId);
+    if (job?.value.state !== 'reading') return;
+    const leaseOpen = job.value.leaseUntil === undefined || job.value.leaseUntil <= now();
+    if (!leaseOpen) return;
+    const lease = (): string => new Date(deps.clock.now().getTime() + leaseInMs).toISOString();
+    // Taking the lease is an etag-guarded write: a second instance gets ConcurrencyConflict and stops.
+    job = await saveJob(job, { leaseUntil: lease() });
+    const cloud = directory(job.value.tenantId);
+    try {
+      if (job.value.domains.length === 0)
+        job = await saveJob(job, { ...(await readTenantFacts(cloud)), leaseUntil: lease() });
+
+      const locals: LocalIdentity[] = [];
+      for await (const row of users.list(userPartition(providerId, customerId)))
+        if (row.value.state !== 'deleted') locals.push(localOf(row.value));
+      const matcher = new Matcher(locals, rules);
+      const admins = new Set(await cloud.listDirectoryRoleMemberIds());
+      const partition = itemsPartition(job.value);
+      // A resumed run: earlier pages' matches still claim their local objects.
+      if (job.value.cursor !== undefined)
+        for await (const row of items.list(partition))
+          if (row.value.kind === 'matched' && row.value.userId !== undefined && row.value.cloud !== undefined)
+            matcher.restoreClaim(row.value.userId, row.value.cloud.id);
+          else for (const candidate of row.value.candidates ?? []) matcher.restoreCandidate(candidate.key);
+
+      const progress = { ...job.value.progress };
+      let cursor = job.value.cursor;
+      for (;;) {
+        const page = await cloud.listUserImportChanges(cursor);
+        for (const change of page.changes) {
+          if (change.kind !== 'upserted') continue;
+          progress.read++;
+          await record(matcher, partition, change.user, admins.has(change.user.id), progress);
+        }
+        if (page.deltaLink !== undefined) {
+          for (const local of matcher.unclaimed()) {
+            progress.onlyLocal++;
+            await items.upsert(partition, `local:${local.key}`, {
+              itemId: `local:${local.key}`,
+              kind: 'onlyLocal',
+              userId: local.key,
+              differences: [],
+            });
+          }
+          progress.pending = progress.cases;
+          const { cursor: _done, leaseUntil: _lease, ...rest } = job.value;
+          void _done;
+          void _lease;
+          await jobs.replace(
+            job.partitionKey,
+            job.rowKey,
+            { ...rest, progress, deltaLink: page.deltaLink, state: 'awaitingApproval', updatedAt: now() },
+            job.etag,
+          );
+          return;
+        }
+        cursor = page.nextCursor;
+        job = await saveJob(job, {
+          progress: { ...progress },
+          ...(cursor === undefined ? {} : { cursor }),
+          leaseUntil: lease(),
+        });
+      }
+    } catch (thrown) {
+      const error = toAppError(thrown);
+      if (error.retryable || error.code === 'ConcurrencyConflict') throw error; // resumed by the timer
+      const fresh = await jobs.get(job.partitionKey, job.rowKey);
+      if (fresh !== undefined)
+        await saveJob(fresh, { state: 'failed', error: { code: error.code, message: error.message } });
+      throw error;
+    }
+  }
+
+  async function readTenantFacts(cloud: CloudDirectory): Promise<Pick<OnboardingJob, 'domains' | 'skus'>> {
+    const domains: OnboardingJob['domains'] = [];
+    for (const domain of await cloud.listDomains()) {
+      const federation =
+        domain.authenticationType === 'Federated' ? await cloud.getDomainFederation(domain.id) : undefined;
+      domains.push({
+        id: domain.id,
+        authenticationType: domain.authenticationType,
+        isDefault: domain.isDefault,
+        isInitial: domain.isInitial,
+        isVerified: domain.isVerified,
+        federation:
+          federation === undefined
+            ? null
+            : {
+                issuerUri: federation.issuerUri,
+                passiveSignInUri: federation.passiveSignInUri,
+                preferredAuthenticationProtocol: federation.preferredAuthenticationProtocol,
+              },
+      });
+    }
+    const skus = (await cloud.listSubscribedSkus()).map((s) => ({
+      skuId: s.skuId,
+      skuPartNumber: s.skuPartNumber,
+      enabledUnits: s.enabledUnits,
+      consumedUnits: s.consumedUnits,
+    }));
+    return { domains, skus };
+  }
+
+  /** Decides one cloud user and writes its item; a second claim on a local object turns both into cases. */
+  async function record(
+    matcher: Matcher,
+    partition: string,
+    user: ImportedCloudUser,
+    isAdmin: boolean,
+    progress: Progress,
+  ): Promise<void> {
+    const cloud = {
+      id: user.id,
+      userPrincipalName: user.userPrincipalName,
+      displayName: user.displayName,
+      onPremisesImmutableId: user.onPremisesImmutableId,
+      accountEnabled: user.accountEnabled ?? true,
+      isAdmin,
+      licences: user.assignedLicences.map((l) => l.skuId),
+    };
+    const decision = matcher.match({
+      id: user.id,
+      userPrincipalName: user.userPrincipalName,
+      displayName: user.displayName,
+      onPremisesImmutableId: user.onPremisesImmutableId,
+      proxyAddresses: user.proxyAddresses,
+      employeeId: user.employeeId,
+      isAdmin,
+    });
+    if (decision.kind === 'none') {
+      progress.onlyInCloud++;
+      await items.upsert(partition, user.id, {
+        itemId: user.id,
+        kind: 'onlyInCloud',
+        cloud,
+        differences: [],
+      });
+      return;
+    }
+    if (decision.kind === 'case') {
+      progress.cases++;
+      await items.upsert(partition, user.id, {
+        itemId: user.id,
+        kind: 'case',
+        cloud,
+        reason: decision.reason,
+        candidates: decision.candidates,
+        differences: [],
+      });
+      return;
+    }
+    const local = matcher.local(decision.key);
+    const anchoredInAd = (local?.anchors.length ?? 0) > 0;
+    const differences: AttributeDifference[] =
+      local === undefined
+        ? []
+        : diffAttributes(
+            { userPrincipalName: user.userPrincipalName, displayName: user.displayName },
+            { userPrincipalName: local.userPrincipalName, displayName: local.displayName },
+            anchoredInAd,
+          );
+    const claimedBy = [...matcher.claimedTwice()].find((c) => c.key === decision.key);
+    if (claimedBy !== undefined) {
+      // Never guessed: every cloud user that matched this local object becomes a case.
+      progress.cases++;
+      await items.upsert(partition, user.id, {
+        itemId: user.id,
+        kind: 'case',
+        cloud,
+        reason: 'ambiguous',
+        candidates: [{ key: decision.key, score: decision.score, rules: decision.rules }],
+        differences,
+      });
+      for (const otherId of claimedBy.cloudIds) {
+        if (otherId === user.id) continue;
+        const other = await items.get(partition, otherId);
+        if (other?.value.kind !== 'matched') continue;
+        progress.matched--;
+        progress.cases++;
+        const { userId: _u, how: _h, score: _s, rules: _r, ...rest } = other.value;
+        void _u;
+        void _h;
+        void _s;
+        void _r;
+        await items.replace(
+          partition,
+          otherId,
+          {
+            ...rest,
+            kind: 'case',
+            reason: 'ambiguous',
+            candidates: [
+              { key: decision.key, score: other.value.score ?? 1, rules: other.value.rules ?? [] },
+            ],
+          },
+          other.etag,
+        );
+      }
+      return;
+    }
+    progress.matched++;
+    await items.upsert(partition, user.id, {
+      itemId: user.id,
+      kind: 'matched',
+      cloud,
+      userId: decision.key,
+      how: decision.how,
+      score: decision.score,
+      rules: decision.rules,
+      differences,
+    });
+  }
+
+  // ─── Applying: links, anchors, new records ──────────────────────────────────────────────────────────
+
+  /** Links the cloud user to an Atria user: stamps the anchor (later matches are hard) and applies the diff. */
+  async function link(job: OnboardingJob, item: OnboardingItem, userId: string): Promise<'linked'> {
+    const cloudUser = item.cloud;
+    if (cloudUser === undefined) throw new AppError('Validation', `item ${item.itemId} has no cloud user`);
+    const partition = userPartition(job.providerId, job.customerId);
+    const row = await users.get(partition, userId);
+    if (row === undefined || row.value.state === 'deleted')
+      throw new AppError('NotFound', `user ${userId} not found`);
+    const taken = row.value.entra?.objectId;
+    if (taken !== undefined && taken !== cloudUser.id)
+      throw new AppError('Conflict', `user ${userId} is already linked to Entra object ${taken}`);
+    const anchor = row.value.ad?.objectGuid;
+    const cloud = directory(job.tenantId);
+    // Compared against the user actually linked (a resolution may name another than the candidate).
+    const differences = diffAttributes(
+      { userPrincipalName: cloudUser.userPrincipalName, displayName: cloudUser.displayName },
+      { userPrincipalName: row.value.userPrincipalName, displayName: row.value.displayName },
+      anchor !== undefined,
+    );
+    const fromCloud: Partial<UserRecord> = {};
+    const patch: Record<string, string> = {};
+    for (const difference of differences) {
+      const attribute = difference.attribute;
+      if (attribute !== 'displayName' && attribute !== 'userPrincipalName') continue;
+      if (difference.winner === 'ad' && difference.local !== null) patch[attribute] = difference.local;
+      if (difference.winner === 'cloud' && difference.cloud !== null) fromCloud[attribute] = difference.cloud;
+    }
+    // AD wins for an AD-anchored user: the cloud gets the anchor (later matches are hard) and AD's values.
+    if (anchor !== undefined && cloudUser.onPremisesImmutableId !== anchor)
+      patch['onPremisesImmutableId'] = anchor;
+    if (Object.keys(patch).length > 0) await cloud.updateUser(cloudUser.id, patch);
+    const licences = mergeLicences(row.value.licences, cloudUser.licences);
+    await users.replace(
+      partition,
+      userId,
+      {
+        ...row.value,
+        ...fromCloud,
+        entra: { objectId: cloudUser.id, ...(anchor === undefined ? {} : { onPremisesImmutableId: anchor }) },
+        licences,
+        updatedAt: now(),
+      },
+      row.etag,
+    );
+    return 'linked';
+  }
+
+  function mergeLicences(existing: UserRecord['licences'], skuIds: string[]): UserRecord['licences'] {
+    const at = now();
+    const kept = existing.filter((l) => skuIds.includes(l.skuId));
+    for (const skuId of skuIds)
+      if (!kept.some((l) => l.skuId === skuId)) kept.push({ skuId, assignedAt: at });
+    return kept;
+  }
+
+  /** A cloud user Atria did not hold becomes an Atria user (a repeat finds it and changes nothing). */
+  async function createRecord(job: OnboardingJob, item: OnboardingItem): Promise<'created'> {
+    const cloudUser = item.cloud;
+    if (cloudUser === undefined) throw new AppError('Validation', `item ${item.itemId} has no cloud user`);
+    const partition = userPartition(job.providerId, job.customerId);
+    const userId = cloudUserId(cloudUser.id);
+    const at = now();
+    try {
+      await users.create(partition, userId, {
+        userId,
+        providerId: job.providerId,
+        customerId: job.customerId,
+        userPrincipalName: cloudUser.userPrincipalName,
+        displayName: cloudUser.displayName,
+        state: cloudUser.accountEnabled ? 'active' : 'disabled',
+        entra: {
+          objectId: cloudUser.id,
+          ...(cloudUser.onPremisesImmutableId === null
+            ? {}
+            : { onPremisesImmutableId: cloudUser.onPremisesImmutableId }),
+        },
+        licences: cloudUser.licences.map((skuId) => ({ skuId, assignedAt: at })),
+        lastOperationId: `onboarding:${job.jobId}`,
+        createdAt: at,
+        updatedAt: at,
+      });
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+    }
+    return 'created';
+  }
+
+  /** Applies one item's decision; `undefined` when it needs a person first (an unresolved case). */
+  async function applyItem(
+    job: OnboardingJob,
+    row: Versioned<OnboardingItem>,
+  ): Promise<'linked' | 'created' | 'ignored' | undefined> {
+    const item = row.value;
+    if (item.appliedAt !== undefined) return undefined;
+    let outcome: 'linked' | 'created' | 'ignored' | undefined;
+    if (item.kind === 'matched' && item.userId !== undefined) outcome = await link(job, item, item.userId);
+    else if (item.kind === 'onlyInCloud') outcome = await createRecord(job, item);
+    else if (item.kind === 'case' && item.resolution !== undefined) {
+      if (item.resolution.action === 'link') outcome = await link(job, item, item.resolution.userId);
+      else if (item.resolution.action === 'createNew') outcome = await createRecord(job, item);
+      else outcome = 'ignored';
+    }
+    if (outcome !== undefined)
+      await items.replace(row.partitionKey, row.rowKey, { ...item, appliedAt: now() }, row.etag);
+    return outcome;
+  }
+
+  async function updateJobProgress(
+    job: Versioned<OnboardingJob>,
+    change: (progress: Progress) => void,
+    patch: Partial<OnboardingJob> = {},
+  ): Promise<Versioned<OnboardingJob>> {
+    for (let current = job; ;) {
+      const progress = { ...current.value.progress };
+      change(progress);
+      try {
+        return await saveJob(current, { ...patch, progress });
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+        const fresh = await jobs.get(current.partitionKey, current.rowKey);
+        if (fresh === undefined) throw error;
+        current = fresh;
+      }
+    }
+  }
+
+  /** The sync state starts with the first approval: from then on the drift timer follows the delta link. */
+  async function startSync(job: OnboardingJob): Promise<void> {
+    const key = lockKey(job.providerId, job.customerId);
+    const existing = await syncStates.get(SYNC, key);
+    if (existing !== undefined && existing.value.tenantId === job.tenantId) return;
+    await syncStates.upsert(SYNC, key, {
+      providerId: job.providerId,
+      customerId: job.customerId,
+      tenantId: job.tenantId,
+      ...(job.deltaLink === undefined ? {} : { deltaLink: job.deltaLink }),
+      confirmed: false,
+      failures: [],
+    });
+  }
+
+  /** Approves the dry run: all items, or the named ones. Unresolved cases wait for their resolution. */
+  async function approve(caller: Caller, customerId: string, only?: string[]): Promise<OnboardingJob> {
+    let job = await requireJob(caller, customerId);
+    if (job.value.state !== 'awaitingApproval')
+      throw new AppError('Conflict', `the onboarding is ${job.value.state}, not awaiting approval`);
+    await tenancy.assertWorkAllowed(
+      caller.providerId,
+      (await loadCustomer(deps.store, caller, customerId)).value,
+    );
+    const partition = itemsPartition(job.value);
+    const counts = { linked: 0, created: 0 };
+    const apply = async (row: Versioned<OnboardingItem>) => {
+      const outcome = await applyItem(job.value, row);
+      if (outcome === 'linked') counts.linked++;
+      if (outcome === 'created') counts.created++;
+    };
+    if (only === undefined) for await (const row of items.list(partition)) await apply(row);
+    else
+      for (const itemId of only) {
+        const row = await items.get(partition, itemId);
+        if (row === undefined) throw new AppError('NotFound', `item ${itemId} not found`);
+        await apply(row);
+      }
+    job = await updateJobProgress(
+      job,
+      (p) => {
+        p.linked += counts.linked;
+        p.created += counts.created;
+      },
+      { approvedAt: job.value.approvedAt ?? now() },
+    );
+    await startSync(job.value);
+    return (await finishIfDone(job)).value;
+  }
+
+  async function finishIfDone(job: Versioned<OnboardingJob>): Promise<Versioned<OnboardingJob>> {
+    let pending = 0;
+    for await (const row of items.list(itemsPartition(job.value)))
+      if (row.value.kind !== 'onlyLocal' && row.value.appliedAt === undefined) pending++;
+    const done = pending === 0;
+    const saved = await updateJobProgress(
+      job,
+      (p) => (p.pending = pending),
+      done ? { state: 'completed' } : {},
+    );
+    if (done) {
+      const key = lockKey(job.value.providerId, job.value.customerId);
+      const lock = await locks.get(LOCKS, key);
+      if (lock?.value.jobId === job.value.jobId)
+        await locks.replace(LOCKS, key, { ...lock.value, active: false }, lock.etag);
+    }
+    return saved;
+  }
+
+  async function resolveCase(
+    caller: Caller,
+    customerId: string,
+    caseId: string,
+    resolution: CaseResolution,
+  ): Promise<OnboardingItem> {
+    const job = await requireJob(caller, customerId);
+    const partition = itemsPartition(job.value);
+    const row = await items.get(partition, caseId);
+    if (row?.value.kind !== 'case') throw new AppError('NotFound', `case ${caseId} not found`);
+    if (row.value.appliedAt !== undefined) {
+      if (JSON.stringify(row.value.resolution) === JSON.stringify(resolution)) return row.value;
+      throw new AppError(
+        'Conflict',
+        `case ${caseId} was already resolved (${row.value.resolution?.action ?? 'unknown'})`,
+      );
+    }
+    if (resolution.action === 'link') {
+      const target = await users.get(userPartition(caller.providerId, customerId), resolution.userId);
+      if (target === undefined || target.value.state === 'deleted')
+        throw new AppError('Validation', `user ${resolution.userId} not found`, {
+          details: { errors: [{ path: 'body.userId', message: 'no such user' }] },
+        });
+    }
+    let saved = await items.replace(partition, caseId, { ...row.value, resolution }, row.etag);
+    // Before approval a resolution waits for it; after, it is applied at once.
+    if (job.value.approvedAt !== undefined && job.value.state === 'awaitingApproval') {
+      const outcome = await applyItem(job.value, saved);
+      const fresh = await updateJobProgress(job, (p) => {
+        if (outcome === 'linked') p.linked++;
+        if (outcome === 'created') p.created++;
+      });
+      await finishIfDone(fresh);
+      saved = (await items.get(partition, caseId)) ?? saved;
+    }
+    return saved.value;
+  }
+
+  async function listItems(
+    caller: Caller,
+    customerId: string,
+    request: PageRequest & { kind?: OnboardingItem['kind'] },
+  ): Promise<PageOf<OnboardingItem>> {
+    const job = await requireJob(caller, customerId);
+    return pageOf(items, itemsPartition(job.value), request, (row) =>
+      request.kind === undefined || row.value.kind === request.kind ? row.value : undefined,
+    );
+  }
+
+  // ─── Staying in sync ────────────────────────────────────────────────────────────────────────────────
+
+  function backoff(attempts: number): number {
+    return Math.min(60_000 * 2 ** (attempts - 1), 6 * 3600_000);
+  }
+
+  /**
+   * One drift pass for a customer: the delta since the stored link (a full round when it expired),
+   * reconciled by source of truth. AD-anchored users keep AD's values (the cloud is put back), cloud-only
+   * users take Entra's. More deletions than the guard allows stop the pass before anything changes.
+   */
+  async function syncPass(providerId: string, customerId: string): Promise<SyncPassResult> {
+    const key = lockKey(providerId, customerId);
+    const state = await syncStates.get(SYNC, key);
+    if (state === undefined)
+      throw new AppError('NotFound', `customer ${customerId} is not being synchronised`);
+    const cloud = directory(state.value.tenantId);
+
+    // Read the pass first (its changes are few next to the tenant), so the guard sees every deletion.
+    let full = state.value.deltaLink === undefined;
+    const upserts = new Map<string, CloudUserSnapshot>();
+    const removals = new Map<string, boolean>();
+    let deltaLink: string | undefined;
+    const readRound = async (first: string | undefined) => {
+      let cursor = first;
+      for (;;) {
+        const page =
+          full && cursor === undefined
+            ? await cloud.listUserImportChanges()
+            : await cloud.listUserChanges(cursor);
+        for (const change of page.changes) {
+          if (change.kind === 'upserted') {
+            upserts.set(change.user.id, change.user);
+            removals.delete(change.user.id);
+          } else {
+            removals.set(change.id, change.permanently);
+            upserts.delete(change.id);
+          }
+        }
+        if (page.deltaLink !== undefined) {
+          deltaLink = page.deltaLink;
+          return;
+        }
+        cursor = page.nextCursor;
+      }
+    };
+    try {
+      await readRound(full ? undefined : state.value.deltaLink);
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'SyncStateExpired')) throw error;
+      // Expired token (syncStateNotFound / 410): start over with the current state (delta-query-overview.md).
+      full = true;
+      upserts.clear();
+      removals.clear();
+      await readRound(undefined);
+    }
+
+    const partition = userPartition(providerId, customerId);
+    const latest = await latestJob(providerId, customerId);
+    const onboardingItems = latest === undefined ? undefined : itemsPartition(latest.value);
+    const byEntraId = new Map<string, Versioned<UserRecord>>();
+    let live = 0;
+    for await (const row of users.list(partition)) {
+      if (row.value.state !== 'deleted') live++;
+      if (row.value.entra !== undefined) byEntraId.set(row.value.entra.objectId, row);
+    }
+    // A full round lists who exists: a linked user it does not name was deleted meanwhile.
+    if (full)
+      for (const [id, row] of byEntraId)
+        if (!upserts.has(id) && row.value.state !== 'deleted') removals.set(id, false);
+    const deletions = [...removals.keys()].filter((id) => {
+      const row = byEntraId.get(id);
+      return row !== undefined && row.value.state !== 'deleted';
+    });
+
+    if (deleteGuardTrips(deletions.length, live, deps.guard) && !state.value.confirmed) {
+      await syncStates.replace(
+        SYNC,
+        key,
+        { ...state.value, held: { deletions: deletions.length, users: live, since: now() } },
+        state.etag,
+      );
+      return {
+        held: true,
+        full,
+        upserted: 0,
+        removed: 0,
+        created: 0,
+        reverted: 0,
+        failed: 0,
+        deletions: deletions.length,
+      };
+    }
+
+    const result: SyncPassResult = {
+      held: false,
+      full,
+      upserted: 0,
+      removed: 0,
+      created: 0,
+      reverted: 0,
+      failed: 0,
+    };
+    const failures = new Map(state.value.failures.map((f) => [f.id, f]));
+    const nowMs = deps.clock.now().getTime();
+    // Failed objects whose backoff is over are read again and reconciled like a change.
+    for (const failure of failures.values())
+      if (
+        Date.parse(failure.nextAttemptAt) <= nowMs &&
+        !upserts.has(failure.id) &&
+        !removals.has(failure.id)
+      ) {
+        try {
+          upserts.set(failure.id, await cloud.getUser(failure.id));
+        } catch (error) {
+          if (toAppError(error).code === 'NotFound') removals.set(failure.id, true);
+        }
+      }
+
+    const attempt = async (id: string, work: () => Promise<void>) => {
+      try {
+        await work();
+        failures.delete(id);
+      } catch (thrown) {
+        const previous = failures.get(id);
+        const attempts = (previous?.attempts ?? 0) + 1;
+        failures.set(id, {
+          id,
+          attempts,
+          nextAttemptAt: new Date(nowMs + backoff(attempts)).toISOString(),
+          error: toAppError(thrown).message.slice(0, 300),
+        });
+        result.failed++;
+      }
+    };
+
+    for (const [id, snapshot] of upserts) {
+      await attempt(id, async () => {
+        const row = byEntraId.get(id);
+        if (row === undefined) {
+          if (snapshot.userPrincipalName === undefined || snapshot.displayName === undefined) return;
+          // A user a person chose to ignore at onboarding stays out of Atria.
+          if (
+            onboardingItems !== undefined &&
+            (await items.get(onboardingItems, id))?.value.resolution?.action === 'ignore'
+          )
+            return;
+          const at = now();
+          const userId = cloudUserId(id);
+          try {
+            await users.create(partition, userId, {
+              userId,
+              providerId,
+              customerId,
+              userPrincipalName: snapshot.userPrincipalName,
+              displayName: snapshot.displayName,
+              state: snapshot.accountEnabled === false ? 'disabled' : 'active',
+              entra: { objectId: id },
+              licences: (snapshot.assignedLicences ?? []).map((l) => ({ skuId: l.skuId, assignedAt: at })),
+              lastOperationId: 'sync',
+              createdAt: at,
+              updatedAt: at,
+            });
+            result.created++;
+          } catch (error) {
+            if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+          }
+          return;
+        }
+        const record = row.value;
+        const next: UserRecord = { ...record };
+        if (record.state === 'deleted')
+          next.state = snapshot.accountEnabled === false ? 'disabled' : 'active'; // restored
+        if (record.ad !== undefined) {
+          // AD is authoritative: a cloud-side change is drift, put back.
+          const patch: Record<string, string> = {};
+          if (snapshot.displayName !== undefined && snapshot.displayName !== record.displayName)
+            patch['displayName'] = record.displayName;
+          if (
+            snapshot.userPrincipalName !== undefined &&
+            snapshot.userPrincipalName.toLowerCase() !== record.userPrincipalName.toLowerCase()
+          )
+            patch['userPrincipalName'] = record.userPrincipalName;
+          if (
+            snapshot.onPremisesImmutableId !== undefined &&
+            snapshot.onPremisesImmutableId !== record.ad.objectGuid
+          )
+            patch['onPremisesImmutableId'] = record.ad.objectGuid;
+          if (Object.keys(patch).length > 0) {
+            await cloud.updateUser(id, patch);
+            result.reverted++;
+          }
+        } else {
+          if (snapshot.displayName !== undefined) next.displayName = snapshot.displayName;
+          if (snapshot.userPrincipalName !== undefined) next.userPrincipalName = snapshot.userPrincipalName;
+          if (snapshot.accountEnabled !== undefined && record.state !== 'deleted')
+            next.state = snapshot.accountEnabled
+              ? record.state === 'disabled'
+                ? 'active'
+                : record.state
+              : 'disabled';
+        }
+        if (snapshot.assignedLicences !== undefined)
+          next.licences = mergeLicences(
+            record.licences,
+            snapshot.assignedLicences.map((l) => l.skuId),
+          );
+        if (JSON.stringify(next) !== JSON.stringify(record)) {
+          await users.replace(partition, record.userId, { ...next, updatedAt: now() }, row.etag);
+          result.upserted++;
+        }
+      });
+    }
+    for (const id of deletions) {
+      await attempt(id, async () => {
+        const row = byEntraId.get(id);
+        if (row === undefined) return;
+        await users.replace(
+          partition,
+          row.value.userId,
+          { ...row.value, state: 'deleted', updatedAt: now() },
+          row.etag,
+        );
+        result.removed++;
+      });
+    }
+
+    const { held: _held, ...rest } = state.value;
+    void _held;
+    await syncStates.replace(
+      SYNC,
+      key,
+      {
+        ...rest,
+        ...(deltaLink === undefined ? {} : { deltaLink }),
+        confirmed: false,
+        failures: [...failures.values()].slice(0, 1000),
+        lastPass: {
+          at: now(),
+          full,
+          upserted: result.upserted,
+          removed: result.removed,
+          created: result.created,
+          reverted: result.reverted,
+        },
+      },
+      state.etag,
+    );
+    return result;
+  }
+
+  async function syncNow(caller: Caller, customerId: string): Promise<SyncPassResult> {
+    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    await tenancy.assertWorkAllowed(caller.providerId, customer);
+    return syncPass(caller.providerId, customerId);
+  }
+
+  async function getSync(caller: Caller, customerId: string): Promise<SyncState> {
+    await loadCustomer(deps.store, caller, customerId);
+    const state = await syncStates.get(SYNC, lockKey(caller.providerId, customerId));
+    if (state === undefined)
+      throw new AppError('NotFound', `customer ${customerId} is not being synchronised`);
+    return state.value;
+  }
+
+  /** A person confirms the held deletions; the next pass applies them. */
+  async function confirmDeletions(caller: Caller, customerId: string): Promise<SyncState> {
+    await loadCustomer(deps.store, caller, customerId);
+    const key = lockKey(caller.providerId, customerId);
+    const state = await syncStates.get(SYNC, key);
+    if (state?.value.held === undefined)
+      throw new AppError('Conflict', `no sync pass of customer ${customerId} is held`);
+    return (await syncStates.replace(SYNC, key, { ...state.value, confirmed: true }, state.etag)).value;
+  }
+
+  /** The drift timer: resume stalled onboarding reads, then one pass per synchronised customer. */
+  async function driftAll(): Promise<{ passes: number; held: number; failed: number; resumed: number }> {
+    const totals = { passes: 0, held: 0, failed: 0, resumed: 0 };
+    for await (const lock of locks.list(LOCKS)) {
+      if (!lock.value.active) continue;
+      const [providerId, customerId] = lock.rowKey.split('/');
+      if (providerId === undefined || customerId === undefined) continue;
+      const job = await jobs.get(userPartition(providerId, customerId), lock.value.jobId);
+      if (
+        job?.value.state === 'reading' &&
+        (job.value.leaseUntil === undefined || job.value.leaseUntil <= now())
+      ) {
+        kick(job.value);
+        totals.resumed++;
+      }
+    }
+    for await (const row of syncStates.list(SYNC)) {
+      try {
+        const result = await syncPass(row.value.providerId, row.value.customerId);
+        totals.passes++;
+        if (result.held) totals.held++;
+      } catch (error) {
+        totals.failed++;
+        deps.onError?.(error);
+      }
+    }
+    return totals;
+  }
+
+  return {
+    start,
+    get: async (caller: Caller, customerId: string) => (await requireJob(caller, customerId)).value,
+    listItems,
+    listCases: (caller: Caller, customerId: string, request: PageRequest) =>
+      listItems(caller, customerId, { ...request, kind: 'case' }),
+    approve,
+    resolveCase,
+    syncNow,
+    syncPass,
+    getSync,
+    confirmDeletions,
+    driftAll,
+    idle,
+  };
+}
+
+export type Onboarding = ReturnType<typeof createOnboarding>;
