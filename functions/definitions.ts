@@ -9,6 +9,7 @@ import {
 import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
 import { health, healthDetails } from './http/health.js';
 import { licensingFunctions } from './http/licensing.js';
+import { onboardingFunctions } from './http/onboarding.js';
 import { openApiFunction } from './http/openapi-function.js';
 import {
   cancelOperation,
@@ -36,6 +37,7 @@ import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
 import { commerceSweep } from './timer/commerce-sweep.js';
 import { autoscaleJustInTime, autoscaleSweep } from './timer/autoscale.js';
+import { drift } from './timer/drift.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
@@ -73,6 +75,7 @@ export const definitions: FunctionDefinition[] = [
   deleteFederation,
   federationPreflight,
   ...licensingFunctions,
+  ...onboardingFunctions,
   ...autoscaleFunctions,
   ...subscriptionFunctions,
   directoryWorker,
@@ -83,4 +86,5 @@ export const definitions: FunctionDefinition[] = [
   autoscaleSweep,
   autoscaleJustInTime,
   housekeeping,
+  drift,
 ];

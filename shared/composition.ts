@@ -40,6 +40,7 @@ import { createCustomerRemoval, type CustomerRemoval } from './usecases/customer
 import { createCustomers, type Customers } from './usecases/customers.js';
 import { createFederation, type Federation } from './usecases/federation.js';
 import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
+import { createOnboarding, type Onboarding } from './usecases/onboarding.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSites, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
@@ -62,6 +63,8 @@ export interface AppDeps {
   sites: Sites;
   /** Licence sources, the per-source seat ledger, reconciliation and purchase requests. */
   licensing: Licensing;
+  /** Onboarding existing tenants, Tenant Connect, and the drift sync. */
+  onboarding: Onboarding;
   /** Seat autoscaling by demand under New Commerce rules (issue 15). */
   autoscale: Autoscale;
   /** Buying and changing Partner Center subscriptions (issue 14). */
@@ -421,6 +424,19 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     subscriptions,
     commerceOperations,
     ...(relay === undefined ? {} : { relay }),
+    onboarding: createOnboarding({
+      store,
+      clock,
+      ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+      ...(settings.Graph__homeTenantId === undefined ? {} : { homeTenantId: settings.Graph__homeTenantId }),
+      ...(settings.Graph__clientId === undefined ? {} : { appClientId: settings.Graph__clientId }),
+      guard: {
+        maxCount: settings.Onboarding__deleteThresholdCount,
+        maxPercent: settings.Onboarding__deleteThresholdPercent,
+        minForPercent: settings.Onboarding__deleteThresholdMinimum,
+      },
+      onError: (error) => overrides.log?.warn('onboarding run stopped', { error }),
+    }),
     healthChecks,
     async pruneRelayReplies() {
       let removed = 0;

@@ -125,6 +125,13 @@ export const settingsSchema = z.object({
   Guard__minUsers: positiveInt.default(20),
   Guard__windowInMinutes: positiveInt.default(60),
 
+  // Onboarding sync (issue 16): a drift pass deleting more than the count, or more than the share of the
+  // customer's users once at least the minimum is deleted, stops and waits for confirmation (Entra
+  // Connect's export-deletion threshold, default 500).
+  Onboarding__deleteThresholdCount: positiveInt.default(500),
+  Onboarding__deleteThresholdPercent: z.coerce.number().min(1).max(100).default(20),
+  Onboarding__deleteThresholdMinimum: positiveInt.default(10),
+
   // Local host only.
   LocalHost__port: positiveInt.default(7071),
 });
