@@ -6,6 +6,7 @@ import {
   itemKindSchema,
   resolveCaseRequestSchema,
   startOnboardingRequestSchema,
+  toResolution,
 } from '../../shared/usecases/onboarding.js';
 import { httpFunction } from './endpoint.js';
 import { pagedBody } from './paging.js';
@@ -52,7 +53,8 @@ export const listOnboardingItems = httpFunction({
   name: 'onboarding-items',
   route: 'customers/{customerId}/onboarding/items',
   method: 'GET',
-  summary: 'The dry-run diff: matched, cases, only in the cloud, only local, with attribute differences (paged)',
+  summary:
+    'The dry-run diff: matched, cases, only in the cloud, only local, with attribute differences (paged)',
   tags,
   auth: 'caller',
   params: customerParams,
@@ -106,7 +108,10 @@ export const resolveOnboardingCase = httpFunction({
   body: resolveCaseRequestSchema,
   responses: { 200: { description: 'The case with its resolution (applied at once after approval)' } },
   async handle({ caller, params: { customerId, caseId }, body, deps }) {
-    return { status: 200, body: await deps.onboarding.resolveCase(caller, customerId, caseId, body) };
+    return {
+      status: 200,
+      body: await deps.onboarding.resolveCase(caller, customerId, caseId, toResolution(body)),
+    };
   },
 });
 
@@ -144,7 +149,8 @@ export const confirmSyncDeletions = httpFunction({
   name: 'onboarding-sync-confirm',
   route: 'customers/{customerId}/onboarding/sync/confirm',
   method: 'POST',
-  summary: 'Confirm the deletions a held pass found (the accidental-delete guard); the next pass applies them',
+  summary:
+    'Confirm the deletions a held pass found (the accidental-delete guard); the next pass applies them',
   tags,
   auth: 'caller',
   params: customerParams,

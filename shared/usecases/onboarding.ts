@@ -115,11 +115,24 @@ const resolutionSchema = z.discriminatedUnion('action', [
   z.object({ action: z.literal('ignore') }),
 ]);
 export type CaseResolution = z.infer<typeof resolutionSchema>;
-export const resolveCaseRequestSchema = z.discriminatedUnion('action', [
-  z.strictObject({ action: z.literal('link'), userId: z.string().min(1).max(64) }),
-  z.strictObject({ action: z.literal('createNew') }),
-  z.strictObject({ action: z.literal('ignore') }),
-]);
+/** Strict (an unknown field is refused by name); `userId` only with `link`. */
+export const resolveCaseRequestSchema = z
+  .strictObject({
+    action: z.enum(['link', 'createNew', 'ignore']),
+    userId: z.string().min(1).max(64).optional(),
+  })
+  .superRefine((body, ctx) => {
+    if (body.action === 'link' && body.userId === undefined)
+      ctx.addIssue({ code: 'custom', path: ['userId'], message: 'required to link' });
+    if (body.action !== 'link' && body.userId !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['userId'], message: 'only with action link' });
+  });
+
+/** The parsed request as a resolution (the schema guarantees userId with link). */
+export function toResolution(body: z.infer<typeof resolveCaseRequestSchema>): CaseResolution {
+  if (body.action === 'link') return { action: 'link', userId: body.userId ?? '' };
+  return { action: body.action };
+}
 
 const itemKinds = ['matched', 'case', 'onlyInCloud', 'onlyLocal'] as const;
 export const itemKindSchema = z.enum(itemKinds);
