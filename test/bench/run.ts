@@ -8,6 +8,7 @@ import { startSambaPeer, SambaNotInstalledError } from '../../dev/peers/samba/in
 import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
 import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 import { benchAd } from './ad.js';
+import { benchAutoscale } from './autoscale.js';
 
 /**
  * `npm run bench`: throughput of the real paths on the local peers, each next to the limit that bounds
@@ -18,7 +19,9 @@ import { benchAd } from './ad.js';
  *     reaches them), with Graph requests per user and 429s seen;
  *  2b. fairness: one tenant bulk-imports while another tenant provisions single users (their latency,
  *     and the bulk's share of its own tenant budget);
- *  3. hybrid: users/s through HTTP → … → agent → Samba → Graph vs raw ldapts adds.
+ *  3. hybrid: users/s through HTTP → … → agent → Samba → Graph vs raw ldapts adds;
+ *  4. autoscale: the simulated year (test/bench/autoscale.ts; BENCH_AUTOSCALE_CUSTOMERS) and the sweep's
+ *     decision compute time for 10,000 customers × 5 SKUs.
  * Results go to stdout and .local/bench.json. Sizes: BENCH_CLOUD_USERS, BENCH_HYBRID_USERS, BENCH_AD_USERS.
  */
 const cloudUsers = Number(process.env.BENCH_CLOUD_USERS ?? 600);
@@ -404,6 +407,8 @@ try {
 } finally {
   await azurite.stop();
 }
+// 4. autoscale: the simulated year against its baselines, and the sweep's decision compute time.
+results.autoscale = benchAutoscale();
 mkdirSync(join(process.cwd(), '.local'), { recursive: true });
 writeFileSync(join(process.cwd(), '.local', 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
 console.log('\nwritten to .local/bench.json');
