@@ -99,6 +99,8 @@ const jobSchema = z.object({
     .default([]),
   progress: progressSchema,
   cursor: z.string().optional(),
+  /** Pages read so far: names the next chunk row, so a replayed page rewrites its own. */
+  pages: z.number().default(0),
   deltaLink: z.string().optional(),
   leaseUntil: z.string().optional(),
   approvedAt: z.string().optional(),
@@ -171,6 +173,18 @@ const itemSchema = z.object({
   appliedAt: z.string().optional(),
 });
 export type OnboardingItem = z.infer<typeof itemSchema>;
+
+/** Decided items (matched, only in cloud, only local) of one page, in one row: writes grow per page, not per user. */
+const chunkSchema = z.object({ items: z.array(itemSchema) });
+const pageChunkKey = (page: number): string => `p${String(page).padStart(7, '0')}`;
+const localChunkKey = (n: number): string => `q${String(n).padStart(7, '0')}`;
+
+interface PageContext {
+  chunk: OnboardingItem[];
+  chunkKey: string;
+  /** cloud id → chunk row of each matched item (to undo a match a later claimant makes ambiguous). */
+  matchedIn: Map<string, string>;
+}
 
 const lockSchema = z.object({ jobId: z.string(), active: z.boolean() });
 
@@ -262,9 +276,30 @@ function localOf(record: UserRecord): LocalIdentity {
   };
 }
 
+/** One page's item writes, sent a few at a time (each an independent upsert keyed by its object). */
+class PendingWrites {
+  private queued: (() => Promise<unknown>)[] = [];
+  constructor(private readonly concurrency: number) {}
+  add(write: () => Promise<unknown>): void {
+    this.queued.push(write);
+  }
+  async flush(): Promise<void> {
+    const work = this.queued;
+    this.queued = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.min(this.concurrency, work.length) }, async () => {
+        for (let write = work[next++]; write !== undefined; write = work[next++]) await write();
+      }),
+    );
+  }
+}
+
 export function createOnboarding(deps: OnboardingDeps) {
   const jobs = deps.store.collection('onboardingjobs', jobSchema);
+  /** Cases, one row each (a person resolves them one by one). */
   const items = deps.store.collection('onboardingitems', itemSchema);
+  const chunks = deps.store.collection('onboardingchunks', chunkSchema);
   const locks = deps.store.collection('onboardinglocks', lockSchema);
   const syncStates = deps.store.collection('onboardingsync', syncStateSchema);
   const users = deps.store.collection('users', userRecordSchema);
@@ -393,6 +428,7 @@ export function createOnboarding(deps: OnboardingDeps) {
       domains: [],
       skus: [],
       progress: emptyProgress(),
+      pages: 0,
       createdAt: at,
       updatedAt: at,
     };
@@ -453,32 +489,60 @@ export function createOnboarding(deps: OnboardingDeps) {
       const matcher = new Matcher(locals, rules);
       const admins = new Set(await cloud.listDirectoryRoleMemberIds());
       const partition = itemsPartition(job.value);
-      // A resumed run: earlier pages' matches still claim their local objects.
-      if (job.value.cursor !== undefined)
+      const matchedIn = new Map<string, string>();
+      // A resumed run: earlier pages' matches still claim their local objects, their cases' candidates too.
+      if (job.value.cursor !== undefined) {
+        for await (const row of chunks.list(partition))
+          for (const item of row.value.items)
+            if (item.kind === 'matched' && item.userId !== undefined && item.cloud !== undefined) {
+              matcher.restoreClaim(item.userId, item.cloud.id);
+              matchedIn.set(item.cloud.id, row.rowKey);
+            }
         for await (const row of items.list(partition))
-          if (row.value.kind === 'matched' && row.value.userId !== undefined && row.value.cloud !== undefined)
-            matcher.restoreClaim(row.value.userId, row.value.cloud.id);
-          else for (const candidate of row.value.candidates ?? []) matcher.restoreCandidate(candidate.key);
+          for (const candidate of row.value.candidates ?? []) matcher.restoreCandidate(candidate.key);
+      }
+      let pages = job.value.pages;
 
       const progress = { ...job.value.progress };
+      const writes = new PendingWrites(16);
       let cursor = job.value.cursor;
       for (;;) {
         const page = await cloud.listUserImportChanges(cursor);
+        const context: PageContext = { chunk: [], chunkKey: pageChunkKey(pages), matchedIn };
         for (const change of page.changes) {
           if (change.kind !== 'upserted') continue;
           progress.read++;
-          await record(matcher, partition, change.user, admins.has(change.user.id), progress);
+          await record(
+            matcher,
+            partition,
+            change.user,
+            admins.has(change.user.id),
+            progress,
+            writes,
+            context,
+          );
         }
+        if (context.chunk.length > 0)
+          writes.add(() => chunks.upsert(partition, context.chunkKey, { items: context.chunk }));
+        await writes.flush();
+        pages++;
         if (page.deltaLink !== undefined) {
+          let locals: OnboardingItem[] = [];
+          let n = 0;
           for (const local of matcher.unclaimed()) {
             progress.onlyLocal++;
-            await items.upsert(partition, `local:${local.key}`, {
+            locals.push({
               itemId: `local:${local.key}`,
               kind: 'onlyLocal',
               userId: local.key,
               differences: [],
             });
+            if (locals.length === 500) {
+              await chunks.upsert(partition, localChunkKey(n++), { items: locals });
+              locals = [];
+            }
           }
+          if (locals.length > 0) await chunks.upsert(partition, localChunkKey(n), { items: locals });
           progress.pending = progress.cases;
           const { cursor: _done, leaseUntil: _lease, ...rest } = job.value;
           void _done;
@@ -486,7 +550,14 @@ export function createOnboarding(deps: OnboardingDeps) {
           await jobs.replace(
             job.partitionKey,
             job.rowKey,
-            { ...rest, progress, deltaLink: page.deltaLink, state: 'awaitingApproval', updatedAt: now() },
+            {
+              ...rest,
+              progress,
+              pages,
+              deltaLink: page.deltaLink,
+              state: 'awaitingApproval',
+              updatedAt: now(),
+            },
             job.etag,
           );
           return;
@@ -495,6 +566,7 @@ export function createOnboarding(deps: OnboardingDeps) {
         job = await saveJob(job, {
           progress: { ...progress },
           ...(cursor === undefined ? {} : { cursor }),
+          pages,
           leaseUntil: lease(),
         });
       }
@@ -545,6 +617,8 @@ export function createOnboarding(deps: OnboardingDeps) {
     user: ImportedCloudUser,
     isAdmin: boolean,
     progress: Progress,
+    writes: PendingWrites,
+    context: PageContext,
   ): Promise<void> {
     const cloud = {
       id: user.id,
@@ -566,24 +640,21 @@ export function createOnboarding(deps: OnboardingDeps) {
     });
     if (decision.kind === 'none') {
       progress.onlyInCloud++;
-      await items.upsert(partition, user.id, {
-        itemId: user.id,
-        kind: 'onlyInCloud',
-        cloud,
-        differences: [],
-      });
+      context.chunk.push({ itemId: user.id, kind: 'onlyInCloud', cloud, differences: [] });
       return;
     }
     if (decision.kind === 'case') {
       progress.cases++;
-      await items.upsert(partition, user.id, {
-        itemId: user.id,
-        kind: 'case',
-        cloud,
-        reason: decision.reason,
-        candidates: decision.candidates,
-        differences: [],
-      });
+      writes.add(() =>
+        items.upsert(partition, user.id, {
+          itemId: user.id,
+          kind: 'case',
+          cloud,
+          reason: decision.reason,
+          candidates: decision.candidates,
+          differences: [],
+        }),
+      );
       return;
     }
     const local = matcher.local(decision.key);
@@ -600,43 +671,40 @@ export function createOnboarding(deps: OnboardingDeps) {
     if (claimedBy !== undefined) {
       // Never guessed: every cloud user that matched this local object becomes a case.
       progress.cases++;
-      await items.upsert(partition, user.id, {
-        itemId: user.id,
-        kind: 'case',
-        cloud,
-        reason: 'ambiguous',
-        candidates: [{ key: decision.key, score: decision.score, rules: decision.rules }],
-        differences,
-      });
+      writes.add(() =>
+        items.upsert(partition, user.id, {
+          itemId: user.id,
+          kind: 'case',
+          cloud,
+          reason: 'ambiguous',
+          candidates: [{ key: decision.key, score: decision.score, rules: decision.rules }],
+          differences,
+        }),
+      );
       for (const otherId of claimedBy.cloudIds) {
         if (otherId === user.id) continue;
-        const other = await items.get(partition, otherId);
-        if (other?.value.kind !== 'matched') continue;
+        const found = await findMatched(partition, otherId, context);
+        const other = found?.item;
+        if (found === undefined || other?.kind !== 'matched') continue;
         progress.matched--;
         progress.cases++;
-        const { userId: _u, how: _h, score: _s, rules: _r, ...rest } = other.value;
+        const { userId: _u, how: _h, score: _s, rules: _r, ...rest } = other;
         void _u;
         void _h;
         void _s;
         void _r;
-        await items.replace(
-          partition,
-          otherId,
-          {
-            ...rest,
-            kind: 'case',
-            reason: 'ambiguous',
-            candidates: [
-              { key: decision.key, score: other.value.score ?? 1, rules: other.value.rules ?? [] },
-            ],
-          },
-          other.etag,
-        );
+        await items.upsert(partition, otherId, {
+          ...rest,
+          kind: 'case',
+          reason: 'ambiguous',
+          candidates: [{ key: decision.key, score: other.score ?? 1, rules: other.rules ?? [] }],
+        });
+        await found.remove();
       }
       return;
     }
     progress.matched++;
-    await items.upsert(partition, user.id, {
+    context.chunk.push({
       itemId: user.id,
       kind: 'matched',
       cloud,
@@ -646,6 +714,39 @@ export function createOnboarding(deps: OnboardingDeps) {
       rules: decision.rules,
       differences,
     });
+    context.matchedIn.set(user.id, context.chunkKey);
+  }
+
+  /**
+   * Finds a matched item in this page's chunk or an earlier page's row, with how to remove it there. The
+   * caller writes its case first, then removes it (a crash in between leaves both, never neither).
+   */
+  async function findMatched(
+    partition: string,
+    cloudId: string,
+    context: PageContext,
+  ): Promise<{ item: OnboardingItem; remove(): Promise<void> } | undefined> {
+    const key = context.matchedIn.get(cloudId);
+    context.matchedIn.delete(cloudId);
+    const here = context.chunk.find((i) => i.itemId === cloudId);
+    if (here !== undefined)
+      return {
+        item: here,
+        remove: () => {
+          context.chunk.splice(context.chunk.indexOf(here), 1);
+          return Promise.resolve();
+        },
+      };
+    if (key === undefined) return undefined;
+    const row = await chunks.get(partition, key);
+    const item = row?.value.items.find((i) => i.itemId === cloudId);
+    if (row === undefined || item === undefined) return undefined;
+    return {
+      item,
+      remove: async () => {
+        await chunks.replace(partition, key, { items: row.value.items.filter((i) => i !== item) }, row.etag);
+      },
+    };
   }
 
   // ─── Applying: links, anchors, new records ──────────────────────────────────────────────────────────
@@ -738,23 +839,49 @@ export function createOnboarding(deps: OnboardingDeps) {
   }
 
   /** Applies one item's decision; `undefined` when it needs a person first (an unresolved case). */
-  async function applyItem(
+  /** One item's decision, applied; `undefined` when it needs a person first (an unresolved case). */
+  async function decide(
+    job: OnboardingJob,
+    item: OnboardingItem,
+  ): Promise<'linked' | 'created' | 'ignored' | undefined> {
+    if (item.appliedAt !== undefined) return undefined;
+    if (item.kind === 'matched' && item.userId !== undefined) return link(job, item, item.userId);
+    if (item.kind === 'onlyInCloud') return createRecord(job, item);
+    if (item.kind === 'case' && item.resolution !== undefined) {
+      if (item.resolution.action === 'link') return link(job, item, item.resolution.userId);
+      if (item.resolution.action === 'createNew') return createRecord(job, item);
+      return 'ignored';
+    }
+    return undefined;
+  }
+
+  /** A case row: applied, then marked (every step is idempotent, so a crash in between repeats safely). */
+  async function applyCase(
     job: OnboardingJob,
     row: Versioned<OnboardingItem>,
   ): Promise<'linked' | 'created' | 'ignored' | undefined> {
-    const item = row.value;
-    if (item.appliedAt !== undefined) return undefined;
-    let outcome: 'linked' | 'created' | 'ignored' | undefined;
-    if (item.kind === 'matched' && item.userId !== undefined) outcome = await link(job, item, item.userId);
-    else if (item.kind === 'onlyInCloud') outcome = await createRecord(job, item);
-    else if (item.kind === 'case' && item.resolution !== undefined) {
-      if (item.resolution.action === 'link') outcome = await link(job, item, item.resolution.userId);
-      else if (item.resolution.action === 'createNew') outcome = await createRecord(job, item);
-      else outcome = 'ignored';
-    }
+    const outcome = await decide(job, row.value);
     if (outcome !== undefined)
-      await items.replace(row.partitionKey, row.rowKey, { ...item, appliedAt: now() }, row.etag);
+      await items.replace(row.partitionKey, row.rowKey, { ...row.value, appliedAt: now() }, row.etag);
     return outcome;
+  }
+
+  /** A chunk row: its items (all, or the named ones) applied, then the row marked once. */
+  async function applyChunk(
+    job: OnboardingJob,
+    row: Versioned<z.infer<typeof chunkSchema>>,
+    only?: Set<string>,
+  ): Promise<('linked' | 'created' | 'ignored')[]> {
+    const outcomes: ('linked' | 'created' | 'ignored')[] = [];
+    const at = now();
+    const next: OnboardingItem[] = [];
+    for (const item of row.value.items) {
+      const outcome = only === undefined || only.has(item.itemId) ? await decide(job, item) : undefined;
+      if (outcome !== undefined) outcomes.push(outcome);
+      next.push(outcome === undefined ? item : { ...item, appliedAt: at });
+    }
+    if (outcomes.length > 0) await chunks.replace(row.partitionKey, row.rowKey, { items: next }, row.etag);
+    return outcomes;
   }
 
   async function updateJobProgress(
@@ -802,18 +929,25 @@ export function createOnboarding(deps: OnboardingDeps) {
     );
     const partition = itemsPartition(job.value);
     const counts = { linked: 0, created: 0 };
-    const apply = async (row: Versioned<OnboardingItem>) => {
-      const outcome = await applyItem(job.value, row);
+    const count = (outcome: 'linked' | 'created' | 'ignored' | undefined) => {
       if (outcome === 'linked') counts.linked++;
       if (outcome === 'created') counts.created++;
     };
-    if (only === undefined) for await (const row of items.list(partition)) await apply(row);
-    else
-      for (const itemId of only) {
-        const row = await items.get(partition, itemId);
-        if (row === undefined) throw new AppError('NotFound', `item ${itemId} not found`);
-        await apply(row);
+    const wanted = only === undefined ? undefined : new Set(only);
+    const found = new Set<string>();
+    for await (const row of chunks.list(partition)) {
+      if (wanted !== undefined)
+        for (const item of row.value.items) if (wanted.has(item.itemId)) found.add(item.itemId);
+      for (const outcome of await applyChunk(job.value, row, wanted)) count(outcome);
+    }
+    for await (const row of items.list(partition))
+      if (wanted === undefined || wanted.has(row.rowKey)) {
+        found.add(row.rowKey);
+        count(await applyCase(job.value, row));
       }
+    const missing = only?.filter((id) => !found.has(id)) ?? [];
+    if (missing.length > 0)
+      throw new AppError('NotFound', `item(s) not found: ${missing.slice(0, 10).join(', ')}`);
     job = await updateJobProgress(
       job,
       (p) => {
@@ -828,8 +962,11 @@ export function createOnboarding(deps: OnboardingDeps) {
 
   async function finishIfDone(job: Versioned<OnboardingJob>): Promise<Versioned<OnboardingJob>> {
     let pending = 0;
-    for await (const row of items.list(itemsPartition(job.value)))
-      if (row.value.kind !== 'onlyLocal' && row.value.appliedAt === undefined) pending++;
+    const partition = itemsPartition(job.value);
+    for await (const row of chunks.list(partition))
+      for (const item of row.value.items)
+        if (item.kind !== 'onlyLocal' && item.appliedAt === undefined) pending++;
+    for await (const row of items.list(partition)) if (row.value.appliedAt === undefined) pending++;
     const done = pending === 0;
     const saved = await updateJobProgress(
       job,
@@ -872,7 +1009,7 @@ export function createOnboarding(deps: OnboardingDeps) {
     let saved = await items.replace(partition, caseId, { ...row.value, resolution }, row.etag);
     // Before approval a resolution waits for it; after, it is applied at once.
     if (job.value.approvedAt !== undefined && job.value.state === 'awaitingApproval') {
-      const outcome = await applyItem(job.value, saved);
+      const outcome = await applyCase(job.value, saved);
       const fresh = await updateJobProgress(job, (p) => {
         if (outcome === 'linked') p.linked++;
         if (outcome === 'created') p.created++;
@@ -883,15 +1020,26 @@ export function createOnboarding(deps: OnboardingDeps) {
     return saved.value;
   }
 
+  /** The diff: decided items (matched, only in cloud, only local) page by page; `kind=case` lists the cases. */
   async function listItems(
     caller: Caller,
     customerId: string,
     request: PageRequest & { kind?: OnboardingItem['kind'] },
   ): Promise<PageOf<OnboardingItem>> {
     const job = await requireJob(caller, customerId);
-    return pageOf(items, itemsPartition(job.value), request, (row) =>
-      request.kind === undefined || row.value.kind === request.kind ? row.value : undefined,
-    );
+    const partition = itemsPartition(job.value);
+    if (request.kind === 'case') return pageOf(items, partition, request);
+    // A chunk holds one Graph page (≤ 100 users here): ask for about `limit` items' worth of chunks.
+    const chunkPage = await pageOf(chunks, partition, {
+      ...request,
+      limit: Math.max(1, Math.ceil((request.limit ?? 100) / 100)),
+    });
+    return {
+      value: chunkPage.value.flatMap((chunk) =>
+        chunk.items.filter((i) => request.kind === undefined || i.kind === request.kind),
+      ),
+      ...(chunkPage.cursor === undefined ? {} : { cursor: chunkPage.cursor }),
+    };
   }
 
   // ─── Staying in sync ────────────────────────────────────────────────────────────────────────────────

@@ -298,7 +298,16 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       linked: 0,
     });
 
-    const items = await allItems(`/customers/${customerId}/onboarding/items`);
+    // The diff: decided items page by page (one row per Graph page), the cases on their own.
+    const items = [
+      ...(await allItems(`/customers/${customerId}/onboarding/items`)),
+      ...(await allItems(`/customers/${customerId}/onboarding/cases`)),
+    ];
+    expect(
+      (await allItems(`/customers/${customerId}/onboarding/items?kind=onlyInCloud`))
+        .map((i) => i.itemId)
+        .sort(),
+    ).toEqual([ids.new1, ids.new2].sort());
     const byId = new Map(items.map((i) => [i.itemId, i]));
     expect(byId.get(ids.hard1)).toMatchObject({
       kind: 'matched',
