@@ -20,6 +20,7 @@ import {
 } from './http/operations.js';
 import { deleteSite, getSite, listSites, putSite } from './http/sites.js';
 import { subscriptionFunctions } from './http/subscriptions.js';
+import { tenantFunctions } from './http/tenants.js';
 import {
   changeLicences,
   createUser,
@@ -78,6 +79,7 @@ export const definitions: FunctionDefinition[] = [
   ...onboardingFunctions,
   ...autoscaleFunctions,
   ...subscriptionFunctions,
+  ...tenantFunctions,
   directoryWorker,
   agentReplies,
   licenceSweep,

@@ -45,6 +45,7 @@ import { createProvisioning, type Provisioning } from './usecases/provisioning.j
 import { createSites, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
+import { createTenants, type Tenants } from './usecases/tenants/tenants.js';
 
 /**
  * The composition root: the only module that knows both adapters and use cases. Built once per
@@ -71,6 +72,8 @@ export interface AppDeps {
   subscriptions: Subscriptions;
   /** The commerce saga runner behind purchases and tenant creation (its sweeper resumes them). */
   commerceOperations: SagaRunner;
+  /** Creating customers' tenants through Partner Center (issue 14). */
+  tenants: Tenants;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
   /** Dependencies for the authenticated /health/details (the caller's sites are added per caller). */
@@ -332,7 +335,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   const commerceOperations = createSagaRunner({
     store,
     clock,
-    stepsFor: (kind) => subscriptions.stepsFor(kind),
+    stepsFor: (kind) => (kind === 'tenant.create' ? tenants.steps : subscriptions.stepsFor(kind)),
     settings: {
       leaseDurationInMs: settings.Engine__leaseDurationInMs,
       backoff: {
@@ -340,6 +343,15 @@ export function createComposition(settings: Settings, overrides: CompositionOver
         maxDelayInMs: settings.Engine__retryMaxDelayInMs,
       },
     },
+  });
+  const tenants = createTenants({
+    store,
+    clock,
+    sealer,
+    connectors,
+    customers,
+    licensing,
+    runner: () => commerceOperations,
   });
   const subscriptions = createSubscriptions({
     store,
@@ -423,6 +435,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     autoscale,
     subscriptions,
     commerceOperations,
+    tenants,
     ...(relay === undefined ? {} : { relay }),
     onboarding: createOnboarding({
       store,

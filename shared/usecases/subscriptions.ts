@@ -617,7 +617,12 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
   async function operation(caller: Caller, operationId: string) {
     const row = await deps.runner().get(caller.providerId, operationId);
     if (row === undefined) throw new AppError('NotFound', `operation ${operationId} not found`);
-    await loadCustomer(deps.store, caller, row.value.customerId);
+    try {
+      await loadCustomer(deps.store, caller, row.value.customerId);
+    } catch (error) {
+      // POST /tenants: the customer is created by the operation's last step.
+      if (!(isAppError(error, 'NotFound') && row.value.kind === 'tenant.create')) throw error;
+    }
     return row.value;
   }
 

@@ -167,6 +167,24 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
     return { saga: await insert(input, operationId), created: true };
   }
 
+  /** The operation an earlier request with this key started, with that request's fingerprint. */
+  async function lookup(
+    providerId: string,
+    customerId: string,
+    kind: CommerceOperationKind,
+    idempotencyKey: string,
+  ): Promise<{ saga: Saga; fingerprint: string } | undefined> {
+    const row = await c.keys.get(`${providerId}|${customerId}|${kind}`, idempotencyKey);
+    if (row === undefined) return undefined;
+    const saga = await c.sagas.get(providerId, row.value.operationId);
+    return saga === undefined ? undefined : { saga: saga.value, fingerprint: row.value.fingerprint };
+  }
+
+  /** Frees a key whose operation ended without effect, so a corrected request can use it again. */
+  async function forget(providerId: string, customerId: string, kind: CommerceOperationKind, key: string) {
+    await c.keys.delete(`${providerId}|${customerId}|${kind}`, key);
+  }
+
   async function insert(input: NewSaga, operationId: string): Promise<Saga> {
     const at = nowIso();
     const saga: Saga = {
@@ -385,7 +403,7 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
     return rest;
   }
 
-  return { start, get, advance, approve, cancel, sweep, visible };
+  return { start, lookup, forget, get, advance, approve, cancel, sweep, visible };
 }
 export type SagaRunner = ReturnType<typeof createSagaRunner>;
 
