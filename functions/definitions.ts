@@ -7,6 +7,7 @@ import {
   putCustomer,
 } from './http/customers.js';
 import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
+import { groupFunctions } from './http/groups.js';
 import { health, healthDetails } from './http/health.js';
 import { licensingFunctions } from './http/licensing.js';
 import { onboardingFunctions } from './http/onboarding.js';
@@ -19,6 +20,7 @@ import {
   retryOperation,
 } from './http/operations.js';
 import { deleteSite, getSite, listSites, putSite } from './http/sites.js';
+import { splaFunctions } from './http/spla.js';
 import { subscriptionFunctions } from './http/subscriptions.js';
 import { tenantFunctions } from './http/tenants.js';
 import {
@@ -42,6 +44,7 @@ import { drift } from './timer/drift.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
+import { splaMonth } from './timer/spla-month.js';
 
 /** Every function of atria-m365, once. Azure registration and the local host both read this table. */
 export const definitions: FunctionDefinition[] = [
@@ -62,6 +65,7 @@ export const definitions: FunctionDefinition[] = [
   enableUser,
   setPassword,
   changeLicences,
+  ...groupFunctions,
   getOperation,
   listOperations,
   confirmOperation,
@@ -80,10 +84,12 @@ export const definitions: FunctionDefinition[] = [
   ...autoscaleFunctions,
   ...subscriptionFunctions,
   ...tenantFunctions,
+  ...splaFunctions,
   directoryWorker,
   agentReplies,
   licenceSweep,
   operationSweep,
+  splaMonth,
   commerceSweep,
   autoscaleSweep,
   autoscaleJustInTime,

@@ -41,7 +41,9 @@ import { createCustomers, type Customers } from './usecases/customers.js';
 import { createFederation, type Federation } from './usecases/federation.js';
 import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
 import { createOnboarding, type Onboarding } from './usecases/onboarding.js';
+import { createGroups, type Groups } from './usecases/groups.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
+import { createSpla, type Spla } from './usecases/spla.js';
 import { createSites, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
@@ -60,6 +62,10 @@ export interface AppDeps {
   /** DELETE /customers/{id}, with `force` deleting its users first through the engine. */
   removeCustomer: CustomerRemoval;
   provisioning: Provisioning;
+  /** Group memberships as operations (AD through the agent, Entra through Graph). */
+  groups: Groups;
+  /** SPLA products, rules, evidence and monthly reports. */
+  spla: Spla;
   federation: Federation;
   sites: Sites;
   /** Licence sources, the per-source seat ledger, reconciliation and purchase requests. */
@@ -242,6 +248,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.
   const operationKey = settings.Secrets__operationKey ?? randomBytes(32).toString('base64');
   const sealer = createAesSealer(operationKey);
+  const spla = createSpla({ store, clock });
   const provisioning = createProvisioning({
     store,
     clock,
@@ -266,6 +273,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       changeDeadlineInMinutes: settings.Engine__changeDeadlineInMinutes,
     },
     licenceHoldInMs: settings.Engine__licenceHoldInDays * 24 * 3600_000,
+    // Every finished group/enable/disable/delete operation is SPLA evidence.
+    onOperationFinished: (o) => spla.recordOperation(o),
     guard: {
       maxSharePercent: settings.Guard__maxSharePercent,
       minUsers: settings.Guard__minUsers,
@@ -424,6 +433,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     customers,
     removeCustomer: createCustomerRemoval({ customers, provisioning }),
     provisioning,
+    groups: createGroups({ provisioning }),
+    spla,
     federation: createFederation({
       store,
       clock,

@@ -15,6 +15,8 @@ import { problemResponse } from './problem.js';
 export interface EndpointResult {
   status: number;
   body?: unknown;
+  /** A body that is not JSON (e.g. CSV), sent as is; give its content-type in `headers`. */
+  text?: string;
   headers?: Record<string, string>;
 }
 
@@ -219,6 +221,7 @@ export function runEndpoint<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<
           ...result.headers,
         },
         ...(result.body === undefined ? {} : { body: JSON.stringify(result.body) }),
+        ...(result.text === undefined ? {} : { body: result.text }),
       };
     } catch (thrown) {
       const error = toAppError(thrown);

@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { createUserRequestSchema, licencesRequestSchema, updateUserRequestSchema } from './user.js';
+import {
+  createUserRequestSchema,
+  groupMembershipRequestSchema,
+  licencesRequestSchema,
+  updateUserRequestSchema,
+} from './user.js';
 
 /**
  * A long-running request (create a user in one or two directories, then licences; or a change) as a list
@@ -32,6 +37,8 @@ export const operationKinds = [
   'user.delete',
   'user.password',
   'user.licences',
+  'user.groupAdd',
+  'user.groupRemove',
 ] as const;
 export type OperationKind = (typeof operationKinds)[number];
 
@@ -150,6 +157,8 @@ export const operationSchema = z.discriminatedUnion('kind', [
   z.object({ ...base, kind: z.literal('user.delete'), request: noBody }),
   z.object({ ...base, kind: z.literal('user.password'), request: passwordChangeSchema }),
   z.object({ ...base, kind: z.literal('user.licences'), request: licencesRequestSchema }),
+  z.object({ ...base, kind: z.literal('user.groupAdd'), request: groupMembershipRequestSchema }),
+  z.object({ ...base, kind: z.literal('user.groupRemove'), request: groupMembershipRequestSchema }),
 ]);
 export type Operation = z.infer<typeof operationSchema>;
 export type OperationOf<K extends OperationKind> = Extract<Operation, { kind: K }>;

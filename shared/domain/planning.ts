@@ -27,6 +27,7 @@ export function planChangeSteps(
   kind: Exclude<OperationKind, 'user.create'>,
   customer: Customer,
   user: Pick<UserRecord, 'ad' | 'entra'>,
+  groupDirectory?: 'ad' | 'entra',
 ): Step[] {
   const ad = user.ad !== undefined && writesToAd(customer.identityMode);
   const entra = user.entra !== undefined && writesToEntra(customer.identityMode);
@@ -53,6 +54,14 @@ export function planChangeSteps(
     case 'user.licences':
       if (entra) names.push('licences.change');
       break;
+    case 'user.groupAdd':
+    case 'user.groupRemove': {
+      // One directory per membership: the group lives in AD or in Entra, never both.
+      const verb = kind.slice('user.'.length);
+      if (groupDirectory === 'ad' && ad) names.push(`ad.${verb}`);
+      if (groupDirectory === 'entra' && entra) names.push(`entra.${verb}`);
+      break;
+    }
   }
   return names.map(newStep);
 }

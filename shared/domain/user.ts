@@ -2,6 +2,52 @@ import { z } from 'zod';
 import { sAMAccountNamePattern, upnPattern } from './identity.js';
 import { controlCharacterMessage, hasControlCharacter, singleLineText } from './text.js';
 
+/**
+ * A group in one of the customer's directories, as a path segment: `ad.<objectGUID as base64url>` or
+ * `entra.<object id>`. base64url because a plain base64 objectGUID may hold `/`.
+ */
+export const groupPathIdSchema = z
+  .string()
+  .regex(
+    /^(ad\.[A-Za-z0-9_-]{22}(==)?|entra\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/,
+    'ad.<objectGUID base64url> or entra.<object id>',
+  );
+
+/** A membership change of one user in one group (the request of user.groupAdd / user.groupRemove). */
+export const groupMembershipRequestSchema = z.strictObject({
+  directory: z.enum(['ad', 'entra']),
+  /** AD: the group's objectGUID (base64); Entra: its object id. */
+  groupId: z.string().min(1).max(64),
+});
+export type GroupMembershipRequest = z.infer<typeof groupMembershipRequestSchema>;
+
+/** `ad.<base64url>` / `entra.<id>` → the directory and its own id (objectGUID back to plain base64). */
+export function groupFromPathId(pathId: string): GroupMembershipRequest {
+  const dot = pathId.indexOf('.');
+  const directory = pathId.slice(0, dot);
+  const id = pathId.slice(dot + 1);
+  if (directory === 'ad')
+    return { directory, groupId: Buffer.from(id.replace(/=+$/, ''), 'base64url').toString('base64') };
+  return { directory: 'entra', groupId: id.toLowerCase() };
+}
+
+/** The path form of a group (inverse of groupFromPathId). */
+export function groupPathId(group: GroupMembershipRequest): string {
+  return group.directory === 'ad'
+    ? `ad.${Buffer.from(group.groupId, 'base64').toString('base64url')}`
+    : `entra.${group.groupId}`;
+}
+
+function groupMembershipSchema() {
+  return z.object({
+    directory: z.enum(['ad', 'entra']),
+    groupId: z.string(),
+    /** When the membership was confirmed by the directory. */
+    since: z.string(),
+    operationId: z.string(),
+  });
+}
+
 /** Atria's view of one user of one customer, linking its ids in both directories. */
 export const userStates = [
   'provisioning',
@@ -64,6 +110,8 @@ export const userRecordSchema = z.object({
   ad: z.object({ objectGuid: z.string(), dn: z.string(), sAMAccountName: z.string() }).optional(),
   entra: z.object({ objectId: z.string(), onPremisesImmutableId: z.string().optional() }).optional(),
   licences: z.array(z.object({ skuId: z.string(), assignedAt: z.string() })).default([]),
+  /** Group memberships made through atria-m365 (derived from finished group operations). */
+  groups: z.array(groupMembershipSchema()).optional(),
   lastOperationId: z.string(),
   createdAt: z.string(),
   updatedAt: z.string(),

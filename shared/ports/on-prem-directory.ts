@@ -105,7 +105,9 @@ export type OnPremCommand =
   | { type: 'enable'; target: OnPremRef }
   | { type: 'disable'; target: OnPremRef }
   | { type: 'delete'; target: OnPremRef }
-  | { type: 'resetPassword'; target: OnPremRef; password: string; mustChangeAtNextLogon?: boolean };
+  | { type: 'resetPassword'; target: OnPremRef; password: string; mustChangeAtNextLogon?: boolean }
+  | { type: 'groupAdd'; group: OnPremRef; member: OnPremRef }
+  | { type: 'groupRemove'; group: OnPremRef; member: OnPremRef };
 
 export interface SubmitOptions {
   /** The step's idempotency key at the agent: the same for every send attempt. */

@@ -2,6 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { DirectoryWork } from '../contracts/directory-work.js';
 import type { Caller } from '../domain/caller.js';
 import type { Customer } from '../domain/customer.js';
+import type { Operation } from '../domain/operation.js';
 import { createRequestIssues, type DeadlineSettings, type GuardSettings } from '../domain/planning.js';
 import type { CreateUserRequest } from '../domain/user.js';
 import { AppError, InvalidMessageError } from '../errors.js';
@@ -50,6 +51,8 @@ export interface ProvisioningDeps {
   /** Where work may run (tenancy); defaults to the tenancy rules over `store`. */
   assertWorkAllowed?: (providerId: string, customer: Customer) => Promise<void>;
   random?: () => number;
+  /** Told of every finished operation, idempotently (SPLA evidence of directory events). */
+  onOperationFinished?: (o: Operation) => Promise<void>;
 }
 
 /** What a customer's configuration says about one create request, checked before anything is queued. */
@@ -88,6 +91,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
     assertWorkAllowed: deps.assertWorkAllowed ?? tenancy.assertWorkAllowed,
     ...(deps.cloudDirectory === undefined ? {} : { cloudDirectory: deps.cloudDirectory }),
     ...(deps.agentChannel === undefined ? {} : { agentChannel: deps.agentChannel }),
+    ...(deps.onOperationFinished === undefined ? {} : { onFinished: deps.onOperationFinished }),
   });
   const requests = createRequests({
     c,

@@ -343,7 +343,14 @@ export function createRequests(deps: RequestDeps) {
         });
       }
     }
-    const steps = planChangeSteps(change.kind, customer, user.value);
+    const steps = planChangeSteps(
+      change.kind,
+      customer,
+      user.value,
+      change.kind === 'user.groupAdd' || change.kind === 'user.groupRemove'
+        ? change.request.directory
+        : undefined,
+    );
     if (steps.length === 0)
       throw new AppError(
         'Validation',

@@ -64,6 +64,8 @@ export interface RunnerDeps {
   assertWorkAllowed(providerId: string, customer: Customer): Promise<void>;
   cloudDirectory?: (tenantId: string) => CloudDirectory;
   agentChannel?: (siteId: string) => Promise<OnPremCommandChannel>;
+  /** Told of every finished operation before it is marked applied (so a crash tells again): must be idempotent. */
+  onFinished?: (o: Operation) => Promise<void>;
 }
 
 export interface RunInput {
@@ -256,6 +258,17 @@ export function createRunner(deps: RunnerDeps) {
       }
       case 'user.password':
         return;
+      case 'user.groupAdd':
+      case 'user.groupRemove': {
+        if (o.state !== 'succeeded') return;
+        const { directory, groupId } = o.request;
+        const others = (u.groups ?? []).filter((g) => !(g.directory === directory && g.groupId === groupId));
+        u.groups =
+          o.kind === 'user.groupAdd'
+            ? [...others, { directory, groupId, since: finishedAt, operationId: o.operationId }]
+            : others;
+        return;
+      }
     }
   }
 
@@ -283,6 +296,7 @@ export function createRunner(deps: RunnerDeps) {
     const o = op(ctx);
     if (o.outcomeApplied !== true) {
       await updateUserRecord(o);
+      await deps.onFinished?.(o);
       await save(ctx, (x) => {
         x.outcomeApplied = true;
       });

@@ -224,6 +224,12 @@ function requirePassword(ctx: StepContext): string {
   return password;
 }
 
+function groupRequest(ctx: StepContext) {
+  if (ctx.op.kind !== 'user.groupAdd' && ctx.op.kind !== 'user.groupRemove')
+    throw new AppError('Internal', `${ctx.step.name} outside a group change`);
+  return ctx.op.request;
+}
+
 const changeSteps: StepDefinition[] = [
   adChange('ad.update', (ctx) => {
     if (ctx.op.kind !== 'user.update') return undefined;
@@ -256,6 +262,22 @@ const changeSteps: StepDefinition[] = [
       forceChangePasswordNextSignIn:
         ctx.op.kind === 'user.password' && ctx.op.request.forceChangePasswordNextSignIn,
     }),
+  ),
+  adChange('ad.groupAdd', (ctx) => ({
+    type: 'groupAdd',
+    group: { objectGuid: groupRequest(ctx).groupId },
+    member: adRef(ctx),
+  })),
+  adChange('ad.groupRemove', (ctx) => ({
+    type: 'groupRemove',
+    group: { objectGuid: groupRequest(ctx).groupId },
+    member: adRef(ctx),
+  })),
+  // Graph's add of a member is 400 "already exist" and the remove of a non-member 404: the adapter
+  // treats both as the desired state, so a retry is safe.
+  entraChange('entra.groupAdd', (ctx) => ctx.cloud().addGroupMember(groupRequest(ctx).groupId, entraId(ctx))),
+  entraChange('entra.groupRemove', (ctx) =>
+    ctx.cloud().removeGroupMember(groupRequest(ctx).groupId, entraId(ctx)),
   ),
   {
     name: 'licences.change',

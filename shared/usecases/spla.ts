@@ -1,0 +1,485 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { canAccessCustomer, type Caller } from '../domain/caller.js';
+import type { Operation } from '../domain/operation.js';
+import {
+  countMonth,
+  evidenceEventSchema,
+  monthBounds,
+  monthSchema,
+  previousMonth,
+  splaProductSchema,
+  splaRuleSchema,
+  toCsv,
+  type EvidenceEvent,
+  type ProductCount,
+  type ProductRule,
+  type SplaProduct,
+  type SplaRule,
+} from '../domain/spla.js';
+import { AppError } from '../errors.js';
+import type { Clock } from '../ports/clock.js';
+import type { Store } from '../ports/store.js';
+import { loadCustomer } from './customers.js';
+
+/**
+ * SPLA usage reporting (issue 17): products and rules per provider and customer, the evidence of
+ * directory membership over time (append-only, per customer and month), the monthly report computed
+ * from it (shared/domain/spla.ts), closing a month (frozen) and corrections with their reason.
+ *
+ * Evidence comes from the directory events atria-m365 itself performs (every finished group, enable,
+ * disable and delete operation, told by the engine) and from whatever else is appended through
+ * `appendEvidence` (a snapshot or the agent's change feed).
+ */
+export interface SplaDeps {
+  store: Store;
+  clock: Clock;
+  /** Resellers accept corrections for a while after a month is reported (default 90 days). */
+  correctionWindowInDays?: number;
+}
+
+const storedRuleSchema = z.object({ rule: splaRuleSchema, updatedAt: z.string() });
+const storedProductSchema = z.object({ product: splaProductSchema, updatedAt: z.string() });
+const customerIndexSchema = z.object({ providerId: z.string(), customerId: z.string() });
+const countedUserSchema = z.object({
+  userId: z.string(),
+  from: z.string(),
+  to: z.string(),
+  days: z.number(),
+  rule: z.string(),
+  counted: z.boolean(),
+  excludedAs: z.enum(['serviceAccount', 'admin']).optional(),
+});
+const productCountSchema = z.object({
+  productId: z.string(),
+  name: z.string(),
+  sku: z.string(),
+  unit: z.enum(['user', 'core']),
+  quantity: z.number(),
+  users: z.array(countedUserSchema),
+});
+const monthReportSchema = z.object({
+  month: z.string(),
+  customerId: z.string(),
+  state: z.enum(['draft', 'closed']),
+  preparedAt: z.string(),
+  closedAt: z.string().optional(),
+  /** sha256 of the counts as computed from the evidence (the same evidence always gives the same hash). */
+  evidenceDigest: z.string(),
+  counts: z.array(productCountSchema),
+});
+export type MonthReport = z.infer<typeof monthReportSchema>;
+
+export const correctionInputSchema = z.strictObject({
+  customerId: z.string().min(1),
+  productId: z.string().min(1),
+  /** The corrected quantity for that customer, product and month. */
+  quantity: z.number().int().nonnegative(),
+  reason: z.string().trim().min(3).max(1000),
+});
+const correctionSchema = correctionInputSchema.extend({ at: z.string(), by: z.string() });
+export type Correction = z.infer<typeof correctionSchema>;
+
+export interface ReportRow {
+  customerId: string;
+  productId: string;
+  product: string;
+  sku: string;
+  unit: 'user' | 'core';
+  quantity: number;
+  /** The quantity before corrections, when there are any. */
+  computedQuantity: number;
+  state: 'draft' | 'closed';
+  corrections: Correction[];
+}
+
+export interface SplaReport {
+  month: string;
+  rows: ReportRow[];
+  /** Each counted (or excluded) user with dates and the rule, per customer and product. */
+  details?: Array<{ customerId: string; productId: string; sku: string } & z.infer<typeof countedUserSchema>>;
+}
+
+const customerPartition = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
+const INDEX = 'all';
+
+function digest(counts: ProductCount[]): string {
+  return createHash('sha256').update(JSON.stringify(counts)).digest('base64url');
+}
+
+/** The group key evidence uses for a membership operation's group. */
+const groupKeyOf = (r: { directory: 'ad' | 'entra'; groupId: string }): string =>
+  `${r.directory}.${r.groupId}`;
+
+/** When an operation's directory change took effect: its last finished step (else its last update). */
+function effectiveAt(o: Operation): string {
+  const times = o.steps.map((s) => s.finishedAt).filter((t): t is string => t !== undefined);
+  return times.sort().at(-1) ?? o.updatedAt;
+}
+
+/** The evidence a finished operation leaves (none for a failed one: nothing changed in the directory). */
+export function evidenceFromOperation(o: Operation): EvidenceEvent[] {
+  if (o.state !== 'succeeded') return [];
+  const base = { at: effectiveAt(o), source: 'operation' as const, ref: o.operationId };
+  switch (o.kind) {
+    case 'user.groupAdd':
+      return [
+        { ...base, type: 'member.added', groupKey: groupKeyOf(o.request), member: { userId: o.userId } },
+      ];
+    case 'user.groupRemove':
+      return [
+        { ...base, type: 'member.removed', groupKey: groupKeyOf(o.request), member: { userId: o.userId } },
+      ];
+    case 'user.create':
+      return [
+        { ...base, type: o.request.accountEnabled ? 'user.enabled' : 'user.disabled', userId: o.userId },
+      ];
+    case 'user.enable':
+      return [{ ...base, type: 'user.enabled', userId: o.userId }];
+    case 'user.disable':
+      return [{ ...base, type: 'user.disabled', userId: o.userId }];
+    case 'user.delete':
+      return [{ ...base, type: 'user.deleted', userId: o.userId }];
+    default:
+      return [];
+  }
+}
+
+export function createSpla(deps: SplaDeps) {
+  const products = deps.store.collection('splaproducts', storedProductSchema);
+  const rules = deps.store.collection('splarules', storedRuleSchema);
+  const customers = deps.store.collection('splacustomers', customerIndexSchema);
+  const evidence = deps.store.collection('splaevidence', evidenceEventSchema);
+  const reports = deps.store.collection('splareports', monthReportSchema);
+  const corrections = deps.store.collection('splacorrections', correctionSchema);
+  const windowInMs = (deps.correctionWindowInDays ?? 90) * 86_400_000;
+  const now = (): string => deps.clock.now().toISOString();
+
+  // ---- products and rules -------------------------------------------------------------------------
+
+  async function putProduct(caller: Caller, productId: string, product: SplaProduct) {
+    if (caller.customerIds !== undefined)
+      throw new AppError('OutOfScope', 'a credential narrowed to some customers cannot change SPLA products');
+    await products.upsert(caller.providerId, productId, { product, updatedAt: now() });
+    return { productId, ...product };
+  }
+
+  async function listProducts(caller: Caller) {
+    const out: Array<{ productId: string } & SplaProduct> = [];
+    for await (const row of products.list(caller.providerId))
+      out.push({ productId: row.rowKey, ...row.value.product });
+    return out;
+  }
+
+  async function putRule(caller: Caller, customerId: string, productId: string, rule: SplaRule) {
+    await loadCustomer(deps.store, caller, customerId);
+    const product = await products.get(caller.providerId, productId);
+    if (product === undefined) throw new AppError('NotFound', `SPLA product ${productId} not found`);
+    if ((product.value.product.unit === 'core') !== (rule.fixedQuantity !== undefined))
+      throw new AppError(
+        'Validation',
+        product.value.product.unit === 'core'
+          ? 'a per-core product takes a fixedQuantity'
+          : 'a per-user product takes authorisedBy (users are counted)',
+        { details: { errors: [{ path: 'body', message: 'rule does not fit the product unit' }] } },
+      );
+    await rules.upsert(customerPartition(caller.providerId, customerId), productId, {
+      rule,
+      updatedAt: now(),
+    });
+    await customers.upsert(INDEX, customerPartition(caller.providerId, customerId), {
+      providerId: caller.providerId,
+      customerId,
+    });
+    return { customerId, productId, rule };
+  }
+
+  async function productRules(providerId: string, customerId: string): Promise<ProductRule[]> {
+    const out: ProductRule[] = [];
+    for await (const row of rules.list(customerPartition(providerId, customerId))) {
+      const product = await products.get(providerId, row.rowKey);
+      if (product !== undefined)
+        out.push({ productId: row.rowKey, product: product.value.product, rule: row.value.rule });
+    }
+    return out;
+  }
+
+  async function listRules(caller: Caller, customerId: string) {
+    await loadCustomer(deps.store, caller, customerId);
+    return (await productRules(caller.providerId, customerId)).map((p) => ({
+      productId: p.productId,
+      rule: p.rule,
+    }));
+  }
+
+  // ---- evidence -----------------------------------------------------------------------------------
+
+  /** Appends events (append-only; a replayed event with the same month, instant and ref is not added twice). */
+  async function append(
+    providerId: string,
+    customerId: string,
+    events: readonly EvidenceEvent[],
+  ): Promise<number> {
+    let added = 0;
+    for (const [i, e] of events.entries()) {
+      const month = e.at.slice(0, 7);
+      const rowKey = `${month}|${e.at}|${e.ref}|${String(i).padStart(3, '0')}`;
+      try {
+        await evidence.create(customerPartition(providerId, customerId), rowKey, e);
+        added++;
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+      }
+    }
+    return added;
+  }
+
+  /** The engine's hook: every finished operation leaves its evidence (idempotent: told again after a crash). */
+  async function recordOperation(o: Operation): Promise<void> {
+    const events = evidenceFromOperation(o);
+    if (events.length > 0) await append(o.providerId, o.customerId, events);
+  }
+
+  /** Evidence from elsewhere (a snapshot, the agent's change feed, a person), for one of the caller's customers. */
+  async function appendEvidence(caller: Caller, customerId: string, events: readonly EvidenceEvent[]) {
+    await loadCustomer(deps.store, caller, customerId);
+    return { added: await append(caller.providerId, customerId, events) };
+  }
+
+  /** Evidence up to the end of `month` (earlier months give the state at its start), in stored order. */
+  async function evidenceUpTo(
+    providerId: string,
+    customerId: string,
+    month: string,
+  ): Promise<EvidenceEvent[]> {
+    const out: EvidenceEvent[] = [];
+    for await (const row of evidence.list(customerPartition(providerId, customerId)))
+      if (row.rowKey.slice(0, 7) <= month) out.push(row.value);
+    return out;
+  }
+
+  async function listEvidence(caller: Caller, customerId: string, month: string) {
+    await loadCustomer(deps.store, caller, customerId);
+    const out: EvidenceEvent[] = [];
+    for await (const row of evidence.list(customerPartition(caller.providerId, customerId), {
+      rowKeyPrefix: `${month}|`,
+    }))
+      out.push(row.value);
+    return out;
+  }
+
+  // ---- reports ------------------------------------------------------------------------------------
+
+  async function compute(providerId: string, customerId: string, month: string): Promise<ProductCount[]> {
+    return countMonth(
+      month,
+      await productRules(providerId, customerId),
+      await evidenceUpTo(providerId, customerId, month),
+    );
+  }
+
+  async function customerIdsOf(caller: Caller, customerId: string | undefined): Promise<string[]> {
+    if (customerId !== undefined) {
+      await loadCustomer(deps.store, caller, customerId);
+      return [customerId];
+    }
+    const ids: string[] = [];
+    for await (const row of customers.list(INDEX, { rowKeyPrefix: `${caller.providerId}/` }))
+      if (row.value.providerId === caller.providerId && canAccessCustomer(caller, row.value.customerId))
+        ids.push(row.value.customerId);
+    return ids.sort();
+  }
+
+  async function monthReport(providerId: string, customerId: string, month: string): Promise<MonthReport> {
+    const frozen = await reports.get(providerId, `${month}|${customerId}`);
+    if (frozen?.value.state === 'closed') return frozen.value;
+    const counts = await compute(providerId, customerId, month);
+    return { month, customerId, state: 'draft', preparedAt: now(), evidenceDigest: digest(counts), counts };
+  }
+
+  async function correctionsOf(providerId: string, month: string, customerId: string): Promise<Correction[]> {
+    const out: Correction[] = [];
+    for await (const row of corrections.list(`${providerId}/${month}`, { rowKeyPrefix: `${customerId}|` }))
+      out.push(row.value);
+    return out.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  }
+
+  /** The month's report for the caller's customers (or one), with corrections applied; details on request. */
+  async function report(
+    caller: Caller,
+    month: string,
+    options: { customerId?: string; details?: boolean } = {},
+  ) {
+    monthSchema.parse(month);
+    const result: SplaReport = { month, rows: [], ...(options.details === true ? { details: [] } : {}) };
+    for (const customerId of await customerIdsOf(caller, options.customerId)) {
+      const r = await monthReport(caller.providerId, customerId, month);
+      const fixes = await correctionsOf(caller.providerId, month, customerId);
+      for (const count of r.counts) {
+        const mine = fixes.filter((f) => f.productId === count.productId);
+        result.rows.push({
+          customerId,
+          productId: count.productId,
+          product: count.name,
+          sku: count.sku,
+          unit: count.unit,
+          quantity: mine.at(-1)?.quantity ?? count.quantity,
+          computedQuantity: count.quantity,
+          state: r.state,
+          corrections: mine,
+        });
+        for (const u of count.users)
+          result.details?.push({ customerId, productId: count.productId, sku: count.sku, ...u });
+      }
+    }
+    return result;
+  }
+
+  function reportCsv(r: SplaReport): string {
+    if (r.details !== undefined)
+      return toCsv(
+        [
+          'month',
+          'customerId',
+          'productId',
+          'sku',
+          'userId',
+          'counted',
+          'excludedAs',
+          'from',
+          'to',
+          'days',
+          'rule',
+        ],
+        r.details.map((d) => [
+          r.month,
+          d.customerId,
+          d.productId,
+          d.sku,
+          d.userId,
+          String(d.counted),
+          d.excludedAs ?? '',
+          d.from,
+          d.to,
+          d.days,
+          d.rule,
+        ]),
+      );
+    return toCsv(
+      ['month', 'customerId', 'productId', 'product', 'sku', 'quantity', 'state', 'corrected'],
+      r.rows.map((row) => [
+        r.month,
+        row.customerId,
+        row.productId,
+        row.product,
+        row.sku,
+        row.quantity,
+        row.state,
+        String(row.corrections.length > 0),
+      ]),
+    );
+  }
+
+  /** Freezes a finished month for the caller's customers (or one): later evidence no longer changes it. */
+  async function closeMonth(caller: Caller, month: string, customerId?: string) {
+    const { end } = monthBounds(month);
+    if (deps.clock.now() < end) throw new AppError('Conflict', `${month} has not ended yet`);
+    const closed: MonthReport[] = [];
+    for (const id of await customerIdsOf(caller, customerId)) {
+      const rowKey = `${month}|${id}`;
+      const existing = await reports.get(caller.providerId, rowKey);
+      if (existing?.value.state === 'closed') {
+        closed.push(existing.value);
+        continue;
+      }
+      const counts = await compute(caller.providerId, id, month);
+      const frozen: MonthReport = {
+        month,
+        customerId: id,
+        state: 'closed',
+        preparedAt: existing?.value.preparedAt ?? now(),
+        closedAt: now(),
+        evidenceDigest: digest(counts),
+        counts,
+      };
+      // With the etag (or as a create): two closes at once cannot freeze different figures.
+      const saved =
+        existing === undefined
+          ? await reports.create(caller.providerId, rowKey, frozen)
+          : await reports.replace(caller.providerId, rowKey, frozen, existing.etag);
+      closed.push(saved.value);
+    }
+    return closed.map(({ month: m, customerId: c, closedAt, evidenceDigest }) => ({
+      month: m,
+      customerId: c,
+      closedAt,
+      evidenceDigest,
+    }));
+  }
+
+  /** A correction to a closed month, with its reason (append-only; the latest one per product wins). */
+  async function addCorrection(caller: Caller, month: string, input: z.infer<typeof correctionInputSchema>) {
+    await loadCustomer(deps.store, caller, input.customerId);
+    const frozen = await reports.get(caller.providerId, `${month}|${input.customerId}`);
+    if (frozen?.value.state !== 'closed')
+      throw new AppError(
+        'Conflict',
+        `${month} is not closed for ${input.customerId}: the draft follows the evidence`,
+      );
+    if (!frozen.value.counts.some((c) => c.productId === input.productId))
+      throw new AppError(
+        'NotFound',
+        `product ${input.productId} is not in ${month}'s report for ${input.customerId}`,
+      );
+    const at = deps.clock.now();
+    if (at.getTime() > monthBounds(month).end.getTime() + windowInMs)
+      throw new AppError('Conflict', `corrections for ${month} are no longer accepted (window passed)`);
+    const correction: Correction = { ...input, at: at.toISOString(), by: caller.id };
+    await corrections.create(
+      `${caller.providerId}/${month}`,
+      `${input.customerId}|${input.productId}|${correction.at}`,
+      correction,
+    );
+    return correction;
+  }
+
+  /** The timer on the 1st: stores the previous month's draft for every customer with SPLA rules. */
+  async function prepareDrafts(): Promise<{ month: string; prepared: number }> {
+    const month = previousMonth(deps.clock.now());
+    let prepared = 0;
+    for await (const row of customers.list(INDEX)) {
+      const { providerId, customerId } = row.value;
+      const rowKey = `${month}|${customerId}`;
+      const existing = await reports.get(providerId, rowKey);
+      if (existing?.value.state === 'closed') continue;
+      const counts = await compute(providerId, customerId, month);
+      await reports.upsert(providerId, rowKey, {
+        month,
+        customerId,
+        state: 'draft',
+        preparedAt: now(),
+        evidenceDigest: digest(counts),
+        counts,
+      });
+      prepared++;
+    }
+    return { month, prepared };
+  }
+
+  return {
+    putProduct,
+    listProducts,
+    putRule,
+    listRules,
+    recordOperation,
+    appendEvidence,
+    listEvidence,
+    report,
+    reportCsv,
+    closeMonth,
+    addCorrection,
+    prepareDrafts,
+  };
+}
+
+export type Spla = ReturnType<typeof createSpla>;
