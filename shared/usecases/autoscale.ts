@@ -128,7 +128,11 @@ export interface AutoscaleDeps {
 const POLICY_PARTITION = 'policies';
 const RUN_PARTITION = 'runs';
 const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
-const decisionIdOf = (key: string): string => sha(key).slice(0, 32);
+/**
+ * One row per key and status: the same change withheld (kill switch, cap, recommend) and later allowed
+ * is a new row that is applied, while a repeat of either finds its own row.
+ */
+const decisionIdOf = (key: string, status: string): string => sha(`${key}#${status}`).slice(0, 32);
 const systemCaller = (providerId: string): Caller => ({ id: 'autoscale', kind: 'apiKey', providerId });
 const usable = (s: SourceSubscription): boolean => s.status === 'active' || s.status === 'pending';
 
@@ -272,7 +276,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
     trigger: DecisionRecord['trigger'],
   ) {
     const p = `${ctx.providerId}/${ctx.customerId}`;
-    const decisionId = decisionIdOf(d.idempotencyKey);
+    const decisionId = decisionIdOf(d.idempotencyKey, d.status);
     let row = await decisions.get(p, decisionId);
     if (row === undefined) {
       const record: DecisionRecord = {

@@ -233,6 +233,14 @@ describe('autoscale sweep', () => {
     expect((await killed.autoscale.listDecisions(caller, 'c1', 10, undefined)).value).toMatchObject([
       { status: 'withheld', rule: 'killSwitch', state: 'recorded' },
     ]);
+    // Switched off again, the same change is applied (once), beside the withheld record.
+    killed.settings.killSwitch = false;
+    await killed.autoscale.sweep({ runId: 'k2' });
+    await killed.autoscale.sweep({ runId: 'k3' });
+    expect(killed.applied()).toBe(1);
+    expect(
+      (await killed.autoscale.listDecisions(caller, 'c1', 10, undefined)).value.map((d) => d.status).sort(),
+    ).toEqual(['apply', 'withheld']);
     const recommending = harness({ customers: ['c1'] });
     await recommending.setUp({ mode: 'recommend' });
     await recommending.autoscale.sweep({ runId: 'r' });
