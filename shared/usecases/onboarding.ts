@@ -20,6 +20,7 @@ import type {
   CloudDirectoryFactory,
   CloudUserSnapshot,
   ImportedCloudUser,
+  ImportUserChangePage,
 } from '../ports/cloud-directory.js';
 import type { Store, Versioned } from '../ports/store.js';
 import { loadCustomer } from './customers.js';
@@ -506,8 +507,15 @@ export function createOnboarding(deps: OnboardingDeps) {
       const progress = { ...job.value.progress };
       const writes = new PendingWrites(16);
       let cursor = job.value.cursor;
+      // The next page is fetched while this one is matched and written (two pages in memory at most).
+      let prefetched: Promise<ImportUserChangePage> | undefined;
       for (;;) {
-        const page = await cloud.listUserImportChanges(cursor);
+        const page = await (prefetched ?? cloud.listUserImportChanges(cursor));
+        prefetched = undefined;
+        if (page.nextCursor !== undefined) {
+          prefetched = cloud.listUserImportChanges(page.nextCursor);
+          prefetched.catch(() => undefined); // awaited next turn; a failure surfaces there
+        }
         const context: PageContext = { chunk: [], chunkKey: pageChunkKey(pages), matchedIn };
         for (const change of page.changes) {
           if (change.kind !== 'upserted') continue;

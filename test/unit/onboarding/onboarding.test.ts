@@ -1,0 +1,171 @@
+import { describe, expect, it } from 'vitest';
+import type { Caller } from '../../../shared/domain/caller.js';
+import { userRecordSchema, type UserRecord } from '../../../shared/domain/user.js';
+import { AppError } from '../../../shared/errors.js';
+import type {
+  CloudDirectory,
+  ImportedCloudUser,
+  ImportUserChangePage,
+} from '../../../shared/ports/cloud-directory.js';
+import { customersCollection } from '../../../shared/usecases/customers.js';
+import { createOnboarding } from '../../../shared/usecases/onboarding.js';
+import { tenantClaimsCollection } from '../../../shared/usecases/tenancy.js';
+import { customer, MemoryStore, TestClock } from '../engine/world.js';
+
+/**
+ * The onboarding job against an in-memory store and a scripted directory: resuming after a crash from
+ * the saved cursor (nothing counted twice), and a match undone by a later page's claimant.
+ */
+const caller: Caller = { id: 'k', kind: 'apiKey', providerId: 'prov' };
+const tenantId = '0b7c6d5e-4f3a-4b2c-8d1e-9f0a1b2c3d4e';
+
+function cloudUser(id: string, over: Partial<ImportedCloudUser> = {}): ImportedCloudUser {
+  return {
+    id,
+    userPrincipalName: `${id}@fed.contoso.example`,
+    displayName: `User ${id}`,
+    mailNickname: id,
+    accountEnabled: true,
+    givenName: null,
+    surname: null,
+    jobTitle: null,
+    department: null,
+    mail: null,
+    usageLocation: null,
+    onPremisesImmutableId: null,
+    assignedLicences: [],
+    proxyAddresses: [],
+    employeeId: null,
+    ...over,
+  };
+}
+
+/** Serves `pages` as one users/delta round; `failOnce` makes that page's first request fail (retryable). */
+function scriptedDirectory(pages: ImportedCloudUser[][], failOnce?: number) {
+  const served: number[] = [];
+  let failed = false;
+  const directory: Partial<CloudDirectory> = {
+    tenantId,
+    getOrganization: () =>
+      Promise.resolve({ id: tenantId, displayName: 'Contoso', partnerTenantType: null, verifiedDomains: [] }),
+    listDomains: () =>
+      Promise.resolve([
+        {
+          id: 'fed.contoso.example',
+          authenticationType: 'Managed',
+          isDefault: true,
+          isInitial: false,
+          isVerified: true,
+        },
+      ]),
+    listSubscribedSkus: () => Promise.resolve([]),
+    listDirectoryRoleMemberIds: () => Promise.resolve([]),
+    listUserImportChanges(cursor?: string): Promise<ImportUserChangePage> {
+      const index = cursor === undefined ? 0 : Number(cursor);
+      if (index === failOnce && !failed) {
+        failed = true;
+        return Promise.reject(new AppError('Unavailable', 'Graph answered 503', { retryable: true }));
+      }
+      served.push(index);
+      const users = pages[index] ?? [];
+      const last = index === pages.length - 1;
+      return Promise.resolve({
+        changes: users.map((user) => ({ kind: 'upserted' as const, user })),
+        ...(last ? { deltaLink: 'delta-1' } : { nextCursor: String(index + 1) }),
+      });
+    },
+  };
+  return { directory: directory as CloudDirectory, served };
+}
+
+async function setup(
+  pages: ImportedCloudUser[][],
+  options: { failOnce?: number; users?: UserRecord[] } = {},
+) {
+  const store = new MemoryStore();
+  const clock = new TestClock();
+  await customersCollection(store).create('prov', 'contoso', customer('cloudOnly'));
+  await tenantClaimsCollection(store).create('tenants', tenantId, {
+    tenantId,
+    providerId: 'prov',
+    customerId: 'contoso',
+    claimedAt: clock.now().toISOString(),
+  });
+  const users = store.collection('users', userRecordSchema);
+  for (const user of options.users ?? []) await users.create('prov/contoso', user.userId, user);
+  const scripted = scriptedDirectory(pages, options.failOnce);
+  const errors: unknown[] = [];
+  const onboarding = createOnboarding({
+    store,
+    clock,
+    cloudDirectory: () => scripted.directory,
+    guard: { maxCount: 500, maxPercent: 20, minForPercent: 10 },
+    leaseInMs: 60_000,
+    onError: (error) => errors.push(error),
+  });
+  return { store, clock, onboarding, served: scripted.served, errors };
+}
+
+const atria = (userId: string, upn: string, objectGuid?: string): UserRecord => ({
+  userId,
+  providerId: 'prov',
+  customerId: 'contoso',
+  userPrincipalName: upn,
+  displayName: `User ${userId}`,
+  state: 'active',
+  ...(objectGuid === undefined ? {} : { ad: { objectGuid, dn: `CN=${userId}`, sAMAccountName: userId } }),
+  licences: [],
+  lastOperationId: 'seeded',
+  createdAt: '2026-12-01T08:00:00.000Z',
+  updatedAt: '2026-12-01T08:00:00.000Z',
+});
+
+describe('onboarding job', () => {
+  it('resumes from the saved cursor after a failed page, counting every user once', async () => {
+    const pages = [0, 1, 2, 3].map((p) => [0, 1, 2].map((i) => cloudUser(`c${p}${i}`)));
+    const { onboarding, clock, served, errors } = await setup(pages, { failOnce: 2 });
+    await onboarding.start(caller, 'contoso', tenantId);
+    await onboarding.idle();
+    expect(errors).toHaveLength(1);
+    const stalled = await onboarding.get(caller, 'contoso');
+    expect(stalled).toMatchObject({ state: 'reading', cursor: '2', pages: 2, progress: { read: 6 } });
+
+    // Another run while the lease holds does nothing; after it, the drift timer resumes the job.
+    await onboarding.driftAll();
+    await onboarding.idle();
+    expect((await onboarding.get(caller, 'contoso')).state).toBe('reading');
+    clock.advance(61_000);
+    expect((await onboarding.driftAll()).resumed).toBe(1);
+    await onboarding.idle();
+
+    const done = await onboarding.get(caller, 'contoso');
+    expect(done).toMatchObject({
+      state: 'awaitingApproval',
+      progress: { read: 12, onlyInCloud: 12, pending: 0 },
+    });
+    // Pages 0 and 1 were read once: the resumed run started at the saved cursor. (Page 2 was prefetched
+    // once before the failure surfaced, so it is served on the retry.)
+    expect(served.filter((p) => p === 0)).toHaveLength(1);
+    expect(served.filter((p) => p === 1)).toHaveLength(1);
+    const items = await onboarding.listItems(caller, 'contoso', { limit: 500 });
+    expect(new Set(items.value.map((i) => i.itemId)).size).toBe(12);
+  });
+
+  it('turns an earlier page match into a case when a later page claims the same Atria user', async () => {
+    const pages = [
+      [cloudUser('hard', { onPremisesImmutableId: 'QUJD', userPrincipalName: 'other@fed.contoso.example' })],
+      [cloudUser('soft', { userPrincipalName: 'ada@fed.contoso.example', displayName: 'User ada' })],
+    ];
+    const { onboarding } = await setup(pages, { users: [atria('ada', 'ada@fed.contoso.example', 'QUJD')] });
+    await onboarding.start(caller, 'contoso', tenantId);
+    await onboarding.idle();
+    const job = await onboarding.get(caller, 'contoso');
+    expect(job.progress).toMatchObject({ read: 2, matched: 0, cases: 2, onlyLocal: 0 });
+    expect((await onboarding.listItems(caller, 'contoso', {})).value).toEqual([]);
+    const cases = (await onboarding.listCases(caller, 'contoso', {})).value;
+    expect(cases.map((c) => [c.itemId, c.reason, c.candidates?.[0]?.key]).sort()).toEqual([
+      ['hard', 'ambiguous', 'ada'],
+      ['soft', 'ambiguous', 'ada'],
+    ]);
+  });
+});
