@@ -8,6 +8,7 @@ import {
 } from './http/customers.js';
 import { deleteFederation, federationPreflight, putFederation } from './http/federation.js';
 import { groupFunctions } from './http/groups.js';
+import { consoleFunctions } from './http/console.js';
 import { health, healthDetails } from './http/health.js';
 import { licensingFunctions } from './http/licensing.js';
 import { onboardingFunctions } from './http/onboarding.js';
@@ -51,6 +52,7 @@ export const definitions: FunctionDefinition[] = [
   health,
   healthDetails,
   openApiFunction(() => definitions),
+  ...consoleFunctions,
   whoami,
   putCustomer,
   getCustomer,
