@@ -24,6 +24,7 @@ import { deleteSite, getSite, listSites, putSite } from './http/sites.js';
 import { splaFunctions } from './http/spla.js';
 import { subscriptionFunctions } from './http/subscriptions.js';
 import { tenantFunctions } from './http/tenants.js';
+import { domainFunctions } from './http/domains.js';
 import {
   changeLicences,
   createUser,
@@ -86,6 +87,7 @@ export const definitions: FunctionDefinition[] = [
   ...autoscaleFunctions,
   ...subscriptionFunctions,
   ...tenantFunctions,
+  ...domainFunctions,
   ...splaFunctions,
   directoryWorker,
   agentReplies,

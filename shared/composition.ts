@@ -48,6 +48,7 @@ import { createSites, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
 import { createTenants, type Tenants } from './usecases/tenants/tenants.js';
+import { createDomains, type Domains } from './usecases/domains.js';
 
 /**
  * The composition root: the only module that knows both adapters and use cases. Built once per
@@ -80,6 +81,8 @@ export interface AppDeps {
   commerceOperations: SagaRunner;
   /** Creating customers' tenants through Partner Center (issue 14). */
   tenants: Tenants;
+  /** Custom domains for customers' tenants (issue 14). */
+  domains: Domains;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
   /** Dependencies for the authenticated /health/details (the caller's sites are added per caller). */
@@ -344,7 +347,12 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   const commerceOperations = createSagaRunner({
     store,
     clock,
-    stepsFor: (kind) => (kind === 'tenant.create' ? tenants.steps : subscriptions.stepsFor(kind)),
+    stepsFor: (kind) =>
+      kind === 'tenant.create'
+        ? tenants.steps
+        : kind === 'domain.add'
+          ? domains.steps
+          : subscriptions.stepsFor(kind),
     settings: {
       leaseDurationInMs: settings.Engine__leaseDurationInMs,
       backoff: {
@@ -360,6 +368,17 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     connectors,
     customers,
     licensing,
+    runner: () => commerceOperations,
+  });
+  const domains = createDomains({
+    customers,
+    federation: createFederation({
+      store,
+      clock,
+      ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+      ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
+    }),
+    cloudDirectory,
     runner: () => commerceOperations,
   });
   const subscriptions = createSubscriptions({
@@ -447,6 +466,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     subscriptions,
     commerceOperations,
     tenants,
+    domains,
     ...(relay === undefined ? {} : { relay }),
     onboarding: createOnboarding({
       store,

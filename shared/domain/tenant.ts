@@ -10,6 +10,7 @@ export const commerceOperationKinds = [
   'subscription.cancel',
   'subscription.autoRenew',
   'tenant.create',
+  'domain.add',
 ] as const;
 export type CommerceOperationKind = (typeof commerceOperationKinds)[number];
 

@@ -412,7 +412,8 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
       case 'subscription.autoRenew':
         return [...steps.change, ledgerStep(kind)];
       case 'tenant.create':
-        throw new AppError('Internal', 'tenant.create is not a subscription operation');
+      case 'domain.add':
+        throw new AppError('Internal', `${kind} is not a subscription operation`);
     }
   }
 

@@ -28,7 +28,13 @@ import { quietLogger } from '../support/stack.js';
 const day0 = new Date(Math.floor(Date.now() / 1000) * 1000);
 const partnerTenant = randomUUID();
 const app = { clientId: randomUUID(), clientSecret: `secret-${randomUUID()}` };
-const graphRoles = ['Directory.Read.All', 'Organization.Read.All', 'LicenseAssignment.ReadWrite.All'];
+const graphRoles = [
+  'Directory.Read.All',
+  'Directory.ReadWrite.All',
+  'Domain.ReadWrite.All',
+  'Organization.Read.All',
+  'LicenseAssignment.ReadWrite.All',
+];
 const run = randomUUID().slice(0, 8);
 const providers = { blue: `prov-blue-${run}`, red: `prov-red-${run}` };
 const prefix = `fab${run}`;
@@ -203,6 +209,12 @@ afterAll(async () => {
 });
 
 let operationId = '';
+const directory = () =>
+  createGraphDirectoryFactory({
+    credentialFor: createCredentialFor({ ...app, authorityHost: graph.authorityHost }),
+    graphBaseUrl: graph.graphBaseUrl,
+    customHosts: ['127.0.0.1'],
+  })(tenantId);
 let tenantId = '';
 
 describe('creating a tenant through Partner Center', () => {
@@ -326,6 +338,50 @@ describe('creating a tenant through Partner Center', () => {
     expect((await api(keys.red, 'GET', `/commerce-operations/${operationId}`)).status).toBe(404);
   });
 
+  it('a custom domain: DNS records handed back, verification polled while the record is missing, verified on request, then a UPN suffix', async () => {
+    const domain = `${prefix}.example`;
+    // The domain is in the tenant already (added by hand) and its record is not published yet.
+    await directory().addDomain(domain);
+    const dns = await fetch(`${graph.adminUrl}/tenants/${tenantId}/domains/${domain}/dns`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ verificationRecord: 'missing' }),
+    });
+    expect(dns.status).toBe(200);
+    expect((await api(keys.red, 'POST', '/customers/fabrikam/domains', { domain })).status).toBe(404);
+
+    const added = await api(keys.blue, 'POST', '/customers/fabrikam/domains', { domain });
+    expect(added.status).toBe(202);
+    let op = operationSchema.parse(added.body);
+    expect(op.state).toBe('retryScheduled');
+    expect(op.steps.find((s) => s.name === 'records')?.result?.txt).toMatch(/^MS=ms\d+$/);
+    expect(op.steps.find((s) => s.name === 'verify')).toMatchObject({ state: 'pending' });
+    expect(JSON.stringify(op.steps.find((s) => s.name === 'verify'))).toContain('not verified yet');
+
+    // A poll while it is still missing stays scheduled (with a later attempt time).
+    now += 5 * 60_000;
+    await deps.commerceOperations.sweep();
+    op = operationSchema.parse((await api(keys.blue, 'GET', `/commerce-operations/${op.operationId}`)).body);
+    expect(op.state).toBe('retryScheduled');
+
+    await fetch(`${graph.adminUrl}/tenants/${tenantId}/domains/${domain}/dns`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ verificationRecord: 'present' }),
+    });
+    const verified = await api(keys.blue, 'POST', `/customers/fabrikam/domains/${domain}/verify`);
+    expect(verified.status).toBe(200);
+    expect(operationSchema.parse(verified.body).state).toBe('succeeded');
+    expect((await directory().getDomain(domain)).isVerified).toBe(true);
+    const customer = z
+      .object({ entra: z.object({ domains: z.array(z.string()) }) })
+      .loose()
+      .parse((await api(keys.blue, 'GET', '/customers/fabrikam')).body);
+    expect(customer.entra.domains).toContain(domain);
+    // A repeat is the same operation.
+    expect((await api(keys.blue, 'POST', '/customers/fabrikam/domains', { domain })).status).toBe(200);
+  });
+
   it('then a subscription for it, with the checkout answer dropped: one subscription; ledger = Partner Center = Graph', async () => {
     const pcCustomerId = tenantId;
     await admin('POST', '/faults', {
@@ -351,12 +407,7 @@ describe('creating a tenant through Partner Center', () => {
     );
     expect(ledger).toHaveLength(1);
     expect(ledger[0]?.figures.quantity).toBe(3);
-    const directory = createGraphDirectoryFactory({
-      credentialFor: createCredentialFor({ ...app, authorityHost: graph.authorityHost }),
-      graphBaseUrl: graph.graphBaseUrl,
-      customHosts: ['127.0.0.1'],
-    })(tenantId);
-    const e3 = (await directory.listSubscribedSkus()).find((s) => s.skuId === graphSkuIds.e3);
+    const e3 = (await directory().listSubscribedSkus()).find((s) => s.skuId === graphSkuIds.e3);
     expect(e3?.enabledUnits).toBe(3);
   });
 });
