@@ -335,6 +335,21 @@ export function createAutoscale(deps: AutoscaleDeps) {
           );
       }
     }
+    // A stale row (not re-sent after an hour) that fresh state decides again is planned again.
+    if (row.value.state === 'stale' && d.status === 'apply')
+      row = await decisions.replace(
+        p,
+        decisionId,
+        {
+          ...row.value,
+          state: 'planned',
+          at: now().toISOString(),
+          runId,
+          figures: d.figures,
+          reason: d.reason,
+        },
+        row.etag,
+      );
     if (row.value.state !== 'planned' && row.value.state !== 'failed')
       return { record: row.value, applied: false };
     return finish(ctx, row);

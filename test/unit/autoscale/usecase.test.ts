@@ -58,6 +58,7 @@ function harness(options: {
   const seen = new Map<string, number>();
   let applied = 0;
   let loseNextAnswer = false;
+  let throttled = false;
   const requests: string[] = [];
   const toCommerce = (id: string, t: Tenant): CommerceSubscription => ({
     id: `pc-${id}`,
@@ -81,6 +82,7 @@ function harness(options: {
       const t = tenants.get(pcCustomerId);
       if (t === undefined) throw new AppError('NotFound', 'no customer');
       await new Promise((r) => setTimeout(r, options.delayInMs ?? 0));
+      if (throttled) throw new AppError('Throttled', 'too many requests', { retryable: true });
       if (!seen.has(o.operationKey)) {
         seen.set(o.operationKey, quantity);
         t.pc.quantity = quantity;
@@ -178,8 +180,12 @@ function harness(options: {
     requests,
     settings,
     applied: () => applied,
+    clock,
     loseNextAnswer: () => {
       loseNextAnswer = true;
+    },
+    throttleAll: (on: boolean) => {
+      throttled = on;
     },
     async setUp(policy: Record<string, unknown> = { mode: 'auto' }) {
       for (const id of options.customers) {
@@ -223,6 +229,24 @@ describe('autoscale sweep', () => {
       { state: 'applied', to: 12 },
     ]);
     expect(h.tenants.get('c1')?.ledger.quantity).toBe(12);
+  });
+
+  it('decides a change again after its failed attempt went stale (Partner Center down for hours), and applies it once', async () => {
+    const h = harness({ customers: ['c1'] });
+    await h.setUp();
+    h.throttleAll(true);
+    await h.autoscale.sweep({ runId: 'down-1' });
+    h.clock.advance(2 * 3_600_000);
+    await h.autoscale.sweep({ runId: 'down-2' }); // the old attempt goes stale; this one fails too
+    expect(h.applied()).toBe(0);
+    h.throttleAll(false);
+    h.clock.advance(2 * 3_600_000);
+    await h.autoscale.sweep({ runId: 'up' });
+    expect(h.applied()).toBe(1);
+    expect(h.tenants.get('c1')?.pc.quantity).toBe(12);
+    expect((await h.autoscale.listDecisions(caller, 'c1', 10, undefined)).value).toMatchObject([
+      { state: 'applied', to: 12 },
+    ]);
   });
 
   it('sends nothing with the kill switch on or in recommend mode, and says so', async () => {
