@@ -47,6 +47,7 @@ import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
 import { splaMonth } from './timer/spla-month.js';
+import { splaSnapshot } from './timer/spla-snapshot.js';
 
 /** Every function of atria-m365, once. Azure registration and the local host both read this table. */
 export const definitions: FunctionDefinition[] = [
@@ -94,6 +95,7 @@ export const definitions: FunctionDefinition[] = [
   licenceSweep,
   operationSweep,
   splaMonth,
+  splaSnapshot,
   commerceSweep,
   autoscaleSweep,
   autoscaleJustInTime,

@@ -251,7 +251,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.
   const operationKey = settings.Secrets__operationKey ?? randomBytes(32).toString('base64');
   const sealer = createAesSealer(operationKey);
-  const spla = createSpla({ store, clock });
+  const spla = createSpla({ store, clock, ...(cloudDirectory === undefined ? {} : { cloudDirectory }) });
   const provisioning = createProvisioning({
     store,
     clock,

@@ -19,8 +19,10 @@ import {
 } from '../domain/spla.js';
 import { AppError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
+import type { CloudDirectory } from '../ports/cloud-directory.js';
 import type { Store } from '../ports/store.js';
-import { loadCustomer } from './customers.js';
+import { customersCollection, loadCustomer } from './customers.js';
+import { engineCollections, userPartition } from './operations/records.js';
 
 /**
  * SPLA usage reporting (issue 17): products and rules per provider and customer, the evidence of
@@ -36,6 +38,8 @@ export interface SplaDeps {
   clock: Clock;
   /** Resellers accept corrections for a while after a month is reported (default 90 days). */
   correctionWindowInDays?: number;
+  /** For the daily snapshot of the Entra groups rules name (the safety net for changes made elsewhere). */
+  cloudDirectory?: (tenantId: string) => CloudDirectory;
 }
 
 const storedRuleSchema = z.object({ rule: splaRuleSchema, updatedAt: z.string() });
@@ -466,7 +470,66 @@ export function createSpla(deps: SplaDeps) {
     return { month, prepared };
   }
 
+  /**
+   * The daily safety net: the whole direct membership of every Entra group an SPLA rule names, as a
+   * `group.members` event, so changes made outside atria-m365 (the portal, another tool) are evidence
+   * too. Members are Atria user ids where the user is ours, else `entra:<object id>` (an account we do
+   * not manage still needs its SAL). A member id that is itself one of the rules' groups is a nested group.
+   * AD groups are not snapshotted yet (the agent has no command to list a group's members).
+   */
+  async function snapshotEntraGroups(): Promise<{ customers: number; groups: number; failed: string[] }> {
+    const at = now();
+    const day = at.slice(0, 10);
+    const users = engineCollections(deps.store).users;
+    let customerCount = 0;
+    let groupCount = 0;
+    const failed: string[] = [];
+    for await (const row of customers.list(INDEX)) {
+      const { providerId, customerId } = row.value;
+      const customer = await customersCollection(deps.store).get(providerId, customerId);
+      const tenantId = customer?.value.entra?.tenantId;
+      if (tenantId === undefined || deps.cloudDirectory === undefined) continue;
+      const groupKeys = new Set<string>();
+      for (const rule of await productRules(providerId, customerId))
+        if (rule.rule.authorisedBy?.kind === 'groups')
+          for (const key of rule.rule.authorisedBy.groups) if (key.startsWith('entra.')) groupKeys.add(key);
+      if (groupKeys.size === 0) continue;
+      try {
+        const byObjectId = new Map<string, string>();
+        for await (const u of users.list(userPartition(providerId, customerId)))
+          if (u.value.entra !== undefined) byObjectId.set(u.value.entra.objectId, u.value.userId);
+        const cloud = deps.cloudDirectory(tenantId);
+        const events: EvidenceEvent[] = [];
+        for (const groupKey of [...groupKeys].sort()) {
+          const memberIds = await cloud.listGroupMembers(groupKey.slice('entra.'.length));
+          events.push({
+            type: 'group.members',
+            at,
+            source: 'snapshot',
+            ref: `snapshot-${day}-${groupKey}`,
+            groupKey,
+            members: memberIds
+              .sort()
+              .map((id) =>
+                groupKeys.has(`entra.${id}`)
+                  ? { groupKey: `entra.${id}` }
+                  : { userId: byObjectId.get(id) ?? `entra:${id}` },
+              ),
+          });
+        }
+        await append(providerId, customerId, events);
+        customerCount++;
+        groupCount += events.length;
+      } catch {
+        // One tenant that does not answer must not stop the others; it is named in the result.
+        failed.push(`${providerId}/${customerId}`);
+      }
+    }
+    return { customers: customerCount, groups: groupCount, failed };
+  }
+
   return {
+    snapshotEntraGroups,
     putProduct,
     listProducts,
     putRule,

@@ -188,6 +188,30 @@ describe('SPLA reporting end to end', () => {
     );
   });
 
+  it('counts a member added outside atria-m365 once the daily snapshot has seen the group', async () => {
+    const cloud = stack.cloudDirectory(tenantId);
+    const outsider = await cloud.createUser({
+      userPrincipalName: 'portal-added@northwind.example',
+      displayName: 'Added in the portal',
+      mailNickname: 'portal-added',
+      password: 'Str0ng!Passw0rd#1',
+    });
+    await cloud.addGroupMember(groupId, outsider.id);
+    const m = month(new Date());
+    const detailOf = async () =>
+      (
+        await json<{ details: { userId: string; counted: boolean }[] }>(
+          `/reports/spla?month=${m}&view=detail`,
+        )
+      ).body.details.map((d) => d.userId);
+    expect(await detailOf()).not.toContain(`entra:${outsider.id}`);
+    const snapshot = await stack.deps.spla.snapshotEntraGroups();
+    expect(snapshot.failed).toEqual([]);
+    // Our users keep their Atria ids; the stranger is counted by its Entra object id.
+    expect(await detailOf()).toEqual(['nw-ann', 'nw-svc', `entra:${outsider.id}`].sort());
+    await cloud.removeGroupMember(groupId, outsider.id);
+  });
+
   it('closes a past month, keeps it frozen against late evidence, and accepts a correction with its reason', async () => {
     const events = [
       {
