@@ -100,7 +100,7 @@ const jobSchema = z.object({
     .default([]),
   progress: progressSchema,
   cursor: z.string().optional(),
-  /** Pages read so far: names the next chunk row, so a replayed page rewrites its own. */
+  /** Chunks written so far: names the next chunk row, so replayed pages rewrite their own. */
   pages: z.number().default(0),
   deltaLink: z.string().optional(),
   leaseUntil: z.string().optional(),
@@ -244,6 +244,8 @@ export interface OnboardingDeps {
   guard: DeleteGuard;
   rules?: MatchRules;
   leaseInMs?: number;
+  /** Decided items per chunk row and checkpoint (default 500: five Graph pages, about 200 KB). */
+  chunkItems?: number;
   /** Called with a job's failure (the background run has no caller to answer). */
   onError?: (error: unknown) => void;
 }
@@ -307,6 +309,7 @@ export function createOnboarding(deps: OnboardingDeps) {
   const tenancy = createTenancy(deps);
   const rules = deps.rules ?? defaultMatchRules;
   const leaseInMs = deps.leaseInMs ?? 120_000;
+  const chunkItems = deps.chunkItems ?? 500;
   const LOCKS = 'onboarding';
   const SYNC = 'sync';
   const running = new Map<string, Promise<void>>();
@@ -509,6 +512,8 @@ export function createOnboarding(deps: OnboardingDeps) {
       let cursor = job.value.cursor;
       // The next page is fetched while this one is matched and written (two pages in memory at most).
       let prefetched: Promise<ImportUserChangePage> | undefined;
+      // Several pages share one chunk row and one checkpoint (a crash re-reads at most those pages).
+      let context: PageContext = { chunk: [], chunkKey: pageChunkKey(pages), matchedIn };
       for (;;) {
         const page = await (prefetched ?? cloud.listUserImportChanges(cursor));
         prefetched = undefined;
@@ -516,7 +521,6 @@ export function createOnboarding(deps: OnboardingDeps) {
           prefetched = cloud.listUserImportChanges(page.nextCursor);
           prefetched.catch(() => undefined); // awaited next turn; a failure surfaces there
         }
-        const context: PageContext = { chunk: [], chunkKey: pageChunkKey(pages), matchedIn };
         for (const change of page.changes) {
           if (change.kind !== 'upserted') continue;
           progress.read++;
@@ -530,10 +534,16 @@ export function createOnboarding(deps: OnboardingDeps) {
             context,
           );
         }
-        if (context.chunk.length > 0)
-          writes.add(() => chunks.upsert(partition, context.chunkKey, { items: context.chunk }));
+        if (page.deltaLink === undefined && context.chunk.length < chunkItems) {
+          cursor = page.nextCursor;
+          continue;
+        }
+        const full = context;
+        if (full.chunk.length > 0)
+          writes.add(() => chunks.upsert(partition, full.chunkKey, { items: full.chunk }));
         await writes.flush();
         pages++;
+        context = { chunk: [], chunkKey: pageChunkKey(pages), matchedIn };
         if (page.deltaLink !== undefined) {
           let locals: OnboardingItem[] = [];
           let n = 0;

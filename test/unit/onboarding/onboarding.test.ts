@@ -101,6 +101,7 @@ async function setup(
     cloudDirectory: () => scripted.directory,
     guard: { maxCount: 500, maxPercent: 20, minForPercent: 10 },
     leaseInMs: 60_000,
+    chunkItems: 3, // one chunk and checkpoint per scripted page
     onError: (error) => errors.push(error),
   });
   return { store, clock, onboarding, served: scripted.served, errors };
