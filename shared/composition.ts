@@ -276,14 +276,19 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       changeDeadlineInMinutes: settings.Engine__changeDeadlineInMinutes,
     },
     licenceHoldInMs: settings.Engine__licenceHoldInDays * 24 * 3600_000,
-    // Every finished group/enable/disable/delete operation is SPLA evidence.
-    onOperationFinished: (o) => spla.recordOperation(o),
+    // Every finished group/enable/disable/delete operation is SPLA evidence, and a finished create that
+    // named groups starts its group operations.
+    onOperationFinished: async (o) => {
+      await spla.recordOperation(o);
+      await groups.joinRequestedGroups(o);
+    },
     guard: {
       maxSharePercent: settings.Guard__maxSharePercent,
       minUsers: settings.Guard__minUsers,
       windowInMinutes: settings.Guard__windowInMinutes,
     },
   });
+  const groups = createGroups({ provisioning });
 
   const replyLog = overrides.log;
   replies.resume = async (reply) =>
@@ -452,7 +457,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     customers,
     removeCustomer: createCustomerRemoval({ customers, provisioning }),
     provisioning,
-    groups: createGroups({ provisioning }),
+    groups,
     spla,
     federation: createFederation({
       store,

@@ -99,6 +99,14 @@ export function createRequestIssues(customer: Customer, request: CreateUserReque
       });
     }
   }
+  for (const group of request.groups ?? []) {
+    const directory = group.slice(0, group.indexOf('.'));
+    if (directory === 'ad' ? !writesToAd(customer.identityMode) : !writesToEntra(customer.identityMode))
+      errors.push({
+        path: 'body.groups',
+        message: `${group}: a ${customer.identityMode} customer's users have no ${directory === 'ad' ? 'AD' : 'Entra'} account`,
+      });
+  }
   if (writesToAd(customer.identityMode) && request.accountEnabled && request.password === undefined) {
     errors.push({ path: 'body.password', message: 'an enabled AD account needs an initial password' });
   }

@@ -97,6 +97,15 @@ export const createUserRequestSchema = z.strictObject({
    * at once, never stored or queued in clear. Cloud-only users get a random one and must change it.
    */
   password: z.string().min(8).max(256).optional(),
+  /**
+   * Groups to join once the user exists (`ad.<objectGUID base64url>` / `entra.<id>`): each becomes its own
+   * group operation after the create succeeds.
+   */
+  groups: z
+    .array(groupPathIdSchema)
+    .max(50)
+    .refine((ids) => new Set(ids).size === ids.length, 'each group once')
+    .optional(),
 });
 export type CreateUserRequest = z.infer<typeof createUserRequestSchema>;
 

@@ -1,6 +1,7 @@
 import type { Caller } from '../domain/caller.js';
 import { changeRequest, type Operation } from '../domain/operation.js';
 import { groupFromPathId, groupPathId } from '../domain/user.js';
+import { AppError } from '../errors.js';
 import type { Provisioning } from './provisioning.js';
 
 /**
@@ -59,7 +60,34 @@ export function createGroups(deps: GroupsDeps) {
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  return { changeMembership, listMemberships };
+  /**
+   * The engine's hook for a finished create that named groups: one group operation per group, each under
+   * an Idempotency-Key derived from the create (told again after a crash, it returns the same operation).
+   * They run after the create in the user's order. A group the user can no longer join (deleted since,
+   * a group that does not fit) is left out: the create succeeded and its own operation shows that.
+   */
+  async function joinRequestedGroups(o: Operation): Promise<void> {
+    if (o.kind !== 'user.create' || o.state !== 'succeeded') return;
+    const caller: Caller = { id: `operation:${o.operationId}`, kind: 'apiKey', providerId: o.providerId };
+    for (const groupPathId of o.request.groups ?? []) {
+      try {
+        await changeMembership({
+          caller,
+          customerId: o.customerId,
+          userId: o.userId,
+          groupPathId,
+          change: 'add',
+          idempotencyKey: `${o.operationId}.group.${groupPathId}`.slice(0, 128),
+          correlationId: o.correlationId,
+        });
+      } catch (error) {
+        if (error instanceof AppError && !error.retryable) continue;
+        throw error;
+      }
+    }
+  }
+
+  return { changeMembership, listMemberships, joinRequestedGroups };
 }
 
 export type Groups = ReturnType<typeof createGroups>;

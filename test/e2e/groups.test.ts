@@ -276,4 +276,58 @@ describe('group memberships as operations', () => {
     ]);
     expect(evidence.value.find((e) => e.type === 'user.enabled')).toBeDefined();
   });
+  it('joins the groups a create request names once the user exists, each as its own operation', async () => {
+    const bad = await stack.api('/customers/contoso/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({
+        userId: 'h-bad',
+        userPrincipalName: 'bad@fed.contoso.example',
+        displayName: 'Bad Groups',
+        password: 'Str0ng!Passw0rd#1',
+        groups: ['Staff'],
+      }),
+    });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(await bad.json())).toContain('body.groups');
+
+    const created = await stack.api('/customers/contoso/users', {
+      method: 'POST',
+      key,
+      body: JSON.stringify({
+        userId: 'h-bea',
+        userPrincipalName: 'bea@fed.contoso.example',
+        displayName: 'Bea Groups',
+        password: 'Str0ng!Passw0rd#1',
+        groups: [pathId(staff.objectGuid), `entra.${entraGroupId}`],
+      }),
+    });
+    expect(created.status).toBe(202);
+    expect((await finished(((await created.json()) as Op).operationId)).state).toBe('succeeded');
+    const listed = await waitFor(
+      async () => {
+        const body = (await (await stack.api('/customers/contoso/users/h-bea/groups', { key })).json()) as {
+          value: { id: string }[];
+        };
+        return body.value.length === 2 ? body.value : undefined;
+      },
+      'both memberships',
+      45_000,
+    );
+    expect(listed.map((g) => g.id).sort()).toEqual(
+      [pathId(staff.objectGuid), `entra.${entraGroupId}`].sort(),
+    );
+    const bea = (await (await stack.api('/customers/contoso/users/h-bea', { key })).json()) as {
+      ad: { dn: string };
+      entra: { objectId: string };
+    };
+    expect(await staffMembers()).toContain(bea.ad.dn);
+    expect(await cloud.listGroupMembers(entraGroupId)).toContain(bea.entra.objectId);
+    const ops = (await (await stack.api('/customers/contoso/operations', { key })).json()) as {
+      value: (Op & { userId: string })[];
+    };
+    expect(
+      ops.value.filter((o) => o.userId === 'h-bea' && o.kind === 'user.groupAdd').map((o) => o.state),
+    ).toEqual(['succeeded', 'succeeded']);
+  });
 });
