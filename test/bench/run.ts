@@ -9,6 +9,7 @@ import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-
 import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 import { benchAd } from './ad.js';
 import { benchAutoscale } from './autoscale.js';
+import { benchOnboarding, printOnboardingResult } from './onboarding.js';
 
 /**
  * `npm run bench`: throughput of the real paths on the local peers, each next to the limit that bounds
@@ -22,6 +23,8 @@ import { benchAutoscale } from './autoscale.js';
  *  3. hybrid: users/s through HTTP → … → agent → Samba → Graph vs raw ldapts adds;
  *  4. autoscale: the simulated year (test/bench/autoscale.ts; BENCH_AUTOSCALE_CUSTOMERS) and the sweep's
  *     decision compute time for 10,000 customers × 5 SKUs.
+ *  5. onboarding: import of a BENCH_ONBOARDING_USERS (100,000) user tenant vs bare delta paging through the same
+ *     SDK, peak RSS, and matching 100k × 100k (test/bench/onboarding.ts, also runnable on its own).
  * Results go to stdout and .local/bench.json. Sizes: BENCH_CLOUD_USERS, BENCH_HYBRID_USERS, BENCH_AD_USERS.
  */
 const cloudUsers = Number(process.env.BENCH_CLOUD_USERS ?? 600);
@@ -409,6 +412,13 @@ try {
 }
 // 4. autoscale: the simulated year against its baselines, and the sweep's decision compute time.
 results.autoscale = benchAutoscale();
+// 5. onboarding: a 100,000-user tenant imported vs bare paging, peak RSS, matching 100k × 100k (its own peers).
+try {
+  results.onboarding = await benchOnboarding();
+  printOnboardingResult(results.onboarding as Awaited<ReturnType<typeof benchOnboarding>>);
+} catch (error) {
+  results.onboarding = { skipped: error instanceof Error ? error.message : String(error) };
+}
 mkdirSync(join(process.cwd(), '.local'), { recursive: true });
 writeFileSync(join(process.cwd(), '.local', 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
 console.log('\nwritten to .local/bench.json');
