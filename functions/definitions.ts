@@ -25,6 +25,7 @@ import { splaFunctions } from './http/spla.js';
 import { subscriptionFunctions } from './http/subscriptions.js';
 import { tenantFunctions } from './http/tenants.js';
 import { domainFunctions } from './http/domains.js';
+import { gdapFunctions } from './http/gdap.js';
 import {
   changeLicences,
   createUser,
@@ -89,6 +90,7 @@ export const definitions: FunctionDefinition[] = [
   ...subscriptionFunctions,
   ...tenantFunctions,
   ...domainFunctions,
+  ...gdapFunctions,
   ...splaFunctions,
   directoryWorker,
   agentReplies,

@@ -49,6 +49,7 @@ import { createSubscriptions, type Subscriptions } from './usecases/subscription
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
 import { createTenants, type Tenants } from './usecases/tenants/tenants.js';
 import { createDomains, type Domains } from './usecases/domains.js';
+import { createGdap, type Gdap } from './usecases/gdap.js';
 
 /**
  * The composition root: the only module that knows both adapters and use cases. Built once per
@@ -83,6 +84,8 @@ export interface AppDeps {
   tenants: Tenants;
   /** Custom domains for customers' tenants (issue 14). */
   domains: Domains;
+  /** GDAP relationships for customers' tenants (issue 14). */
+  gdap: Gdap;
   /** Present when Service Bus and a relay signing key are configured. */
   relay?: RelayHub;
   /** Dependencies for the authenticated /health/details (the caller's sites are added per caller). */
@@ -357,7 +360,9 @@ export function createComposition(settings: Settings, overrides: CompositionOver
         ? tenants.steps
         : kind === 'domain.add'
           ? domains.steps
-          : subscriptions.stepsFor(kind),
+          : kind === 'gdap.relationship'
+            ? gdap.steps
+            : subscriptions.stepsFor(kind),
     settings: {
       leaseDurationInMs: settings.Engine__leaseDurationInMs,
       backoff: {
@@ -384,6 +389,12 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
     }),
     cloudDirectory,
+    runner: () => commerceOperations,
+  });
+  const gdap = createGdap({
+    customers,
+    cloudDirectory,
+    partnerTenantId: settings.Graph__homeTenantId ?? settings.PartnerCenter__tenantId,
     runner: () => commerceOperations,
   });
   const subscriptions = createSubscriptions({
@@ -472,6 +483,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     commerceOperations,
     tenants,
     domains,
+    gdap,
     ...(relay === undefined ? {} : { relay }),
     onboarding: createOnboarding({
       store,

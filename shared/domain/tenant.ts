@@ -11,6 +11,7 @@ export const commerceOperationKinds = [
   'subscription.autoRenew',
   'tenant.create',
   'domain.add',
+  'gdap.relationship',
 ] as const;
 export type CommerceOperationKind = (typeof commerceOperationKinds)[number];
 
@@ -129,3 +130,49 @@ export function domainAlternatives(prefix: string, count = 5): string[] {
 }
 
 export const initialDomainPrefixPattern = /^[a-z0-9]{1,27}$/;
+
+/**
+ * The Microsoft Entra built-in roles (role template ids) atria-m365 asks for in a GDAP relationship,
+ * and why each: the least that lets a provider's technicians do what the engine does in a customer
+ * tenant. Global Administrator is never asked for (and would forbid auto-extension). Source: Microsoft
+ * Entra built-in roles (permissions-reference.md); GDAP least-privilege guidance (gdap-least-privileged-roles-by-task.md).
+ */
+export const gdapRoles = [
+  {
+    roleDefinitionId: 'fe930be7-5e62-47db-91af-98c3a49a38b1',
+    name: 'User Administrator',
+    why: 'create, update, disable, enable and delete users and reset non-admin passwords (user.* operations)',
+  },
+  {
+    roleDefinitionId: '4d6ac14f-3453-41d0-bef9-a3e0c569773a',
+    name: 'License Administrator',
+    why: 'assign and remove licences and set usageLocation (licence plans)',
+  },
+  {
+    roleDefinitionId: 'fdd7a751-b60b-444a-984c-02652fe8fa1c',
+    name: 'Groups Administrator',
+    why: 'manage the security groups and memberships Atria provisions',
+  },
+  {
+    roleDefinitionId: '8ac3fc64-6eca-42ea-9e69-59f4c7b60eb2',
+    name: 'Hybrid Identity Administrator',
+    why: 'configure a hybrid customer’s domain federation to its ADFS (federation and its preflight)',
+  },
+  {
+    roleDefinitionId: '88d8e3e3-8f55-4a1e-953a-9b9898b8876b',
+    name: 'Directory Readers',
+    why: 'read the organization, domains and subscribed SKUs for reconciliation and preflight checks',
+  },
+] as const;
+
+/** GDAP relationship states from which approval can still come (the rest end the wait). */
+export function gdapWaitState(status: string): 'active' | 'waiting' | 'ended' {
+  if (status === 'active') return 'active';
+  if (['created', 'approvalPending', 'approved', 'activating'].includes(status)) return 'waiting';
+  return 'ended';
+}
+
+/** The customer's approval link for a locked relationship (Partner Center's documented invitation URL). */
+export function gdapApprovalLink(relationshipId: string): string {
+  return `https://admin.microsoft.com/AdminPortal/Home#/partners/invitation/granularAdminRelationships/${relationshipId}`;
+}

@@ -413,6 +413,7 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
         return [...steps.change, ledgerStep(kind)];
       case 'tenant.create':
       case 'domain.add':
+      case 'gdap.relationship':
         throw new AppError('Internal', `${kind} is not a subscription operation`);
     }
   }

@@ -380,6 +380,19 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
     return finish(row, { ...s, state: 'cancelled' });
   }
 
+  /**
+   * Ends an unfinished operation as `cancelled` although steps ran (e.g. a GDAP invitation nobody will
+   * approve): nothing more is done; what its steps did stays as it is (the caller undoes what it can).
+   */
+  async function stop(providerId: string, operationId: string): Promise<Saga> {
+    const row = await get(providerId, operationId);
+    if (row === undefined) throw new AppError('NotFound', `operation ${operationId} not found`);
+    if (row.value.state === 'cancelled') return row.value;
+    if (isSagaFinished(row.value.state))
+      throw new AppError('Conflict', `operation ${operationId} is ${row.value.state}`);
+    return finish(row, { ...row.value, state: 'cancelled' });
+  }
+
   /** Resumes every unfinished operation that is due (expired lease, retry time passed). */
   async function sweep(limit = 200): Promise<{ resumed: number }> {
     let resumed = 0;
@@ -403,7 +416,7 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
     return rest;
   }
 
-  return { start, lookup, forget, get, advance, approve, cancel, sweep, visible };
+  return { start, lookup, forget, stop, get, advance, approve, cancel, sweep, visible };
 }
 export type SagaRunner = ReturnType<typeof createSagaRunner>;
 
