@@ -46,6 +46,7 @@ import { createProvisioning, type Provisioning } from './usecases/provisioning.j
 import { createSpla, type Spla } from './usecases/spla.js';
 import { createSites, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
+import { startTelemetry } from './telemetry.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
 import { createTenants, type Tenants } from './usecases/tenants/tenants.js';
 import { createDomains, type Domains } from './usecases/domains.js';
@@ -126,6 +127,10 @@ export interface CompositionOverrides {
 }
 
 export function createComposition(settings: Settings, overrides: CompositionOverrides = {}): AppDeps {
+  // Once per process: Application Insights in Azure, the async context manager locally.
+  startTelemetry(settings).catch((error: unknown) => {
+    console.error('telemetry did not start', error);
+  });
   const clock = overrides.clock ?? systemClock;
   const store =
     overrides.store ??

@@ -16,6 +16,10 @@ export const settingsSchema = z.object({
   /** `local` serves the dev host with function keys; `azure` expects managed identity and Entra auth. */
   ATRIA_ENVIRONMENT: z.enum(['local', 'azure']).default('local'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** Azure: traces, metrics and logs to Application Insights (shared/telemetry.ts). */
+  APPLICATIONINSIGHTS_CONNECTION_STRING: optionalText,
+  /** Locally: `console` prints finished spans; otherwise spans go to a registered provider only. */
+  OTEL_TRACES_EXPORTER: z.enum(['none', 'console']).optional(),
 
   // Table storage: a connection string (Azurite) or an identity-based service URI (Azure).
   TableStorage: optionalText,

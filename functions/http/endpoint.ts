@@ -7,6 +7,7 @@ import { AppError, toAppError } from '../../shared/errors.js';
 import { createLogger, type Logger, type LogSink } from '../../shared/logging.js';
 import type { HttpFunctionDefinition, HttpMethod } from '../define.js';
 import { problemResponse } from './problem.js';
+import { activeTraceId, contextFrom, inSpan, SpanKind } from '../../shared/telemetry.js';
 
 /**
  * The one HTTP pipeline every route goes through: correlation id, caller authentication, zod parsing
@@ -171,12 +172,37 @@ export function invocationSink(context: InvocationContext): LogSink {
 }
 
 export function runEndpoint<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<P, Q, B, A>, deps: AppDeps) {
+  const handle = handleRequest(spec, deps);
+  // One server span per request, continuing the caller's W3C trace context when it sends one; every
+  // message the request enqueues carries this span as its parent (shared/telemetry.ts).
+  return (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> =>
+    inSpan(
+      `${request.method} /api/${spec.route}`,
+      {
+        kind: SpanKind.SERVER,
+        parent: contextFrom(request.headers.get('traceparent')),
+        attributes: { 'http.request.method': request.method, 'http.route': `/api/${spec.route}` },
+      },
+      async (span) => {
+        const response = await handle(request, context);
+        span.setAttribute('http.response.status_code', response.status ?? 200);
+        return response;
+      },
+    );
+}
+
+function handleRequest<P, Q, B, A extends EndpointAuth>(spec: EndpointSpec<P, Q, B, A>, deps: AppDeps) {
   return async (request: HttpRequest, context: InvocationContext): Promise<HttpResponseInit> => {
     const given = request.headers.get('x-correlation-id');
     const correlationId = given !== null && correlationIdPattern.test(given) ? given : randomUUID();
     const log = createLogger(invocationSink(context), {
       level: deps.settings.LOG_LEVEL,
-      props: { correlationId, function: spec.name, invocationId: context.invocationId },
+      props: {
+        correlationId,
+        traceId: activeTraceId(),
+        function: spec.name,
+        invocationId: context.invocationId,
+      },
     });
     const started = performance.now();
     try {

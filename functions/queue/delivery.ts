@@ -3,6 +3,7 @@ import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { z } from 'zod';
 import { InvalidMessageError, toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
+import { contextFrom, inSpan, SpanKind, traceIdOf } from '../../shared/telemetry.js';
 
 /**
  * Explicit settlement of a Service Bus message, the same in Azure and locally.
@@ -100,10 +101,19 @@ export async function settleEach(
       // The SDK counts earlier deliveries (0 on the first); the Functions host reports this one (1).
       deliveryCount: (message.deliveryCount ?? 0) + 1,
     };
-    const logger = log(delivery);
     try {
-      await work(delivery, logger);
+      // A consumer span, child of the sender's (the `traceparent` application property).
+      await inSpan(
+        `${context.functionName} process`,
+        {
+          kind: SpanKind.CONSUMER,
+          parent: contextFrom(message.applicationProperties?.traceparent),
+          attributes: { 'messaging.system': 'servicebus', 'messaging.message.id': delivery.messageId },
+        },
+        (span) => work(delivery, log(delivery).child({ traceId: traceIdOf(span) })),
+      );
     } catch (thrown) {
+      const logger = log(delivery);
       if (thrown instanceof InvalidMessageError) {
         logger.warn('message dead-lettered: it can never succeed', {
           messageId: delivery.messageId,

@@ -7,6 +7,7 @@ import {
   type MessageContract,
   type SendMessageOptions,
 } from '../../ports/bus.js';
+import { traceContextProperties } from '../../telemetry.js';
 import { toBusError } from './errors.js';
 
 export interface ServiceBusBus extends Bus {
@@ -19,6 +20,8 @@ function toServiceBusMessage<T>(
   body: T,
   options: SendMessageOptions,
 ): ServiceBusMessage {
+  // W3C trace context of the sending span (the request or the worker), so the consumer continues the trace.
+  const applicationProperties = { ...traceContextProperties(), ...options.applicationProperties };
   return {
     body,
     contentType: 'application/json',
@@ -28,9 +31,7 @@ function toServiceBusMessage<T>(
     ...(options.scheduledEnqueueTime === undefined
       ? {}
       : { scheduledEnqueueTimeUtc: options.scheduledEnqueueTime }),
-    ...(options.applicationProperties === undefined
-      ? {}
-      : { applicationProperties: { ...options.applicationProperties } }),
+    ...(Object.keys(applicationProperties).length === 0 ? {} : { applicationProperties }),
   };
 }
 
