@@ -272,6 +272,40 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
     }
   });
 
+  it('checks access first: a tenant the app was not consented in gets an actionable 403 and no job', async () => {
+    const created = await fetch(`${stack.graph.adminUrl}/tenants`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        displayName: 'Fabrikam',
+        domains: [{ id: 'fabrikam.example', isDefault: true }],
+      }),
+    });
+    expect(created.status).toBe(201);
+    const { id: unconsented } = (await created.json()) as { id: string };
+    const put = await call('/customers/fabrikam', {
+      method: 'PUT',
+      body: JSON.stringify({
+        displayName: 'Fabrikam',
+        identityMode: 'cloudOnly',
+        entra: { tenantId: unconsented, domains: ['fabrikam.example'] },
+      }),
+    });
+    expect(put.status).toBe(201);
+    const refused = await call('/customers/fabrikam/onboarding', {
+      method: 'POST',
+      body: JSON.stringify({ tenantId: unconsented }),
+    });
+    expect(refused.status).toBe(403);
+    const problem = refused.body as { code: string; detail: string };
+    expect(problem.code).toBe('Forbidden');
+    expect(problem.detail).toContain(
+      `https://login.microsoftonline.com/${unconsented}/adminconsent?client_id=${stack.graphApp.clientId}`,
+    );
+    expect(problem.detail).toContain('GDAP');
+    expect((await call('/customers/fabrikam/onboarding')).status).toBe(404);
+  });
+
   it('reads the tenant and stops at a dry-run diff with exactly the expected items', async () => {
     const started = await call(`/customers/${customerId}/onboarding`, {
       method: 'POST',
