@@ -47,6 +47,7 @@ import { drift } from './timer/drift.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
+import { splaChangeFeed } from './timer/spla-change-feed.js';
 import { splaMonth } from './timer/spla-month.js';
 import { splaSnapshot } from './timer/spla-snapshot.js';
 
@@ -98,6 +99,7 @@ export const definitions: FunctionDefinition[] = [
   operationSweep,
   splaMonth,
   splaSnapshot,
+  splaChangeFeed,
   commerceSweep,
   autoscaleSweep,
   autoscaleJustInTime,

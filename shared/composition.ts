@@ -259,7 +259,12 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.
   const operationKey = settings.Secrets__operationKey ?? randomBytes(32).toString('base64');
   const sealer = createAesSealer(operationKey);
-  const spla = createSpla({ store, clock, ...(cloudDirectory === undefined ? {} : { cloudDirectory }) });
+  const spla = createSpla({
+    store,
+    clock,
+    ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+    ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
+  });
   const provisioning = createProvisioning({
     store,
     clock,

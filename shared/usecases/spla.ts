@@ -20,6 +20,7 @@ import {
 import { AppError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { CloudDirectory } from '../ports/cloud-directory.js';
+import type { OnPremDirectory } from '../ports/on-prem-directory.js';
 import type { Store } from '../ports/store.js';
 import { customersCollection, loadCustomer } from './customers.js';
 import { engineCollections, userPartition } from './operations/records.js';
@@ -40,11 +41,14 @@ export interface SplaDeps {
   correctionWindowInDays?: number;
   /** For the daily snapshot of the Entra groups rules name (the safety net for changes made elsewhere). */
   cloudDirectory?: (tenantId: string) => CloudDirectory;
+  /** For the agent's change feed (USN watermark): enables, disables, deletes and attributes made in AD. */
+  onPremDirectory?: (siteId: string) => Promise<OnPremDirectory>;
 }
 
 const storedRuleSchema = z.object({ rule: splaRuleSchema, updatedAt: z.string() });
 const storedProductSchema = z.object({ product: splaProductSchema, updatedAt: z.string() });
 const customerIndexSchema = z.object({ providerId: z.string(), customerId: z.string() });
+const watermarkSchema = z.object({ siteId: z.string(), watermark: z.string(), readAt: z.string() });
 const countedUserSchema = z.object({
   userId: z.string(),
   from: z.string(),
@@ -156,6 +160,7 @@ export function createSpla(deps: SplaDeps) {
   const evidence = deps.store.collection('splaevidence', evidenceEventSchema);
   const reports = deps.store.collection('splareports', monthReportSchema);
   const corrections = deps.store.collection('splacorrections', correctionSchema);
+  const watermarks = deps.store.collection('splawatermarks', watermarkSchema);
   const windowInMs = (deps.correctionWindowInDays ?? 90) * 86_400_000;
   const now = (): string => deps.clock.now().toISOString();
 
@@ -528,7 +533,67 @@ export function createSpla(deps: SplaDeps) {
     return { customers: customerCount, groups: groupCount, failed };
   }
 
+  /**
+   * The agent's change feed for every SPLA customer with AD: users changed since the stored USN
+   * watermark become evidence (enabled / disabled / deleted, allow-listed attributes), so a disable made
+   * in Active Directory Users and Computers counts from when the feed saw it. Users are Atria ids where
+   * ours, else `ad:<objectGUID>`. The watermark moves only after the events are stored.
+   */
+  async function readChangeFeed(options: { maxPages?: number } = {}): Promise<{
+    customers: number;
+    events: number;
+    failed: string[];
+  }> {
+    const users = engineCollections(deps.store).users;
+    let customerCount = 0;
+    let eventCount = 0;
+    const failed: string[] = [];
+    for await (const row of customers.list(INDEX)) {
+      const { providerId, customerId } = row.value;
+      const customer = await customersCollection(deps.store).get(providerId, customerId);
+      const siteId = customer?.value.ad?.siteId;
+      if (siteId === undefined || deps.onPremDirectory === undefined) continue;
+      const partition = customerPartition(providerId, customerId);
+      try {
+        const byGuid = new Map<string, string>();
+        for await (const u of users.list(userPartition(providerId, customerId)))
+          if (u.value.ad !== undefined) byGuid.set(u.value.ad.objectGuid, u.value.userId);
+        const directory = await deps.onPremDirectory(siteId);
+        const stored = await watermarks.get(INDEX, partition);
+        // A different site (the customer moved) starts its own feed.
+        let since = stored?.value.siteId === siteId ? stored.value.watermark : undefined;
+        for (let page = 0; page < (options.maxPages ?? 20); page++) {
+          const at = now();
+          const feed = await directory.listChanges(since, {
+            // A read: a fresh id per call (the agent answers a repeated command id from its record).
+            commandId: `spla-feed.${customerId}.${since ?? 'start'}.${Date.parse(at)}`.slice(0, 120),
+            pageSize: 500,
+          });
+          const events: EvidenceEvent[] = feed.changes.flatMap((change): EvidenceEvent[] => {
+            const userId = byGuid.get(change.objectGuid) ?? `ad:${change.objectGuid}`;
+            const base = { at, source: 'changeFeed' as const, ref: `usn-${change.usnChanged}`, userId };
+            if ('deleted' in change) return [{ ...base, type: 'user.deleted' }];
+            const facts: EvidenceEvent[] =
+              Object.keys(change.attributes).length === 0
+                ? []
+                : [{ ...base, type: 'user.facts', attributes: change.attributes }];
+            return [{ ...base, type: change.enabled ? 'user.enabled' : 'user.disabled' }, ...facts];
+          });
+          eventCount += await append(providerId, customerId, events);
+          since = feed.watermark;
+          await watermarks.upsert(INDEX, partition, { siteId, watermark: feed.watermark, readAt: at });
+          if (!feed.more) break;
+        }
+        customerCount++;
+      } catch {
+        failed.push(`${providerId}/${customerId}`);
+      }
+    }
+    return { customers: customerCount, events: eventCount, failed };
+  }
+
   return {
+    readChangeFeed,
     snapshotEntraGroups,
     putProduct,
     listProducts,

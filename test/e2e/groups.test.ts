@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Client, EqualityFilter } from 'ldapts';
+import { Attribute, Change, Client, EqualityFilter } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { RunningAgent } from '../../agent/runtime.js';
 import { startLocalAgent } from '../../dev/local-agent.js';
@@ -329,5 +329,54 @@ describe('group memberships as operations', () => {
     expect(
       ops.value.filter((o) => o.userId === 'h-bea' && o.kind === 'user.groupAdd').map((o) => o.state),
     ).toEqual(['succeeded', 'succeeded']);
+  });
+  it("reads the agent's change feed into SPLA evidence: a disable made in AD is seen, and the watermark moves on", async () => {
+    expect(
+      (
+        await stack.api('/spla/products/rds-sal', {
+          method: 'PUT',
+          key,
+          body: JSON.stringify({ name: 'Windows Server RDS SAL', sku: '6VC-01254', unit: 'user' }),
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await stack.api('/customers/contoso/spla/rules/rds-sal', {
+          method: 'PUT',
+          key,
+          body: JSON.stringify({ authorisedBy: { kind: 'groups', groups: [`ad.${staff.objectGuid}`] } }),
+        })
+      ).status,
+    ).toBe(200);
+    const first = await stack.deps.spla.readChangeFeed();
+    expect(first.failed).toEqual([]);
+    expect(first.events).toBeGreaterThan(0);
+    // Nothing changed since: the stored watermark gives an empty feed.
+    expect((await stack.deps.spla.readChangeFeed()).events).toBe(0);
+
+    // Disabled in AD directly (not through atria-m365), as an admin would in ADUC.
+    await ldap(async (client) => {
+      const { searchEntries } = await client.search(ada.dn, {
+        scope: 'base',
+        attributes: ['userAccountControl'],
+      });
+      const uac = Number(searchEntries[0]?.userAccountControl ?? 512);
+      await client.modify(
+        ada.dn,
+        new Change({
+          operation: 'replace',
+          modification: new Attribute({ type: 'userAccountControl', values: [String(uac | 2)] }),
+        }),
+      );
+    });
+    const after = await stack.deps.spla.readChangeFeed();
+    expect(after.failed).toEqual([]);
+    const month = new Date().toISOString().slice(0, 7);
+    const evidence = (await (
+      await stack.api(`/customers/contoso/spla/evidence?month=${month}`, { key })
+    ).json()) as { value: { type: string; source: string; userId?: string }[] };
+    const fromFeed = evidence.value.filter((e) => e.source === 'changeFeed' && e.userId === 'h-ada');
+    expect(fromFeed.map((e) => e.type).at(-1)).toBe('user.disabled');
   });
 });
