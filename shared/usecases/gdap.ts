@@ -57,7 +57,10 @@ export function createGdap(deps: GdapDeps) {
 
   function partner(): CloudDirectory {
     if (deps.cloudDirectory === undefined || deps.partnerTenantId === undefined)
-      throw new AppError('Unavailable', 'GDAP needs Graph and the partner tenant (Graph__homeTenantId) configured');
+      throw new AppError(
+        'Unavailable',
+        'GDAP needs Graph and the partner tenant (Graph__homeTenantId) configured',
+      );
     return deps.cloudDirectory(deps.partnerTenantId);
   }
   const stored = (payload: string | number | boolean | undefined) =>
@@ -80,9 +83,9 @@ export function createGdap(deps: GdapDeps) {
         const r = stored(ctx.saga.request.payload);
         const cloud = partner();
         const displayName = displayNameOf(ctx.saga.customerId, ctx.saga.operationId);
-        const existing = (await cloud.listDelegatedAdminRelationships({ customerTenantId: r.customerTenantId })).find(
-          (rel) => rel.displayName === displayName,
-        );
+        const existing = (
+          await cloud.listDelegatedAdminRelationships({ customerTenantId: r.customerTenantId })
+        ).find((rel) => rel.displayName === displayName);
         if (existing !== undefined) return done({ relationshipId: existing.id });
         try {
           const created = await cloud.createDelegatedAdminRelationship({
@@ -96,9 +99,9 @@ export function createGdap(deps: GdapDeps) {
         } catch (error) {
           // The name is ours and unique: a create whose answer was lost is found by it.
           if (!isAppError(error, 'AlreadyExists') && !isAppError(error, 'Conflict')) throw error;
-          const found = (await cloud.listDelegatedAdminRelationships({ customerTenantId: r.customerTenantId })).find(
-            (rel) => rel.displayName === displayName,
-          );
+          const found = (
+            await cloud.listDelegatedAdminRelationships({ customerTenantId: r.customerTenantId })
+          ).find((rel) => rel.displayName === displayName);
           if (found === undefined) throw error;
           return done({ relationshipId: found.id });
         }
@@ -110,7 +113,8 @@ export function createGdap(deps: GdapDeps) {
         const id = String(ctx.result('create').relationshipId);
         const cloud = partner();
         const current = await cloud.getDelegatedAdminRelationship(id);
-        if (current.status === 'created') await cloud.requestDelegatedAdminRelationshipAction(id, 'lockForApproval');
+        if (current.status === 'created')
+          await cloud.requestDelegatedAdminRelationshipAction(id, 'lockForApproval');
         return done({ approvalLink: gdapApprovalLink(id) });
       },
     },
@@ -120,12 +124,16 @@ export function createGdap(deps: GdapDeps) {
         const id = String(ctx.result('create').relationshipId);
         const current = await partner().getDelegatedAdminRelationship(id);
         const wait = gdapWaitState(current.status);
-        if (wait === 'active') return done({ status: current.status, endDateTime: current.endDateTime ?? '' });
+        if (wait === 'active')
+          return done({ status: current.status, endDateTime: current.endDateTime ?? '' });
         if (wait === 'ended')
           throw new AppError('Conflict', `the relationship is ${current.status}; it was never approved`, {
             retryable: false,
           });
-        return { kind: 'poll', reason: `relationship is ${current.status}; the customer approves at the link` };
+        return {
+          kind: 'poll',
+          reason: `relationship is ${current.status}; the customer approves at the link`,
+        };
       },
     },
     {
@@ -138,10 +146,34 @@ export function createGdap(deps: GdapDeps) {
         let created = 0;
         for (const groupId of r.securityGroupIds) {
           if (existing.some((a) => a.securityGroupId === groupId && a.status !== 'deleted')) continue;
-          await cloud.createDelegatedAdminAccessAssignment(id, { securityGroupId: groupId, roleDefinitionIds: roleIds });
+          await cloud.createDelegatedAdminAccessAssignment(id, {
+            securityGroupId: groupId,
+            roleDefinitionIds: roleIds,
+          });
           created += 1;
         }
         return done({ groups: r.securityGroupIds.length, created });
+      },
+    },
+    {
+      // An assignment is `pending` until Microsoft has applied it; the provider's technicians have the
+      // roles only once it is `active` (delegatedadminaccessassignment.md).
+      name: 'assignmentsActive',
+      async execute(ctx): Promise<StepOutcome> {
+        const r = stored(ctx.saga.request.payload);
+        const id = String(ctx.result('create').relationshipId);
+        const mine = (await partner().listDelegatedAdminAccessAssignments(id)).filter((a) =>
+          r.securityGroupIds.includes(a.securityGroupId),
+        );
+        const failed = mine.find((a) => a.status === 'error');
+        if (failed !== undefined)
+          throw new AppError('Upstream', `the access assignment for group ${failed.securityGroupId} failed`, {
+            retryable: false,
+          });
+        const waiting = mine.filter((a) => a.status !== 'active').length;
+        if (waiting > 0 || mine.length < r.securityGroupIds.length)
+          return { kind: 'poll', reason: `${waiting} access assignment(s) still pending` };
+        return done({ active: mine.length });
       },
     },
   ];
@@ -165,7 +197,9 @@ export function createGdap(deps: GdapDeps) {
       held: false,
       deadlineInMs,
     });
-    const saga = started.created ? await runner.advance(caller.providerId, started.saga.operationId) : started.saga;
+    const saga = started.created
+      ? await runner.advance(caller.providerId, started.saga.operationId)
+      : started.saga;
     return { created: started.created, operation: view(saga) };
   }
 
@@ -194,7 +228,10 @@ export function createGdap(deps: GdapDeps) {
       const cloud = partner();
       const current = await cloud.getDelegatedAdminRelationship(id);
       if (current.status === 'active' || current.status === 'activating' || current.status === 'approved')
-        throw new AppError('Conflict', `the relationship is ${current.status}: the customer approved it; terminate it instead`);
+        throw new AppError(
+          'Conflict',
+          `the relationship is ${current.status}: the customer approved it; terminate it instead`,
+        );
       if (current.status === 'created') await cloud.deleteDelegatedAdminRelationship(id);
     }
     return view(await deps.runner().stop(caller.providerId, operationId));

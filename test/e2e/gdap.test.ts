@@ -203,8 +203,30 @@ describe('GDAP for a customer tenant', () => {
       groups: 2,
       created: 2,
     });
+    expect(op.steps.find((step) => step.name === 'assignmentsActive')?.result).toMatchObject({ active: 2 });
     const assignments = await partnerDirectory().listDelegatedAdminAccessAssignments(relationshipId);
     expect(assignments.map((a) => a.securityGroupId).sort()).toEqual([...groups].sort());
+    expect(assignments.every((a) => a.status === 'active')).toBe(true);
+  });
+
+  it('an invitation that expires unapproved ends the operation as failed, saying so', async () => {
+    const answer = await api(keys.blue, 'POST', '/customers/contoso/gdap', {
+      securityGroupIds: groups,
+      duration: 'P60D',
+    });
+    const op = gdapSchema.parse(answer.body);
+    const id = String(op.steps.find((s) => s.name === 'create')?.result?.relationshipId);
+    const expired = await fetch(`${graph.adminUrl}/gdap/relationships/${id}/expire`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(expired.status).toBe(200);
+    now += 60 * 60_000;
+    await deps.commerceOperations.sweep();
+    const after = (await deps.commerceOperations.get(providers.blue, op.operationId))?.value;
+    expect(after?.state).toBe('failed');
+    expect(after?.error?.message).toContain('expired; it was never approved');
   });
 
   it('a relationship never approved can be cancelled: no longer followed, visible as cancelled', async () => {
