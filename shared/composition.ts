@@ -506,6 +506,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
         maxPercent: settings.Onboarding__deleteThresholdPercent,
         minForPercent: settings.Onboarding__deleteThresholdMinimum,
       },
+      importLicenceSources: (caller, customerId, importId) =>
+        licensing.runImport(caller, customerId, { importId }),
       onError: (error) => overrides.log?.warn('onboarding run stopped', { error }),
     }),
     healthChecks,

@@ -105,6 +105,10 @@ const jobSchema = z.object({
   deltaLink: z.string().optional(),
   leaseUntil: z.string().optional(),
   approvedAt: z.string().optional(),
+  /** The licence-source import run at approval (Partner Center, distributor, Graph subscriptions). */
+  licensingImport: z
+    .object({ importId: z.string(), state: z.string(), error: z.string().optional() })
+    .optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
@@ -246,6 +250,15 @@ export interface OnboardingDeps {
   leaseInMs?: number;
   /** Decided items per chunk row and checkpoint (default 500: five Graph pages, about 200 KB). */
   chunkItems?: number;
+  /**
+   * Imports the customer's licence sources (1-Tier/2-Tier subscriptions into the seat ledger) under the
+   * given id (a repeat resumes it); licensing.runImport in the composition.
+   */
+  importLicenceSources?: (
+    caller: Caller,
+    customerId: string,
+    importId: string,
+  ) => Promise<{ importId: string; state: string }>;
   /** Called with a job's failure (the background run has no caller to answer). */
   onError?: (error: unknown) => void;
 }
@@ -975,6 +988,18 @@ export function createOnboarding(deps: OnboardingDeps) {
       { approvedAt: job.value.approvedAt ?? now() },
     );
     await startSync(job.value);
+    if (deps.importLicenceSources !== undefined && job.value.licensingImport?.state !== 'succeeded') {
+      const importId = `onboarding-${job.value.jobId}`;
+      let licensingImport: NonNullable<OnboardingJob['licensingImport']>;
+      try {
+        const result = await deps.importLicenceSources(caller, customerId, importId);
+        licensingImport = { importId: result.importId, state: result.state };
+      } catch (thrown) {
+        // The links stand without it; approving again (or POST …/licensing/imports) retries it.
+        licensingImport = { importId, state: 'failed', error: toAppError(thrown).message.slice(0, 300) };
+      }
+      job = await updateJobProgress(job, () => undefined, { licensingImport });
+    }
     return (await finishIfDone(job)).value;
   }
 

@@ -398,6 +398,16 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       body: '{}',
     });
     expect(approved.status).toBe(200);
+    // The licence sources were imported into the seat ledger under the job's own import id.
+    expect((approved.body as { licensingImport?: unknown }).licensingImport).toMatchObject({
+      importId: expect.stringMatching(/^onboarding-/) as unknown,
+      state: 'succeeded',
+    });
+    const ledger = await stack.deps.licensing.ledger(
+      { id: 'e2e', kind: 'apiKey', providerId: provider },
+      customerId,
+    );
+    expect(ledger.length).toBeGreaterThan(0);
     expect(jobSchema.parse(approved.body)).toMatchObject({
       state: 'awaitingApproval',
       progress: { linked: 3, created: 2, pending: 5 },
