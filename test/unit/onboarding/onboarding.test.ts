@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import type { Caller } from '../../../shared/domain/caller.js';
 import { userRecordSchema, type UserRecord } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
@@ -6,6 +7,7 @@ import type {
   CloudDirectory,
   ImportedCloudUser,
   ImportUserChangePage,
+  UserChangePage,
 } from '../../../shared/ports/cloud-directory.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
 import { createOnboarding } from '../../../shared/usecases/onboarding.js';
@@ -168,5 +170,58 @@ describe('onboarding job', () => {
       ['hard', 'ambiguous', 'ada'],
       ['soft', 'ambiguous', 'ada'],
     ]);
+  });
+});
+
+describe('drift pass', () => {
+  it('keeps a failed object as a pending change and retries it after its backoff', async () => {
+    const { store, clock, onboarding } = await setup([[]], {
+      users: [{ ...atria('ada', 'ada@fed.contoso.example', 'QUJD'), entra: { objectId: 'c-ada' } }],
+    });
+    const syncStates = store.collection('onboardingsync', z.object({}).loose());
+    await syncStates.create('sync', 'prov/contoso', {
+      providerId: 'prov',
+      customerId: 'contoso',
+      tenantId,
+      deltaLink: 'delta-0',
+      confirmed: false,
+      failures: [],
+    });
+    let failPatch = true;
+    const patched: string[] = [];
+    const renamed = { id: 'c-ada', displayName: 'Renamed in the cloud' };
+    const directory = {
+      tenantId,
+      listUserChanges: (cursor?: string): Promise<UserChangePage> =>
+        Promise.resolve({
+          changes: cursor === 'delta-0' ? [{ kind: 'upserted' as const, user: renamed }] : [],
+          deltaLink: 'delta-next',
+        }),
+      getUser: () => Promise.resolve({ ...cloudUser('c-ada'), displayName: 'Renamed in the cloud' }),
+      updateUser: (id: string) => {
+        if (failPatch)
+          return Promise.reject(new AppError('Unavailable', 'Graph answered 503', { retryable: true }));
+        patched.push(id);
+        return Promise.resolve();
+      },
+    };
+    const drift = createOnboarding({
+      store,
+      clock,
+      cloudDirectory: () => directory as unknown as CloudDirectory,
+      guard: { maxCount: 500, maxPercent: 20, minForPercent: 10 },
+    });
+    void onboarding;
+
+    expect(await drift.syncPass('prov', 'contoso')).toMatchObject({ failed: 1, reverted: 0 });
+    const held = await drift.getSync(caller, 'contoso');
+    expect(held.failures).toMatchObject([{ id: 'c-ada', attempts: 1 }]);
+    failPatch = false;
+    // Before the backoff the object waits; after it, it is read again and AD's name put back.
+    expect(await drift.syncPass('prov', 'contoso')).toMatchObject({ failed: 0, reverted: 0 });
+    clock.advance(61_000);
+    expect(await drift.syncPass('prov', 'contoso')).toMatchObject({ failed: 0, reverted: 1 });
+    expect(patched).toEqual(['c-ada']);
+    expect((await drift.getSync(caller, 'contoso')).failures).toEqual([]);
   });
 });
