@@ -1,16 +1,21 @@
 import { parseArgs } from 'node:util';
 import { consoleSink, createLogger } from '../shared/logging.js';
 import { loadAgentConfig } from './config.js';
+import { formatDoctor, runDoctor } from './doctor.js';
 import { startAgent } from './runtime.js';
 
 /**
  * `npm run agent -- --config /etc/atria-agent/config.json`: runs until SIGTERM/SIGINT, then stops
  * receiving, finishes the command in flight and exits 0.
  */
-const { values } = parseArgs({ options: { config: { type: 'string', short: 'c' } } });
+const { values, positionals } = parseArgs({
+  options: { config: { type: 'string', short: 'c' } },
+  allowPositionals: true,
+});
 const log = createLogger(consoleSink, { props: { component: 'atria-agent' } });
-if (values.config === undefined) {
-  log.error('usage: agent --config <file>');
+const subcommand = positionals[0];
+if (values.config === undefined || (subcommand !== undefined && subcommand !== 'doctor')) {
+  log.error('usage: agent [doctor] --config <file>');
   process.exit(64);
 }
 let config;
@@ -19,6 +24,12 @@ try {
 } catch (error) {
   log.error('cannot load config', { error: error instanceof Error ? error.message : String(error) });
   process.exit(78);
+}
+if (subcommand === 'doctor') {
+  // Pass/fail with the fix for each check; exit 1 when any failed (for install scripts).
+  const checks = await runDoctor(config);
+  console.log(formatDoctor(checks));
+  process.exit(checks.every((c) => c.ok) ? 0 : 1);
 }
 const agent = await startAgent(config, { log });
 let stopping = false;
