@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { z } from 'zod';
 import { definitions } from '../../functions/definitions.js';
@@ -13,6 +14,7 @@ import type { Caller } from '../../shared/domain/caller.js';
 import { AppError } from '../../shared/errors.js';
 import type { Clock } from '../../shared/ports/clock.js';
 import type { Store } from '../../shared/ports/store.js';
+import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
 import { demoCatalog, graphSkuIds } from '../integration/partner-center/stack.js';
 import { newTenantInputSchema } from '../../shared/usecases/tenants/tenants.js';
 import { quietLogger } from '../support/stack.js';
@@ -380,6 +382,73 @@ describe('creating a tenant through Partner Center', () => {
     expect(customer.entra.domains).toContain(domain);
     // A repeat is the same operation.
     expect((await api(keys.blue, 'POST', '/customers/fabrikam/domains', { domain })).status).toBe(200);
+  });
+
+  it('an existing AD-only customer gets its tenant; made hybrid, its custom domain is added, verified and federated to its ADFS', async () => {
+    const hybridPrefix = `hyb${run}`;
+    // An AD-only customer (its site and OU) that now gets a Microsoft 365 tenant.
+    const site = await api(keys.blue, 'PUT', `/sites/hyb-${run}`, {
+      publicKeyPem: generateSiteKeyPair().publicKeyPem,
+      agentPublicKeyPem: generateSigningKeyPair().publicKeyPem,
+    });
+    expect(site.status).toBeLessThan(300);
+    const ad = {
+      siteId: `hyb-${run}`,
+      usersOu: 'OU=Users,DC=hybco,DC=test',
+      upnSuffixes: [`${hybridPrefix}.test`],
+    };
+    const put = await api(keys.blue, 'PUT', '/customers/hybco', {
+      displayName: 'Hybco',
+      identityMode: 'adOnly',
+      ad,
+    });
+    expect(put.status).toBe(201);
+    const created = await api(
+      keys.blue,
+      'POST',
+      '/customers/hybco/tenant',
+      details({ domainPrefix: hybridPrefix }),
+    );
+    expect(created.status).toBe(202);
+    expect(operationSchema.parse(created.body).state).toBe('succeeded');
+    const linked = z
+      .object({ entra: z.object({ tenantId: z.string(), domains: z.array(z.string()) }) })
+      .loose()
+      .parse((await api(keys.blue, 'GET', '/customers/hybco')).body);
+
+    // The provider makes it hybrid, naming the domain it will federate (a hybrid customer's federated
+    // domain must already be among its domains and AD UPN suffixes).
+    const fed = `fed.${hybridPrefix}.example`;
+    const hybrid = await api(keys.blue, 'PUT', '/customers/hybco', {
+      displayName: 'Hybco',
+      identityMode: 'hybridFederated',
+      entra: {
+        tenantId: linked.entra.tenantId,
+        domains: [...linked.entra.domains, fed],
+        federatedDomain: fed,
+      },
+      ad: { ...ad, upnSuffixes: [...ad.upnSuffixes, fed] },
+    });
+    expect(hybrid.status).toBe(200);
+
+    const added = await api(keys.blue, 'POST', '/customers/hybco/domains', {
+      domain: fed,
+      federation: {
+        issuerUri: 'http://adfs.hybco.example/adfs/services/trust',
+        passiveSignInUri: 'https://adfs.hybco.example/adfs/ls/',
+        signingCertificate: readFileSync('.local/tls/ca.pem', 'utf8'),
+      },
+    });
+    expect(added.status).toBe(202);
+    const op = operationSchema.parse(added.body);
+    expect(op.state).toBe('succeeded');
+    expect(op.steps.find((s) => s.name === 'federate')?.result).toMatchObject({ federated: true });
+    const cloud = createGraphDirectoryFactory({
+      credentialFor: createCredentialFor({ ...app, authorityHost: graph.authorityHost }),
+      graphBaseUrl: graph.graphBaseUrl,
+      customHosts: ['127.0.0.1'],
+    })(linked.entra.tenantId);
+    expect(await cloud.getDomain(fed)).toMatchObject({ isVerified: true, authenticationType: 'Federated' });
   });
 
   it('then a subscription for it, with the checkout answer dropped: one subscription; ledger = Partner Center = Graph', async () => {
