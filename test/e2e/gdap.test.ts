@@ -184,7 +184,7 @@ describe('GDAP for a customer tenant', () => {
     await deps.close();
     deps = createComposition(settings, { log: quietLogger, clock });
     now += 10 * 60_000;
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     expect((await deps.commerceOperations.get(providers.blue, operationId))?.value.state).toBe(
       'retryScheduled',
     );
@@ -196,7 +196,7 @@ describe('GDAP for a customer tenant', () => {
     });
     expect(approved.status).toBe(200);
     now += 10 * 60_000;
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     const op = gdapSchema.parse((await api(keys.blue, 'GET', `/customers/contoso/gdap/${operationId}`)).body);
     expect(op.state).toBe('succeeded');
     expect(op.steps.find((step) => step.name === 'assignments')?.result).toMatchObject({
@@ -223,7 +223,7 @@ describe('GDAP for a customer tenant', () => {
     });
     expect(expired.status).toBe(200);
     now += 60 * 60_000;
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     const after = (await deps.commerceOperations.get(providers.blue, op.operationId))?.value;
     expect(after?.state).toBe('failed');
     expect(after?.error?.message).toContain('expired; it was never approved');
@@ -241,7 +241,7 @@ describe('GDAP for a customer tenant', () => {
     expect(cancelled.status).toBe(200);
     expect(gdapSchema.parse(cancelled.body).state).toBe('cancelled');
     now += 60 * 60_000;
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     expect((await deps.commerceOperations.get(providers.blue, op.operationId))?.value.state).toBe(
       'cancelled',
     );

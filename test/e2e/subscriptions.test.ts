@@ -338,7 +338,7 @@ describe('buying a subscription', () => {
 
     // The lease expires; the sweeper resumes: checkout again under the same key → the same order.
     await advance(61_000);
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     let op = operationSchema.parse((await api(keys.blue, 'GET', `/commerce-operations/${operationId}`)).body);
     expect(op.state).toBe('retryScheduled');
     expect(op.steps.find((s) => s.name === 'checkout')).toMatchObject({ state: 'done', attempts: 2 });
@@ -347,7 +347,7 @@ describe('buying a subscription', () => {
 
     // Provisioning finishes in Partner Center; the next poll finds the subscription.
     await advance(10 * 60_000);
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     op = operationSchema.parse((await api(keys.blue, 'GET', `/commerce-operations/${operationId}`)).body);
     expect(op.state).toBe('succeeded');
 
@@ -422,6 +422,17 @@ describe('New Commerce changes on the virtual clock', () => {
       ['purchase', 7],
       ['reduction', 6],
     ]);
+  });
+
+  it('an increase above the approval threshold waits for approval; cancelled, nothing changes', async () => {
+    const answer = await api(keys.blue, 'POST', `${path()}/quantity`, { quantity: 16, reason: 'big hire' });
+    expect(answer.status).toBe(202);
+    const held = operationSchema.parse(answer.body);
+    expect(held.state).toBe('heldForApproval');
+    const cancelled = await api(keys.blue, 'POST', `/commerce-operations/${held.operationId}/cancel`);
+    expect(cancelled.status).toBe(200);
+    expect(operationSchema.parse(cancelled.body).state).toBe('cancelled');
+    expect((await pcSubscriptions()).find((s) => s.id === firstSubscriptionId)?.quantity).toBe(6);
   });
 
   it('after the window, a reduction becomes a next-term change; without auto-renew it is refused with the reason', async () => {

@@ -276,7 +276,7 @@ describe('creating a tenant through Partner Center', () => {
     expect(repeat.status).toBe(200);
     operationId = operationSchema.parse(repeat.body).operationId;
     now += 61_000;
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     const op = operationSchema.parse(
       (await api(keys.blue, 'GET', `/commerce-operations/${operationId}`)).body,
     );
@@ -321,6 +321,11 @@ describe('creating a tenant through Partner Center', () => {
     const path = '/customers/fabrikam/tenant/admin-credentials';
     expect((await api(keys.red, 'POST', path, { operationId })).status).toBe(404);
     const op = await api(keys.blue, 'GET', `/commerce-operations/${operationId}`);
+    const stored = deps.store.collection(
+      'tenantcredentials',
+      z.object({ sealedPassword: z.string() }).loose(),
+    );
+    const sealed = (await stored.get(providers.blue, operationId))?.value.sealedPassword ?? '';
     const first = await api(keys.blue, 'POST', path, { operationId });
     expect(first.status).toBe(200);
     const secret = z
@@ -328,6 +333,10 @@ describe('creating a tenant through Partner Center', () => {
       .parse(first.body);
     expect(secret.userPrincipalName).toBe(`${secret.userName}@${prefix}.onmicrosoft.com`);
     expect(JSON.stringify(op.body)).not.toContain(secret.password);
+    // Kept sealed (never in clear) until now, and gone after.
+    expect(sealed.length).toBeGreaterThan(20);
+    expect(sealed).not.toContain(secret.password);
+    expect(await stored.get(providers.blue, operationId)).toBeUndefined();
     const second = await api(keys.blue, 'POST', path, { operationId });
     expect(second.status).toBe(409);
   });
@@ -362,7 +371,7 @@ describe('creating a tenant through Partner Center', () => {
 
     // A poll while it is still missing stays scheduled (with a later attempt time).
     now += 5 * 60_000;
-    await deps.commerceOperations.sweep();
+    await deps.commerceOperations.sweep({ providerId: providers.blue });
     op = operationSchema.parse((await api(keys.blue, 'GET', `/commerce-operations/${op.operationId}`)).body);
     expect(op.state).toBe('retryScheduled');
 

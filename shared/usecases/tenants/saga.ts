@@ -394,9 +394,15 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
   }
 
   /** Resumes every unfinished operation that is due (expired lease, retry time passed). */
-  async function sweep(limit = 200): Promise<{ resumed: number }> {
+  async function sweep(options: { providerId?: string; limit?: number } = {}): Promise<{ resumed: number }> {
+    const limit = options.limit ?? 200;
     let resumed = 0;
-    for await (const active of c.active.list(ACTIVE)) {
+    // One provider's only (tests sharing a storage account; an operator's targeted sweep).
+    const listing =
+      options.providerId === undefined
+        ? c.active.list(ACTIVE)
+        : c.active.list(ACTIVE, { rowKeyPrefix: `${options.providerId}|` });
+    for await (const active of listing) {
       if (resumed >= limit) break;
       const { providerId, operationId } = active.value;
       const before = await get(providerId, operationId);
