@@ -66,6 +66,22 @@ export const listOnboardingItems = httpFunction({
   },
 });
 
+export const listOnboardingGroups = httpFunction({
+  name: 'onboarding-groups',
+  route: 'customers/{customerId}/onboarding/groups',
+  method: 'GET',
+  summary: "The tenant's groups as onboarding read them, each with its members' Entra object ids (paged)",
+  tags,
+  auth: 'caller',
+  params: customerParams,
+  query: pageQuerySchema,
+  responses: { 200: { description: '{ value, nextLink }' } },
+  async handle({ caller, params: { customerId }, query, deps }) {
+    const page = await deps.onboarding.listGroups(caller, customerId, query);
+    return { status: 200, body: pagedBody(`customers/${customerId}/onboarding/groups`, query, page) };
+  },
+});
+
 export const approveOnboarding = httpFunction({
   name: 'onboarding-approve',
   route: 'customers/{customerId}/onboarding/approve',
@@ -166,6 +182,7 @@ export const onboardingFunctions = [
   startOnboarding,
   getOnboarding,
   listOnboardingItems,
+  listOnboardingGroups,
   approveOnboarding,
   listOnboardingCases,
   resolveOnboardingCase,

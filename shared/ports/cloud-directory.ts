@@ -39,6 +39,8 @@ export interface CloudDirectory {
   findGroupByMailNickname(mailNickname: string): Promise<CloudGroup | undefined>;
   /** Member object ids. */
   listGroupMembers(groupId: string): Promise<string[]>;
+  /** One page of the tenant's groups (`GET /groups`, up to 999 a page); pass back `nextCursor`. */
+  listGroupsPage(cursor?: string): Promise<{ groups: CloudGroup[]; nextCursor?: string }>;
   addGroupMember(groupId: string, userId: string): Promise<void>;
   removeGroupMember(groupId: string, userId: string): Promise<void>;
 

@@ -51,6 +51,8 @@ const progressSchema = z.object({
   pending: z.number(),
   linked: z.number(),
   created: z.number(),
+  /** Groups read (each with its member ids). */
+  groups: z.number().default(0),
 });
 type Progress = z.infer<typeof progressSchema>;
 
@@ -191,6 +193,18 @@ interface PageContext {
   matchedIn: Map<string, string>;
 }
 
+/** One group of the tenant as onboarding read it, with its members' Entra object ids. */
+const groupRowSchema = z.object({
+  id: z.string(),
+  displayName: z.string(),
+  mailNickname: z.string(),
+  securityEnabled: z.boolean(),
+  mailEnabled: z.boolean(),
+  groupTypes: z.array(z.string()),
+  memberIds: z.array(z.string()),
+});
+export type OnboardingGroup = z.infer<typeof groupRowSchema>;
+
 const lockSchema = z.object({ jobId: z.string(), active: z.boolean() });
 
 const syncStateSchema = z.object({
@@ -274,6 +288,7 @@ const emptyProgress = (): Progress => ({
   pending: 0,
   linked: 0,
   created: 0,
+  groups: 0,
 });
 
 /** Atria user ids for users first seen in the cloud: stable, so a repeat creates nothing new. */
@@ -316,6 +331,7 @@ export function createOnboarding(deps: OnboardingDeps) {
   /** Cases, one row each (a person resolves them one by one). */
   const items = deps.store.collection('onboardingitems', itemSchema);
   const chunks = deps.store.collection('onboardingchunks', chunkSchema);
+  const groups = deps.store.collection('onboardinggroups', groupRowSchema);
   const locks = deps.store.collection('onboardinglocks', lockSchema);
   const syncStates = deps.store.collection('onboardingsync', syncStateSchema);
   const users = deps.store.collection('users', userRecordSchema);
@@ -497,8 +513,15 @@ export function createOnboarding(deps: OnboardingDeps) {
     job = await saveJob(job, { leaseUntil: lease() });
     const cloud = directory(job.value.tenantId);
     try {
-      if (job.value.domains.length === 0)
-        job = await saveJob(job, { ...(await readTenantFacts(cloud)), leaseUntil: lease() });
+      if (job.value.domains.length === 0) {
+        const facts = await readTenantFacts(cloud);
+        const groupCount = await readGroups(cloud, itemsPartition(job.value));
+        job = await saveJob(job, {
+          ...facts,
+          progress: { ...job.value.progress, groups: groupCount },
+          leaseUntil: lease(),
+        });
+      }
 
       const locals: LocalIdentity[] = [];
       for await (const row of users.list(userPartition(providerId, customerId)))
@@ -609,6 +632,30 @@ export function createOnboarding(deps: OnboardingDeps) {
         await saveJob(fresh, { state: 'failed', error: { code: error.code, message: error.message } });
       throw error;
     }
+  }
+
+  /** Groups page by page, one row each with its member ids (a repeat rewrites the same rows). */
+  async function readGroups(cloud: CloudDirectory, partition: string): Promise<number> {
+    let count = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await cloud.listGroupsPage(cursor);
+      for (const group of page.groups) {
+        const memberIds = await cloud.listGroupMembers(group.id);
+        await groups.upsert(partition, group.id, {
+          id: group.id,
+          displayName: group.displayName,
+          mailNickname: group.mailNickname,
+          securityEnabled: group.securityEnabled,
+          mailEnabled: group.mailEnabled,
+          groupTypes: group.groupTypes,
+          memberIds,
+        });
+        count++;
+      }
+      cursor = page.nextCursor;
+    } while (cursor !== undefined);
+    return count;
   }
 
   async function readTenantFacts(cloud: CloudDirectory): Promise<Pick<OnboardingJob, 'domains' | 'skus'>> {
@@ -1085,6 +1132,16 @@ export function createOnboarding(deps: OnboardingDeps) {
     };
   }
 
+  /** The tenant's groups as onboarding read them, with member Entra ids (paged). */
+  async function listGroups(
+    caller: Caller,
+    customerId: string,
+    request: PageRequest,
+  ): Promise<PageOf<OnboardingGroup>> {
+    const job = await requireJob(caller, customerId);
+    return pageOf(groups, itemsPartition(job.value), request);
+  }
+
   // ─── Staying in sync ────────────────────────────────────────────────────────────────────────────────
 
   function backoff(attempts: number): number {
@@ -1393,6 +1450,7 @@ export function createOnboarding(deps: OnboardingDeps) {
     start,
     get: async (caller: Caller, customerId: string) => (await requireJob(caller, customerId)).value,
     listItems,
+    listGroups,
     listCases: (caller: Caller, customerId: string, request: PageRequest) =>
       listItems(caller, customerId, { ...request, kind: 'case' }),
     approve,

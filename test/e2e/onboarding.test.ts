@@ -95,6 +95,7 @@ let stack: TestStack;
 let key: string;
 let otherKey: string;
 let cloud: CloudDirectory;
+let groupId: string;
 
 const jobSchema = z
   .object({
@@ -108,6 +109,7 @@ const jobSchema = z
       pending: z.number(),
       linked: z.number(),
       created: z.number(),
+      groups: z.number(),
     }),
     organization: z.object({ id: z.string(), displayName: z.string() }).optional(),
     domains: z.array(z.object({ id: z.string(), authenticationType: z.string() })),
@@ -204,6 +206,9 @@ beforeAll(async () => {
   cloud = stack.cloudDirectory(tenantId);
   await cloud.assignLicences(ids.hard1, { add: [{ skuId: skuE3, disabledPlanIds: [] }], remove: [] });
   await cloud.assignLicences(ids.new1, { add: [{ skuId: skuE3, disabledPlanIds: [] }], remove: [] });
+  groupId = (await cloud.createGroup({ displayName: 'Sales', mailNickname: 'sales' })).id;
+  await cloud.addGroupMember(groupId, ids.hard1);
+  await cloud.addGroupMember(groupId, ids.new1);
 
   const siteId = `site-onb-${randomUUID().slice(0, 8)}`;
   const site = await call(`/sites/${siteId}`, {
@@ -256,6 +261,7 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       ['POST', `/customers/${customerId}/onboarding`, { tenantId }],
       ['GET', `/customers/${customerId}/onboarding`, undefined],
       ['GET', `/customers/${customerId}/onboarding/items`, undefined],
+      ['GET', `/customers/${customerId}/onboarding/groups`, undefined],
       ['POST', `/customers/${customerId}/onboarding/approve`, {}],
       ['GET', `/customers/${customerId}/onboarding/cases`, undefined],
       ['POST', `/customers/${customerId}/onboarding/cases/${ids.weak}/resolve`, { action: 'ignore' }],
@@ -322,6 +328,13 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       ]),
     );
     expect(dry.skus.find((s) => s.skuId === skuE3)?.consumedUnits).toBe(2);
+    const groups = await call(`/customers/${customerId}/onboarding/groups`);
+    expect(groups.body).toMatchObject({
+      value: [{ id: groupId, displayName: 'Sales', securityEnabled: true }],
+    });
+    expect((groups.body as { value: { memberIds: string[] }[] }).value[0]?.memberIds.sort()).toEqual(
+      [ids.hard1, ids.new1].sort(),
+    );
     expect(dry.progress).toMatchObject({
       read: 10,
       matched: 3,
@@ -330,6 +343,7 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       onlyLocal: 1,
       pending: 5,
       linked: 0,
+      groups: 1,
     });
 
     // The diff: decided items page by page (one row per Graph page), the cases on their own.

@@ -624,6 +624,26 @@ class GraphDirectory implements CloudDirectory {
     return first === undefined ? undefined : { ...first, description: first.description ?? null };
   }
 
+  async listGroupsPage(cursor?: string): Promise<{ groups: CloudGroup[]; nextCursor?: string }> {
+    const page = await this.call(
+      'list groups',
+      () =>
+        cursor === undefined
+          ? this.client
+              .api('/groups')
+              .select('id,displayName,mailNickname,description,securityEnabled,mailEnabled,groupTypes')
+              .top(999)
+              .get()
+          : this.client.api(cursor).get(),
+      groupCollectionSchema.extend({ '@odata.nextLink': z.string().optional() }),
+    );
+    const next = page['@odata.nextLink'];
+    return {
+      groups: page.value.map((g) => ({ ...g, description: g.description ?? null })),
+      ...(next === undefined ? {} : { nextCursor: next }),
+    };
+  }
+
   async listGroupMembers(groupId: string): Promise<string[]> {
     return this.lagAware([groupId], async () => {
       const ids: string[] = [];

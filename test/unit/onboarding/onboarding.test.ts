@@ -62,6 +62,7 @@ function scriptedDirectory(pages: ImportedCloudUser[][], failOnce?: number) {
       ]),
     listSubscribedSkus: () => Promise.resolve([]),
     listDirectoryRoleMemberIds: () => Promise.resolve([]),
+    listGroupsPage: () => Promise.resolve({ groups: [] }),
     listUserImportChanges(cursor?: string): Promise<ImportUserChangePage> {
       const index = cursor === undefined ? 0 : Number(cursor);
       if (index === failOnce && !failed) {
