@@ -287,8 +287,10 @@ interface Track {
   to: number;
   days: Set<number>;
   rules: Set<string>;
-  serviceAccount: boolean;
-  admin: boolean;
+  /** Authorised at some instant while not excluded by the rule: counted. */
+  counted: boolean;
+  /** The exclusion seen while authorised (shown when the user was never counted). */
+  excludedAs?: 'serviceAccount' | 'admin';
   openSince?: number;
 }
 
@@ -321,12 +323,19 @@ export function countMonth(
         if (!facts.enabled || facts.deleted) continue;
         let track = byUser.get(userId);
         if (track === undefined) {
-          track = { from: t, to: t, days: new Set(), rules: new Set(), serviceAccount: false, admin: false };
+          track = { from: t, to: t, days: new Set(), rules: new Set(), counted: false };
           byUser.set(userId, track);
         }
         track.rules.add(why);
-        track.serviceAccount ||= facts.serviceAccount;
-        track.admin ||= facts.admin;
+        // Exclusions hold per instant: an admin who loses the role is a user like any other from then on.
+        const excluded =
+          p.rule.exclude.serviceAccounts && facts.serviceAccount
+            ? 'serviceAccount'
+            : p.rule.exclude.admins && facts.admin
+              ? 'admin'
+              : undefined;
+        if (excluded === undefined) track.counted = true;
+        else track.excludedAs ??= excluded;
         track.openSince ??= t;
         track.to = t;
         track.days.add(dayIndex(t));
@@ -349,15 +358,18 @@ export function countMonth(
     delete track.openSince;
   };
 
+  // Events at one instant are one change (a group move, a snapshot with its facts): the state is looked
+  // at after all of them, never between.
+  const ordered = orderEvidence(events);
   let observedStart = false;
-  for (const e of orderEvidence(events)) {
-    const t = Date.parse(e.at);
+  for (let i = 0; i < ordered.length;) {
+    const t = Date.parse(ordered[i]?.at ?? '');
     if (t >= endMs) break;
     if (t >= startMs && !observedStart) {
       observe(startMs);
       observedStart = true;
     }
-    state.apply(e);
+    for (let e = ordered[i]; e !== undefined && Date.parse(e.at) === t; e = ordered[++i]) state.apply(e);
     if (t >= startMs) observe(t);
   }
   if (!observedStart) observe(startMs);
@@ -378,19 +390,14 @@ export function countMonth(
       const users = [...(tracks.get(p.productId) ?? new Map<string, Track>())]
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         .map(([userId, track]): CountedUser => {
-          const excludedAs =
-            p.rule.exclude.serviceAccounts && track.serviceAccount
-              ? 'serviceAccount'
-              : p.rule.exclude.admins && track.admin
-                ? 'admin'
-                : undefined;
+          const excludedAs = track.counted ? undefined : track.excludedAs;
           return {
             userId,
             from: new Date(track.from).toISOString(),
             to: new Date(track.to).toISOString(),
             days: track.days.size,
             rule: [...track.rules].sort().join('; '),
-            counted: excludedAs === undefined,
+            counted: track.counted,
             ...(excludedAs === undefined ? {} : { excludedAs }),
           };
         });

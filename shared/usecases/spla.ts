@@ -503,6 +503,7 @@ export function createSpla(deps: SplaDeps) {
         const byObjectId = new Map<string, string>();
         for await (const u of users.list(userPartition(providerId, customerId)))
           if (u.value.entra !== undefined) byObjectId.set(u.value.entra.objectId, u.value.userId);
+        const objectIdOf = new Map<string, string>();
         const cloud = deps.cloudDirectory(tenantId);
         const events: EvidenceEvent[] = [];
         for (const groupKey of [...groupKeys].sort()) {
@@ -513,16 +514,26 @@ export function createSpla(deps: SplaDeps) {
             source: 'snapshot',
             ref: `snapshot-${day}-${groupKey}`,
             groupKey,
-            members: memberIds
-              .sort()
-              .map((id) =>
-                groupKeys.has(`entra.${id}`)
-                  ? { groupKey: `entra.${id}` }
-                  : { userId: byObjectId.get(id) ?? `entra:${id}` },
-              ),
+            members: memberIds.sort().map((id) => {
+              if (groupKeys.has(`entra.${id}`)) return { groupKey: `entra.${id}` };
+              const userId = byObjectId.get(id) ?? `entra:${id}`;
+              objectIdOf.set(userId, id);
+              return { userId };
+            }),
           });
         }
-        await append(providerId, customerId, events);
+        // Admins are flagged from Entra's directory roles (a rule may exclude them); a member no longer in a
+        // role is flagged false again, so nobody stays excluded after losing the role.
+        const admins = new Set(await cloud.listDirectoryRoleMemberIds());
+        const facts: EvidenceEvent[] = [...objectIdOf].sort().map(([userId, objectId]) => ({
+          type: 'user.facts',
+          at,
+          source: 'snapshot',
+          ref: `snapshot-${day}-roles`,
+          userId,
+          admin: admins.has(objectId),
+        }));
+        await append(providerId, customerId, [...events, ...facts]);
         customerCount++;
         groupCount += events.length;
       } catch {

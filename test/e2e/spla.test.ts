@@ -141,14 +141,8 @@ describe('SPLA reporting end to end', () => {
   });
 
   it("counts the users this month's group operations authorised, as JSON, CSV and the detail view", async () => {
-    for (const userId of ['nw-ann', 'nw-svc'])
-      await succeeded(
-        await stack.api(`/customers/northwind/users/${userId}/groups/entra.${groupId}`, {
-          method: 'PUT',
-          key,
-        }),
-      );
-    // nw-svc is a service account: a snapshot fact the rule's exclusion reads.
+    // nw-svc is a service account (a fact the rule's exclusion reads), known before it joins the group:
+    // exclusions hold per instant.
     const now = new Date();
     const posted = await json<{ added: number }>('/customers/northwind/spla/evidence', {
       method: 'POST',
@@ -166,6 +160,13 @@ describe('SPLA reporting end to end', () => {
       }),
     });
     expect(posted.body.added).toBe(1);
+    for (const userId of ['nw-ann', 'nw-svc'])
+      await succeeded(
+        await stack.api(`/customers/northwind/users/${userId}/groups/entra.${groupId}`, {
+          method: 'PUT',
+          key,
+        }),
+      );
     const m = month(new Date());
     const report = await json<{ rows: Row[] }>(`/reports/spla?month=${m}&customerId=northwind`);
     expect(report.body.rows.map((r) => [r.productId, r.sku, r.quantity, r.state])).toEqual([

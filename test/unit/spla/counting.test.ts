@@ -195,6 +195,51 @@ describe('SPLA counting: every distinct user authorised at any time in the month
     expect(december?.users.some((u) => u.userId === 'hal')).toBe(true);
   });
 
+  it('applies exclusions per instant: an admin until the 10th counts once no longer an admin', () => {
+    const exchange = products[1];
+    if (exchange === undefined) throw new Error('no rule');
+    const flag = (at: string, admin: boolean): EvidenceEvent => ({
+      type: 'user.facts',
+      at,
+      source: 'snapshot',
+      ref: ref(),
+      userId: 'pat',
+      admin,
+    });
+    const events = [
+      flag('2026-10-01T00:00:00.000Z', true),
+      add('2026-10-01T00:00:00.000Z', EXCHANGE, { userId: 'pat' }),
+      flag('2026-11-10T03:00:00.000Z', false),
+    ];
+    expect(countMonth('2026-11', [exchange], events)[0]?.users).toEqual([
+      expect.objectContaining({ userId: 'pat', counted: true }),
+    ]);
+    // Admin all month: listed, not counted.
+    expect(countMonth('2026-11', [exchange], events.slice(0, 2))[0]).toMatchObject({
+      quantity: 0,
+      users: [{ userId: 'pat', counted: false, excludedAs: 'admin' }],
+    });
+  });
+
+  it('takes the events of one instant as one change: a move between two authorising groups leaves no gap', () => {
+    const rule: ProductRule = {
+      productId: 'p',
+      product: { name: 'P', sku: 'S', unit: 'user' },
+      rule: splaRuleSchema.parse({ authorisedBy: { kind: 'groups', groups: [STAFF, SALES] } }),
+    };
+    const events = [
+      add('2026-10-01T00:00:00.000Z', STAFF, { userId: 'max' }),
+      remove('2026-11-10T12:00:00.000Z', STAFF, { userId: 'max' }),
+      add('2026-11-10T12:00:00.000Z', SALES, { userId: 'max' }),
+    ];
+    expect(countMonth('2026-11', [rule], events)[0]?.users[0]).toMatchObject({
+      userId: 'max',
+      days: 30,
+      from: '2026-11-01T00:00:00.000Z',
+      to: '2026-11-30T23:59:59.999Z',
+    });
+  });
+
   it('resolves nested groups through cycles without looping', () => {
     const a = 'ad.QUFBQUFBQUFBQUFBQUFBQQ==';
     const b = 'ad.QkJCQkJCQkJCQkJCQkJCQg==';

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Caller } from '../../../shared/domain/caller.js';
 import type { Operation } from '../../../shared/domain/operation.js';
+import type { CloudDirectory } from '../../../shared/ports/cloud-directory.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
 import { createSpla } from '../../../shared/usecases/spla.js';
 import { customer, MemoryStore, TestClock } from '../engine/world.js';
@@ -187,5 +188,39 @@ describe('SPLA use case over the store, with a virtual clock', () => {
       .get('prov', '2026-11|contoso');
     expect(draft?.value.state).toBe('draft');
     expect(draft?.value.counts.find((c) => c.productId === 'rds-sal')?.quantity).toBe(1);
+  });
+  it('snapshots Entra groups daily and flags directory-role members as admins only while they hold a role', async () => {
+    const store = new MemoryStore();
+    const clock = new TestClock();
+    clock.t = Date.parse('2026-11-02T03:00:00.000Z');
+    await customersCollection(store).create('prov', 'contoso', customer('hybridFederated', 'prov'));
+    const group = '5a1c7e8f-0b2d-4e6f-9a1b-3c4d5e6f7a8b';
+    const roles = { members: ['oid-admin'] };
+    const fakeCloud = {
+      listGroupMembers: (id: string) => Promise.resolve(id === group ? ['oid-user', 'oid-admin'] : []),
+      listDirectoryRoleMemberIds: () => Promise.resolve([...roles.members]),
+    };
+    const spla = createSpla({
+      store,
+      clock,
+      cloudDirectory: () => fakeCloud as unknown as CloudDirectory,
+    });
+    await spla.putProduct(caller, 'exch', { name: 'Exchange Standard SAL', sku: '395-02504', unit: 'user' });
+    await spla.putRule(caller, 'contoso', 'exch', {
+      authorisedBy: { kind: 'groups', groups: [`entra.${group}`] },
+      exclude: { serviceAccounts: true, admins: true },
+    });
+    expect(await spla.snapshotEntraGroups()).toEqual({ customers: 1, groups: 1, failed: [] });
+    const day1 = await spla.report(caller, '2026-11', { details: true });
+    expect(day1.details?.map((d) => [d.userId, d.counted, d.excludedAs ?? null])).toEqual([
+      ['entra:oid-admin', false, 'admin'],
+      ['entra:oid-user', true, null],
+    ]);
+    // The admin loses the role; the next day's snapshot flags them false and they count from then on.
+    roles.members = [];
+    clock.t = Date.parse('2026-11-03T03:00:00.000Z');
+    await spla.snapshotEntraGroups();
+    const row = (await spla.report(caller, '2026-11')).rows.find((r) => r.productId === 'exch');
+    expect(row?.quantity).toBe(2);
   });
 });
