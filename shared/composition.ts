@@ -373,6 +373,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           : kind === 'gdap.relationship'
             ? gdap.steps
             : subscriptions.stepsFor(kind),
+    onFinished: (saga) => subscriptions.onFinished(saga),
     settings: {
       leaseDurationInMs: settings.Engine__leaseDurationInMs,
       backoff: {

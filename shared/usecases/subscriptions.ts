@@ -22,7 +22,7 @@ import type { Commerce, CommerceSubscription, Offer } from '../ports/commerce.js
 import type { Store } from '../ports/store.js';
 import { loadCustomer } from './customers.js';
 import { fromPartnerCenter, type Licensing, type LicensingConnectors } from './licensing.js';
-import type { SagaRunner, SagaStepDefinition, StepOutcome } from './tenants/saga.js';
+import type { Saga, SagaRunner, SagaStepDefinition, StepOutcome } from './tenants/saga.js';
 
 /**
  * Buying and changing a customer's Partner Center subscriptions from Atria (1-Tier, issue 14). Every
@@ -233,6 +233,43 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
       }
     }
     throw new AppError('ConcurrencyConflict', 'the spend counter is busy', { retryable: true });
+  }
+
+  /** Takes an operation's amount off a counter again (etag-guarded; nothing when it was never added). */
+  async function release(partition: string, day: string, operationId: string, amount: number) {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const row = await spend.get(partition, day);
+      if (row?.value.operationIds.includes(operationId) !== true) return;
+      const value = {
+        total: Math.max(0, Math.round((row.value.total - amount) * 100) / 100),
+        operationIds: row.value.operationIds.filter((id) => id !== operationId),
+      };
+      try {
+        await spend.replace(partition, day, value, row.etag);
+        return;
+      } catch (error) {
+        if (!isAppError(error, 'ConcurrencyConflict')) throw error;
+      }
+    }
+    throw new AppError('ConcurrencyConflict', 'the spend counter is busy', { retryable: true });
+  }
+
+  /**
+   * A buy or increase that ended without reaching Partner Center gives its reservation back: the
+   * checkout (or apply) step never ran, or Partner Center refused it. Anything whose outcome may be a
+   * purchase (e.g. a deadline while a checkout was being retried) keeps it — over-counting is the safe side.
+   */
+  async function onFinished(saga: Saga): Promise<void> {
+    if (saga.state !== 'failed' && saga.state !== 'cancelled') return;
+    const spent = saga.steps.find((step) => step.name === 'spend');
+    const reserved = spent?.result?.reserved;
+    const day = spent?.result?.day;
+    if (typeof reserved !== 'number' || reserved === 0 || typeof day !== 'string') return;
+    const sending = saga.steps.find((step) => step.name === 'checkout' || step.name === 'apply');
+    const nothingBought = sending === undefined || sending.attempts === 0 || sending.state === 'failed';
+    if (!nothingBought) return;
+    await release(providerPartition(saga.providerId), day, saga.operationId, reserved);
+    await release(customerPartition(saga.providerId, saga.customerId), day, saga.operationId, reserved);
   }
 
   function fingerprint(value: unknown): string {
@@ -630,6 +667,7 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
 
   return {
     stepsFor,
+    onFinished,
     buy,
     changeQuantity: (
       caller: Caller,

@@ -51,6 +51,7 @@ let deps: AppDeps;
 let host: LocalHost;
 let baseSettings: ReturnType<typeof loadSettings>;
 let pcCustomerId: string;
+let commerce: ReturnType<typeof createPartnerCenterCommerce>;
 let tenantId: string;
 const keys = { blue: '', red: '' };
 let now = day0.getTime();
@@ -182,7 +183,7 @@ beforeAll(async () => {
     log: () => undefined,
   });
   // The provider's existing Partner Center customer (tenant creation has its own test), with MCA.
-  const commerce = createPartnerCenterCommerce({
+  commerce = createPartnerCenterCommerce({
     credential: new ClientSecretCredential(partnerTenant, app.clientId, app.clientSecret, {
       authorityHost: graph.authorityHost,
       disableInstanceDiscovery: true,
@@ -384,6 +385,72 @@ describe('buying a subscription', () => {
     expect(operationSchema.parse(approved.body).state).toBe('succeeded');
     expect(await pcSubscriptions()).toHaveLength(2);
     expect(await graphE3Seats()).toBe(15);
+  });
+
+  it('a buy Partner Center refuses (no Microsoft Customer Agreement) fails visibly and gives its spend back', async () => {
+    const created = await commerce.createCustomer(
+      {
+        domain: `nomca${run}.onmicrosoft.com`,
+        companyName: 'No MCA',
+        email: `owner@nomca${run}.example`,
+        culture: 'en-US',
+        language: 'en',
+        address: {
+          country: 'US',
+          city: 'Redmond',
+          state: 'WA',
+          addressLine1: 'One Microsoft Way',
+          postalCode: '98052',
+        },
+      },
+      { operationKey: `create-nomca-${run}` },
+    );
+    expect(
+      (
+        await api(keys.blue, 'PUT', '/customers/nomca', {
+          displayName: 'No MCA',
+          identityMode: 'cloudOnly',
+          entra: { tenantId: created.customer.tenantId, domains: [`nomca${run}.onmicrosoft.com`] },
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await api(keys.blue, 'PUT', '/customers/nomca/licensing/sources', {
+          partnerCenterCustomerId: created.customer.id,
+        })
+      ).status,
+    ).toBe(200);
+    const spent = async () =>
+      z
+        .object({ spentToday: z.object({ provider: z.number(), customer: z.number() }) })
+        .loose()
+        .parse(
+          (
+            await api(keys.blue, 'POST', '/customers/nomca/subscriptions', {
+              ...e3,
+              quantity: 1,
+              reason: 'x',
+              dryRun: true,
+            })
+          ).body,
+        ).spentToday;
+    const before = await spent();
+    const answer = await api(keys.blue, 'POST', '/customers/nomca/subscriptions', {
+      ...e3,
+      quantity: 2,
+      reason: 'no mca',
+    });
+    expect(answer.status).toBe(202);
+    const op = operationSchema.parse(answer.body);
+    expect(op.state).toBe('failed');
+    expect(answer.body.error).toMatchObject({ code: 'AgreementMissing' });
+    // It was reserved (2 × 36) before the checkout, and given back when Partner Center refused.
+    expect(op.steps.find((s) => s.name === 'spend')).toMatchObject({
+      state: 'done',
+      result: { reserved: 72 },
+    });
+    expect(await spent()).toEqual(before);
   });
 
   it('a buy that would pass the daily per-customer cap is refused with its figures; nothing is bought', async () => {

@@ -122,6 +122,11 @@ export interface SagaRunnerDeps {
   stepsFor: StepsFor;
   settings: SagaSettings;
   random?: () => number;
+  /**
+   * Called (idempotently: again on a later run of a finished operation) once an operation ended, e.g.
+   * to give back a spend reservation of a buy that never reached checkout.
+   */
+  onFinished?: (saga: Saga) => Promise<void>;
 }
 
 export interface NewSaga {
@@ -227,6 +232,7 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
   async function finish(row: Versioned<Saga>, next: Saga): Promise<Saga> {
     const { lease: _lease, nextAttemptAt: _next, ...rest } = next;
     const saved = await save(row, rest);
+    await deps.onFinished?.(saved.value);
     await c.active.delete(ACTIVE, activeKey(next.providerId, next.operationId));
     return saved.value;
   }
@@ -242,6 +248,7 @@ export function createSagaRunner(deps: SagaRunnerDeps) {
     const s = row.value;
     const now = deps.clock.now();
     if (isSagaFinished(s.state)) {
+      await deps.onFinished?.(s);
       await c.active.delete(ACTIVE, activeKey(providerId, operationId));
       return s;
     }
