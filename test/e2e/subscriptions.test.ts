@@ -540,6 +540,16 @@ describe('New Commerce changes on the virtual clock', () => {
     });
     expect(finished(cancel)).toBe('succeeded');
     expect((await pcSubscriptions()).find((s) => s.id === id)?.status).toBe('deleted');
+    // A cancelled subscription takes no more changes, each refused with the reason.
+    for (const [suffix, body] of [
+      ['auto-renew', { enabled: false, reason: 'late' }],
+      ['quantity', { quantity: 2, reason: 'late' }],
+      ['cancel', { reason: 'again' }],
+    ] as const) {
+      const refused = await api(keys.blue, 'POST', `/customers/contoso/subscriptions/${id}/${suffix}`, body);
+      expect(refused.status, suffix).toBe(409);
+      expect(refused.body.detail, suffix).toContain('the subscription is deleted');
+    }
     const last = (await purchaseEntries())
       .filter((e: { subject: string }) => e.subject.endsWith(id.toLowerCase()))
       .at(-1);
