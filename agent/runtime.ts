@@ -28,6 +28,13 @@ import { LdapExecutor } from './ldap/executor.js';
 import { DcPool } from './ldap/pool.js';
 import { FileNonceStore } from './nonce-store.js';
 import { CommandVerifier } from './verifier.js';
+import {
+  contextFrom,
+  inSpan,
+  installContextManager,
+  SpanKind,
+  traceContextProperties,
+} from '../shared/telemetry.js';
 
 export const agentVersion = '0.1.0';
 
@@ -66,6 +73,8 @@ export async function startAgent(
   config: ResolvedAgentConfig,
   deps: AgentDependencies,
 ): Promise<RunningAgent> {
+  // Spans nest across awaits (a no-op without a registered tracer provider).
+  installContextManager();
   const clock = deps.clock ?? systemClock;
   const log = deps.log.child({ siteId: config.siteId });
   const sitePrivateKey = privateKeyFromPem(config.sitePrivateKeyPem, 'x25519');
@@ -161,7 +170,8 @@ export async function startAgent(
       messageId,
       ...(correlationId === undefined ? {} : { correlationId }),
       contentType: 'application/json',
-      applicationProperties: { siteId: config.siteId, type: body.type },
+      // A reply continues the command's trace (the agent-replies worker's span is its child).
+      applicationProperties: { ...traceContextProperties(), siteId: config.siteId, type: body.type },
     });
   };
 
@@ -289,7 +299,17 @@ export async function startAgent(
           await settle.abandonMessage(message).catch(() => undefined);
           return;
         }
-        const work = handle(message).catch(async (error: unknown) => {
+        // A span per command, child of the cloud's send (`traceparent`); without an exporter it only
+        // carries the caller's context on to the reply.
+        const work = inSpan(
+          'agent command',
+          {
+            kind: SpanKind.CONSUMER,
+            parent: contextFrom(message.applicationProperties?.traceparent),
+            attributes: { 'atria.site': config.siteId },
+          },
+          () => handle(message),
+        ).catch(async (error: unknown) => {
           // Settlement or reply failed (e.g. bus connection lost): the lock expires and it is redelivered.
           lastError = error instanceof Error ? error.message : String(error);
           log.error('command handling failed', { error: lastError });

@@ -20,6 +20,7 @@ import {
   type Command,
   type Reply,
 } from '../../relay-protocol/index.js';
+import { traceContextProperties } from '../../telemetry.js';
 
 /**
  * Fire-and-park sends for saga steps. Unlike `RelayHub.call` nothing waits here: the command is signed,
@@ -80,7 +81,12 @@ export function createCommandChannels(options: {
               correlationId: submit.correlationId ?? submit.commandId,
               contentType: 'application/json',
               timeToLive: lifetimeInMs,
-              applicationProperties: { siteId: site.siteId, type: wire.type, commandId: submit.commandId },
+              applicationProperties: {
+                ...traceContextProperties(),
+                siteId: site.siteId,
+                type: wire.type,
+                commandId: submit.commandId,
+              },
             });
           } catch (error) {
             throw new AppError(

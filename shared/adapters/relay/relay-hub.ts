@@ -35,6 +35,7 @@ import {
   type Heartbeat,
   type Reply,
 } from '../../relay-protocol/index.js';
+import { traceContextProperties } from '../../telemetry.js';
 
 export interface ReplyStore {
   save(reply: Reply): Promise<void>;
@@ -250,7 +251,7 @@ export class RelayHub {
         correlationId: commandId,
         contentType: 'application/json',
         timeToLive: lifetimeInMs,
-        applicationProperties: { siteId, type: command.type },
+        applicationProperties: { ...traceContextProperties(), siteId, type: command.type },
       });
     } catch (error) {
       throw new AppError(
