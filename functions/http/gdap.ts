@@ -20,7 +20,9 @@ export const createGdapRelationship = httpFunction({
   params: customerParams,
   body: gdapInputSchema,
   responses: {
-    202: { description: 'The GDAP operation with `approvalLink` for the customer and the roles asked (why each)' },
+    202: {
+      description: 'The GDAP operation with `approvalLink` for the customer and the roles asked (why each)',
+    },
     200: { description: 'A repeat: the same operation' },
   },
   async handle({ caller, params: { customerId }, body, deps }) {
@@ -47,7 +49,8 @@ export const cancelGdapRelationship = httpFunction({
   name: 'gdap-cancel',
   route: 'customers/{customerId}/gdap/{operationId}/cancel',
   method: 'POST',
-  summary: 'Cancel a relationship that was never approved (deleted while still created; otherwise no longer followed)',
+  summary:
+    'Cancel a relationship that was never approved (deleted while still created; otherwise no longer followed)',
   tags,
   auth: 'caller',
   params: operationParams,
