@@ -189,12 +189,36 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
     const term = termDurations.find((t) => t === sub.termDuration);
     const cycle = billingCycles.find((c) => c === sub.billingCycle);
     if (term === undefined || cycle === undefined) return undefined;
-    return priceOf(
-      commerce,
-      pcCustomerId,
-      { catalogItemId: sub.catalogItemId, termDuration: term, billingCycle: cycle, quantity },
-      quoteKey,
+    const line = { termDuration: term, billingCycle: cycle, quantity };
+    try {
+      return await priceOf(commerce, pcCustomerId, { ...line, catalogItemId: sub.catalogItemId }, quoteKey);
+    } catch (error) {
+      // The subscription keeps the catalog id it was bought under; the catalog may have moved on
+      // (400019): price the same product, SKU, term and cycle under its current id.
+      if (!isAppError(error) || error.details?.partnerCenterCode !== '400019') throw error;
+      const [productId, skuId] = sub.catalogItemId.split(':');
+      if (productId === undefined || skuId === undefined) return undefined;
+      const offer = (await commerce.findOffers(productId, skuId)).find((o) =>
+        o.terms.some((t) => t.termDuration === term && t.billingCycle === cycle),
+      );
+      if (offer === undefined) return undefined;
+      return priceOf(
+        commerce,
+        pcCustomerId,
+        { ...line, catalogItemId: offer.catalogItemId },
+        `${quoteKey}@current`,
+      );
+    }
+  }
+
+  /** The catalog's id now for the subscription's product, SKU, term and billing cycle. */
+  async function currentCatalogItemId(commerce: Commerce, sub: CommerceSubscription) {
+    const [productId, skuId] = sub.catalogItemId.split(':');
+    if (productId === undefined || skuId === undefined) return undefined;
+    const offer = (await commerce.findOffers(productId, skuId)).find((o) =>
+      o.terms.some((t) => t.termDuration === sub.termDuration && t.billingCycle === sub.billingCycle),
     );
+    return offer?.catalogItemId;
   }
 
   const providerPartition = (providerId: string) => `p|${providerId}`;
@@ -419,14 +443,22 @@ export function createSubscriptions(deps: SubscriptionsDeps) {
         after = await commerce.cancel(c.pcCustomerId, c.subscriptionId, options);
       else if (ctx.saga.kind === 'subscription.autoRenew')
         after = await commerce.setAutoRenew(c.pcCustomerId, c.subscriptionId, c.enabled === true, options);
-      else if (c.plan === 'atRenewal')
+      else if (c.plan === 'atRenewal') {
+        // The next term is ordered from the catalog as it is then: a subscription bought under an
+        // availability id that has since changed names the current one (else 400019).
+        const sub = await commerce.getSubscription(c.pcCustomerId, c.subscriptionId);
+        const current = await currentCatalogItemId(commerce, sub);
         after = await commerce.scheduleRenewalChange(
           c.pcCustomerId,
           c.subscriptionId,
-          { quantity: c.quantity ?? 0 },
+          {
+            quantity: c.quantity ?? 0,
+            ...(current === undefined || current === sub.catalogItemId ? {} : { catalogItemId: current }),
+          },
           options,
         );
-      else after = await commerce.changeQuantity(c.pcCustomerId, c.subscriptionId, c.quantity ?? 0, options);
+      } else
+        after = await commerce.changeQuantity(c.pcCustomerId, c.subscriptionId, c.quantity ?? 0, options);
       return done({
         quantity: after.quantity,
         status: after.status,

@@ -380,10 +380,18 @@ describe('buying a subscription', () => {
     expect((await api(keys.red, 'POST', `/commerce-operations/${held.operationId}/approve`)).status).toBe(
       404,
     );
+    // Catalog ids change over time: the availability gets a new id while the buy waits; the approved
+    // buy looks the catalog up again and orders under the current id.
+    const rotated = z.object({ previous: z.string(), current: z.string() }).parse(
+      await admin('POST', '/catalog/rotate-availability', {
+        catalogItemId: 'CFQ7TTC0LFLZ:0001:CFQ7TTC0N8SL',
+      }),
+    );
     const approved = await api(keys.blue, 'POST', `/commerce-operations/${held.operationId}/approve`);
     expect(approved.status).toBe(200);
     expect(operationSchema.parse(approved.body).state).toBe('succeeded');
     expect(await pcSubscriptions()).toHaveLength(2);
+    expect((await pcSubscriptions()).map((x) => x.catalogItemId)).toContain(rotated.current);
     expect(await graphE3Seats()).toBe(15);
   });
 
@@ -510,6 +518,8 @@ describe('New Commerce changes on the virtual clock', () => {
     });
     expect(finished(scheduled)).toBe('succeeded');
     expect((await pcSubscriptions()).find((s) => s.id === firstSubscriptionId)?.quantity).toBe(6);
+    const next = (await commerce.getSubscription(pcCustomerId, firstSubscriptionId)).scheduledRenewal;
+    expect(next?.quantity).toBe(4);
 
     expect(
       finished(await api(keys.blue, 'POST', `${path()}/auto-renew`, { enabled: false, reason: 'ending' })),
