@@ -17,6 +17,11 @@ export type SecretSource = z.infer<typeof secretSource>;
 
 export const agentConfigSchema = z.strictObject({
   siteId: siteIdSchema,
+  /** This agent's name in heartbeats when a site runs several (default: the host name). */
+  agentId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .optional(),
   serviceBus: z.union([
     z.strictObject({ connectionString: secretSource }),
     z.strictObject({
@@ -79,6 +84,7 @@ export type AgentConfigFile = z.input<typeof agentConfigSchema>;
 
 export interface ResolvedAgentConfig {
   siteId: string;
+  agentId?: string;
   serviceBus:
     { connectionString: string } | { fullyQualifiedNamespace: string; sasKeyName: string; sasKey: string };
   commandQueue: string;
@@ -125,6 +131,7 @@ export function resolveAgentConfig(
   const { password, caFile, ...directory } = config.directory;
   return {
     siteId: config.siteId,
+    ...(config.agentId === undefined ? {} : { agentId: config.agentId }),
     serviceBus:
       'connectionString' in config.serviceBus
         ? {

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import {
@@ -75,6 +76,8 @@ export async function startAgent(
 ): Promise<RunningAgent> {
   // Spans nest across awaits (a no-op without a registered tracer provider).
   installContextManager();
+  // Heartbeats name the agent, so the cloud shows each of a site's agents (host names are unique per site).
+  const agentId = (config.agentId ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'agent';
   const clock = deps.clock ?? systemClock;
   const log = deps.log.child({ siteId: config.siteId });
   const sitePrivateKey = privateKeyFromPem(config.sitePrivateKeyPem, 'x25519');
@@ -349,6 +352,7 @@ export async function startAgent(
       v: protocolVersion,
       type: 'heartbeat',
       siteId: config.siteId,
+      agentId,
       agentVersion,
       dcsReachable,
       queueLag,

@@ -267,6 +267,11 @@ export const heartbeatSchema = z.strictObject({
   type: z.literal('heartbeat'),
   siteId: siteIdSchema,
   agentVersion: z.string().max(64),
+  /** Which agent of the site (several may consume its queue); absent from agents older than this field. */
+  agentId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .optional(),
   /** DC URLs that answered a bind in the last probe. */
   dcsReachable: z.array(z.string()),
   /** Messages waiting in the site's queue when last known (-1 when unknown). */

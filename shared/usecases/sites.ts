@@ -31,11 +31,27 @@ const siteSchema = z.object({
   registeredAt: z.string(),
   updatedAt: z.string().optional(),
   heartbeat: heartbeatSchema.optional(),
+  /** The last heartbeat of each agent of the site, by agent id (`default` for agents that send none). */
+  agents: z.record(z.string(), heartbeatSchema).optional(),
 });
 export type Site = z.infer<typeof siteSchema>;
 
 /** What a caller sees of its site: its keys, its agent's last heartbeat and what that means. */
-export interface SiteView extends Omit<Site, 'heartbeat'> {
+export interface AgentView {
+  agentId: string;
+  /** `unavailable` after 120 s without a heartbeat (two missed beats at the default interval). */
+  state: 'ok' | 'unavailable' | 'noDcReachable';
+  lastHeartbeatAt: string;
+  agentVersion: string;
+  dcsReachable: string[];
+  queueLag: number;
+  lastError: string | null;
+}
+
+export const agentUnavailableAfterInMs = 120_000;
+
+export interface SiteView extends Omit<Site, 'heartbeat' | 'agents'> {
+  agents: AgentView[];
   agent: {
     state: 'ok' | 'stale' | 'noDcReachable' | 'neverSeen';
     lastHeartbeatAt: string | null;
@@ -79,7 +95,8 @@ export function createSites(deps: {
   const sites = sitesCollection(deps.store);
 
   function view(site: Site): SiteView {
-    const { heartbeat, ...rest } = site;
+    const { heartbeat, agents, ...rest } = site;
+    const now = deps.clock.now().getTime();
     const lastSeen = heartbeat === undefined ? undefined : Date.parse(heartbeat.receivedAt);
     const state: SiteView['agent']['state'] =
       lastSeen === undefined
@@ -91,6 +108,22 @@ export function createSites(deps: {
             : 'ok';
     return {
       ...rest,
+      agents: Object.entries(agents ?? {})
+        .map(([agentId, beat]): AgentView => ({
+          agentId,
+          state:
+            now - Date.parse(beat.receivedAt) > agentUnavailableAfterInMs
+              ? 'unavailable'
+              : beat.dcsReachable.length === 0
+                ? 'noDcReachable'
+                : 'ok',
+          lastHeartbeatAt: beat.at,
+          agentVersion: beat.agentVersion,
+          dcsReachable: beat.dcsReachable,
+          queueLag: beat.queueLag,
+          lastError: beat.lastError ?? null,
+        }))
+        .sort((a, b) => a.agentId.localeCompare(b.agentId)),
       agent: {
         state,
         lastHeartbeatAt: heartbeat?.at ?? null,
@@ -161,6 +194,7 @@ export function createSites(deps: {
         registeredAt: existing?.value.registeredAt ?? now,
         updatedAt: now,
         ...(existing?.value.heartbeat === undefined ? {} : { heartbeat: existing.value.heartbeat }),
+        ...(existing?.value.agents === undefined ? {} : { agents: existing.value.agents }),
       };
       if (existing === undefined) {
         try {
@@ -204,16 +238,19 @@ export function createSites(deps: {
     async recordHeartbeat(heartbeat: Heartbeat): Promise<void> {
       const existing = await sites.get(PARTITION, heartbeat.siteId);
       if (existing === undefined) return; // an agent of a site we do not know: nothing to show
+      const beat = {
+        at: heartbeat.at,
+        receivedAt: deps.clock.now().toISOString(),
+        agentVersion: heartbeat.agentVersion,
+        dcsReachable: heartbeat.dcsReachable,
+        queueLag: heartbeat.queueLag,
+        ...(heartbeat.lastError === undefined ? {} : { lastError: heartbeat.lastError }),
+      };
       const value: Site = {
         ...existing.value,
-        heartbeat: {
-          at: heartbeat.at,
-          receivedAt: deps.clock.now().toISOString(),
-          agentVersion: heartbeat.agentVersion,
-          dcsReachable: heartbeat.dcsReachable,
-          queueLag: heartbeat.queueLag,
-          ...(heartbeat.lastError === undefined ? {} : { lastError: heartbeat.lastError }),
-        },
+        // The site's latest heartbeat from any of its agents, and each agent's own.
+        heartbeat: beat,
+        agents: { ...existing.value.agents, [heartbeat.agentId ?? 'default']: beat },
       };
       try {
         // With the etag: a heartbeat must never undo a re-registration that raced it.
@@ -236,7 +273,7 @@ export function createSites(deps: {
           return {
             state: degraded === 0 ? 'ok' : 'degraded',
             info: {
-              sites: list.map((s) => ({ siteId: s.siteId, ...s.agent })),
+              sites: list.map((s) => ({ siteId: s.siteId, ...s.agent, agents: s.agents })),
             },
           };
         },

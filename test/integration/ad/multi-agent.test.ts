@@ -1,10 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { SubstringFilter, type Client } from 'ldapts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { resolveAgentConfig } from '../../../agent/config.js';
+import { startAgent } from '../../../agent/runtime.js';
+import { createTableStore } from '../../../shared/adapters/tables/table-store.js';
+import { createLogger } from '../../../shared/logging.js';
+import { createSites } from '../../../shared/usecases/sites.js';
 import { startSambaPeer, type SambaPeer } from '../../../dev/peers/samba/index.js';
 import type { RelayHub } from '../../../shared/adapters/relay/index.js';
-import { sealSecret, type Reply } from '../../../shared/relay-protocol/index.js';
+import { sealSecret, type Heartbeat, type Reply } from '../../../shared/relay-protocol/index.js';
 import { agentConfig, newHub, startRelayBus, writeAgentConfig, type RelayBus } from './bus.js';
 import { adminClient, siteId, siteKeys, strongPassword } from './support.js';
 
@@ -23,6 +28,8 @@ let configFile: string;
 const keys = siteKeys();
 const replies = new Map<string, Reply[]>();
 const children = new Set<ChildProcess>();
+/** Where the hub hands heartbeats (the cloud stores them; the heartbeat test does). */
+let onBeat: (heartbeat: Heartbeat) => Promise<void> = () => Promise.resolve();
 
 function spawnAgent(): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   // The real entry point, as `npm run agent -- --config FILE` runs it.
@@ -55,6 +62,7 @@ beforeAll(async () => {
   configFile = writeAgentConfig(agentConfig(bus, dc, keys, { maxConcurrentCommands: 4 }));
   hub = newHub(bus, {
     agentKeyFor: () => Promise.resolve(keys.agentPublicKeyPem),
+    onHeartbeat: (heartbeat) => onBeat(heartbeat),
     onUnclaimedReply: async (reply) => {
       replies.set(reply.commandId, [...(replies.get(reply.commandId) ?? []), reply]);
       await Promise.resolve();
@@ -128,6 +136,75 @@ describe('several agents per site', () => {
         if (reply.ok)
           expect((reply.result as { user: { objectGuid: string } }).user.objectGuid).toBe(guids.get(sam));
       }
+    }
+  });
+});
+
+describe('each agent of a site heartbeats under its own id', () => {
+  it('shows both agents, and one as unavailable after 120 s without its heartbeat', async () => {
+    let now = Date.now();
+    const clock = { now: () => new Date(now) };
+    const sites = createSites({
+      store: createTableStore({ connectionString: inject('storageConnectionString') }),
+      clock,
+    });
+    // A fixed provider: the site id is fixed by this file's Service Bus queue, and reruns reuse the row.
+    const caller = { id: 'multi-agent-test', kind: 'apiKey' as const, providerId: 'prov-multi-agent' };
+    await sites.register(caller, siteId, {
+      publicKeyPem: keys.publicKeyPem,
+      agentPublicKeyPem: keys.agentPublicKeyPem,
+    });
+    onBeat = (heartbeat) => sites.recordHeartbeat(heartbeat);
+    const quiet = { log: createLogger(() => undefined) };
+    const start = (agentId: string) =>
+      startAgent(resolveAgentConfig(agentConfig(bus, dc, keys, { agentId }), process.cwd()), quiet);
+    const [a, b] = await Promise.all([start('relay-a'), start('relay-b')]);
+    const stopped = new Set<typeof a>();
+    try {
+      const agentsOf = async () =>
+        (await sites.healthCheckFor(caller).check()).info as {
+          sites: {
+            siteId: string;
+            agents: { agentId: string; state: string; agentVersion: string; dcsReachable: string[] }[];
+          }[];
+        };
+      let seen: { agentId: string; state: string; agentVersion: string; dcsReachable: string[] }[] = [];
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        seen =
+          (await agentsOf()).sites
+            .find((x) => x.siteId === siteId)
+            ?.agents.filter((x) => x.agentId.startsWith('relay-')) ?? [];
+        if (seen.length === 2) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(seen.map((x) => [x.agentId, x.state])).toEqual([
+        ['relay-a', 'ok'],
+        ['relay-b', 'ok'],
+      ]);
+      expect(seen.every((x) => x.agentVersion !== '' && x.dcsReachable.includes(dc.url))).toBe(true);
+
+      // relay-a stops; 121 s later only relay-b has sent another heartbeat.
+      await a.stop();
+      stopped.add(a);
+      now += 121_000;
+      await b.heartbeat();
+      const deadline2 = Date.now() + 20_000;
+      while (Date.now() < deadline2) {
+        seen =
+          (await agentsOf()).sites
+            .find((x) => x.siteId === siteId)
+            ?.agents.filter((x) => x.agentId.startsWith('relay-')) ?? [];
+        if (seen.find((x) => x.agentId === 'relay-b')?.state === 'ok') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(seen.map((x) => [x.agentId, x.state])).toEqual([
+        ['relay-a', 'unavailable'],
+        ['relay-b', 'ok'],
+      ]);
+    } finally {
+      await Promise.all([a, b].filter((x) => !stopped.has(x)).map((x) => x.stop()));
+      onBeat = () => Promise.resolve();
     }
   });
 });
