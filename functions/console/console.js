@@ -207,6 +207,8 @@
       section($('operations').tBodies[0], () => loadOperations(id)),
       section($('licence-notes'), () => loadLicensing(id)),
       section($('renewals'), () => loadRenewals(id)),
+      section($('decisions').tBodies[0], () => loadDecisions(id)),
+      section($('onboarding-cases'), () => loadOnboardingCases(id)),
       section($('purchase-requests').tBodies[0], () => loadPurchaseRequests(id)),
     ]);
   }
@@ -351,6 +353,60 @@
             ),
           )
         : [el('li', { class: 'muted' }, 'no renewals in the next 90 days')]),
+    );
+  }
+
+  async function loadDecisions(id) {
+    const answer = await api(`customers/${id}/licensing/decisions?limit=50`);
+    const rows = (answer.value || []).map((d) =>
+      el(
+        'tr',
+        { 'data-decision': d.decisionId },
+        el('td', {}, when(d.at)),
+        el('td', {}, d.skuId),
+        el('td', {}, `${d.kind}: ${d.from} → ${d.to}`),
+        el('td', {}, `${d.status} / ${d.state}`),
+        el('td', {}, `${d.reason}${d.lastError ? ` — ${d.lastError.code}` : ''}`),
+        el(
+          'td',
+          {},
+          ...(d.status === 'pendingApproval' && d.state === 'planned'
+            ? [
+                el(
+                  'button',
+                  {
+                    type: 'button',
+                    'data-action': 'approve-decision',
+                    onclick: (e) =>
+                      act(
+                        `customers/${id}/licensing/decisions/${encodeURIComponent(d.decisionId)}/approve`,
+                        e.target,
+                      ),
+                  },
+                  'Approve',
+                ),
+              ]
+            : []),
+        ),
+      ),
+    );
+    fill($('decisions').tBodies[0], rows, 6, 'no autoscaler decisions');
+  }
+
+  async function loadOnboardingCases(id) {
+    const answer = await api(`customers/${id}/onboarding/cases`);
+    const items = answer.value || [];
+    // Resolving a case needs a choice per case: done through the API (POST …/cases/{id}/resolve).
+    $('onboarding-cases').replaceChildren(
+      ...(items.length
+        ? items.map((c) =>
+            el(
+              'li',
+              {},
+              `${c.caseId || c.id}: ${c.kind || c.type || ''} ${c.state || ''} ${c.summary || c.reason || ''}`,
+            ),
+          )
+        : [el('li', { class: 'muted' }, 'no open onboarding cases')]),
     );
   }
 
