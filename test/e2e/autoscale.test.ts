@@ -1,18 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { ClientSecretCredential } from '@azure/identity';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { z } from 'zod';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
 import { serviceBusTriggers } from '../../dev/host/queue-triggers.js';
 import { startIdentityGraphPeer, type IdentityGraphPeer } from '../../dev/peers/identity-graph/index.js';
-import { startPartnerCenterPeer, type PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
+import type { PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
 import { startServiceBusPeer, type ServiceBusPeer } from '../../dev/peers/servicebus/index.js';
-import { createPartnerCenterCommerce } from '../../shared/adapters/partner-center/commerce.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
-import { demoCatalog, graphSkuIds, offers } from '../integration/partner-center/stack.js';
+import type { Commerce } from '../../shared/ports/commerce.js';
+import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
+import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
 import { quietLogger, waitFor } from '../support/stack.js';
 
 /**
@@ -163,53 +163,23 @@ beforeAll(async () => {
       apps: [{ ...graphApp, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
     },
   });
-  partnerCenter = await startPartnerCenterPeer({
-    seed: {
-      clock: { start: new Date().toISOString(), frozen: true },
-      partners: [{ tenantId: partnerTenant, name: 'Partner', apps: [{ ...graphApp, graphRoles }] }],
-      catalog: demoCatalog,
-    },
-    identity: { authorityHost: graph.authorityHost },
-    graphAdminUrl: graph.adminUrl,
-    log: () => undefined,
+  const agreedAt = new Date();
+  let commerce: Commerce;
+  ({ partnerCenter, commerce } = await startPartnerCenterFixture({
+    graph,
+    partnerTenant,
+    partnerName: 'Partner',
+    app: graphApp,
+    graphRoles,
+    start: agreedAt,
+  }));
+  const created = await createCustomerWithAgreement(commerce, {
+    domain,
+    email: `owner@as${run}.example`,
+    run,
+    agreedAt,
   });
-  const commerce = createPartnerCenterCommerce({
-    credential: new ClientSecretCredential(partnerTenant, graphApp.clientId, graphApp.clientSecret, {
-      authorityHost: graph.authorityHost,
-      disableInstanceDiscovery: true,
-    }),
-    baseUrl: partnerCenter.baseUrl,
-    retry: { baseDelayInMs: 20, maxDelayInMs: 200 },
-  });
-  const created = await commerce.createCustomer(
-    {
-      domain,
-      companyName: 'Contoso',
-      email: `owner@as${run}.example`,
-      culture: 'en-US',
-      language: 'en',
-      address: {
-        country: 'US',
-        city: 'Redmond',
-        state: 'WA',
-        addressLine1: 'One Microsoft Way',
-        postalCode: '98052',
-      },
-    },
-    { operationKey: `create-${run}` },
-  );
   pcCustomerId = created.customer.id;
-  await commerce.confirmAgreement(
-    pcCustomerId,
-    {
-      firstName: 'Tania',
-      lastName: 'Carr',
-      email: 'tania@example.com',
-      dateAgreed: new Date(),
-      templateId: '117a77b0-9360-443b-8795-c6dedc750cf9',
-    },
-    { operationKey: `mca-${run}` },
-  );
   const bought = await commerce.buy(
     pcCustomerId,
     [{ catalogItemId: offers.e3, quantity: 1, termDuration: 'P1Y', billingCycle: 'monthly' }],

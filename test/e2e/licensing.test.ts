@@ -1,19 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { ClientSecretCredential } from '@azure/identity';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { z } from 'zod';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
 import { startDistributorPeer, type DistributorPeer } from '../../dev/peers/distributor/index.js';
 import { startIdentityGraphPeer, type IdentityGraphPeer } from '../../dev/peers/identity-graph/index.js';
-import { startPartnerCenterPeer, type PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
+import type { PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
 import { Pax8Distributor } from '../../shared/adapters/distributor/pax8.js';
 import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
-import { createPartnerCenterCommerce } from '../../shared/adapters/partner-center/commerce.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import type { Commerce } from '../../shared/ports/commerce.js';
-import { demoCatalog, graphSkuIds, offers } from '../integration/partner-center/stack.js';
+import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
+import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
 import { quietLogger } from '../support/stack.js';
 
 /**
@@ -165,55 +164,22 @@ beforeAll(async () => {
       apps: [{ ...graphApp, homeTenantId: partnerTenant, tenants: [greenTenant], roles: graphRoles }],
     },
   });
-  partnerCenter = await startPartnerCenterPeer({
-    seed: {
-      clock: { start: day0.toISOString(), frozen: true },
-      partners: [{ tenantId: partnerTenant, name: 'Blue Partner', apps: [{ ...graphApp, graphRoles }] }],
-      catalog: demoCatalog,
-    },
-    identity: { authorityHost: graph.authorityHost },
-    graphAdminUrl: graph.adminUrl,
-    log: () => undefined,
-  });
+  ({ partnerCenter, commerce } = await startPartnerCenterFixture({
+    graph,
+    partnerTenant,
+    app: graphApp,
+    graphRoles,
+    start: day0,
+  }));
   // The 1-Tier side as the provider set it up: a Partner Center customer with MCA and two subscriptions.
-  commerce = createPartnerCenterCommerce({
-    credential: new ClientSecretCredential(partnerTenant, graphApp.clientId, graphApp.clientSecret, {
-      authorityHost: graph.authorityHost,
-      disableInstanceDiscovery: true,
-    }),
-    baseUrl: partnerCenter.baseUrl,
-    retry: { baseDelayInMs: 20, maxDelayInMs: 200 },
-  });
   const prefix = `lic${run}`;
-  const created = await commerce.createCustomer(
-    {
-      domain: `${prefix}.onmicrosoft.com`,
-      companyName: 'Contoso',
-      email: `owner@${prefix}.example`,
-      culture: 'en-US',
-      language: 'en',
-      address: {
-        country: 'US',
-        city: 'Redmond',
-        state: 'WA',
-        addressLine1: 'One Microsoft Way',
-        postalCode: '98052',
-      },
-    },
-    { operationKey: `create-${run}` },
-  );
+  const created = await createCustomerWithAgreement(commerce, {
+    domain: `${prefix}.onmicrosoft.com`,
+    email: `owner@${prefix}.example`,
+    run,
+    agreedAt: day0,
+  });
   tenant = created.customer.tenantId;
-  await commerce.confirmAgreement(
-    created.customer.id,
-    {
-      firstName: 'Tania',
-      lastName: 'Carr',
-      email: 'tania@example.com',
-      dateAgreed: day0,
-      templateId: '117a77b0-9360-443b-8795-c6dedc750cf9',
-    },
-    { operationKey: `mca-${run}` },
-  );
   const annual = await commerce.buy(
     created.customer.id,
     [{ catalogItemId: offers.e3, quantity: 4, termDuration: 'P1Y', billingCycle: 'monthly' }],

@@ -1,21 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { ClientSecretCredential } from '@azure/identity';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { z } from 'zod';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
 import { startIdentityGraphPeer, type IdentityGraphPeer } from '../../dev/peers/identity-graph/index.js';
-import { startPartnerCenterPeer, type PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
+import type { PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
 import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
-import { createPartnerCenterCommerce } from '../../shared/adapters/partner-center/commerce.js';
 import { createTableStore } from '../../shared/adapters/tables/table-store.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
+import type { Commerce } from '../../shared/ports/commerce.js';
 import type { Caller } from '../../shared/domain/caller.js';
 import { AppError } from '../../shared/errors.js';
 import type { Clock } from '../../shared/ports/clock.js';
 import type { Store } from '../../shared/ports/store.js';
-import { demoCatalog, graphSkuIds } from '../integration/partner-center/stack.js';
+import { graphSkuIds } from '../integration/partner-center/stack.js';
+import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
 import { quietLogger } from '../support/stack.js';
 
 /**
@@ -51,7 +51,7 @@ let deps: AppDeps;
 let host: LocalHost;
 let baseSettings: ReturnType<typeof loadSettings>;
 let pcCustomerId: string;
-let commerce: ReturnType<typeof createPartnerCenterCommerce>;
+let commerce: Commerce;
 let tenantId: string;
 const keys = { blue: '', red: '' };
 let now = day0.getTime();
@@ -172,56 +172,23 @@ beforeAll(async () => {
       apps: [{ ...app, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
     },
   });
-  partnerCenter = await startPartnerCenterPeer({
-    seed: {
-      clock: { start: day0.toISOString(), frozen: true },
-      partners: [{ tenantId: partnerTenant, name: 'Blue Partner', apps: [{ ...app, graphRoles }] }],
-      catalog: demoCatalog,
-    },
-    identity: { authorityHost: graph.authorityHost },
-    graphAdminUrl: graph.adminUrl,
-    log: () => undefined,
-  });
+  ({ partnerCenter, commerce } = await startPartnerCenterFixture({
+    graph,
+    partnerTenant,
+    app,
+    graphRoles,
+    start: day0,
+  }));
   // The provider's existing Partner Center customer (tenant creation has its own test), with MCA.
-  commerce = createPartnerCenterCommerce({
-    credential: new ClientSecretCredential(partnerTenant, app.clientId, app.clientSecret, {
-      authorityHost: graph.authorityHost,
-      disableInstanceDiscovery: true,
-    }),
-    baseUrl: partnerCenter.baseUrl,
-    retry: { baseDelayInMs: 20, maxDelayInMs: 200 },
-  });
   const prefix = `sub${run}`;
-  const created = await commerce.createCustomer(
-    {
-      domain: `${prefix}.onmicrosoft.com`,
-      companyName: 'Contoso',
-      email: `owner@${prefix}.example`,
-      culture: 'en-US',
-      language: 'en',
-      address: {
-        country: 'US',
-        city: 'Redmond',
-        state: 'WA',
-        addressLine1: 'One Microsoft Way',
-        postalCode: '98052',
-      },
-    },
-    { operationKey: `create-${run}` },
-  );
+  const created = await createCustomerWithAgreement(commerce, {
+    domain: `${prefix}.onmicrosoft.com`,
+    email: `owner@${prefix}.example`,
+    run,
+    agreedAt: day0,
+  });
   pcCustomerId = created.customer.id;
   tenantId = created.customer.tenantId;
-  await commerce.confirmAgreement(
-    pcCustomerId,
-    {
-      firstName: 'Tania',
-      lastName: 'Carr',
-      email: 'tania@example.com',
-      dateAgreed: day0,
-      templateId: '117a77b0-9360-443b-8795-c6dedc750cf9',
-    },
-    { operationKey: `mca-${run}` },
-  );
 
   baseSettings = loadSettings({
     LOG_LEVEL: 'warn',
