@@ -14,6 +14,7 @@ import type { Commerce } from '../../shared/ports/commerce.js';
 import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
 import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
 import { quietLogger, waitFor } from '../support/stack.js';
+import { callApi } from '../support/http.js';
 
 /**
  * Autoscaling end to end on the peers (issue 15): a 1-Tier customer whose E3 seats come from Partner
@@ -62,14 +63,8 @@ async function admin(base: string, method: string, path: string, body?: unknown)
   return text === '' ? undefined : (JSON.parse(text) as unknown);
 }
 
-async function api(k: string, method: string, path: string, body?: unknown) {
-  const response = await fetch(`${host.url}${path}`, {
-    method,
-    headers: { 'x-functions-key': k, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+function api(key: string, method: string, path: string, body?: unknown) {
+  return callApi(host.url, key, method, path, body);
 }
 
 const pcState = z.object({

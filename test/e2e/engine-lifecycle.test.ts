@@ -101,6 +101,19 @@ describe('user lifecycle without dead ends', () => {
 
     const held = await call('DELETE', '/customers/litware/users/u-gone');
     expect(held.op.state).toBe('heldForConfirmation');
+    // Another provider can neither confirm, cancel nor retry it: 404 as for a missing one, nothing moves.
+    const other = (await stack.deps.callers.createApiKey({ providerId: 'prov-life-other', name: 'other' }))
+      .apiKey;
+    for (const action of ['confirm', 'cancel', 'retry']) {
+      const response = await stack.api(`/operations/${held.op.operationId}/${action}`, {
+        method: 'POST',
+        key: other,
+        body: '{}',
+      });
+      expect(response.status, action).toBe(404);
+    }
+    const still = (await (await stack.api(`/operations/${held.op.operationId}`, { key })).json()) as Op;
+    expect(still.state).toBe('heldForConfirmation');
     const cancel = await call('POST', `/operations/${held.op.operationId}/cancel`);
     expect(cancel.status).toBe(202);
     expect((await finished(held.op.operationId)).state).toBe('cancelled');

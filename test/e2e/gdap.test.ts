@@ -10,6 +10,7 @@ import { loadSettings } from '../../shared/config.js';
 import { gdapRoles } from '../../shared/domain/tenant.js';
 import type { Clock } from '../../shared/ports/clock.js';
 import { quietLogger } from '../support/stack.js';
+import { callApi } from '../support/http.js';
 
 /**
  * GDAP end to end on the Graph peer (issue 14): a relationship with the documented least-privilege
@@ -33,17 +34,8 @@ const keys = { blue: '', red: '' };
 let now = Date.now();
 const clock: Clock = { now: () => new Date(now) };
 
-async function api(key: string, method: string, path: string, body?: unknown) {
-  const response = await fetch(`${host.url}${path}`, {
-    method,
-    headers: {
-      'x-functions-key': key,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+function api(key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>) {
+  return callApi(host.url, key, method, path, body, headers);
 }
 
 const gdapSchema = z

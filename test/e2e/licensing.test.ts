@@ -14,6 +14,7 @@ import type { Commerce } from '../../shared/ports/commerce.js';
 import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
 import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
 import { quietLogger } from '../support/stack.js';
+import { callApi } from '../support/http.js';
 
 /**
  * Licence sources end to end, on the peers: one customer tenant fed at once by Partner Center (1-Tier,
@@ -88,24 +89,8 @@ async function paxSub(): Promise<{ quantity: number; appliedChanges: number }> {
   return { quantity: found.quantity, appliedChanges: found.appliedChanges };
 }
 
-async function api(
-  key: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${host.url}${path}`, {
-    method,
-    headers: {
-      'x-functions-key': key,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+function api(key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>) {
+  return callApi(host.url, key, method, path, body, headers);
 }
 
 const skuViewSchema = z

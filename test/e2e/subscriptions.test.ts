@@ -16,6 +16,7 @@ import type { Clock } from '../../shared/ports/clock.js';
 import type { Store } from '../../shared/ports/store.js';
 import { graphSkuIds } from '../integration/partner-center/stack.js';
 import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
+import { callApi } from '../support/http.js';
 import { quietLogger } from '../support/stack.js';
 
 /**
@@ -86,24 +87,8 @@ async function pcSubscriptions() {
   return state.subscriptions.filter((s) => s.customerId === pcCustomerId);
 }
 
-async function api(
-  key: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${host.url}${path}`, {
-    method,
-    headers: {
-      'x-functions-key': key,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+function api(key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>) {
+  return callApi(host.url, key, method, path, body, headers);
 }
 
 const operationSchema = z

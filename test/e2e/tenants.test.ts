@@ -18,6 +18,7 @@ import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-
 import { demoCatalog, graphSkuIds } from '../integration/partner-center/stack.js';
 import { newTenantInputSchema } from '../../shared/usecases/tenants/tenants.js';
 import { quietLogger } from '../support/stack.js';
+import { callApi } from '../support/http.js';
 
 /**
  * Tenant creation for a 1-Tier provider end to end on the peers (issue 14): availability (alternatives
@@ -70,24 +71,8 @@ const peerState = z.object({
 });
 const state = async () => peerState.parse(await admin('GET', '/state'));
 
-async function api(
-  key: string,
-  method: string,
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${host.url}${path}`, {
-    method,
-    headers: {
-      'x-functions-key': key,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...headers,
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+function api(key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>) {
+  return callApi(host.url, key, method, path, body, headers);
 }
 
 const operationSchema = z
