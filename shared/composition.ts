@@ -124,6 +124,8 @@ export interface CompositionOverrides {
   clock?: Clock;
   store?: Store;
   log?: Logger;
+  /** Instrumentation (the bench counts queue sends per user): wraps the bus the app sends with. */
+  wrapBus?: (bus: Bus) => Bus;
 }
 
 export function createComposition(settings: Settings, overrides: CompositionOverrides = {}): AppDeps {
@@ -163,7 +165,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       credential: azureCredential(settings.ServiceBusConnection__clientId),
     });
   }
-  const bus = serviceBus === undefined ? unconfiguredBus : createServiceBusBus(serviceBus);
+  const plainBus = serviceBus === undefined ? unconfiguredBus : createServiceBusBus(serviceBus);
+  const bus = overrides.wrapBus?.(plainBus) ?? plainBus;
 
   const cloudDirectory: CloudDirectoryFactory | undefined =
     settings.Graph__clientId === undefined

@@ -5,10 +5,13 @@ import { Attribute, Client } from 'ldapts';
 import { startLocalAgent } from '../../dev/local-agent.js';
 import { startAzurite } from '../../dev/peers/azurite.js';
 import { startSambaPeer, SambaNotInstalledError } from '../../dev/peers/samba/index.js';
+import { createTableStore } from '../../shared/adapters/tables/table-store.js';
+import { operationSchema } from '../../shared/domain/operation.js';
 import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
 import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 import { benchAd } from './ad.js';
 import { benchAutoscale } from './autoscale.js';
+import { countingBus, countingStore, createCallCounts } from './counting.js';
 import { benchOnboarding, printOnboardingResult } from './onboarding.js';
 
 /**
@@ -26,7 +29,12 @@ import { benchOnboarding, printOnboardingResult } from './onboarding.js';
  *  5. onboarding: import of a BENCH_ONBOARDING_USERS (100,000) user tenant vs bare delta paging through the same
  *     SDK, peak RSS, and matching 100k × 100k (test/bench/onboarding.ts, also runnable on its own).
  * Results go to stdout and .local/bench.json. Sizes: BENCH_CLOUD_USERS, BENCH_HYBRID_USERS, BENCH_AD_USERS.
+ * `--only hybrid,fairness` runs only those sections (relay, cloud, fairness, hybrid, autoscale,
+ * onboarding) and keeps the other sections of an existing .local/bench.json.
  */
+const onlyArg = process.argv.find((a, i) => process.argv[i - 1] === '--only' || a.startsWith('--only='));
+const only = onlyArg === undefined ? undefined : new Set(onlyArg.replace(/^--only=/, '').split(','));
+const want = (section: string): boolean => only === undefined || only.has(section);
 const cloudUsers = Number(process.env.BENCH_CLOUD_USERS ?? 600);
 // Enough hybrid users that the pipeline's fill and drain (the first user's accept, the last one's Entra
 // step) do not dominate: the figure compares steady rates, as the raw ldapts adds are one.
@@ -68,6 +76,8 @@ async function provision(
   key: string,
   customerId: string,
   users: { userId: string; upn: string; password?: string; licencePlan?: string }[],
+  /** How to read an operation's state (default GET /operations/{id}); the hybrid bench reads storage. */
+  stateOf?: (operationId: string) => Promise<string>,
 ): Promise<number> {
   const started = performance.now();
   const operationIds: string[] = [];
@@ -97,8 +107,11 @@ async function provision(
   for (const id of operationIds) {
     const op = await waitFor(
       async () => {
-        const body = (await (await stack.api(`/operations/${id}`, { key })).json()) as { state: string };
-        return ['succeeded', 'failed', 'compensated'].includes(body.state) ? body : undefined;
+        const state =
+          stateOf === undefined
+            ? ((await (await stack.api(`/operations/${id}`, { key })).json()) as { state: string }).state
+            : await stateOf(id);
+        return ['succeeded', 'failed', 'compensated'].includes(state) ? { state } : undefined;
       },
       `operation ${id}`,
       600_000,
@@ -115,23 +128,34 @@ async function rawLdapAdds(
   caFile: string,
   ou: string,
   count: number,
+  concurrency: number,
 ): Promise<number> {
-  const client = new Client({ url, tlsOptions: { ca: readFileSync(caFile) } });
-  await client.bind(bindDn, password);
+  // One connection per concurrent writer, as the agent's pool has.
+  const clients = Array.from(
+    { length: concurrency },
+    () => new Client({ url, tlsOptions: { ca: readFileSync(caFile) } }),
+  );
+  await Promise.all(clients.map((client) => client.bind(bindDn, password)));
+  let next = 0;
   const started = performance.now();
-  for (let i = 0; i < count; i++) {
-    const sam = `raw${randomUUID().slice(0, 12)}`;
-    await client.add(`CN=${sam},${ou}`, [
-      new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
-      new Attribute({ type: 'sAMAccountName', values: [sam] }),
-      new Attribute({ type: 'userPrincipalName', values: [`${sam}@raw.example`] }),
-      new Attribute({ type: 'userAccountControl', values: ['512'] }),
-      // unicodePwd is the UTF-16LE of the quoted password, sent as bytes.
-      new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"Raw!${sam}#1a"`, 'utf16le')] }),
-    ]);
-  }
+  await Promise.all(
+    clients.map(async (client) => {
+      while (next < count) {
+        next++;
+        const sam = `raw${randomUUID().slice(0, 12)}`;
+        await client.add(`CN=${sam},${ou}`, [
+          new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
+          new Attribute({ type: 'sAMAccountName', values: [sam] }),
+          new Attribute({ type: 'userPrincipalName', values: [`${sam}@raw.example`] }),
+          new Attribute({ type: 'userAccountControl', values: ['512'] }),
+          // unicodePwd is the UTF-16LE of the quoted password, sent as bytes.
+          new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"Raw!${sam}#1a"`, 'utf16le')] }),
+        ]);
+      }
+    }),
+  );
   const perSecond = count / ((performance.now() - started) / 1000);
-  await client.unbind();
+  await Promise.all(clients.map((client) => client.unbind()));
   return perSecond;
 }
 
@@ -139,20 +163,21 @@ const results: Record<string, unknown> = { at: new Date().toISOString(), node: p
 const azurite = await startAzurite();
 try {
   // 1. The relay alone (helper bench from the AD work).
-  try {
-    const ad = await benchAd({ users: adUsers });
-    results.relay = ad;
-    console.log(
-      `relay      ${ad.viaAgentPerSecond.toFixed(1)} users/s via agent vs ${ad.rawLdapPerSecond.toFixed(1)} raw ldapts → ratio ${ad.ratio.toFixed(2)}`,
-    );
-  } catch (error) {
-    if (!(error instanceof SambaNotInstalledError)) throw error;
-    results.relay = { skipped: error.message };
-    console.log(`relay      skipped: ${error.message}`);
-  }
+  if (want('relay'))
+    try {
+      const ad = await benchAd({ users: adUsers });
+      results.relay = ad;
+      console.log(
+        `relay      ${ad.viaAgentPerSecond.toFixed(1)} users/s via agent vs ${ad.rawLdapPerSecond.toFixed(1)} raw ldapts → ratio ${ad.ratio.toFixed(2)}`,
+      );
+    } catch (error) {
+      if (!(error instanceof SambaNotInstalledError)) throw error;
+      results.relay = { skipped: error.message };
+      console.log(`relay      skipped: ${error.message}`);
+    }
 
   // 2. Cloud-only through the whole app, documented throttling on.
-  {
+  if (want('cloud')) {
     const tenantId = randomUUID();
     const stack = await startTestStack({
       storageConnectionString: azurite.connectionString,
@@ -221,7 +246,7 @@ try {
   }
 
   // 2b. Fairness: one tenant bulk-imports while another tenant of the same app provisions single users.
-  {
+  if (want('fairness')) {
     const partner = randomUUID();
     const bulkTenant = randomUUID();
     const singleTenant = randomUUID();
@@ -333,19 +358,21 @@ try {
   }
 
   // 3. Hybrid through the whole app vs raw ldapts adds on the same DC.
-  let dc;
-  try {
-    dc = await startSambaPeer();
-  } catch (error) {
-    if (!(error instanceof SambaNotInstalledError)) throw error;
-    results.hybrid = { skipped: error.message };
-    console.log(`hybrid     skipped: ${error.message}`);
-  }
+  let dc: Awaited<ReturnType<typeof startSambaPeer>> | undefined;
+  if (want('hybrid'))
+    try {
+      dc = await startSambaPeer();
+    } catch (error) {
+      if (!(error instanceof SambaNotInstalledError)) throw error;
+      results.hybrid = { skipped: error.message };
+      console.log(`hybrid     skipped: ${error.message}`);
+    }
   if (dc !== undefined) {
     const tenantId = randomUUID();
     const signing = generateSigningKeyPair();
     const site = generateSiteKeyPair();
     const agentKeys = generateSigningKeyPair();
+    const counts = createCallCounts();
     const stack = await startTestStack({
       storageConnectionString: azurite.connectionString,
       graphSeed: graphSeed({
@@ -354,7 +381,15 @@ try {
         domains: [{ id: 'fed.bench.example', authenticationType: 'Federated' }],
       }),
       extraSettings: { Relay__signingKeyPem: signing.privateKeyPem, Relay__signingKeyId: 'bench' },
+      wrapStore: (store) => countingStore(store, counts),
+      wrapBus: (bus) => countingBus(bus, counts),
     });
+    // The bench's own polling reads storage outside the app, so the counts are the app's work alone.
+    const operations = createTableStore({ connectionString: azurite.connectionString }).collection(
+      'operations',
+      operationSchema,
+    );
+    const agentConcurrency = 4;
     const agent = await startLocalAgent({
       siteId: 'demo',
       serviceBusConnectionString: stack.serviceBus.connectionString,
@@ -362,7 +397,7 @@ try {
       signing: { kid: 'bench', publicKeyPem: signing.publicKeyPem },
       sitePrivateKeyPem: site.privateKeyPem,
       agentSigningKeyPem: agentKeys.privateKeyPem,
-      maxConcurrentCommands: 4,
+      maxConcurrentCommands: agentConcurrency,
     });
     try {
       const key = (await stack.deps.callers.createApiKey({ providerId: 'bench', name: 'bench' })).apiKey;
@@ -381,6 +416,12 @@ try {
           ad: { siteId: 'demo', usersOu: dc.usersOu, upnSuffixes: ['fed.bench.example'] },
         }),
       });
+      // The baseline on the same DC, with a password, at the agent's concurrency, before and after the
+      // app's run (the DC grows meanwhile); the sequential figure is the one earlier runs compared with.
+      const rawAdds = (n: number, concurrency: number) =>
+        rawLdapAdds(dc.url, dc.bindDn, dc.password, dc.caFile, dc.usersOu, n, concurrency);
+      const rawBefore = await rawAdds(Math.ceil(hybridUsers / 2), agentConcurrency);
+      counts.reset();
       const perSecond = await provision(
         stack,
         key,
@@ -390,17 +431,37 @@ try {
           upn: `h${i}@fed.bench.example`,
           password: `Bench!${i}#Passw0rd`,
         })),
+        async (id) => (await operations.get('bench', id))?.value.state ?? 'missing',
       );
-      const raw = await rawLdapAdds(dc.url, dc.bindDn, dc.password, dc.caFile, dc.usersOu, hybridUsers);
+      // Deterministic cost per user: Table round trips by collection.operation, and queue hops (the
+      // directory-work messages the app sent, plus each agent command and its reply).
+      const tableCallsPerUser = counts.total('table') / hybridUsers;
+      const agentCommands = counts.table.get('agentcommands.upsert') ?? 0;
+      const directoryWork = counts.total('queue');
+      const queueHopsPerUser = (directoryWork + 2 * agentCommands) / hybridUsers;
+      const tableCalls = counts.perUnit('table', hybridUsers);
+      const rawAfter = await rawAdds(Math.ceil(hybridUsers / 2), agentConcurrency);
+      const rawSequential = await rawAdds(Math.ceil(hybridUsers / 2), 1);
+      const raw = (rawBefore + rawAfter) / 2;
       results.hybrid = {
         users: hybridUsers,
         usersPerSecond: perSecond,
         rawLdapAddsPerSecond: raw,
+        rawConcurrency: agentConcurrency,
+        rawLdapAddsBeforePerSecond: rawBefore,
+        rawLdapAddsAfterPerSecond: rawAfter,
+        rawLdapAddsSequentialPerSecond: rawSequential,
         ratio: perSecond / raw,
+        ratioToSequential: perSecond / rawSequential,
+        tableCallsPerUser,
+        queueHopsPerUser,
+        directoryWorkMessagesPerUser: directoryWork / hybridUsers,
+        tableCalls,
       };
       console.log(
-        `hybrid     ${perSecond.toFixed(1)} users/s (${hybridUsers} users, AD + Entra) vs ${raw.toFixed(1)} raw ldapts adds/s (with password) → ratio ${(perSecond / raw).toFixed(2)}`,
+        `hybrid     ${perSecond.toFixed(1)} users/s (${hybridUsers} users, AD + Entra) vs ${raw.toFixed(1)} raw ldapts adds/s (with password, ${agentConcurrency} connections; ${rawSequential.toFixed(1)} with one) → ratio ${(perSecond / raw).toFixed(2)} (${(perSecond / rawSequential).toFixed(2)} to one connection); ${tableCallsPerUser.toFixed(1)} Table calls and ${queueHopsPerUser.toFixed(1)} queue hops per user`,
       );
+      console.log(`           Table calls per user: ${JSON.stringify(tableCalls)}`);
     } finally {
       await agent.stop();
       await stack.stop();
@@ -411,15 +472,26 @@ try {
   await azurite.stop();
 }
 // 4. autoscale: the simulated year against its baselines, and the sweep's decision compute time.
-results.autoscale = benchAutoscale();
+if (want('autoscale')) results.autoscale = benchAutoscale();
 // 5. onboarding: a 100,000-user tenant imported vs bare paging, peak RSS, matching 100k × 100k (its own peers).
-try {
-  results.onboarding = await benchOnboarding();
-  printOnboardingResult(results.onboarding as Awaited<ReturnType<typeof benchOnboarding>>);
-} catch (error) {
-  results.onboarding = { skipped: error instanceof Error ? error.message : String(error) };
-}
+if (want('onboarding'))
+  try {
+    results.onboarding = await benchOnboarding();
+    printOnboardingResult(results.onboarding as Awaited<ReturnType<typeof benchOnboarding>>);
+  } catch (error) {
+    results.onboarding = { skipped: error instanceof Error ? error.message : String(error) };
+  }
 mkdirSync(join(process.cwd(), '.local'), { recursive: true });
-writeFileSync(join(process.cwd(), '.local', 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
+const benchFile = join(process.cwd(), '.local', 'bench.json');
+// With --only, the sections not run keep their last figures.
+const previous = ((): Record<string, unknown> => {
+  if (only === undefined) return {};
+  try {
+    return JSON.parse(readFileSync(benchFile, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+})();
+writeFileSync(benchFile, `${JSON.stringify({ ...previous, ...results }, null, 2)}\n`);
 console.log('\nwritten to .local/bench.json');
 process.exit(0);

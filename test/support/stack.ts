@@ -13,7 +13,10 @@ import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
 import { createLogger, type Logger } from '../../shared/logging.js';
+import { createTableStore } from '../../shared/adapters/tables/table-store.js';
+import type { Bus } from '../../shared/ports/bus.js';
 import type { CloudDirectory } from '../../shared/ports/cloud-directory.js';
+import type { Store } from '../../shared/ports/store.js';
 
 /**
  * The whole app on the local peers, wired as production wires it: local Functions host (HTTP and queue
@@ -48,6 +51,9 @@ export async function startTestStack(options: {
   log?: Logger;
   /** Another Service Bus entity config (e.g. with a site queue of the file's own); default the dev one. */
   serviceBusConfig?: string;
+  /** Instrumentation (the bench counts Table calls and queue sends): wraps the app's store and bus. */
+  wrapStore?: (store: Store) => Store;
+  wrapBus?: (bus: Bus) => Bus;
 }): Promise<TestStack> {
   const serviceBus = await startServiceBusPeer({
     config: options.serviceBusConfig ?? join(process.cwd(), 'dev/peers/servicebus/config.json'),
@@ -67,7 +73,15 @@ export async function startTestStack(options: {
     ...options.extraSettings,
   });
   const log = options.log ?? createLogger(() => undefined);
-  const deps = createComposition(settings, { log });
+  const deps = createComposition(settings, {
+    log,
+    ...(options.wrapStore === undefined
+      ? {}
+      : {
+          store: options.wrapStore(createTableStore({ connectionString: options.storageConnectionString })),
+        }),
+    ...(options.wrapBus === undefined ? {} : { wrapBus: options.wrapBus }),
+  });
   const triggers = serviceBusTriggers(serviceBus.connectionString, log);
   const host = await startLocalHost({
     definitions,
