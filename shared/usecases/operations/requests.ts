@@ -88,6 +88,13 @@ export function createRequests(deps: RequestDeps) {
   /** The next place in a user's order, claimed with the etag (two requests never share one). */
   async function nextSequence(providerId: string, customerId: string, userId: string): Promise<number> {
     const partition = userPartition(providerId, customerId);
+    // Most requests are a new user's first: claim 1 straight away (one write, no read before it).
+    try {
+      await c.userSequences.create(partition, userId, { next: 1 });
+      return 1;
+    } catch (error) {
+      ignoreExisting(error);
+    }
     for (let attempt = 0; attempt < 50; attempt++) {
       const row = await c.userSequences.get(partition, userId);
       const next = (row?.value.next ?? 0) + 1;
@@ -118,19 +125,22 @@ export function createRequests(deps: RequestDeps) {
         since: createdAt,
       })
       .catch(ignoreExisting);
-    await c.operations.create(providerId, operationId, operation).catch(ignoreExisting);
-    await c.customerOperations
-      .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), { operationId })
-      .catch(ignoreExisting);
-    await c.userOperations
-      .create(
-        userOperationsPartition(providerId, customerId, userId),
-        operationIndexKey(userSequence, operationId),
-        {
+    // The active index first (the sweeper finds what a crash left); the rest are independent.
+    await Promise.all([
+      c.operations.create(providerId, operationId, operation).catch(ignoreExisting),
+      c.customerOperations
+        .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), {
           operationId,
-        },
-      )
-      .catch(ignoreExisting);
+        })
+        .catch(ignoreExisting),
+      c.userOperations
+        .create(
+          userOperationsPartition(providerId, customerId, userId),
+          operationIndexKey(userSequence, operationId),
+          { operationId },
+        )
+        .catch(ignoreExisting),
+    ]);
   }
 
   type Claim = { operationId: string; existing?: Operation };

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Customer } from '../../domain/customer.js';
 import {
   blocksLaterOperations,
@@ -125,12 +126,27 @@ export function createRunner(deps: RunnerDeps) {
     customer?: Customer;
     user?: UserRecord;
     input: RunInput;
+    /** Whether this run has written the operation (a reply continued in-process must be persisted). */
+    persisted: boolean;
+    /** The step whose lease the last write also took (so `takeLease` need not write again). */
+    leased?: string;
   }
   const op = (ctx: Ctx): Operation => ctx.current.value;
 
-  async function save(ctx: Ctx, change: (o: Operation) => void): Promise<void> {
+  /**
+   * One write of the operation with its etag. `leaseNext` folds the lease of the step that runs next
+   * into the same write (one write per step transition instead of two); the lease is still written
+   * before that step's side effect.
+   */
+  async function save(
+    ctx: Ctx,
+    change: (o: Operation) => void,
+    options: { leaseNext?: boolean } = {},
+  ): Promise<void> {
     const next = structuredClone(ctx.current.value);
     change(next);
+    const leaseFor = options.leaseNext === true ? nextLeasableStep(next) : undefined;
+    if (leaseFor !== undefined) leaseChanges(ctx, next, leaseFor.name, 'running');
     next.updatedAt = now();
     try {
       ctx.current = await c.operations.replace(next.providerId, next.operationId, next, ctx.current.etag);
@@ -138,6 +154,33 @@ export function createRunner(deps: RunnerDeps) {
       if (error instanceof AppError && error.code === 'ConcurrencyConflict') throw new LostRace();
       throw error;
     }
+    ctx.persisted = true;
+    ctx.leased = leaseFor?.name;
+  }
+
+  /** What taking a step's lease writes: owner + expiry, the step running, one more attempt. */
+  function leaseChanges(ctx: Ctx, o: Operation, stepName: string, stepState: Step['state']): void {
+    o.lease = {
+      owner: ctx.input.runId,
+      expiresAt: new Date(nowDate().getTime() + deps.settings.leaseDurationInMs).toISOString(),
+    };
+    o.state = o.phase === 'compensating' ? 'compensating' : 'running';
+    const s = stepOf(o, stepName);
+    s.state = stepState;
+    s.attempts += 1;
+    s.startedAt ??= now();
+    delete s.error;
+  }
+
+  /**
+   * The forward step the run loop would run next with a lease of its own (a pending step whose
+   * execution is a side effect: not an agent step, whose claim is its park record), if any.
+   */
+  function nextLeasableStep(o: Operation): Step | undefined {
+    if (o.phase !== 'forward' || o.cancelRequested === true || isFinished(o.state)) return undefined;
+    const next = o.steps.find((s) => s.state !== 'done' && s.state !== 'skipped');
+    if (next === undefined || next.state !== 'pending') return undefined;
+    return stepDefinition(next.name).directory === 'ad' ? undefined : next;
   }
 
   const stepOf = (o: Operation, name: string): Step => {
@@ -301,9 +344,7 @@ export function createRunner(deps: RunnerDeps) {
         x.outcomeApplied = true;
       });
     }
-    await c.held.delete(HELD_PARTITION, activeKey(o.providerId, o.operationId));
-    await c.active.delete(ACTIVE_PARTITION, activeKey(o.providerId, o.operationId));
-    await wakeNext(op(ctx));
+    await clearIndexes(ctx);
   }
 
   /** Queues the next unfinished operation of the same user (it waits for this one). */
@@ -324,28 +365,65 @@ export function createRunner(deps: RunnerDeps) {
     }
   }
 
-  async function finish(ctx: Ctx, state: OperationState, log: Logger): Promise<RunResult> {
-    await save(ctx, (o) => {
+  /**
+   * Ends the operation in `state` (after `change`, e.g. the last step's outcome). The derived records
+   * (the user, `onFinished`) are applied first from the final operation as it will be written, then the
+   * final state and `outcomeApplied` land in one write: a crash in between leaves the operation
+   * unfinished, the next run (redelivery or sweep) finishes it again, and re-applying is idempotent.
+   */
+  async function finish(
+    ctx: Ctx,
+    state: OperationState,
+    log: Logger,
+    change?: (o: Operation) => void,
+  ): Promise<RunResult> {
+    const finalChanges = (o: Operation): void => {
+      change?.(o);
       o.state = state;
       delete o.sealedPassword;
       delete o.lease;
       delete o.nextAttemptAt;
+    };
+    const final = structuredClone(op(ctx));
+    finalChanges(final);
+    final.updatedAt = now();
+    await updateUserRecord(final);
+    await deps.onFinished?.(final);
+    await save(ctx, (o) => {
+      finalChanges(o);
+      o.outcomeApplied = true;
     });
-    await applyDerived(ctx);
+    await clearIndexes(ctx);
+    log.info('operation finished', { operationId: op(ctx).operationId, state });
+    return 'finished';
+  }
+
+  /** A finished operation's index rows (held, active, its agent commands' routes), then the next of its user. */
+  async function clearIndexes(ctx: Ctx): Promise<void> {
+    const o = op(ctx);
+    const key = activeKey(o.providerId, o.operationId);
+    const deletes: Promise<void>[] = [c.active.delete(ACTIVE_PARTITION, key)];
+    // Only an operation with a licence step can have been held for a seat (holdForLicence, retry).
+    if (o.steps.some((s) => stepDefinition(s.name).directory === 'licences'))
+      deletes.push(c.held.delete(HELD_PARTITION, key));
     // No reply can matter any more: drop the reply index of its agent commands.
     const siteId = ctx.customer?.ad?.siteId;
     if (siteId !== undefined) {
-      for (const s of op(ctx).steps) {
+      for (const s of o.steps) {
         const definition = stepDefinition(s.name);
         // A command still with the agent may yet be answered: keep its route (see undoLateCreate).
         if (definition.directory !== 'ad' || s.parked !== undefined) continue;
-        await c.agentCommands.delete(siteId, definition.idempotencyKey(op(ctx)));
-        if (definition.compensationKey !== undefined)
-          await c.agentCommands.delete(siteId, definition.compensationKey(op(ctx)));
+        // Routes exist only for commands sent: the step's own when it ran, its undo's when undone.
+        if (s.attempts > 0) deletes.push(c.agentCommands.delete(siteId, definition.idempotencyKey(o)));
+        if (
+          definition.compensationKey !== undefined &&
+          (s.state === 'compensating' || s.state === 'compensated' || s.state === 'compensationFailed')
+        )
+          deletes.push(c.agentCommands.delete(siteId, definition.compensationKey(o)));
       }
     }
-    log.info('operation finished', { operationId: op(ctx).operationId, state });
-    return 'finished';
+    await Promise.all(deletes);
+    await wakeNext(o);
   }
 
   /** A failure no retry can fix: forward → compensation of the done steps (creates); else failed. */
@@ -452,6 +530,7 @@ export function createRunner(deps: RunnerDeps) {
     command: OnPremCommand,
     phase: 'execute' | 'compensate',
     log: Logger,
+    options: { claim?: boolean } = {},
   ): Promise<RunResult | undefined> {
     const o = op(ctx);
     const customer = ctx.customer;
@@ -483,6 +562,12 @@ export function createRunner(deps: RunnerDeps) {
     });
     await save(ctx, (x) => {
       const s = stepOf(x, stepName);
+      if (options.claim === true) {
+        // This write is the step's claim (no lease was taken): it counts the attempt.
+        s.attempts += 1;
+        s.startedAt ??= now();
+        delete s.error;
+      }
       s.state = phase === 'execute' ? 'waitingForAgent' : 'compensating';
       s.parked = { commandId, sendId, sends, sentAt: now(), deadline: deadline.toISOString(), phase };
       delete s.reply;
@@ -508,10 +593,18 @@ export function createRunner(deps: RunnerDeps) {
     return 'parked';
   }
 
-  /** Saves an agent's reply on the parked step and queues a run to consume it (the reply trigger). */
+  /**
+   * An agent's reply for a parked step (the reply trigger). The operation continues here, in this
+   * invocation, from the operation as read with the reply applied: the run's first write (with the
+   * etag read) persists the reply together with the step's outcome and the next step's lease, so the
+   * reply is consumed exactly once and no queue hop or re-read stands between AD and Entra. When that
+   * run writes nothing (a live lease elsewhere, a concurrent change, not due), the reply is saved on the
+   * step and a run is queued to consume it, as a plain delivery would.
+   */
   async function acceptReply(reply: OnPremReply, log: Logger): Promise<'resumed' | 'ignored'> {
     const index = await c.agentCommands.get(reply.siteId, reply.commandId);
     if (index === undefined) return 'ignored';
+    let continueHere = true;
     for (let attempt = 0; attempt < 8; attempt++) {
       const loaded = await c.operations.get(index.value.providerId, index.value.operationId);
       if (loaded === undefined) return 'ignored';
@@ -531,13 +624,38 @@ export function createRunner(deps: RunnerDeps) {
         ? { ok: true, commandId: reply.commandId, result: reply.result }
         : { ok: false, commandId: reply.commandId, error: reply.error };
       next.updatedAt = now();
+      const messageId = deterministicMessageId('operation.reply', reply.commandId, step.parked.sendId);
+      if (continueHere) {
+        continueHere = false;
+        const ctx: Ctx = {
+          current: { ...loaded, value: next },
+          input: {
+            providerId: next.providerId,
+            operationId: next.operationId,
+            runId: `reply:${reply.commandId}:${randomUUID()}`,
+            messageId,
+            log,
+          },
+          persisted: false,
+        };
+        const outcome = await runLoaded(ctx);
+        if (ctx.persisted) {
+          log.info('agent reply consumed; operation continued', {
+            operationId: next.operationId,
+            step: target.name,
+            outcome,
+          });
+          return 'resumed';
+        }
+        continue;
+      }
       try {
         await c.operations.replace(next.providerId, next.operationId, next, loaded.etag);
       } catch (error) {
         if (error instanceof AppError && error.code === 'ConcurrencyConflict') continue;
         throw error;
       }
-      await sendRun(next, deterministicMessageId('operation.reply', reply.commandId, step.parked.sendId));
+      await sendRun(next, messageId);
       log.info('agent reply saved; operation resumes', { operationId: next.operationId, step: target.name });
       return 'resumed';
     }
@@ -596,17 +714,13 @@ export function createRunner(deps: RunnerDeps) {
   // ---- the run ------------------------------------------------------------------------------------
 
   async function takeLease(ctx: Ctx, stepName: string, stepState: Step['state']): Promise<void> {
+    // Taken by the write that finished the previous step (same run, same etag chain).
+    if (ctx.leased === stepName && op(ctx).lease?.owner === ctx.input.runId) {
+      ctx.leased = undefined;
+      return;
+    }
     await save(ctx, (o) => {
-      o.lease = {
-        owner: ctx.input.runId,
-        expiresAt: new Date(nowDate().getTime() + deps.settings.leaseDurationInMs).toISOString(),
-      };
-      o.state = o.phase === 'compensating' ? 'compensating' : 'running';
-      const s = stepOf(o, stepName);
-      s.state = stepState;
-      s.attempts += 1;
-      s.startedAt ??= now();
-      delete s.error;
+      leaseChanges(ctx, o, stepName, stepState);
     });
   }
 
@@ -636,7 +750,7 @@ export function createRunner(deps: RunnerDeps) {
     if (step.state === 'waitingForAgent' && step.reply !== undefined) {
       const reply = step.reply;
       if (reply.ok) {
-        await save(ctx, (o) => {
+        return stepDone(ctx, log, (o) => {
           const s = stepOf(o, name);
           s.state = 'done';
           s.result = reply.result;
@@ -645,7 +759,6 @@ export function createRunner(deps: RunnerDeps) {
           delete s.reply;
           o.state = 'running';
         });
-        return undefined;
       }
       const error = replyError(reply);
       await save(ctx, (o) => {
@@ -655,7 +768,11 @@ export function createRunner(deps: RunnerDeps) {
       await failPermanently(ctx, info(error), name, { compensate: op(ctx).kind === 'user.create' });
       return undefined;
     }
-    await takeLease(ctx, name, step.state === 'waitingForAgent' ? 'waitingForAgent' : 'running');
+    // An agent step's execute only builds its command: its claim is the park record, written with the
+    // etag before the send (a concurrent run loses that write and sends nothing), so it takes no lease.
+    const agentStep = definition.directory === 'ad';
+    if (!agentStep)
+      await takeLease(ctx, name, step.state === 'waitingForAgent' ? 'waitingForAgent' : 'running');
     const outcome = await execute(ctx, name, (sc) => definition.execute(sc));
     if (outcome instanceof AppError) {
       if (outcome.code === 'LicenceUnavailable') return holdForLicence(ctx, name, outcome, log);
@@ -664,15 +781,36 @@ export function createRunner(deps: RunnerDeps) {
       return undefined;
     }
     if (outcome === undefined) throw new AppError('Internal', `step ${name} returned nothing`);
-    if (outcome.kind === 'agent') return park(ctx, name, outcome.command, 'execute', log);
-    await save(ctx, (o) => {
+    if (outcome.kind === 'agent')
+      return park(ctx, name, outcome.command, 'execute', log, { claim: agentStep });
+    return stepDone(ctx, log, (o) => {
       const s = stepOf(o, name);
       s.state = 'done';
       s.result = outcome.result;
       s.finishedAt = now();
+      if (agentStep) s.attempts += 1;
+    });
+  }
+
+  /**
+   * Persists a forward step's success in one write: with the next step's lease, or, when it was the
+   * last step, as the operation's end (`finish`).
+   */
+  async function stepDone(
+    ctx: Ctx,
+    log: Logger,
+    change: (o: Operation) => void,
+  ): Promise<RunResult | undefined> {
+    const markDone = (o: Operation): void => {
+      change(o);
       // The password is needed by the directory steps only; drop it as soon as they are done.
       if (!o.steps.some((x) => passwordSteps.has(x.name) && x.state !== 'done')) delete o.sealedPassword;
-    });
+    };
+    const after = structuredClone(op(ctx));
+    markDone(after);
+    if (!after.steps.some((s) => s.state !== 'done' && s.state !== 'skipped'))
+      return finish(ctx, 'succeeded', log, markDone);
+    await save(ctx, markDone, { leaseNext: true });
     return undefined;
   }
 
@@ -696,6 +834,8 @@ export function createRunner(deps: RunnerDeps) {
           s.state = 'compensated';
           delete s.parked;
           delete s.reply;
+          // No longer waiting: a crash after this write is resumed by the sweep (see dueAt).
+          x.state = 'compensating';
         });
         return undefined;
       }
@@ -806,7 +946,12 @@ export function createRunner(deps: RunnerDeps) {
         'UnknownOperation',
         `operation ${input.operationId} of provider ${input.providerId} does not exist`,
       );
-    const ctx: Ctx = { current: loaded, input };
+    return runLoaded({ current: loaded, input, persisted: false });
+  }
+
+  /** A run from an operation already in hand (loaded by `run`, or with an agent's reply applied). */
+  async function runLoaded(ctx: Ctx): Promise<RunResult> {
+    const input = ctx.input;
     const log = input.log;
     try {
       const o = op(ctx);
@@ -839,8 +984,9 @@ export function createRunner(deps: RunnerDeps) {
         return 'notDue';
 
       // Per-user order: an earlier operation of this user that is still running goes first. When it
-      // finishes it wakes this one; the scheduled run is only the safety net.
-      if (await earlierOperationPending(o)) {
+      // finishes it wakes this one; the scheduled run is only the safety net. The user's first
+      // operation (sequence 1) has no earlier one to look for.
+      if (o.userSequence !== 1 && (await earlierOperationPending(o))) {
         await comeBackLater(ctx, new Date(t + orderSafetyNetInMs), `order:${o.updatedAt}`);
         return 'waitingForEarlier';
       }
@@ -861,7 +1007,10 @@ export function createRunner(deps: RunnerDeps) {
         return await finish(ctx, 'failed', log);
       }
       ctx.customer = customer?.value;
-      ctx.user = (await c.users.get(userPartition(o.providerId, o.customerId), o.userId))?.value;
+      // A create's steps work from their own results; its user record matters only to a held create
+      // (deleted meanwhile?). Every other kind acts on the linked accounts of the record.
+      if (o.kind !== 'user.create' || o.state === 'needsLicence')
+        ctx.user = (await c.users.get(userPartition(o.providerId, o.customerId), o.userId))?.value;
 
       if (o.kind === 'user.create' && o.state === 'needsLicence' && ctx.user?.state === 'deleted') {
         return await finish(ctx, 'cancelled', log);

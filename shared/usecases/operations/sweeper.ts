@@ -39,8 +39,12 @@ export function createSweeper(deps: {
       times.push(new Date(o.updatedAt).getTime() + graceInMs);
     if (o.state === 'retryScheduled' && o.nextAttemptAt !== undefined)
       times.push(new Date(o.nextAttemptAt).getTime() + graceInMs);
-    if (o.state === 'waitingForAgent')
-      for (const s of o.steps) if (s.parked !== undefined) times.push(new Date(s.parked.deadline).getTime());
+    if (o.state === 'waitingForAgent') {
+      const parked = o.steps.filter((s) => s.parked !== undefined);
+      for (const s of parked) if (s.parked !== undefined) times.push(new Date(s.parked.deadline).getTime());
+      // Waiting with nothing parked: a run stopped after consuming its reply; nobody else will resume it.
+      if (parked.length === 0) times.push(new Date(o.updatedAt).getTime() + graceInMs);
+    }
     if (o.steps.some((s) => s.reply !== undefined)) times.push(new Date(o.updatedAt).getTime() + graceInMs);
     return Math.min(...times);
   }
