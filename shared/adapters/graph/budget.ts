@@ -9,6 +9,12 @@ import type { Context, Middleware } from '@microsoft/microsoft-graph-client';
  * `maxWaitInMs` is not held: it fails as a retryable `Throttled` error with the wait as Retry-After, so
  * the operation engine re-schedules it and the worker is free for other tenants' work.
  *
+ * Deferred requests get a turn (a ticket) at the tenant's own rate, after the turns handed out before:
+ * a bulk import's backlog comes back spread over the time its tenant's budget needs for it, once or
+ * twice per request, instead of every request retrying every second (each retry costs the engine
+ * storage writes and a queue message, and fills the workers other tenants need). Tickets are a
+ * schedule, not a reservation: they book neither the tenant's windows nor the app-wide quota.
+ *
  * Fairness across tenants: each tenant has its own app+tenant windows, and on the shared app-wide window no
  * request is reserved further ahead than `maxWaitInMs`: a bulk import cannot book the app-wide quota for
  * the future, so when capacity frees, every tenant's next request competes on arrival, and the bulk's
@@ -101,7 +107,8 @@ class SlidingWindow {
     readonly windowInMs: number,
   ) {}
 
-  private slide(nowMs: number): void {
+  /** Forgets what has left the window by `nowMs` (the real now: never a time in the future). */
+  slide(nowMs: number): void {
     while (this.entries.length > 0) {
       const first = this.entries[0];
       if (first === undefined || nowMs - first.atMs < this.windowInMs) break;
@@ -115,15 +122,27 @@ class SlidingWindow {
     return this.entries.at(-1)?.atMs ?? Number.NEGATIVE_INFINITY;
   }
 
-  /** The earliest time ≥ fromMs at which `amount` fits (entries are all ≤ fromMs). */
+  /**
+   * The earliest time ≥ fromMs at which `amount` fits (entries are all ≤ fromMs). It only looks: what
+   * will have left the window by a future `fromMs` still counts for every request before then (a
+   * request handed back must not make the next one think the window is empty).
+   */
   earliestFit(amount: number, fromMs: number): number {
-    this.slide(fromMs);
     if (amount === 0) return fromMs;
+    let first = 0;
+    let sum = this.sum;
+    for (; first < this.entries.length; first++) {
+      const entry = this.entries[first];
+      if (entry === undefined || fromMs - entry.atMs < this.windowInMs) break;
+      sum -= entry.amount;
+    }
     // One request dearer than the whole limit passes on an empty window, or it never would.
-    if (this.sum === 0 || this.sum + amount <= this.limit) return fromMs;
+    if (sum === 0 || sum + amount <= this.limit) return fromMs;
     let freed = 0;
-    const needed = this.sum + amount - this.limit;
-    for (const entry of this.entries) {
+    const needed = sum + amount - this.limit;
+    for (let i = first; i < this.entries.length; i++) {
+      const entry = this.entries[i];
+      if (entry === undefined) break;
       freed += entry.amount;
       if (freed >= needed) return Math.max(fromMs, entry.atMs + this.windowInMs);
     }
@@ -159,6 +178,8 @@ interface TenantBudget {
   writes: SlidingWindow;
   /** After a 429 anyway (another instance, another app): nothing is sent before Graph's Retry-After. */
   blockedUntilMs: number;
+  /** The turn after the last one handed to a deferred request (tickets are spaced at the tenant's rate). */
+  nextTicketAtMs: number;
 }
 
 export interface BudgetStats {
@@ -208,6 +229,7 @@ export class GraphBudget {
           this.settings.writeWindowInMs + GraphBudget.margin(this.settings.writeWindowInMs),
         ),
         blockedUntilMs: 0,
+        nextTicketAtMs: 0,
       };
       this.tenants.set(tenantId, budget);
     }
@@ -221,6 +243,9 @@ export class GraphBudget {
   async acquire(tenantId: string, cost: RequestCost): Promise<void> {
     const budget = this.tenant(tenantId);
     const nowMs = this.clock.nowMs();
+    budget.resourceUnits.slide(nowMs);
+    budget.writes.slide(nowMs);
+    this.appWrites.slide(nowMs);
     // Reservations stay in time order in every window, so each window is checked at its end only.
     let at = Math.max(nowMs, budget.blockedUntilMs, budget.resourceUnits.lastAtMs);
     if (cost.writes > 0) at = Math.max(at, budget.writes.lastAtMs, this.appWrites.lastAtMs);
@@ -236,7 +261,10 @@ export class GraphBudget {
     const waitInMs = at - nowMs;
     if (waitInMs > this.settings.maxWaitInMs) {
       this.stats.deferred++;
-      throw new GraphBudgetDeferred(Math.max(1, Math.ceil(waitInMs / 1000)));
+      // Its turn: after every turn already handed out, then the next one a request's share later.
+      const ticketAtMs = Math.max(at, budget.nextTicketAtMs);
+      budget.nextTicketAtMs = ticketAtMs + this.spacingInMs(budget, cost);
+      throw new GraphBudgetDeferred(Math.max(1, Math.ceil((ticketAtMs - nowMs) / 1000)));
     }
     const reserved = [
       [budget.resourceUnits, budget.resourceUnits.reserve(cost.resourceUnits, at)],
@@ -250,6 +278,13 @@ export class GraphBudget {
     }
     const sentAtMs = this.clock.nowMs();
     for (const [window, entry] of reserved) window.restamp(entry, sentAtMs);
+  }
+
+  /** How far apart the tenant's windows let requests of this cost go, sustained. */
+  private spacingInMs(budget: TenantBudget, cost: RequestCost): number {
+    const ru = (cost.resourceUnits * budget.resourceUnits.windowInMs) / budget.resourceUnits.limit;
+    const writes = (cost.writes * budget.writes.windowInMs) / budget.writes.limit;
+    return Math.max(ru, writes);
   }
 
   /** Graph answered 429 anyway: hold the tenant until its Retry-After. */
