@@ -282,6 +282,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     engine: {
       leaseDurationInMs: settings.Engine__leaseDurationInMs,
       parkTimeoutInMs: settings.Engine__parkTimeoutInMs,
+      maxRunsPerCustomer: settings.Engine__maxRunsPerCustomer,
       backoff: {
         baseDelayInMs: settings.Engine__retryBaseDelayInMs,
         maxDelayInMs: settings.Engine__retryMaxDelayInMs,

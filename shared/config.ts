@@ -100,6 +100,8 @@ export const settingsSchema = z.object({
   Engine__createDeadlineInMinutes: positiveInt.default(24 * 60),
   Engine__changeDeadlineInMinutes: positiveInt.default(6 * 60),
   Engine__licenceHoldInDays: positiveInt.default(7),
+  /** Per instance: one customer's operations run at once by the directory worker (below maxConcurrentCalls). */
+  Engine__maxRunsPerCustomer: positiveInt.default(6),
 
   // Money safety for every purchase made through this API (shared/usecases/subscriptions.ts): spend per
   // UTC day (list price × quantity, in the offer's currency) per provider and per customer, and the amount

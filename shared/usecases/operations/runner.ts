@@ -46,6 +46,13 @@ export interface EngineSettings {
   backoff: BackoffSettings;
   /** Extra time an undo may take past the operation's deadline. */
   compensationGraceInMs: number;
+  /**
+   * Queue deliveries of one customer's operations this process runs at once; one more is re-queued
+   * for a moment instead of taking a worker slot. Per process (instance): keep it below the host's
+   * maxConcurrentCalls (host.json: 8) so other customers always find a slot. Graph's limits stay with
+   * the budget, which is the limit across instances.
+   */
+  maxRunsPerCustomer: number;
 }
 
 export const defaultEngineSettings: EngineSettings = {
@@ -53,6 +60,7 @@ export const defaultEngineSettings: EngineSettings = {
   parkTimeoutInMs: 2 * 60_000,
   backoff: { baseDelayInMs: 2_000, maxDelayInMs: 5 * 60_000 },
   compensationGraceInMs: 60 * 60_000,
+  maxRunsPerCustomer: 6,
 };
 
 export interface RunnerDeps {
@@ -87,7 +95,9 @@ export type RunResult =
   | 'held'
   | 'busy'
   | 'waitingForEarlier'
-  | 'notDue';
+  | 'notDue'
+  /** Its customer already had its share of this process's workers: queued again for a moment. */
+  | 'requeued';
 
 /** A write lost to a concurrent run: stop, the other run owns the operation now. */
 class LostRace extends Error {}
@@ -116,8 +126,13 @@ const orderSafetyNetInMs = 60_000;
 
 const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entra.password']);
 
+/** A delivery over its customer's share of workers comes back after 1–2 × this. */
+const shareRetryInMs = 500;
+
 export function createRunner(deps: RunnerDeps) {
   const { c } = deps;
+  /** Queue deliveries running in this process, per provider/customer (the worker share). */
+  const runsPerCustomer = new Map<string, number>();
   const nowDate = (): Date => deps.clock.now();
   const now = (): string => nowDate().toISOString();
 
@@ -946,7 +961,29 @@ export function createRunner(deps: RunnerDeps) {
         'UnknownOperation',
         `operation ${input.operationId} of provider ${input.providerId} does not exist`,
       );
-    return runLoaded({ current: loaded, input, persisted: false });
+    const ctx: Ctx = { current: loaded, input, persisted: false };
+    const o = loaded.value;
+    const customerKey = `${o.providerId}/${o.customerId}`;
+    const running = runsPerCustomer.get(customerKey) ?? 0;
+    // Only runs that will do work count (a parked or held operation's delivery returns at once).
+    const quick =
+      isFinished(o.state) ||
+      o.state === 'heldForConfirmation' ||
+      (o.state === 'waitingForAgent' && !o.steps.some((s) => s.reply !== undefined));
+    if (running >= deps.settings.maxRunsPerCustomer && !quick) {
+      // Nothing is written: the run comes back in a moment, behind other customers' messages.
+      const delayInMs = shareRetryInMs + Math.floor(deps.random() * shareRetryInMs);
+      await comeBackLater(ctx, new Date(nowDate().getTime() + delayInMs), 'share');
+      return 'requeued';
+    }
+    runsPerCustomer.set(customerKey, running + 1);
+    try {
+      return await runLoaded(ctx);
+    } finally {
+      const left = (runsPerCustomer.get(customerKey) ?? 1) - 1;
+      if (left <= 0) runsPerCustomer.delete(customerKey);
+      else runsPerCustomer.set(customerKey, left);
+    }
   }
 
   /** A run from an operation already in hand (loaded by `run`, or with an agent's reply applied). */

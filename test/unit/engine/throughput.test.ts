@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { operationSchema } from '../../../shared/domain/operation.js';
+import type { CreateUserRequest } from '../../../shared/domain/user.js';
+import type { NewCloudUser } from '../../../shared/ports/cloud-directory.js';
+import { customersCollection } from '../../../shared/usecases/customers.js';
+import { customer, quiet, world } from './world.js';
+
+/**
+ * What the engine spends per user, and how it shares the workers: an agent's reply continues the
+ * operation where it lands (no queue hop, one write per step transition), and one customer's bulk
+ * cannot hold every worker slot of a process.
+ */
+const ada: CreateUserRequest = {
+  userId: 'u-ada',
+  userPrincipalName: 'ada@fed.contoso.example',
+  displayName: 'Ada Lovelace',
+  password: 'Str0ng!Passw0rd#1',
+  accountEnabled: true,
+  licencePlan: 'E3',
+};
+
+type World = Awaited<ReturnType<typeof world>>;
+
+const create = (w: World, request: CreateUserRequest, customerId = 'contoso') =>
+  w.provisioning.requestCreateUser({
+    caller: w.caller,
+    customerId,
+    request,
+    idempotencyKey: `key-${customerId}-${request.userId}`,
+    correlationId: 'c-1',
+  });
+
+describe('engine throughput', () => {
+  it("continues a hybrid create in the agent's reply: Entra and licences done with no queue message between", async () => {
+    const w = await world();
+    const { operation } = await create(w, ada);
+    expect(await w.deliverOne()).toBe(true); // parks ad.create
+    expect(w.bus.queue).toHaveLength(0);
+    const writesBefore = w.store.writes;
+    expect(await w.deliverAgent()).toBe(true);
+    const done = await w.provisioning.getOperation(w.caller, operation.operationId);
+    expect(done.state).toBe('succeeded');
+    expect(done.outcomeApplied).toBe(true);
+    expect(w.bus.queue).toHaveLength(0);
+    expect(w.cloud.created).toBe(1);
+    expect((await w.provisioning.getUser(w.caller, 'contoso', 'u-ada')).state).toBe('active');
+    // The reply with ad.create's outcome and entra.create's lease (1), entra.create's outcome with the
+    // licences lease (1), the user record (1), the final state with outcomeApplied (1), and the active
+    // index and the agent command's route deleted (2).
+    expect(w.store.writes - writesBefore).toBe(6);
+  });
+
+  it('saves the reply and queues a run when the operation is leased elsewhere: the reply is never lost', async () => {
+    const w = await world();
+    const { operation } = await create(w, ada);
+    await w.deliverOne();
+    // Another delivery holds a live lease (e.g. a resend after the park deadline is under way).
+    const operations = w.store.collection('operations', operationSchema);
+    const stored = await operations.get('prov', operation.operationId);
+    if (stored === undefined) throw new Error('no operation');
+    await operations.replace(
+      'prov',
+      operation.operationId,
+      {
+        ...stored.value,
+        lease: { owner: 'other', expiresAt: new Date(w.clock.t + 60_000).toISOString() },
+      },
+      stored.etag,
+    );
+    await w.deliverAgent();
+    const saved = await w.provisioning.getOperation(w.caller, operation.operationId);
+    expect(saved.steps[0]?.reply?.ok).toBe(true);
+    expect(w.bus.queue.some((m) => m.body.type === 'operation.run')).toBe(true);
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+    expect(w.agent.creates).toBe(1);
+    expect(w.cloud.created).toBe(1);
+  });
+
+  it("re-queues a customer's delivery past its share of workers, and another customer's runs meanwhile", async () => {
+    const w = await world({ mode: 'cloudOnly', deps: { engine: { maxRunsPerCustomer: 2 } } });
+    await customersCollection(w.store).create('prov', 'fabrikam', {
+      ...customer('cloudOnly'),
+      customerId: 'fabrikam',
+      entra: { tenantId: '1c8d7e6f-5a4b-4c3d-9e2f-0a1b2c3d4e5f', domains: ['fabrikam.example'] },
+    });
+    // Graph is slow for the bulk customer: its creates hold their workers until released.
+    let release: () => void = () => undefined;
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const createUserOnce = w.cloud.createUserOnce.bind(w.cloud);
+    w.cloud.createUserOnce = async (user: NewCloudUser, key: string) => {
+      if (user.userPrincipalName.endsWith('@fed.contoso.example')) await slow;
+      return createUserOnce(user, key);
+    };
+    const bulk = await Promise.all(
+      [1, 2, 3].map((i) =>
+        create(w, {
+          ...ada,
+          userId: `b${i}`,
+          userPrincipalName: `b${i}@fed.contoso.example`,
+          password: undefined,
+        }),
+      ),
+    );
+    const single = await create(
+      w,
+      { ...ada, userId: 's1', userPrincipalName: 's1@fabrikam.example', password: undefined },
+      'fabrikam',
+    );
+    const run = (operationId: string) =>
+      w.provisioning.runOperation({
+        providerId: 'prov',
+        operationId,
+        runId: `r-${operationId}`,
+        messageId: `m-${operationId}`,
+        log: quiet,
+      });
+    const first = bulk.map((b) => run(b.operation.operationId));
+    // Two bulk runs hold their customer's share; the third is handed back without a write.
+    const third = await first[2];
+    expect(third).toBe('requeued');
+    const requeued = w.bus.queue.filter(
+      (m) =>
+        m.body.type === 'operation.run' &&
+        m.body.operationId === bulk[2]?.operation.operationId &&
+        m.options.scheduledEnqueueTime !== undefined,
+    );
+    expect(requeued).toHaveLength(1);
+    expect((await w.provisioning.getOperation(w.caller, bulk[2]?.operation.operationId ?? '')).state).toBe(
+      'queued',
+    );
+    // The other customer is not behind them.
+    expect(await run(single.operation.operationId)).toBe('finished');
+    release();
+    expect(await Promise.all(first.slice(0, 2))).toEqual(['finished', 'finished']);
+    await w.pump();
+    for (const b of bulk)
+      expect((await w.provisioning.getOperation(w.caller, b.operation.operationId)).state).toBe('succeeded');
+    expect(w.cloud.created).toBe(4);
+  });
+});
