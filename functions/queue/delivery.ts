@@ -71,6 +71,8 @@ export interface Delivery {
   messageId: string;
   correlationId?: string;
   deliveryCount: number;
+  /** String application properties the sender set (hints only: the body is what is validated). */
+  properties: Record<string, string>;
 }
 
 /**
@@ -100,6 +102,11 @@ export async function settleEach(
       ...(typeof message.correlationId === 'string' ? { correlationId: message.correlationId } : {}),
       // The SDK counts earlier deliveries (0 on the first); the Functions host reports this one (1).
       deliveryCount: (message.deliveryCount ?? 0) + 1,
+      properties: Object.fromEntries(
+        Object.entries(message.applicationProperties ?? {}).filter(
+          (entry): entry is [string, string] => typeof entry[1] === 'string',
+        ),
+      ),
     };
     try {
       // A consumer span, child of the sender's (the `traceparent` application property).

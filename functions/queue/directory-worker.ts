@@ -50,6 +50,10 @@ export const directoryWorker: QueueFunctionDefinition = {
           runId: `${context.invocationId}:${delivery.deliveryCount}`,
           messageId: delivery.messageId,
           log,
+          ...(delivery.properties.customerId === undefined
+            ? {}
+            : { customerHint: delivery.properties.customerId }),
+          ...(delivery.correlationId === undefined ? {} : { correlationId: delivery.correlationId }),
         });
         log.info('operation run', { operationId: work.operationId, outcome });
       },

@@ -247,6 +247,7 @@ try {
 
   // 2b. Fairness: one tenant bulk-imports while another tenant of the same app provisions single users.
   if (want('fairness')) {
+    const fairCounts = createCallCounts();
     const partner = randomUUID();
     const bulkTenant = randomUUID();
     const singleTenant = randomUUID();
@@ -275,6 +276,8 @@ try {
         ],
       },
       extraSettings: scaledBudget,
+      wrapStore: (store) => countingStore(store, fairCounts),
+      wrapBus: (bus) => countingBus(bus, fairCounts),
     });
     try {
       await fetch(`${stack.graph.adminUrl}/faults`, {
@@ -308,6 +311,7 @@ try {
       };
       const alone: number[] = [];
       for (let i = 0; i < 5; i++) alone.push(await single(i));
+      fairCounts.reset();
       const bulkStarted = performance.now();
       let bulkDone = 0;
       const bulk = provision(
@@ -348,7 +352,14 @@ try {
         singleLatencyDuringBulkP50InMs: Math.round(pct(during, 50)),
         singleLatencyDuringBulkP95InMs: Math.round(pct(during, 95)),
         throttled429: peerStats.stats.throttled,
+        // The app's cost per user during the bulk (polling GET /operations included).
+        tableCallsPerUser: fairCounts.total('table') / (fairBulkUsers + fairSingleUsers),
+        directoryWorkMessagesPerUser: fairCounts.total('queue') / (fairBulkUsers + fairSingleUsers),
+        tableCalls: fairCounts.perUnit('table', fairBulkUsers + fairSingleUsers),
       };
+      console.log(
+        `           ${(fairCounts.total('table') / (fairBulkUsers + fairSingleUsers)).toFixed(1)} Table calls and ${(fairCounts.total('queue') / (fairBulkUsers + fairSingleUsers)).toFixed(1)} directory-work messages per user: ${JSON.stringify(fairCounts.perUnit('table', fairBulkUsers + fairSingleUsers))}`,
+      );
       console.log(
         `fairness   bulk tenant ${bulkRate.toFixed(1)} users/s (${(bulkRate / singleBudget).toFixed(2)} of its tenant budget); single users of another tenant p50 ${Math.round(pct(alone, 50))} ms alone, p50 ${Math.round(pct(during, 50))} / p95 ${Math.round(pct(during, 95))} ms during the bulk; ${peerStats.stats.throttled} × 429`,
       );

@@ -85,6 +85,13 @@ export interface RunInput {
   /** The incoming message's id: messages this run sends derive theirs from it (a redelivery sends the same). */
   messageId: string;
   log: Logger;
+  /**
+   * The customer the message says it is for (an application property the engine sets on its run
+   * messages). Untrusted: used only to re-queue a delivery past its customer's share without reading
+   * storage; the run itself checks the stored operation and its owner.
+   */
+  customerHint?: string;
+  correlationId?: string;
 }
 
 export type RunResult =
@@ -126,13 +133,13 @@ const orderSafetyNetInMs = 60_000;
 
 const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entra.password']);
 
-/** A delivery over its customer's share of workers comes back after 1–2 × this. */
-const shareRetryInMs = 500;
+/** A delivery over its customer's share of workers comes back no sooner than this. */
+const minShareWaitInMs = 200;
 
 export function createRunner(deps: RunnerDeps) {
   const { c } = deps;
-  /** Queue deliveries running in this process, per provider/customer (the worker share). */
-  const runsPerCustomer = new Map<string, number>();
+  /** Queue deliveries running in this process, per provider/customer, and their turns (the worker share). */
+  const shares = new Map<string, Share>();
   const nowDate = (): Date => deps.clock.now();
   const now = (): string => nowDate().toISOString();
 
@@ -214,14 +221,20 @@ export function createRunner(deps: RunnerDeps) {
     };
   };
 
-  async function sendRun(o: Operation, messageId: string, at?: Date): Promise<void> {
+  async function sendRun(
+    o: Pick<Operation, 'providerId' | 'operationId' | 'customerId'> & { correlationId?: string },
+    messageId: string,
+    at?: Date,
+  ): Promise<void> {
     await deps.bus.send(
       directoryWork,
       { type: 'operation.run', v: 1, providerId: o.providerId, operationId: o.operationId },
       {
         messageId,
-        correlationId: o.correlationId,
+        ...(o.correlationId === undefined ? {} : { correlationId: o.correlationId }),
         ...(at === undefined ? {} : { scheduledEnqueueTime: at }),
+        // Lets a worker re-queue a delivery past its customer's share before reading anything.
+        applicationProperties: { customerId: o.customerId },
       },
     );
   }
@@ -955,6 +968,23 @@ export function createRunner(deps: RunnerDeps) {
 
   /** Entry point of the directory worker (and of tests): runs until finished, parked, scheduled or held. */
   async function run(input: RunInput): Promise<RunResult> {
+    // A delivery the message says is for a customer past its share goes back to its turn unread.
+    if (input.customerHint !== undefined) {
+      const hinted = shareOf(input.providerId, input.customerHint);
+      if (hinted.running >= deps.settings.maxRunsPerCustomer) {
+        await requeueToTurn(
+          {
+            providerId: input.providerId,
+            operationId: input.operationId,
+            customerId: input.customerHint,
+            ...(input.correlationId === undefined ? {} : { correlationId: input.correlationId }),
+          },
+          hinted,
+          input.messageId,
+        );
+        return 'requeued';
+      }
+    }
     const loaded = await c.operations.get(input.providerId, input.operationId);
     if (loaded === undefined)
       throw new InvalidMessageError(
@@ -963,27 +993,65 @@ export function createRunner(deps: RunnerDeps) {
       );
     const ctx: Ctx = { current: loaded, input, persisted: false };
     const o = loaded.value;
-    const customerKey = `${o.providerId}/${o.customerId}`;
-    const running = runsPerCustomer.get(customerKey) ?? 0;
+    const share = shareOf(o.providerId, o.customerId);
     // Only runs that will do work count (a parked or held operation's delivery returns at once).
     const quick =
       isFinished(o.state) ||
       o.state === 'heldForConfirmation' ||
       (o.state === 'waitingForAgent' && !o.steps.some((s) => s.reply !== undefined));
-    if (running >= deps.settings.maxRunsPerCustomer && !quick) {
-      // Nothing is written: the run comes back in a moment, behind other customers' messages.
-      const delayInMs = shareRetryInMs + Math.floor(deps.random() * shareRetryInMs);
-      await comeBackLater(ctx, new Date(nowDate().getTime() + delayInMs), 'share');
+    if (quick) return runLoaded(ctx);
+    if (share.running >= deps.settings.maxRunsPerCustomer) {
+      await requeueToTurn(o, share, input.messageId);
       return 'requeued';
     }
-    runsPerCustomer.set(customerKey, running + 1);
+    share.running++;
+    const started = Date.now();
     try {
       return await runLoaded(ctx);
     } finally {
-      const left = (runsPerCustomer.get(customerKey) ?? 1) - 1;
-      if (left <= 0) runsPerCustomer.delete(customerKey);
-      else runsPerCustomer.set(customerKey, left);
+      share.running--;
+      // How long this customer's runs hold a worker (a moving average): the spacing of its turns.
+      share.runInMs = share.runInMs * 0.8 + (Date.now() - started) * 0.2;
     }
+  }
+
+  interface Share {
+    running: number;
+    /** The next turn to hand out: turns are spaced so the share's workers stay busy, no more. */
+    nextTurnAtMs: number;
+    runInMs: number;
+  }
+
+  function shareOf(providerId: string, customerId: string): Share {
+    const key = `${providerId}/${customerId}`;
+    let share = shares.get(key);
+    if (share === undefined) {
+      share = { running: 0, nextTurnAtMs: 0, runInMs: 500 };
+      shares.set(key, share);
+    }
+    return share;
+  }
+
+  /**
+   * Nothing is written: the delivery comes back at its customer's next turn. Turns are handed out one
+   * share-worker's run time apart (a little closer, so a worker never idles), so a bulk import's
+   * backlog leaves the ready queue once and comes back at the rate its share can take, and another
+   * customer's message behind it waits for no pass over that backlog.
+   */
+  async function requeueToTurn(
+    o: Pick<Operation, 'providerId' | 'operationId' | 'customerId'> & { correlationId?: string },
+    share: Share,
+    messageId: string,
+  ): Promise<void> {
+    const t = nowDate().getTime();
+    const spacingInMs = Math.max(20, (0.8 * share.runInMs) / deps.settings.maxRunsPerCustomer);
+    const turnAtMs = Math.max(t + minShareWaitInMs, share.nextTurnAtMs);
+    share.nextTurnAtMs = turnAtMs + spacingInMs;
+    await sendRun(
+      o,
+      deterministicMessageId('operation.later', messageId, 'share'),
+      new Date(turnAtMs + Math.floor(deps.random() * spacingInMs)),
+    );
   }
 
   /** A run from an operation already in hand (loaded by `run`, or with an agent's reply applied). */

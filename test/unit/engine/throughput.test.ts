@@ -129,6 +129,24 @@ describe('engine throughput', () => {
     expect((await w.provisioning.getOperation(w.caller, bulk[2]?.operation.operationId ?? '')).state).toBe(
       'queued',
     );
+    // A message whose customer hint is past its share goes back to its turn without reading storage
+    // (an id that names no operation is not even looked up; its run would fail it when it comes back).
+    expect(
+      await w.provisioning.runOperation({
+        providerId: 'prov',
+        operationId: 'not-read',
+        runId: 'r-hinted',
+        messageId: 'm-hinted',
+        log: quiet,
+        customerHint: 'contoso',
+      }),
+    ).toBe('requeued');
+    expect(
+      w.bus.queue.filter((m) => m.body.type === 'operation.run' && m.body.operationId === 'not-read'),
+    ).toHaveLength(1);
+    w.bus.queue = w.bus.queue.filter(
+      (m) => m.body.type !== 'operation.run' || m.body.operationId !== 'not-read',
+    );
     // The other customer is not behind them.
     expect(await run(single.operation.operationId)).toBe('finished');
     release();
