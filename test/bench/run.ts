@@ -351,6 +351,7 @@ try {
         singleLatencyAloneP50InMs: Math.round(pct(alone, 50)),
         singleLatencyDuringBulkP50InMs: Math.round(pct(during, 50)),
         singleLatencyDuringBulkP95InMs: Math.round(pct(during, 95)),
+        singleLatenciesDuringBulkInMs: during.map((ms) => Math.round(ms)),
         throttled429: peerStats.stats.throttled,
         // The app's cost per user during the bulk (polling GET /operations included).
         tableCallsPerUser: fairCounts.total('table') / (fairBulkUsers + fairSingleUsers),
