@@ -894,13 +894,21 @@ export function createRunner(deps: RunnerDeps) {
 
   async function holdForLicence(ctx: Ctx, name: string, error: AppError, log: Logger): Promise<RunResult> {
     const o = op(ctx);
-    await save(ctx, (x) => {
+    const hold = (x: Operation): void => {
       const s = stepOf(x, name);
       s.state = 'waiting';
       s.error = info(error);
       x.state = 'needsLicence';
       delete x.lease;
-    });
+    };
+    // The user exists in its directories: link both (from the held operation, before anyone can read
+    // it as held), so disable/delete reach AD and Entra. A crash before the hold's write: the next run
+    // holds again or assigns the licence, and either outcome re-applies the record.
+    const held = structuredClone(o);
+    hold(held);
+    held.updatedAt = now();
+    await updateUserRecord(held);
+    await save(ctx, hold);
     // Created once: `heldAt` is when the hold began, which bounds how long the licence sweep retries.
     if ((await c.held.get(HELD_PARTITION, activeKey(o.providerId, o.operationId))) === undefined) {
       await c.held
@@ -914,8 +922,6 @@ export function createRunner(deps: RunnerDeps) {
           if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
         });
     }
-    // The user exists in its directories: link both now, so disable/delete reach AD and Entra.
-    await updateUserRecord(op(ctx));
     log.warn('operation held: no free licence', { operationId: o.operationId, step: name });
     return 'needsLicence';
   }
