@@ -53,6 +53,10 @@ const scaledBudget = {
   Graph__budgetScale: '0.02',
   Graph__budgetResourceUnitWindowInMs: '200',
   Graph__budgetWriteWindowInMs: '3000',
+  // A/B of the engine's worker share (default 6 of host.json's 8).
+  ...(process.env.BENCH_MAX_RUNS_PER_CUSTOMER === undefined
+    ? {}
+    : { Engine__maxRunsPerCustomer: process.env.BENCH_MAX_RUNS_PER_CUSTOMER }),
 };
 
 /** Counts this process's requests to the Graph peer (the SDK uses global fetch). */
