@@ -260,7 +260,8 @@ describe('cloud-only provisioning end to end (HTTP → Service Bus → worker �
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
     await admin('/faults', {
-      throttling: { enabled: true, scale: 0.002, windowInMs: 1000, writeWindowInMs: 1000 },
+      // 3 writes per second: the first runs (up to Engine__maxRunsPerCustomer, 6, at once) collide with it.
+      throttling: { enabled: true, scale: 0.001, windowInMs: 1000, writeWindowInMs: 1000 },
       random503Rate: 0.05,
       replicationLagInMs: 400,
     });
