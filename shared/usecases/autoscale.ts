@@ -7,6 +7,7 @@ import {
   decisionStatuses,
   type AutoscalePolicy,
   type Decision,
+  type DemandHistory,
   type SupplyLine,
 } from '../domain/autoscale.js';
 import type { Caller } from '../domain/caller.js';
@@ -95,6 +96,11 @@ const runRecordSchema = z.object({
 });
 export type RunRecord = z.infer<typeof runRecordSchema>;
 
+/** Per customer and SKU: the least and most demand (assigned + held) seen each UTC day, newest last. */
+const demandHistorySchema = z.object({
+  days: z.array(z.object({ day: z.string(), min: z.number().int(), max: z.number().int() })).default([]),
+});
+
 export interface AutoscaleSettings {
   killSwitch: boolean;
   seatsPerRun: number;
@@ -140,6 +146,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
   const policies = deps.store.collection('autoscalepolicies', policyRecordSchema);
   const decisions = deps.store.collection('autoscaledecisions', decisionRecordSchema);
   const runs = deps.store.collection('autoscaleruns', runRecordSchema);
+  const demandHistory = deps.store.collection('autoscaledemand', demandHistorySchema);
   const engine = engineCollections(deps.store);
   const now = (): Date => deps.clock.now();
 
@@ -407,6 +414,51 @@ export function createAutoscale(deps: AutoscaleDeps) {
     spend: number;
   }
 
+  /**
+   * Adds today's demand to the SKU's history and returns the trailing window the term policy reads.
+   * A lost update (two runs at once) keeps the other run's row: the history is advisory, one
+   * observation fewer only delays a move to the annual term.
+   */
+  async function observeDemand(
+    providerId: string,
+    customerId: string,
+    skuId: string,
+    demand: number,
+    windowInDays: number,
+  ): Promise<DemandHistory | undefined> {
+    const p = `${providerId}/${customerId}`;
+    const today = now().toISOString().slice(0, 10);
+    const found = await demandHistory.get(p, skuId);
+    const days = [...(found?.value.days ?? [])];
+    const last = days.at(-1);
+    if (last?.day === today)
+      days[days.length - 1] = {
+        day: today,
+        min: Math.min(last.min, demand),
+        max: Math.max(last.max, demand),
+      };
+    else days.push({ day: today, min: demand, max: demand });
+    const from = new Date(Date.parse(`${today}T00:00:00Z`) - (Math.max(1, windowInDays) - 1) * 86_400_000)
+      .toISOString()
+      .slice(0, 10);
+    const kept = days.filter((d) => d.day >= from);
+    try {
+      if (found === undefined) await demandHistory.create(p, skuId, { days: kept });
+      else await demandHistory.replace(p, skuId, { days: kept }, found.etag);
+    } catch (error) {
+      if (toAppError(error).code !== 'ConcurrencyConflict') throw error;
+    }
+    if (kept.length === 0) return undefined;
+    // Days between observations (weekly sweeps) count: the window is calendar days since the first kept.
+    const first = kept[0]?.day ?? today;
+    return {
+      days:
+        Math.round((Date.parse(`${today}T00:00:00Z`) - Date.parse(`${first}T00:00:00Z`)) / 86_400_000) + 1,
+      min: Math.min(...kept.map((d) => d.min)),
+      max: Math.max(...kept.map((d) => d.max)),
+    };
+  }
+
   /** Reads the customer's sources afresh, decides per SKU and settles each decision. */
   async function runCustomer(
     providerId: string,
@@ -482,6 +534,16 @@ export function createAutoscale(deps: AutoscaleDeps) {
           });
       }
       const expected = policy.expected[skuId];
+      const history =
+        trigger === 'sweep'
+          ? await observeDemand(
+              providerId,
+              customerId,
+              skuId,
+              sku.assigned + sku.waitingForSeat,
+              policy.terms.stableDays,
+            )
+          : undefined;
       const { decisions: planned } = decide({
         customerId,
         policy: policy satisfies AutoscalePolicy,
@@ -496,11 +558,15 @@ export function createAutoscale(deps: AutoscaleDeps) {
         supply,
         now: now(),
         trigger,
+        history,
         killSwitch: settings.killSwitch,
         runLeft: { seats: settings.seatsPerRun - budget.seats, spend: settings.spendPerRun - budget.spend },
         customerToday: today,
       });
+      let movedToAnnual = false;
       for (const d of planned) {
+        // Monthly seats moved to the annual term go back only once the annual seats were bought.
+        if (d.rule === 'movedToAnnual' && !movedToAnnual) continue;
         if (d.kind === 'grow' && d.status === 'apply') {
           // Taken from the run's caps before any await, so customers decided in parallel cannot overspend.
           budget.seats += d.to - d.from;
@@ -509,6 +575,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
           today.spend += d.spend ?? 0;
         }
         const settled = await settle(ctx, d, runId, trigger);
+        if (d.rule === 'stableDemandToAnnual') movedToAnnual = settled.record.state === 'applied';
         out.push(settled.record);
         if (settled.applied) {
           applied += 1;

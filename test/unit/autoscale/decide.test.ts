@@ -286,3 +286,91 @@ describe('autoscale guardrails and idempotency', () => {
     expect(after?.idempotencyKey).toContain('entry-2');
   });
 });
+
+describe('autoscale term policy', () => {
+  const monthly = (over: Partial<SupplyLine> = {}): SupplyLine =>
+    pc({
+      subscriptionId: 'sub-monthly',
+      term: 'P1M',
+      quantity: 30,
+      // Renewed an hour ago: the whole renewal lot is inside its 168-hour window.
+      lots: [{ quantity: 30, reducibleUntil: hours(167) }],
+      ...over,
+    });
+  const demand = { skuId: sku, assigned: 40, held: 0, reservedStarters: 0, scheduledLeavers: 0 };
+
+  it('moves half the minimum of demand stable for 56 days from open monthly seats to the annual line', () => {
+    const { decisions } = decide(
+      input({ demand, supply: [pc(), monthly()], history: { days: 56, min: 38, max: 41 } }),
+    );
+    // 50 % of 38 = 19 annual seats: the annual line has 10, so 9 move; seats in total stay 40.
+    expect(decisions).toMatchObject([
+      { kind: 'grow', subscriptionId: 'sub-annual', from: 10, to: 19, rule: 'stableDemandToAnnual' },
+      { kind: 'reduce', subscriptionId: 'sub-monthly', from: 30, to: 21, rule: 'movedToAnnual' },
+    ]);
+    expect(decisions[0]?.reason).toContain('between 38 and 41 for 56 days');
+    expect(decisions[1]?.figures).toMatchObject({ movedToAnnual: 9, taken: 0 });
+  });
+
+  it('keeps growth monthly while demand swings more than the policy allows or has too little history', () => {
+    const swinging = decide(
+      input({ demand, supply: [pc(), monthly()], history: { days: 56, min: 30, max: 41 } }),
+    );
+    expect(swinging.decisions).toEqual([]);
+    const young = decide(
+      input({ demand, supply: [pc(), monthly()], history: { days: 20, min: 40, max: 40 } }),
+    );
+    expect(young.decisions).toEqual([]);
+    const none = decide(input({ demand, supply: [pc(), monthly()] }));
+    expect(none.decisions).toEqual([]);
+  });
+
+  it('moves only as many seats as the monthly line can still give back inside a window', () => {
+    const { decisions } = decide(
+      input({
+        demand,
+        supply: [pc(), monthly({ lots: [{ quantity: 4, reducibleUntil: hours(20) }] })],
+        history: { days: 60, min: 40, max: 40 },
+      }),
+    );
+    expect(decisions).toMatchObject([
+      { kind: 'grow', from: 10, to: 14 },
+      { kind: 'reduce', from: 30, to: 26, rule: 'movedToAnnual' },
+    ]);
+    const closed = decide(
+      input({
+        demand,
+        supply: [pc(), monthly({ lots: [{ quantity: 4, reducibleUntil: hours(-1) }] })],
+        history: { days: 60, min: 40, max: 40 },
+      }),
+    );
+    expect(closed.decisions).toEqual([]);
+  });
+
+  it('waits for approval above the threshold and then gives no monthly seat back', () => {
+    const { decisions } = decide(
+      input(
+        { demand, supply: [pc(), monthly()], history: { days: 56, min: 40, max: 40 } },
+        { approval: { aboveSeats: 5 } },
+      ),
+    );
+    expect(decisions).toMatchObject([{ kind: 'grow', status: 'pendingApproval', from: 10, to: 20 }]);
+  });
+
+  it('does not reduce the annual line in the decision that buys on it, and gives surplus back from monthly', () => {
+    const { decisions } = decide(
+      input({
+        demand: { ...demand, assigned: 38 },
+        supply: [pc({ lots: [{ quantity: 1, reducibleUntil: hours(100) }] }), monthly()],
+        history: { days: 56, min: 38, max: 40 },
+      }),
+    );
+    expect(decisions.filter((d) => d.subscriptionId === 'sub-annual')).toMatchObject([
+      { kind: 'grow', from: 10, to: 19 },
+    ]);
+    // 9 moved and the 2 surplus seats go back from the monthly line in one absolute change.
+    expect(decisions.filter((d) => d.subscriptionId === 'sub-monthly')).toMatchObject([
+      { kind: 'reduce', from: 30, to: 19, rule: 'movedToAnnual' },
+    ]);
+  });
+});
