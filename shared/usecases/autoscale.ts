@@ -23,7 +23,7 @@ import type { Clock } from '../ports/clock.js';
 import type { Store, Versioned } from '../ports/store.js';
 import { loadCustomer } from './customers.js';
 import { fromDistributor, fromPartnerCenter, type Licensing, type LicensingConnectors } from './licensing.js';
-import { engineCollections, HELD_PARTITION } from './operations/records.js';
+import { engineCollections, HELD_PARTITION, userPartition } from './operations/records.js';
 
 /**
  * Seat autoscaling (issue 15): per customer and SKU, the pure engine (domain/autoscale.ts) decides;
@@ -43,6 +43,8 @@ export const autoscalePolicyInputSchema = autoscalePolicySchema.extend({
       }),
     )
     .default({}),
+  /** Users with a start date (or end date) up to this many days ahead count as starters (leavers). */
+  reserveAheadDays: z.number().int().min(0).max(90).default(14),
 });
 export type AutoscalePolicyInput = z.infer<typeof autoscalePolicyInputSchema>;
 
@@ -459,6 +461,47 @@ export function createAutoscale(deps: AutoscaleDeps) {
     };
   }
 
+  /**
+   * Starters and leavers per SKU (lower-case) from the user records: a create waiting for its start
+   * date within `aheadDays` reserves a seat of each SKU of its plan; a user whose end date falls within
+   * them counts each seat it holds as leaving.
+   */
+  async function scheduledPeople(
+    providerId: string,
+    customerId: string,
+    aheadDays: number,
+  ): Promise<Map<string, { starters: number; leavers: number }>> {
+    const out = new Map<string, { starters: number; leavers: number }>();
+    const at = (sku: string) => {
+      const key = sku.toLowerCase();
+      let found = out.get(key);
+      if (found === undefined) out.set(key, (found = { starters: 0, leavers: 0 }));
+      return found;
+    };
+    const today = now().toISOString().slice(0, 10);
+    const until = new Date(now().getTime() + aheadDays * 86_400_000).toISOString().slice(0, 10);
+    let plans: { name: string; skus: { skuId: string }[] }[] | undefined;
+    for await (const row of engine.users.list(userPartition(providerId, customerId))) {
+      const u = row.value;
+      if (u.state === 'deleted') continue;
+      if (u.endDate !== undefined && u.endDate <= until)
+        for (const licence of u.licences) at(licence.skuId).leavers += 1;
+      if (
+        u.state !== 'provisioning' ||
+        u.startDate === undefined ||
+        u.startDate <= today ||
+        u.startDate > until
+      )
+        continue;
+      const op = (await engine.operations.get(providerId, u.lastOperationId))?.value;
+      if (op?.kind !== 'user.create' || op.request.licencePlan === undefined) continue;
+      plans ??= (await engine.customers.get(providerId, customerId))?.value.licencePlans ?? [];
+      const plan = plans.find((p) => p.name === op.request.licencePlan);
+      for (const sku of plan?.skus ?? []) at(sku.skuId).starters += 1;
+    }
+    return out;
+  }
+
   /** Reads the customer's sources afresh, decides per SKU and settles each decision. */
   async function runCustomer(
     providerId: string,
@@ -499,6 +542,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
       state,
     };
     const today = await usedToday(providerId, customerId);
+    const people = await scheduledPeople(providerId, customerId, policy.reserveAheadDays);
     const settings = deps.settings();
     const out: DecisionRecord[] = [];
     let applied = unfinished.applied;
@@ -534,6 +578,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
           });
       }
       const expected = policy.expected[skuId];
+      const dated = people.get(skuId);
       const history =
         trigger === 'sweep'
           ? await observeDemand(
@@ -552,8 +597,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
           skuId,
           assigned: sku.assigned,
           held: sku.waitingForSeat,
-          reservedStarters: expected?.starters ?? 0,
-          scheduledLeavers: expected?.leavers ?? 0,
+          reservedStarters: (expected?.starters ?? 0) + (dated?.starters ?? 0),
+          scheduledLeavers: (expected?.leavers ?? 0) + (dated?.leavers ?? 0),
         },
         supply,
         now: now(),

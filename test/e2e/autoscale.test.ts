@@ -340,4 +340,44 @@ describe('autoscale', () => {
     expect((await pcSubscription()).quantity).toBe(pending?.to);
     expect(await settled(ops, (s) => s === 'succeeded', 120_000)).toHaveLength(3);
   }, 240_000);
+
+  it('reserves a seat for a starter with a future start date on the sweep before it, and the create finds the seat on the day', async () => {
+    expect((await api(key, 'PUT', '/customers/contoso/licensing/autoscale', { mode: 'auto' })).status).toBe(
+      200,
+    );
+    const startDate = new Date(clock.now().getTime() + 3 * dayInMs).toISOString().slice(0, 10);
+    const answer = await api(key, 'POST', '/customers/contoso/users', {
+      userId: 'u-starter',
+      userPrincipalName: `starter@${domain}`,
+      displayName: 'Starter',
+      licencePlan: 'E3',
+      startDate,
+    });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+    const op = z
+      .object({ operationId: z.string(), state: z.string(), nextAttemptAt: z.string() })
+      .loose()
+      .parse(answer.body);
+    expect(op).toMatchObject({ state: 'retryScheduled', nextAttemptAt: `${startDate}T00:00:00.000Z` });
+    // Before the day nothing is made: the operation sweep leaves it waiting.
+    await host.runTimer('operation-sweep');
+    expect(await states([op.operationId])).toEqual(['retryScheduled']);
+
+    const before = await pcSubscription();
+    await deps.autoscale.sweep({ runId: `sweep-5-${run}` });
+    const reserved = (await decisions()).filter(
+      (d) => d.kind === 'grow' && d.state === 'applied' && d.figures.reservedStarters === 1,
+    );
+    expect(reserved).toMatchObject([
+      { from: before.quantity, to: before.quantity + 1, rule: 'growToTarget' },
+    ]);
+    expect(reserved[0]?.reason).toContain('1 starters');
+    expect((await pcSubscription()).quantity).toBe(before.quantity + 1);
+
+    await advance(3);
+    await host.runTimer('operation-sweep');
+    // The seat was there: the create is never held for one.
+    const seen = await settled([op.operationId], (s) => s === 'succeeded' || s === 'needsLicence', 120_000);
+    expect(seen).toEqual(['succeeded']);
+  }, 240_000);
 });
