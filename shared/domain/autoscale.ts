@@ -98,6 +98,8 @@ export interface SupplyLine {
   basis: string;
   /** Whether we hold an API connector for this line's source. */
   connected: boolean;
+  /** The offer's maximum quantity per subscription (catalog), when known. */
+  maximumQuantity?: number | undefined;
 }
 
 export interface Allowance {
@@ -540,24 +542,54 @@ function grow(
     }
   }
   const out: Decision[] = [];
-  if (allowed > 0) {
+  // A subscription holds at most the offer's maximum quantity (Partner Center 400/2002 beyond it):
+  // growth fills the preferred line to it and spills onto the source's other lines, then stops.
+  const spendLeft = spendLimits.reduce<number | undefined>(
+    (least, [, left]) => (left === undefined ? least : Math.min(least ?? Infinity, Math.max(0, left))),
+    undefined,
+  );
+  const lines = [
+    line,
+    ...input.supply
+      .filter((l) => l !== line && l.source === line.source && l.connected)
+      .sort(byReductionPreference),
+  ];
+  let left = allowed;
+  let spent = 0;
+  for (const [index, part] of lines.entries()) {
+    if (left === 0) break;
+    const room =
+      part.maximumQuantity === undefined ? left : Math.max(0, part.maximumQuantity - part.quantity);
+    const partPerSeat = price === undefined ? undefined : price * termMonths(part.term);
+    // A spill onto a longer term commits more: it fits in what the spend caps leave after the rest.
+    const bySpend =
+      index === 0 || partPerSeat === undefined || partPerSeat === 0 || spendLeft === undefined
+        ? left
+        : Math.floor((spendLeft - spent) / partPerSeat);
+    const seats = Math.max(0, Math.min(left, room, bySpend));
+    if (seats === 0) continue;
+    left -= seats;
     const d = base(
       'grow',
-      line,
-      line.quantity,
-      line.quantity + allowed,
-      'growToTarget',
-      `buy ${plural(allowed, 'seat')}: ${why}`,
+      part,
+      part.quantity,
+      part.quantity + seats,
+      index === 0 ? 'growToTarget' : 'growSpillsOverMaximum',
+      index === 0
+        ? `buy ${plural(seats, 'seat')}: ${why}`
+        : `buy ${plural(seats, 'seat')} on the next line: the preferred one is at the offer's maximum; ${why}`,
       {
         short,
-        term: line.term ?? 'unknown',
-        ...(perSeat === undefined ? {} : { pricePerSeatPerTerm: perSeat }),
+        term: part.term ?? 'unknown',
+        ...(part.maximumQuantity === undefined ? {} : { maximumQuantity: part.maximumQuantity }),
+        ...(partPerSeat === undefined ? {} : { pricePerSeatPerTerm: partPerSeat }),
       },
     );
-    const spend = perSeat === undefined ? undefined : allowed * perSeat;
+    const spend = partPerSeat === undefined ? undefined : seats * partPerSeat;
+    spent += spend ?? 0;
     const { approval } = input.policy;
     const needsApproval =
-      (approval.aboveSeats !== undefined && allowed > approval.aboveSeats) ||
+      (approval.aboveSeats !== undefined && seats > approval.aboveSeats) ||
       (approval.aboveSpend !== undefined && (spend === undefined || spend > approval.aboveSpend));
     out.push(
       needsApproval
@@ -570,6 +602,18 @@ function grow(
           }
         : { ...d, spend },
     );
+  }
+  if (left > 0) {
+    const d = base(
+      'grow',
+      line,
+      line.quantity,
+      line.quantity + left,
+      'subscriptionMaximum',
+      `${plural(left, 'seat')} withheld: every line of this source is at the offer's maximum quantity (or the spend caps stop a spill); more seats need a new subscription, which is a purchase for a person; ${why}`,
+      { short, withheld: left },
+    );
+    out.push({ ...d, status: 'withheld' });
   }
   if (allowed < short) {
     const d = base(

@@ -443,7 +443,10 @@ export function createAutoscale(deps: AutoscaleDeps) {
     const from = new Date(Date.parse(`${today}T00:00:00Z`) - (Math.max(1, windowInDays) - 1) * 86_400_000)
       .toISOString()
       .slice(0, 10);
-    const kept = days.filter((d) => d.day >= from);
+    // The newest observation before the window stays too: with weekly sweeps it is what shows the
+    // demand at the window's start, so a window of N days can be covered at all.
+    const before = days.filter((d) => d.day < from).at(-1);
+    const kept = [...(before === undefined ? [] : [before]), ...days.filter((d) => d.day >= from)];
     try {
       if (found === undefined) await demandHistory.create(p, skuId, { days: kept });
       else await demandHistory.replace(p, skuId, { days: kept }, found.etag);
@@ -500,6 +503,30 @@ export function createAutoscale(deps: AutoscaleDeps) {
       for (const sku of plan?.skus ?? []) at(sku.skuId).starters += 1;
     }
     return out;
+  }
+
+  /** Offer maxima per `productId:skuId`, read from the catalog at most once a day (shared by customers). */
+  const maxima = new Map<string, { maximumQuantity: number | undefined; until: number }>();
+  async function maximumOf(providerId: string, offerId: string | undefined): Promise<number | undefined> {
+    const pc = deps.connectors.partnerCenter;
+    const [productId, skuId] = (offerId ?? '').split(':');
+    if (pc?.providerId !== providerId || productId === undefined || skuId === undefined) return undefined;
+    const key = `${productId}:${skuId}`.toUpperCase();
+    const cached = maxima.get(key);
+    if (cached !== undefined && cached.until > now().getTime()) return cached.maximumQuantity;
+    // Without the catalog the line is treated as unbounded: Partner Center refuses beyond it (2002).
+    let offers: Awaited<ReturnType<typeof pc.commerce.findOffers>> | undefined;
+    try {
+      offers = await pc.commerce.findOffers(productId, skuId);
+    } catch {
+      offers = undefined;
+    }
+    const maximumQuantity = offers?.[0]?.maximumQuantity;
+    maxima.set(key, {
+      maximumQuantity,
+      until: now().getTime() + (offers === undefined ? 600_000 : 86_400_000),
+    });
+    return maximumQuantity;
   }
 
   /** Reads the customer's sources afresh, decides per SKU and settles each decision. */
@@ -561,6 +588,9 @@ export function createAutoscale(deps: AutoscaleDeps) {
           scheduledRenewalQuantity: s.scheduledRenewal?.quantity,
           basis: state.latest.get(subjectOf.subscription(s))?.entryId ?? 'none',
           connected: sources.connectors[s.source],
+          ...(s.source === 'partnerCenter'
+            ? { maximumQuantity: await maximumOf(providerId, s.offerId) }
+            : {}),
         });
       }
       for (const kind of ['ea', 'thirdParty', 'unlabelled'] as SourceKind[]) {

@@ -59,7 +59,7 @@ function rng(seed: number): () => number {
 const patterns = ['steady', 'seasonal', 'burst', 'halving', 'waves'] as const;
 type Pattern = (typeof patterns)[number];
 
-interface CustomerSeries {
+export interface CustomerSeries {
   id: string;
   pattern: Pattern;
   /** Assigned users per day (after the day's starters and leavers). */
@@ -67,6 +67,12 @@ interface CustomerSeries {
   /** Starters known in advance per day (a start date on the user request), and leavers. */
   knownStarters: number[];
   knownLeavers: number[];
+}
+
+/** Seeded demand series (the same generator as the simulated year), for tests on the peers. */
+export function demandSeries(customers: number, days: number, seed: number): CustomerSeries[] {
+  const random = rng(seed);
+  return Array.from({ length: customers }, (_, i) => series(i, days, random));
 }
 
 function series(index: number, days: number, random: () => number): CustomerSeries {

@@ -374,3 +374,37 @@ describe('autoscale term policy', () => {
     ]);
   });
 });
+
+describe('autoscale growth at the offer maximum', () => {
+  it('fills the monthly line to the offer maximum, spills the rest onto the annual line, and withholds what neither holds', () => {
+    const monthly = pc({ subscriptionId: 'sub-monthly', term: 'P1M', quantity: 40, maximumQuantity: 300 });
+    const annual = pc({ quantity: 39, maximumQuantity: 300 });
+    const spill = decide(
+      input({
+        demand: { skuId: sku, assigned: 79, held: 0, reservedStarters: 299, scheduledLeavers: 0 },
+        supply: [annual, monthly],
+      }),
+    );
+    expect(spill.decisions).toMatchObject([
+      {
+        kind: 'grow',
+        subscriptionId: 'sub-monthly',
+        from: 40,
+        to: 300,
+        rule: 'growToTarget',
+        status: 'apply',
+      },
+      { kind: 'grow', subscriptionId: 'sub-annual', from: 39, to: 78, rule: 'growSpillsOverMaximum' },
+    ]);
+    const full = decide(
+      input({
+        demand: { skuId: sku, assigned: 600, held: 10, reservedStarters: 0, scheduledLeavers: 0 },
+        supply: [pc({ quantity: 300, maximumQuantity: 300 }), { ...monthly, quantity: 300 }],
+      }),
+    );
+    expect(full.decisions).toMatchObject([
+      { kind: 'grow', status: 'withheld', rule: 'subscriptionMaximum', from: 300, to: 310 },
+    ]);
+    expect(full.decisions[0]?.reason).toContain("offer's maximum");
+  });
+});
