@@ -33,7 +33,7 @@ import { quietLogger } from '../support/stack.js';
  * is checked: seats ≥ demand, growth never more than the shortfall (no duplicate purchase), and seats
  * leave only from lots whose window was open.
  */
-const customers = Number(process.env.AUTOSCALE_YEAR_CUSTOMERS ?? 10);
+const customers = Number(process.env.AUTOSCALE_YEAR_CUSTOMERS ?? 5);
 const weeks = Number(process.env.AUTOSCALE_YEAR_WEEKS ?? 52);
 const dayInMs = 86_400_000;
 const start = new Date('2027-01-04T12:00:00Z');
