@@ -397,8 +397,10 @@ export function decide(input: DecideInput): { figures: Figures; decisions: Decis
             line,
             scheduled,
             quantity,
-            'demandReturned',
-            `demand came back: the next term keeps ${quantity} seats instead of the scheduled ${scheduled}; ${demandWords(f)}`,
+            scheduled < quantity ? 'demandReturned' : 'scheduleAboveQuantity',
+            scheduled < quantity
+              ? `demand came back: the next term keeps ${quantity} seats instead of the scheduled ${scheduled}; ${demandWords(f)}`
+              : `the next term was scheduled for ${scheduled} seats but the line now holds ${quantity} (seats went back inside their window): renew with ${quantity}; ${demandWords(f)}`,
           ),
         );
       }

@@ -408,3 +408,17 @@ describe('autoscale growth at the offer maximum', () => {
     expect(full.decisions[0]?.reason).toContain("offer's maximum");
   });
 });
+
+describe('autoscale schedules after a reduction', () => {
+  it('brings a next-term quantity above what the line now holds down to it, saying why', () => {
+    const { decisions } = decide(
+      input({
+        demand: { skuId: sku, assigned: 8, held: 0, reservedStarters: 0, scheduledLeavers: 0 },
+        supply: [pc({ quantity: 8, scheduledRenewalQuantity: 9 })],
+      }),
+    );
+    expect(decisions).toMatchObject([
+      { kind: 'withdrawSchedule', from: 9, to: 8, rule: 'scheduleAboveQuantity' },
+    ]);
+  });
+});
