@@ -210,19 +210,29 @@ beforeAll(async () => {
       const first = series.assigned[0] ?? 1;
       // No history yet: one seat on the annual term (the line the term policy may move demand to),
       // the rest monthly.
-      await commerce.buy(
-        created.customer.id,
-        [
-          { catalogItemId: offers.e3, quantity: 1, termDuration: 'P1Y', billingCycle: 'monthly' },
-          {
-            catalogItemId: offers.e3,
-            quantity: Math.max(1, first - 1),
-            termDuration: 'P1M',
-            billingCycle: 'monthly',
-          },
-        ],
-        { operationKey: `buy-${run}-${i}` },
-      );
+      const buy = () =>
+        commerce.buy(
+          created.customer.id,
+          [
+            { catalogItemId: offers.e3, quantity: 1, termDuration: 'P1Y', billingCycle: 'monthly' },
+            {
+              catalogItemId: offers.e3,
+              quantity: Math.max(1, first - 1),
+              termDuration: 'P1M',
+              billingCycle: 'monthly',
+            },
+          ],
+          { operationKey: `buy-${run}-${i}` },
+        );
+      if (i === 0) {
+        // The first customer's checkout commits but its answer is lost: the retry under the same
+        // operation key must not order the two subscriptions again (checked below).
+        await admin('POST', '/faults', {
+          kind: 'dropAfterCommit',
+          match: { method: 'POST', pathIncludes: 'checkout', customerId: created.customer.id },
+        });
+        await buy().catch(buy);
+      } else await buy();
       const id = `year${i}`;
       await deps.customers.put(
         caller,
@@ -277,6 +287,12 @@ function seeded(seed: number): () => number {
 }
 
 describe('autoscale: a year of weekly sweeps on the peers', () => {
+  it('set up each customer with one annual and one monthly subscription, even where the checkout answer was lost', async () => {
+    const state = pcState.parse(await admin('GET', '/state')).subscriptions;
+    for (const t of tenants) expect(state.filter((s) => s.customerId === t.pcCustomerId)).toHaveLength(2);
+    expect(await admin('GET', '/faults')).toEqual({ faults: [] });
+  });
+
   it('keeps seats ≥ demand at every sweep, never buys twice and reduces only inside open windows, under faults', async () => {
     const random = seeded(7);
     const faultsInjected = { throttle: 0, error: 0, lostAnswer: 0 };
