@@ -95,6 +95,8 @@ const runRecordSchema = z.object({
   spend: z.number().default(0),
   applied: z.number().int().default(0),
   errors: z.number().int().default(0),
+  /** The provider a narrowed run covers, or `*` for every provider (the timer's run). */
+  scope: z.string().default('*'),
 });
 export type RunRecord = z.infer<typeof runRecordSchema>;
 
@@ -128,8 +130,8 @@ export interface AutoscaleDeps {
     },
   ) => Promise<void>;
   connectors: LicensingConnectors;
-  /** Held operations are queued again after seats were bought (the licence sweep's own work). */
-  resumeHeld: () => Promise<unknown>;
+  /** Held operations of a provider are queued again after seats were bought for it (the licence sweep's work). */
+  resumeHeld: (providerId: string) => Promise<unknown>;
   settings: () => AutoscaleSettings;
 }
 
@@ -390,10 +392,15 @@ export function createAutoscale(deps: AutoscaleDeps) {
    * MS-RequestId) and the quantity is absolute, so the change lands once and its ledger entry carries
    * the decision's figures. One older than an hour is stale: the fresh decision replaces it.
    */
-  async function finishUnfinished(ctx: CustomerContext): Promise<{ applied: number; grew: boolean }> {
+  async function finishUnfinished(
+    who: Omit<CustomerContext, 'state'>,
+    readState: () => Promise<LedgerState>,
+  ): Promise<{ applied: number; grew: boolean }> {
     let applied = 0;
     let grew = false;
-    const p = `${ctx.providerId}/${ctx.customerId}`;
+    // The ledger is read only when something is left to finish (most runs: nothing).
+    let ctx: CustomerContext | undefined;
+    const p = `${who.providerId}/${who.customerId}`;
     for await (const row of decisions.list(p)) {
       const d = row.value;
       if (d.state !== 'planned' && d.state !== 'failed') continue;
@@ -402,6 +409,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
         await decisions.replace(p, row.rowKey, { ...d, state: 'stale' }, row.etag);
         continue;
       }
+      ctx ??= { ...who, state: await readState() };
       const result = await finish(ctx, row);
       if (result.applied) {
         applied += 1;
@@ -541,13 +549,15 @@ export function createAutoscale(deps: AutoscaleDeps) {
     if (policy === undefined || policy.mode === 'off') return { decisions: [], applied: 0, grew: false };
     const caller = systemCaller(providerId);
     const before = await deps.licensing.getSources(caller, customerId);
-    const unfinished = await finishUnfinished({
-      providerId,
-      customerId,
-      pcCustomerId: before.partnerCenterCustomerId,
-      distributorCompanyId: before.distributorCompanyId,
-      state: deriveLedger(await deps.licensing.ledger(caller, customerId)),
-    });
+    const unfinished = await finishUnfinished(
+      {
+        providerId,
+        customerId,
+        pcCustomerId: before.partnerCenterCustomerId,
+        distributorCompanyId: before.distributorCompanyId,
+      },
+      async () => deriveLedger(await deps.licensing.ledger(caller, customerId)),
+    );
     const imported = await deps.licensing.runImport(caller, customerId, {
       importId: `autoscale-${sha(`${runId}:${customerId}`).slice(0, 32)}`,
     });
@@ -674,19 +684,19 @@ export function createAutoscale(deps: AutoscaleDeps) {
       });
     const budget: RunBudget = { seats: 0, spend: 0 };
     let applied = 0;
-    let grew = false;
+    const grew = new Set<string>();
     const errors: { customerId: string; code: string; message: string }[] = [];
     for (const { providerId, customerId } of customers.values()) {
       try {
         const result = await runCustomer(providerId, customerId, 'justInTime', runId, budget);
         applied += result.applied;
-        grew ||= result.grew;
+        if (result.grew) grew.add(providerId);
       } catch (error) {
         const failure = toAppError(error);
         errors.push({ customerId, code: failure.code, message: failure.message });
       }
     }
-    if (grew) await deps.resumeHeld();
+    for (const providerId of grew) await deps.resumeHeld(providerId);
     return { customers: customers.size, applied, errors };
   }
 
@@ -695,10 +705,14 @@ export function createAutoscale(deps: AutoscaleDeps) {
    * after each chunk; an unfinished run (crash, time budget) is resumed by the next call, and a
    * duplicate call of a finished run does nothing.
    */
-  async function sweep(options: { runId?: string; budgetInMs?: number } = {}) {
+  async function sweep(options: { runId?: string; budgetInMs?: number; providerId?: string } = {}) {
     const started = Date.now();
+    // Narrowed to one provider (tests sharing a storage account, one provider's rerun) or all of them;
+    // only a run of the same scope is resumed.
+    const scope = options.providerId ?? '*';
     let row = undefined as Awaited<ReturnType<typeof runs.get>>;
-    for await (const r of runs.list(RUN_PARTITION)) if (r.value.state === 'running') row = r;
+    for await (const r of runs.list(RUN_PARTITION))
+      if (r.value.state === 'running' && r.value.scope === scope) row = r;
     const runId = row?.value.runId ?? options.runId ?? `sweep-${now().toISOString()}`;
     if (row === undefined) {
       row = await runs.get(RUN_PARTITION, runId);
@@ -714,15 +728,17 @@ export function createAutoscale(deps: AutoscaleDeps) {
         spend: 0,
         applied: 0,
         errors: 0,
+        scope,
       });
     }
     const budget: RunBudget = { seats: row.value.seats, spend: row.value.spend };
     const concurrency = Math.max(1, deps.settings().concurrency);
     const keys: string[] = [];
-    for await (const p of policies.list(POLICY_PARTITION))
+    const narrowed = options.providerId === undefined ? {} : { rowKeyPrefix: `${options.providerId}/` };
+    for await (const p of policies.list(POLICY_PARTITION, narrowed))
       if (p.rowKey > row.value.after && p.value.mode !== 'off') keys.push(p.rowKey);
     keys.sort();
-    let grew = false;
+    const grew = new Set<string>();
     for (let index = 0; index < keys.length; index += concurrency) {
       if (options.budgetInMs !== undefined && Date.now() - started > options.budgetInMs)
         return { ...row.value, more: true };
@@ -737,7 +753,10 @@ export function createAutoscale(deps: AutoscaleDeps) {
           }
         }),
       );
-      for (const r of results) grew ||= r?.grew ?? false;
+      for (const [n, r] of results.entries()) {
+        const key = chunk[n];
+        if (r?.grew === true && key !== undefined) grew.add(key.slice(0, key.indexOf('/')));
+      }
       const last = chunk.at(-1) ?? row.value.after;
       row = await runs.replace(
         RUN_PARTITION,
@@ -755,7 +774,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
         row.etag,
       );
     }
-    if (grew) await deps.resumeHeld();
+    for (const providerId of grew) await deps.resumeHeld(providerId);
     row = await runs.replace(
       RUN_PARTITION,
       runId,
@@ -826,7 +845,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
       { ...approved.value, state: 'applied', appliedAt: now().toISOString() },
       approved.etag,
     );
-    if (row.value.kind === 'grow') await deps.resumeHeld();
+    if (row.value.kind === 'grow') await deps.resumeHeld(caller.providerId);
     return done.value;
   }
 

@@ -281,12 +281,12 @@ describe('autoscale', () => {
 
   it('gives seats back inside their 168-hour window, once, and lists the decision with its reason', async () => {
     await removeUsers(names('a', 5).slice(1));
-    const first = await deps.autoscale.sweep({ runId: `sweep-1-${run}` });
+    const first = await deps.autoscale.sweep({ runId: `sweep-1-${run}`, providerId: provider });
     expect(first).toMatchObject({ state: 'done', applied: 1 });
     expect((await pcSubscription()).quantity).toBe(46);
     // The same run again (a duplicate timer invocation) and a new run on the same state change nothing.
-    await deps.autoscale.sweep({ runId: `sweep-1-${run}` });
-    const second = await deps.autoscale.sweep({ runId: `sweep-2-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-1-${run}`, providerId: provider });
+    const second = await deps.autoscale.sweep({ runId: `sweep-2-${run}`, providerId: provider });
     expect(second.applied).toBe(0);
     expect((await pcSubscription()).quantity).toBe(46);
     const reduced = (await decisions()).filter((d) => d.kind === 'reduce');
@@ -298,7 +298,7 @@ describe('autoscale', () => {
   it('schedules a reduction for renewal once the windows closed, and withdraws it when demand returns', async () => {
     await advance(8);
     await removeUsers(names('a', 10).slice(5));
-    await deps.autoscale.sweep({ runId: `sweep-3-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-3-${run}`, providerId: provider });
     const pc = await pcSubscription();
     expect(pc.quantity).toBe(46);
     const scheduled = (await decisions()).filter((d) => d.kind === 'scheduleReduction');
@@ -310,7 +310,7 @@ describe('autoscale', () => {
 
     const back = await provision(names('b', 5));
     await settled(back, (s) => s === 'succeeded', 120_000);
-    await deps.autoscale.sweep({ runId: `sweep-4-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-4-${run}`, providerId: provider });
     const withdrawn = (await decisions()).filter((d) => d.kind === 'withdrawSchedule');
     expect(withdrawn).toMatchObject([{ state: 'applied', from: 41, to: 46, rule: 'demandReturned' }]);
     expect((await decisions()).filter((d) => d.kind === 'reduce')).toHaveLength(1);
@@ -364,7 +364,7 @@ describe('autoscale', () => {
     expect(await states([op.operationId])).toEqual(['retryScheduled']);
 
     const before = await pcSubscription();
-    await deps.autoscale.sweep({ runId: `sweep-5-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-5-${run}`, providerId: provider });
     const reserved = (await decisions()).filter(
       (d) => d.kind === 'grow' && d.state === 'applied' && d.figures.reservedStarters === 1,
     );
