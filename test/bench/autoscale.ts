@@ -520,6 +520,8 @@ export function sweepComputeTime(customers: number, skus: number): { decisions: 
   return { decisions, ms: performance.now() - started };
 }
 
+const signed = (n: number): string => (n >= 0 ? `+${n}` : `−${-n}`);
+
 export function benchAutoscale(options: { customers?: number } = {}) {
   const customers = options.customers ?? Number(process.env.BENCH_AUTOSCALE_CUSTOMERS ?? 200);
   const year = simulatedYear({ customers });
@@ -539,7 +541,7 @@ export function benchAutoscale(options: { customers?: number } = {}) {
     `  faults: ${year.autoscale.throttled} throttled, ${year.autoscale.lostAnswers} lost answers, ${year.autoscale.killedWorkers} killed workers → ${year.autoscale.duplicatePurchases} duplicate purchases, ${year.autoscale.reductionsOutsideWindow} reductions outside a window, ${year.autoscale.sweepsShortOfDemand} of ${year.autoscale.sweeps} sweeps short of demand`,
   );
   const extra = Object.entries(year.autoscale.wasteByPattern)
-    .map(([k, v]) => `${k} +${v - (year.oracle.wasteByPattern[k] ?? 0)}`)
+    .map(([k, v]) => `${k} ${signed(v - (year.oracle.wasteByPattern[k] ?? 0))}`)
     .join(', ');
   const monthlyWaste = (r: YearResult): number => r.wasteSeatDays - r.annualWasteSeatDays;
   console.log(
