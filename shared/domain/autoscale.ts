@@ -162,6 +162,8 @@ export interface Decision {
 }
 
 export interface Figures {
+  /** 1 when the customer is shrinking (no headroom then), else 0. */
+  shrinking: number;
   assigned: number;
   held: number;
   reservedStarters: number;
@@ -194,11 +196,22 @@ export function figuresOf(
   policy: AutoscalePolicy,
   demand: SkuDemand,
   supply: readonly SupplyLine[],
+  history?: DemandHistory,
 ): Figures {
   const floor = demand.assigned + demand.held;
   const wanted = Math.max(0, floor + demand.reservedStarters - demand.scheduledLeavers);
-  const headroom = Math.max(policy.headroom.seats, Math.ceil((wanted * policy.headroom.percent) / 100));
+  // A shrinking customer (more known leavers than starters, or demand well below its recent peak) gets
+  // no headroom: the seats leavers free are the spare ones, and spare seats bought now are the waste.
+  const shrinking =
+    demand.scheduledLeavers > demand.reservedStarters ||
+    (history !== undefined &&
+      history.max > 0 &&
+      ((history.max - floor) * 100) / history.max > policy.terms.maxSwingPercent);
+  const headroom = shrinking
+    ? 0
+    : Math.max(policy.headroom.seats, Math.ceil((wanted * policy.headroom.percent) / 100));
   return {
+    shrinking: shrinking ? 1 : 0,
     assigned: demand.assigned,
     held: demand.held,
     reservedStarters: demand.reservedStarters,
@@ -240,7 +253,7 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
 function demandWords(f: Figures): string {
   return (
     `demand ${f.demand} = ${f.assigned} assigned + ${f.held} held + ${f.reservedStarters} starters − ${f.scheduledLeavers} leavers; ` +
-    `target ${f.target} with ${f.headroom} headroom (never below ${f.floor} assigned + held); supply ${f.supply}`
+    `target ${f.target} with ${f.headroom} headroom${f.shrinking === 1 ? ' (none while shrinking)' : ''} (never below ${f.floor} assigned + held); supply ${f.supply}`
   );
 }
 
@@ -267,7 +280,7 @@ function growthLine(input: DecideInput): { line: SupplyLine | undefined; source:
  */
 export function decide(input: DecideInput): { figures: Figures; decisions: Decision[] } {
   const { policy } = input;
-  const f = figuresOf(policy, input.demand, input.supply);
+  const f = figuresOf(policy, input.demand, input.supply, input.history);
   if (policy.mode === 'off') return { figures: f, decisions: [] };
   const sku = input.demand.skuId.toLowerCase();
   const price = policy.seatPrices[sku];

@@ -422,3 +422,36 @@ describe('autoscale schedules after a reduction', () => {
     ]);
   });
 });
+
+describe('autoscale headroom while shrinking', () => {
+  const demand = { skuId: sku, assigned: 10, held: 0, reservedStarters: 0, scheduledLeavers: 0 };
+  it('keeps no headroom for a customer with more known leavers than starters, or well below its recent peak', () => {
+    const policy = autoscalePolicySchema.parse({ headroom: { seats: 3 } });
+    expect(figuresOf(policy, demand, [])).toMatchObject({ headroom: 3, target: 13, shrinking: 0 });
+    expect(figuresOf(policy, { ...demand, scheduledLeavers: 2 }, [])).toMatchObject({
+      headroom: 0,
+      target: 10,
+      shrinking: 1,
+    });
+    // 10 now after a peak of 16 in the window (more than the 10 % swing): shrinking.
+    expect(figuresOf(policy, demand, [], { days: 56, min: 10, max: 16 })).toMatchObject({
+      headroom: 0,
+      shrinking: 1,
+    });
+    expect(figuresOf(policy, demand, [], { days: 56, min: 10, max: 11 })).toMatchObject({ headroom: 3 });
+  });
+
+  it('says so in the reason of a purchase', () => {
+    const { decisions } = decide(
+      input(
+        {
+          demand: { ...demand, assigned: 12, scheduledLeavers: 1 },
+          supply: [pc({ quantity: 10 })],
+        },
+        { headroom: { seats: 3 } },
+      ),
+    );
+    expect(decisions).toMatchObject([{ kind: 'grow', from: 10, to: 12 }]);
+    expect(decisions[0]?.reason).toContain('none while shrinking');
+  });
+});

@@ -291,7 +291,8 @@ describe('autoscale sweep', () => {
 describe('autoscale demand from user dates', () => {
   it('counts a user whose end date falls within reserveAheadDays as leaving, and one further out not yet', async () => {
     const h = harness({ customers: ['soon', 'later'] });
-    await h.setUp({ mode: 'auto', headroom: { seats: 2 } });
+    // Two starters expected as well, so the customer is not shrinking and keeps its headroom.
+    await h.setUp({ mode: 'auto', headroom: { seats: 2 }, expected: { [e3]: { starters: 2 } } });
     const users = engineCollections(h.store).users;
     for (const [id, days] of [
       ['soon', 5],
@@ -315,8 +316,8 @@ describe('autoscale demand from user dates', () => {
     await h.autoscale.sweep({ runId: 'dates' });
     const grown = async (id: string) =>
       (await h.autoscale.listDecisions(caller, id, 50, undefined)).value.filter((d) => d.kind === 'grow');
-    // 12 assigned + 2 headroom = 14; the leaver within 14 days takes one off the target (never the floor).
-    expect(await grown('soon')).toMatchObject([{ from: 10, to: 13, figures: { scheduledLeavers: 1 } }]);
-    expect(await grown('later')).toMatchObject([{ from: 10, to: 14, figures: { scheduledLeavers: 0 } }]);
+    // 12 assigned + 2 starters + 2 headroom = 16; the leaver within 14 days takes one off (never the floor).
+    expect(await grown('soon')).toMatchObject([{ from: 10, to: 15, figures: { scheduledLeavers: 1 } }]);
+    expect(await grown('later')).toMatchObject([{ from: 10, to: 16, figures: { scheduledLeavers: 0 } }]);
   });
 });
