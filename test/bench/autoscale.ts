@@ -35,7 +35,11 @@ import {
  * day to day (growth is bought when needed; a seat leaves within its window or at the next renewal).
  * Autoscale starts with every seat monthly (no history yet) and its term policy moves to the annual term
  * only demand that stayed stable for `terms.stableDays`, `terms.annualSharePercent` of its minimum.
- * Waste = paid seat-days not assigned.
+ * Waste = paid seat-days not assigned. To try other term policies: BENCH_AUTOSCALE_START_ANNUAL (percent of
+ * the first day on annual, default 0), BENCH_AUTOSCALE_STABLE_DAYS, BENCH_AUTOSCALE_SWING,
+ * BENCH_AUTOSCALE_ANNUAL_SHARE (the policy's `terms`). Measured on 200 customers (2026-12-01): 0/56/10/50
+ * → waste 1.02× the oracle's, cost 89.6 % of never-shrink; 0/56/10/70 → 1.55×, 88.9 %; 50/56/10/50 →
+ * 1.12×, 88.2 %; 80 % annual at the start as before → 2.0× and more.
  */
 
 const DAY = 86_400_000;
@@ -431,7 +435,7 @@ export function simulatedYear(options: {
   startAnnualShare?: number;
   terms?: Partial<AutoscalePolicy['terms']>;
 }) {
-  const share = options.startAnnualShare ?? Number(process.env.AS_SHARE ?? 0);
+  const share = options.startAnnualShare ?? Number(process.env.BENCH_AUTOSCALE_START_ANNUAL ?? 0);
   const seed = options.seed ?? 15;
   const random = rng(seed);
   const days = options.days ?? 365;
@@ -440,9 +444,15 @@ export function simulatedYear(options: {
   const policy = autoscalePolicySchema.parse({
     mode: 'auto',
     terms: {
-      ...(process.env.AS_DAYS === undefined ? {} : { stableDays: Number(process.env.AS_DAYS) }),
-      ...(process.env.AS_SWING === undefined ? {} : { maxSwingPercent: Number(process.env.AS_SWING) }),
-      ...(process.env.AS_ANNUAL === undefined ? {} : { annualSharePercent: Number(process.env.AS_ANNUAL) }),
+      ...(process.env.BENCH_AUTOSCALE_STABLE_DAYS === undefined
+        ? {}
+        : { stableDays: Number(process.env.BENCH_AUTOSCALE_STABLE_DAYS) }),
+      ...(process.env.BENCH_AUTOSCALE_SWING === undefined
+        ? {}
+        : { maxSwingPercent: Number(process.env.BENCH_AUTOSCALE_SWING) }),
+      ...(process.env.BENCH_AUTOSCALE_ANNUAL_SHARE === undefined
+        ? {}
+        : { annualSharePercent: Number(process.env.BENCH_AUTOSCALE_ANNUAL_SHARE) }),
       ...options.terms,
     },
   });
