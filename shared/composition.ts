@@ -434,7 +434,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     recordChange: (providerId, customerId, change) =>
       licensing.recordSubscriptionChange(providerId, customerId, change),
     connectors,
-    resumeHeld: () => provisioning.sweepHeldOperations(),
+    resumeHeld: (providerId) => provisioning.sweepHeldOperations(undefined, providerId),
     settings: () => ({
       killSwitch: settings.Autoscale__killSwitch,
       seatsPerRun: settings.Autoscale__seatsPerRun,

@@ -42,6 +42,19 @@ export const autoscalePolicySchema = z.strictObject({
   seatPrices: z.record(z.string(), money).default({}),
   /** Whether surplus seats that cannot be given back now are scheduled off at renewal. */
   scheduleReductions: z.boolean().default(true),
+  /**
+   * The term policy: growth is bought as monthly-term lots (given back at the next monthly renewal at
+   * the latest); only demand that stayed within `maxSwingPercent` for `stableDays` moves to the annual
+   * term, `annualSharePercent` of its minimum, and only from monthly seats inside an open window (just
+   * renewed or just bought), so nothing is paid twice. `stableDays: 0` turns the move off.
+   */
+  terms: z
+    .strictObject({
+      stableDays: count.default(56),
+      maxSwingPercent: z.number().min(0).max(100).default(10),
+      annualSharePercent: z.number().min(0).max(100).default(50),
+    })
+    .default({ stableDays: 56, maxSwingPercent: 10, annualSharePercent: 50 }),
 });
 export type AutoscalePolicy = z.infer<typeof autoscalePolicySchema>;
 export const defaultAutoscalePolicy: AutoscalePolicy = autoscalePolicySchema.parse({});
@@ -55,6 +68,14 @@ export interface SkuDemand {
   reservedStarters: number;
   /** Assigned seats of users whose leaving date has been set. */
   scheduledLeavers: number;
+}
+
+/** Demand (assigned + held) over the trailing days the term policy looks at. */
+export interface DemandHistory {
+  /** Days observed (a day with no observation does not count). */
+  days: number;
+  min: number;
+  max: number;
 }
 
 export interface SupplyLot {
@@ -77,6 +98,8 @@ export interface SupplyLine {
   basis: string;
   /** Whether we hold an API connector for this line's source. */
   connected: boolean;
+  /** The offer's maximum quantity per subscription (catalog), when known. */
+  maximumQuantity?: number | undefined;
 }
 
 export interface Allowance {
@@ -94,6 +117,8 @@ export interface DecideInput {
   now: Date;
   /** `justInTime`: only growth (a held operation is waiting); `sweep`: grow and shrink. */
   trigger: 'justInTime' | 'sweep';
+  /** Trailing demand for the term policy; without it nothing moves to the annual term. */
+  history?: DemandHistory | undefined;
   killSwitch: boolean;
   /** What is left of the caps: this run across customers, and this customer today (already spent). */
   runLeft: Allowance;
@@ -137,6 +162,8 @@ export interface Decision {
 }
 
 export interface Figures {
+  /** 1 when the customer is shrinking (no headroom then), else 0. */
+  shrinking: number;
   assigned: number;
   held: number;
   reservedStarters: number;
@@ -169,11 +196,22 @@ export function figuresOf(
   policy: AutoscalePolicy,
   demand: SkuDemand,
   supply: readonly SupplyLine[],
+  history?: DemandHistory,
 ): Figures {
   const floor = demand.assigned + demand.held;
   const wanted = Math.max(0, floor + demand.reservedStarters - demand.scheduledLeavers);
-  const headroom = Math.max(policy.headroom.seats, Math.ceil((wanted * policy.headroom.percent) / 100));
+  // A shrinking customer (more known leavers than starters, or demand well below its recent peak) gets
+  // no headroom: the seats leavers free are the spare ones, and spare seats bought now are the waste.
+  const shrinking =
+    demand.scheduledLeavers > demand.reservedStarters ||
+    (history !== undefined &&
+      history.max > 0 &&
+      ((history.max - floor) * 100) / history.max > policy.terms.maxSwingPercent);
+  const headroom = shrinking
+    ? 0
+    : Math.max(policy.headroom.seats, Math.ceil((wanted * policy.headroom.percent) / 100));
   return {
+    shrinking: shrinking ? 1 : 0,
     assigned: demand.assigned,
     held: demand.held,
     reservedStarters: demand.reservedStarters,
@@ -215,7 +253,7 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
 function demandWords(f: Figures): string {
   return (
     `demand ${f.demand} = ${f.assigned} assigned + ${f.held} held + ${f.reservedStarters} starters − ${f.scheduledLeavers} leavers; ` +
-    `target ${f.target} with ${f.headroom} headroom (never below ${f.floor} assigned + held); supply ${f.supply}`
+    `target ${f.target} with ${f.headroom} headroom${f.shrinking === 1 ? ' (none while shrinking)' : ''} (never below ${f.floor} assigned + held); supply ${f.supply}`
   );
 }
 
@@ -242,7 +280,7 @@ function growthLine(input: DecideInput): { line: SupplyLine | undefined; source:
  */
 export function decide(input: DecideInput): { figures: Figures; decisions: Decision[] } {
   const { policy } = input;
-  const f = figuresOf(policy, input.demand, input.supply);
+  const f = figuresOf(policy, input.demand, input.supply, input.history);
   if (policy.mode === 'off') return { figures: f, decisions: [] };
   const sku = input.demand.skuId.toLowerCase();
   const price = policy.seatPrices[sku];
@@ -275,30 +313,73 @@ export function decide(input: DecideInput): { figures: Figures; decisions: Decis
   if (short > 0) decisions.push(...grow(input, f, short, price, base));
 
   if (input.trigger === 'sweep') {
+    const lines = input.supply.filter((l) => changeable(l.source)).sort(byReductionPreference);
+    const move = short > 0 ? undefined : annualMove(input, f, lines);
+    const afterNow = new Map<string, number>();
+    if (move !== undefined) {
+      const d = base(
+        'grow',
+        move.annual,
+        move.annual.quantity,
+        move.annual.quantity + move.seats,
+        'stableDemandToAnnual',
+        `move ${plural(move.seats, 'seat')} to the annual term: demand stayed between ${move.history.min} and ${move.history.max} for ${move.history.days} days; ${input.policy.terms.annualSharePercent} % of its minimum is ${move.annualTarget}, the annual line holds ${move.annual.quantity}; the same number of monthly seats inside their window go back; ${demandWords(f)}`,
+        {
+          historyDays: move.history.days,
+          historyMin: move.history.min,
+          historyMax: move.history.max,
+          annualTarget: move.annualTarget,
+          term: move.annual.term ?? 'unknown',
+          ...(price === undefined ? {} : { pricePerSeatPerTerm: price * termMonths(move.annual.term) }),
+        },
+      );
+      const spend = price === undefined ? undefined : move.seats * price * termMonths(move.annual.term);
+      const { approval } = input.policy;
+      const needsApproval =
+        (approval.aboveSeats !== undefined && move.seats > approval.aboveSeats) ||
+        (approval.aboveSpend !== undefined && (spend === undefined || spend > approval.aboveSpend));
+      decisions.push({ ...d, spend, ...(needsApproval ? { status: 'pendingApproval' as const } : {}) });
+      // Seats waiting for a person stay monthly until then; otherwise the monthly seats go back now.
+      if (!needsApproval) {
+        afterNow.set(move.annual.subscriptionId, move.annual.quantity + move.seats);
+        afterNow.set(move.monthly.subscriptionId, move.monthly.quantity - move.seats);
+      }
+    }
+    const moved = (line: SupplyLine): number =>
+      line.quantity - (afterNow.get(line.subscriptionId) ?? line.quantity);
     // Seats a pending scheduled reduction would take away but demand now needs come back first.
     let surplus = Math.max(0, f.supply - f.target);
-    const lines = input.supply.filter((l) => changeable(l.source)).sort(byReductionPreference);
-    const afterNow = new Map<string, number>();
     for (const line of lines) {
-      if (surplus === 0 || line.source !== 'partnerCenter' || !line.connected) continue;
+      // The line the move buys on is not also reduced: its decisions name absolute quantities.
+      if (line.source !== 'partnerCenter' || !line.connected || moved(line) < 0) continue;
+      const already = moved(line);
       const open = openLotsNewestFirst(line.lots, input.now);
-      const reducible = Math.min(
-        line.quantity,
-        open.reduce((s, l) => s + l.quantity, 0),
+      const reducible = Math.max(
+        0,
+        Math.min(
+          line.quantity,
+          open.reduce((s, l) => s + l.quantity, 0),
+        ) - already,
       );
       const take = Math.min(surplus, reducible);
-      if (take === 0) continue;
+      if (take === 0 && already === 0) continue;
       surplus -= take;
-      afterNow.set(line.subscriptionId, line.quantity - take);
+      const to = line.quantity - already - take;
+      afterNow.set(line.subscriptionId, to);
       decisions.push(
         base(
           'reduce',
           line,
           line.quantity,
-          line.quantity - take,
-          'shrinkInOpenWindow',
-          `give back ${plural(take, 'seat')} now: ${f.supply - f.target} more than the target, ${reducible} still inside their 168-hour window (newest lots first${isMonthlyTerm(line.term) ? ', monthly term first' : ''}); ${demandWords(f)}`,
-          { reducible, taken: take, term: line.term ?? 'unknown' },
+          to,
+          already > 0 ? 'movedToAnnual' : 'shrinkInOpenWindow',
+          `give back ${plural(already + take, 'seat')} now: ${already > 0 ? `${already} moved to the annual term` : ''}${already > 0 && take > 0 ? ' and ' : ''}${take > 0 ? `${f.supply - f.target} more than the target` : ''}, ${reducible + already} still inside their 168-hour window (newest lots first${isMonthlyTerm(line.term) ? ', monthly term first' : ''}); ${demandWords(f)}`,
+          {
+            reducible: reducible + already,
+            taken: take,
+            movedToAnnual: already,
+            term: line.term ?? 'unknown',
+          },
         ),
       );
     }
@@ -322,15 +403,17 @@ export function decide(input: DecideInput): { figures: Figures; decisions: Decis
             { surplusAtRenewal: take, term: line.term ?? 'unknown' },
           ),
         );
-      } else if (take === 0 && scheduled !== undefined && scheduled < quantity) {
+      } else if (take === 0 && scheduled !== undefined && scheduled !== quantity) {
         decisions.push(
           base(
             'withdrawSchedule',
             line,
             scheduled,
             quantity,
-            'demandReturned',
-            `demand came back: the next term keeps ${quantity} seats instead of the scheduled ${scheduled}; ${demandWords(f)}`,
+            scheduled < quantity ? 'demandReturned' : 'scheduleAboveQuantity',
+            scheduled < quantity
+              ? `demand came back: the next term keeps ${quantity} seats instead of the scheduled ${scheduled}; ${demandWords(f)}`
+              : `the next term was scheduled for ${scheduled} seats but the line now holds ${quantity} (seats went back inside their window): renew with ${quantity}; ${demandWords(f)}`,
           ),
         );
       }
@@ -338,6 +421,33 @@ export function decide(input: DecideInput): { figures: Figures; decisions: Decis
   }
 
   return { figures: f, decisions: decisions.map((d) => guard(input, d)) };
+}
+
+/**
+ * The term policy's move: demand stable for long enough goes from monthly seats inside an open window
+ * to the annual line (one purchase there, the same number given back on the monthly line at once).
+ */
+function annualMove(
+  input: DecideInput,
+  f: Figures,
+  lines: readonly SupplyLine[],
+):
+  | { annual: SupplyLine; monthly: SupplyLine; seats: number; annualTarget: number; history: DemandHistory }
+  | undefined {
+  const { terms } = input.policy;
+  const history = input.history;
+  if (history === undefined || terms.stableDays === 0 || history.days < terms.stableDays) return undefined;
+  if (history.max === 0 || ((history.max - history.min) * 100) / history.max > terms.maxSwingPercent)
+    return undefined;
+  const pcLines = lines.filter((l) => l.source === 'partnerCenter' && l.connected);
+  const annual = pcLines.find((l) => termMonths(l.term) >= 12);
+  const monthly = pcLines.find((l) => isMonthlyTerm(l.term));
+  if (annual === undefined || monthly === undefined) return undefined;
+  // Never more annual seats than today's floor either: a seat in use now is one that stays.
+  const annualTarget = Math.min(f.floor, Math.floor((history.min * terms.annualSharePercent) / 100));
+  const open = openLotsNewestFirst(monthly.lots, input.now).reduce((s, l) => s + l.quantity, 0);
+  const seats = Math.min(annualTarget - annual.quantity, open, monthly.quantity);
+  return seats > 0 ? { annual, monthly, seats, annualTarget, history } : undefined;
 }
 
 function grow(
@@ -447,24 +557,54 @@ function grow(
     }
   }
   const out: Decision[] = [];
-  if (allowed > 0) {
+  // A subscription holds at most the offer's maximum quantity (Partner Center 400/2002 beyond it):
+  // growth fills the preferred line to it and spills onto the source's other lines, then stops.
+  const spendLeft = spendLimits.reduce<number | undefined>(
+    (least, [, left]) => (left === undefined ? least : Math.min(least ?? Infinity, Math.max(0, left))),
+    undefined,
+  );
+  const lines = [
+    line,
+    ...input.supply
+      .filter((l) => l !== line && l.source === line.source && l.connected)
+      .sort(byReductionPreference),
+  ];
+  let left = allowed;
+  let spent = 0;
+  for (const [index, part] of lines.entries()) {
+    if (left === 0) break;
+    const room =
+      part.maximumQuantity === undefined ? left : Math.max(0, part.maximumQuantity - part.quantity);
+    const partPerSeat = price === undefined ? undefined : price * termMonths(part.term);
+    // A spill onto a longer term commits more: it fits in what the spend caps leave after the rest.
+    const bySpend =
+      index === 0 || partPerSeat === undefined || partPerSeat === 0 || spendLeft === undefined
+        ? left
+        : Math.floor((spendLeft - spent) / partPerSeat);
+    const seats = Math.max(0, Math.min(left, room, bySpend));
+    if (seats === 0) continue;
+    left -= seats;
     const d = base(
       'grow',
-      line,
-      line.quantity,
-      line.quantity + allowed,
-      'growToTarget',
-      `buy ${plural(allowed, 'seat')}: ${why}`,
+      part,
+      part.quantity,
+      part.quantity + seats,
+      index === 0 ? 'growToTarget' : 'growSpillsOverMaximum',
+      index === 0
+        ? `buy ${plural(seats, 'seat')}: ${why}`
+        : `buy ${plural(seats, 'seat')} on the next line: the preferred one is at the offer's maximum; ${why}`,
       {
         short,
-        term: line.term ?? 'unknown',
-        ...(perSeat === undefined ? {} : { pricePerSeatPerTerm: perSeat }),
+        term: part.term ?? 'unknown',
+        ...(part.maximumQuantity === undefined ? {} : { maximumQuantity: part.maximumQuantity }),
+        ...(partPerSeat === undefined ? {} : { pricePerSeatPerTerm: partPerSeat }),
       },
     );
-    const spend = perSeat === undefined ? undefined : allowed * perSeat;
+    const spend = partPerSeat === undefined ? undefined : seats * partPerSeat;
+    spent += spend ?? 0;
     const { approval } = input.policy;
     const needsApproval =
-      (approval.aboveSeats !== undefined && allowed > approval.aboveSeats) ||
+      (approval.aboveSeats !== undefined && seats > approval.aboveSeats) ||
       (approval.aboveSpend !== undefined && (spend === undefined || spend > approval.aboveSpend));
     out.push(
       needsApproval
@@ -477,6 +617,18 @@ function grow(
           }
         : { ...d, spend },
     );
+  }
+  if (left > 0) {
+    const d = base(
+      'grow',
+      line,
+      line.quantity,
+      line.quantity + left,
+      'subscriptionMaximum',
+      `${plural(left, 'seat')} withheld: every line of this source is at the offer's maximum quantity (or the spend caps stop a spill); more seats need a new subscription, which is a purchase for a person; ${why}`,
+      { short, withheld: left },
+    );
+    out.push({ ...d, status: 'withheld' });
   }
   if (allowed < short) {
     const d = base(

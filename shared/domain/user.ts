@@ -106,6 +106,13 @@ export const createUserRequestSchema = z.strictObject({
     .max(50)
     .refine((ids) => new Set(ids).size === ids.length, 'each group once')
     .optional(),
+  /**
+   * First working day (UTC date). A future one defers the create to 00:00 UTC that day and, until
+   * then, reserves a seat of the plan in the autoscaler's demand, so the seat is there on day one.
+   */
+  startDate: z.iso.date().optional(),
+  /** Last working day, when known: the autoscaler counts the user's seats as leaving from then. */
+  endDate: z.iso.date().optional(),
 });
 export type CreateUserRequest = z.infer<typeof createUserRequestSchema>;
 
@@ -121,6 +128,9 @@ export const userRecordSchema = z.object({
   licences: z.array(z.object({ skuId: z.string(), assignedAt: z.string() })).default([]),
   /** Group memberships made through atria-m365 (derived from finished group operations). */
   groups: z.array(groupMembershipSchema()).optional(),
+  /** From the create request (UTC dates): a scheduled starter, a known leaver. */
+  startDate: z.string().optional(),
+  endDate: z.string().optional(),
   lastOperationId: z.string(),
   createdAt: z.string(),
   updatedAt: z.string(),

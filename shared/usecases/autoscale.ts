@@ -7,6 +7,7 @@ import {
   decisionStatuses,
   type AutoscalePolicy,
   type Decision,
+  type DemandHistory,
   type SupplyLine,
 } from '../domain/autoscale.js';
 import type { Caller } from '../domain/caller.js';
@@ -22,7 +23,7 @@ import type { Clock } from '../ports/clock.js';
 import type { Store, Versioned } from '../ports/store.js';
 import { loadCustomer } from './customers.js';
 import { fromDistributor, fromPartnerCenter, type Licensing, type LicensingConnectors } from './licensing.js';
-import { engineCollections, HELD_PARTITION } from './operations/records.js';
+import { engineCollections, HELD_PARTITION, userPartition } from './operations/records.js';
 
 /**
  * Seat autoscaling (issue 15): per customer and SKU, the pure engine (domain/autoscale.ts) decides;
@@ -42,6 +43,8 @@ export const autoscalePolicyInputSchema = autoscalePolicySchema.extend({
       }),
     )
     .default({}),
+  /** Users with a start date (or end date) up to this many days ahead count as starters (leavers). */
+  reserveAheadDays: z.number().int().min(0).max(90).default(14),
 });
 export type AutoscalePolicyInput = z.infer<typeof autoscalePolicyInputSchema>;
 
@@ -92,8 +95,15 @@ const runRecordSchema = z.object({
   spend: z.number().default(0),
   applied: z.number().int().default(0),
   errors: z.number().int().default(0),
+  /** The provider a narrowed run covers, or `*` for every provider (the timer's run). */
+  scope: z.string().default('*'),
 });
 export type RunRecord = z.infer<typeof runRecordSchema>;
+
+/** Per customer and SKU: the least and most demand (assigned + held) seen each UTC day, newest last. */
+const demandHistorySchema = z.object({
+  days: z.array(z.object({ day: z.string(), min: z.number().int(), max: z.number().int() })).default([]),
+});
 
 export interface AutoscaleSettings {
   killSwitch: boolean;
@@ -120,8 +130,8 @@ export interface AutoscaleDeps {
     },
   ) => Promise<void>;
   connectors: LicensingConnectors;
-  /** Held operations are queued again after seats were bought (the licence sweep's own work). */
-  resumeHeld: () => Promise<unknown>;
+  /** Held operations of a provider are queued again after seats were bought for it (the licence sweep's work). */
+  resumeHeld: (providerId: string) => Promise<unknown>;
   settings: () => AutoscaleSettings;
 }
 
@@ -140,6 +150,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
   const policies = deps.store.collection('autoscalepolicies', policyRecordSchema);
   const decisions = deps.store.collection('autoscaledecisions', decisionRecordSchema);
   const runs = deps.store.collection('autoscaleruns', runRecordSchema);
+  const demandHistory = deps.store.collection('autoscaledemand', demandHistorySchema);
   const engine = engineCollections(deps.store);
   const now = (): Date => deps.clock.now();
 
@@ -381,10 +392,15 @@ export function createAutoscale(deps: AutoscaleDeps) {
    * MS-RequestId) and the quantity is absolute, so the change lands once and its ledger entry carries
    * the decision's figures. One older than an hour is stale: the fresh decision replaces it.
    */
-  async function finishUnfinished(ctx: CustomerContext): Promise<{ applied: number; grew: boolean }> {
+  async function finishUnfinished(
+    who: Omit<CustomerContext, 'state'>,
+    readState: () => Promise<LedgerState>,
+  ): Promise<{ applied: number; grew: boolean }> {
     let applied = 0;
     let grew = false;
-    const p = `${ctx.providerId}/${ctx.customerId}`;
+    // The ledger is read only when something is left to finish (most runs: nothing).
+    let ctx: CustomerContext | undefined;
+    const p = `${who.providerId}/${who.customerId}`;
     for await (const row of decisions.list(p)) {
       const d = row.value;
       if (d.state !== 'planned' && d.state !== 'failed') continue;
@@ -393,6 +409,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
         await decisions.replace(p, row.rowKey, { ...d, state: 'stale' }, row.etag);
         continue;
       }
+      ctx ??= { ...who, state: await readState() };
       const result = await finish(ctx, row);
       if (result.applied) {
         applied += 1;
@@ -407,6 +424,119 @@ export function createAutoscale(deps: AutoscaleDeps) {
     spend: number;
   }
 
+  /**
+   * Adds today's demand to the SKU's history and returns the trailing window the term policy reads.
+   * A lost update (two runs at once) keeps the other run's row: the history is advisory, one
+   * observation fewer only delays a move to the annual term.
+   */
+  async function observeDemand(
+    providerId: string,
+    customerId: string,
+    skuId: string,
+    demand: number,
+    windowInDays: number,
+  ): Promise<DemandHistory | undefined> {
+    const p = `${providerId}/${customerId}`;
+    const today = now().toISOString().slice(0, 10);
+    const found = await demandHistory.get(p, skuId);
+    const days = [...(found?.value.days ?? [])];
+    const last = days.at(-1);
+    if (last?.day === today)
+      days[days.length - 1] = {
+        day: today,
+        min: Math.min(last.min, demand),
+        max: Math.max(last.max, demand),
+      };
+    else days.push({ day: today, min: demand, max: demand });
+    const from = new Date(Date.parse(`${today}T00:00:00Z`) - (Math.max(1, windowInDays) - 1) * 86_400_000)
+      .toISOString()
+      .slice(0, 10);
+    // The newest observation before the window stays too: with weekly sweeps it is what shows the
+    // demand at the window's start, so a window of N days can be covered at all.
+    const before = days.filter((d) => d.day < from).at(-1);
+    const kept = [...(before === undefined ? [] : [before]), ...days.filter((d) => d.day >= from)];
+    try {
+      if (found === undefined) await demandHistory.create(p, skuId, { days: kept });
+      else await demandHistory.replace(p, skuId, { days: kept }, found.etag);
+    } catch (error) {
+      if (toAppError(error).code !== 'ConcurrencyConflict') throw error;
+    }
+    if (kept.length === 0) return undefined;
+    // Days between observations (weekly sweeps) count: the window is calendar days since the first kept.
+    const first = kept[0]?.day ?? today;
+    return {
+      days:
+        Math.round((Date.parse(`${today}T00:00:00Z`) - Date.parse(`${first}T00:00:00Z`)) / 86_400_000) + 1,
+      min: Math.min(...kept.map((d) => d.min)),
+      max: Math.max(...kept.map((d) => d.max)),
+    };
+  }
+
+  /**
+   * Starters and leavers per SKU (lower-case) from the user records: a create waiting for its start
+   * date within `aheadDays` reserves a seat of each SKU of its plan; a user whose end date falls within
+   * them counts each seat it holds as leaving.
+   */
+  async function scheduledPeople(
+    providerId: string,
+    customerId: string,
+    aheadDays: number,
+  ): Promise<Map<string, { starters: number; leavers: number }>> {
+    const out = new Map<string, { starters: number; leavers: number }>();
+    const at = (sku: string) => {
+      const key = sku.toLowerCase();
+      let found = out.get(key);
+      if (found === undefined) out.set(key, (found = { starters: 0, leavers: 0 }));
+      return found;
+    };
+    const today = now().toISOString().slice(0, 10);
+    const until = new Date(now().getTime() + aheadDays * 86_400_000).toISOString().slice(0, 10);
+    let plans: { name: string; skus: { skuId: string }[] }[] | undefined;
+    for await (const row of engine.users.list(userPartition(providerId, customerId))) {
+      const u = row.value;
+      if (u.state === 'deleted') continue;
+      if (u.endDate !== undefined && u.endDate <= until)
+        for (const licence of u.licences) at(licence.skuId).leavers += 1;
+      if (
+        u.state !== 'provisioning' ||
+        u.startDate === undefined ||
+        u.startDate <= today ||
+        u.startDate > until
+      )
+        continue;
+      const op = (await engine.operations.get(providerId, u.lastOperationId))?.value;
+      if (op?.kind !== 'user.create' || op.request.licencePlan === undefined) continue;
+      plans ??= (await engine.customers.get(providerId, customerId))?.value.licencePlans ?? [];
+      const plan = plans.find((p) => p.name === op.request.licencePlan);
+      for (const sku of plan?.skus ?? []) at(sku.skuId).starters += 1;
+    }
+    return out;
+  }
+
+  /** Offer maxima per `productId:skuId`, read from the catalog at most once a day (shared by customers). */
+  const maxima = new Map<string, { maximumQuantity: number | undefined; until: number }>();
+  async function maximumOf(providerId: string, offerId: string | undefined): Promise<number | undefined> {
+    const pc = deps.connectors.partnerCenter;
+    const [productId, skuId] = (offerId ?? '').split(':');
+    if (pc?.providerId !== providerId || productId === undefined || skuId === undefined) return undefined;
+    const key = `${productId}:${skuId}`.toUpperCase();
+    const cached = maxima.get(key);
+    if (cached !== undefined && cached.until > now().getTime()) return cached.maximumQuantity;
+    // Without the catalog the line is treated as unbounded: Partner Center refuses beyond it (2002).
+    let offers: Awaited<ReturnType<typeof pc.commerce.findOffers>> | undefined;
+    try {
+      offers = await pc.commerce.findOffers(productId, skuId);
+    } catch {
+      offers = undefined;
+    }
+    const maximumQuantity = offers?.[0]?.maximumQuantity;
+    maxima.set(key, {
+      maximumQuantity,
+      until: now().getTime() + (offers === undefined ? 600_000 : 86_400_000),
+    });
+    return maximumQuantity;
+  }
+
   /** Reads the customer's sources afresh, decides per SKU and settles each decision. */
   async function runCustomer(
     providerId: string,
@@ -419,13 +549,15 @@ export function createAutoscale(deps: AutoscaleDeps) {
     if (policy === undefined || policy.mode === 'off') return { decisions: [], applied: 0, grew: false };
     const caller = systemCaller(providerId);
     const before = await deps.licensing.getSources(caller, customerId);
-    const unfinished = await finishUnfinished({
-      providerId,
-      customerId,
-      pcCustomerId: before.partnerCenterCustomerId,
-      distributorCompanyId: before.distributorCompanyId,
-      state: deriveLedger(await deps.licensing.ledger(caller, customerId)),
-    });
+    const unfinished = await finishUnfinished(
+      {
+        providerId,
+        customerId,
+        pcCustomerId: before.partnerCenterCustomerId,
+        distributorCompanyId: before.distributorCompanyId,
+      },
+      async () => deriveLedger(await deps.licensing.ledger(caller, customerId)),
+    );
     const imported = await deps.licensing.runImport(caller, customerId, {
       importId: `autoscale-${sha(`${runId}:${customerId}`).slice(0, 32)}`,
     });
@@ -447,6 +579,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
       state,
     };
     const today = await usedToday(providerId, customerId);
+    const people = await scheduledPeople(providerId, customerId, policy.reserveAheadDays);
     const settings = deps.settings();
     const out: DecisionRecord[] = [];
     let applied = unfinished.applied;
@@ -465,6 +598,9 @@ export function createAutoscale(deps: AutoscaleDeps) {
           scheduledRenewalQuantity: s.scheduledRenewal?.quantity,
           basis: state.latest.get(subjectOf.subscription(s))?.entryId ?? 'none',
           connected: sources.connectors[s.source],
+          ...(s.source === 'partnerCenter'
+            ? { maximumQuantity: await maximumOf(providerId, s.offerId) }
+            : {}),
         });
       }
       for (const kind of ['ea', 'thirdParty', 'unlabelled'] as SourceKind[]) {
@@ -482,6 +618,17 @@ export function createAutoscale(deps: AutoscaleDeps) {
           });
       }
       const expected = policy.expected[skuId];
+      const dated = people.get(skuId);
+      const history =
+        trigger === 'sweep'
+          ? await observeDemand(
+              providerId,
+              customerId,
+              skuId,
+              sku.assigned + sku.waitingForSeat,
+              policy.terms.stableDays,
+            )
+          : undefined;
       const { decisions: planned } = decide({
         customerId,
         policy: policy satisfies AutoscalePolicy,
@@ -490,17 +637,21 @@ export function createAutoscale(deps: AutoscaleDeps) {
           skuId,
           assigned: sku.assigned,
           held: sku.waitingForSeat,
-          reservedStarters: expected?.starters ?? 0,
-          scheduledLeavers: expected?.leavers ?? 0,
+          reservedStarters: (expected?.starters ?? 0) + (dated?.starters ?? 0),
+          scheduledLeavers: (expected?.leavers ?? 0) + (dated?.leavers ?? 0),
         },
         supply,
         now: now(),
         trigger,
+        history,
         killSwitch: settings.killSwitch,
         runLeft: { seats: settings.seatsPerRun - budget.seats, spend: settings.spendPerRun - budget.spend },
         customerToday: today,
       });
+      let movedToAnnual = false;
       for (const d of planned) {
+        // Monthly seats moved to the annual term go back only once the annual seats were bought.
+        if (d.rule === 'movedToAnnual' && !movedToAnnual) continue;
         if (d.kind === 'grow' && d.status === 'apply') {
           // Taken from the run's caps before any await, so customers decided in parallel cannot overspend.
           budget.seats += d.to - d.from;
@@ -509,6 +660,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
           today.spend += d.spend ?? 0;
         }
         const settled = await settle(ctx, d, runId, trigger);
+        if (d.rule === 'stableDemandToAnnual') movedToAnnual = settled.record.state === 'applied';
         out.push(settled.record);
         if (settled.applied) {
           applied += 1;
@@ -532,19 +684,19 @@ export function createAutoscale(deps: AutoscaleDeps) {
       });
     const budget: RunBudget = { seats: 0, spend: 0 };
     let applied = 0;
-    let grew = false;
+    const grew = new Set<string>();
     const errors: { customerId: string; code: string; message: string }[] = [];
     for (const { providerId, customerId } of customers.values()) {
       try {
         const result = await runCustomer(providerId, customerId, 'justInTime', runId, budget);
         applied += result.applied;
-        grew ||= result.grew;
+        if (result.grew) grew.add(providerId);
       } catch (error) {
         const failure = toAppError(error);
         errors.push({ customerId, code: failure.code, message: failure.message });
       }
     }
-    if (grew) await deps.resumeHeld();
+    for (const providerId of grew) await deps.resumeHeld(providerId);
     return { customers: customers.size, applied, errors };
   }
 
@@ -553,10 +705,14 @@ export function createAutoscale(deps: AutoscaleDeps) {
    * after each chunk; an unfinished run (crash, time budget) is resumed by the next call, and a
    * duplicate call of a finished run does nothing.
    */
-  async function sweep(options: { runId?: string; budgetInMs?: number } = {}) {
+  async function sweep(options: { runId?: string; budgetInMs?: number; providerId?: string } = {}) {
     const started = Date.now();
+    // Narrowed to one provider (tests sharing a storage account, one provider's rerun) or all of them;
+    // only a run of the same scope is resumed.
+    const scope = options.providerId ?? '*';
     let row = undefined as Awaited<ReturnType<typeof runs.get>>;
-    for await (const r of runs.list(RUN_PARTITION)) if (r.value.state === 'running') row = r;
+    for await (const r of runs.list(RUN_PARTITION))
+      if (r.value.state === 'running' && r.value.scope === scope) row = r;
     const runId = row?.value.runId ?? options.runId ?? `sweep-${now().toISOString()}`;
     if (row === undefined) {
       row = await runs.get(RUN_PARTITION, runId);
@@ -572,15 +728,17 @@ export function createAutoscale(deps: AutoscaleDeps) {
         spend: 0,
         applied: 0,
         errors: 0,
+        scope,
       });
     }
     const budget: RunBudget = { seats: row.value.seats, spend: row.value.spend };
     const concurrency = Math.max(1, deps.settings().concurrency);
     const keys: string[] = [];
-    for await (const p of policies.list(POLICY_PARTITION))
+    const narrowed = options.providerId === undefined ? {} : { rowKeyPrefix: `${options.providerId}/` };
+    for await (const p of policies.list(POLICY_PARTITION, narrowed))
       if (p.rowKey > row.value.after && p.value.mode !== 'off') keys.push(p.rowKey);
     keys.sort();
-    let grew = false;
+    const grew = new Set<string>();
     for (let index = 0; index < keys.length; index += concurrency) {
       if (options.budgetInMs !== undefined && Date.now() - started > options.budgetInMs)
         return { ...row.value, more: true };
@@ -595,7 +753,10 @@ export function createAutoscale(deps: AutoscaleDeps) {
           }
         }),
       );
-      for (const r of results) grew ||= r?.grew ?? false;
+      for (const [n, r] of results.entries()) {
+        const key = chunk[n];
+        if (r?.grew === true && key !== undefined) grew.add(key.slice(0, key.indexOf('/')));
+      }
       const last = chunk.at(-1) ?? row.value.after;
       row = await runs.replace(
         RUN_PARTITION,
@@ -613,7 +774,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
         row.etag,
       );
     }
-    if (grew) await deps.resumeHeld();
+    for (const providerId of grew) await deps.resumeHeld(providerId);
     row = await runs.replace(
       RUN_PARTITION,
       runId,
@@ -684,7 +845,7 @@ export function createAutoscale(deps: AutoscaleDeps) {
       { ...approved.value, state: 'applied', appliedAt: now().toISOString() },
       approved.etag,
     );
-    if (row.value.kind === 'grow') await deps.resumeHeld();
+    if (row.value.kind === 'grow') await deps.resumeHeld(caller.providerId);
     return done.value;
   }
 

@@ -281,12 +281,12 @@ describe('autoscale', () => {
 
   it('gives seats back inside their 168-hour window, once, and lists the decision with its reason', async () => {
     await removeUsers(names('a', 5).slice(1));
-    const first = await deps.autoscale.sweep({ runId: `sweep-1-${run}` });
+    const first = await deps.autoscale.sweep({ runId: `sweep-1-${run}`, providerId: provider });
     expect(first).toMatchObject({ state: 'done', applied: 1 });
     expect((await pcSubscription()).quantity).toBe(46);
     // The same run again (a duplicate timer invocation) and a new run on the same state change nothing.
-    await deps.autoscale.sweep({ runId: `sweep-1-${run}` });
-    const second = await deps.autoscale.sweep({ runId: `sweep-2-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-1-${run}`, providerId: provider });
+    const second = await deps.autoscale.sweep({ runId: `sweep-2-${run}`, providerId: provider });
     expect(second.applied).toBe(0);
     expect((await pcSubscription()).quantity).toBe(46);
     const reduced = (await decisions()).filter((d) => d.kind === 'reduce');
@@ -298,7 +298,7 @@ describe('autoscale', () => {
   it('schedules a reduction for renewal once the windows closed, and withdraws it when demand returns', async () => {
     await advance(8);
     await removeUsers(names('a', 10).slice(5));
-    await deps.autoscale.sweep({ runId: `sweep-3-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-3-${run}`, providerId: provider });
     const pc = await pcSubscription();
     expect(pc.quantity).toBe(46);
     const scheduled = (await decisions()).filter((d) => d.kind === 'scheduleReduction');
@@ -310,7 +310,7 @@ describe('autoscale', () => {
 
     const back = await provision(names('b', 5));
     await settled(back, (s) => s === 'succeeded', 120_000);
-    await deps.autoscale.sweep({ runId: `sweep-4-${run}` });
+    await deps.autoscale.sweep({ runId: `sweep-4-${run}`, providerId: provider });
     const withdrawn = (await decisions()).filter((d) => d.kind === 'withdrawSchedule');
     expect(withdrawn).toMatchObject([{ state: 'applied', from: 41, to: 46, rule: 'demandReturned' }]);
     expect((await decisions()).filter((d) => d.kind === 'reduce')).toHaveLength(1);
@@ -339,5 +339,45 @@ describe('autoscale', () => {
     expect(approved.body).toMatchObject({ state: 'applied' });
     expect((await pcSubscription()).quantity).toBe(pending?.to);
     expect(await settled(ops, (s) => s === 'succeeded', 120_000)).toHaveLength(3);
+  }, 240_000);
+
+  it('reserves a seat for a starter with a future start date on the sweep before it, and the create finds the seat on the day', async () => {
+    expect((await api(key, 'PUT', '/customers/contoso/licensing/autoscale', { mode: 'auto' })).status).toBe(
+      200,
+    );
+    const startDate = new Date(clock.now().getTime() + 3 * dayInMs).toISOString().slice(0, 10);
+    const answer = await api(key, 'POST', '/customers/contoso/users', {
+      userId: 'u-starter',
+      userPrincipalName: `starter@${domain}`,
+      displayName: 'Starter',
+      licencePlan: 'E3',
+      startDate,
+    });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+    const op = z
+      .object({ operationId: z.string(), state: z.string(), nextAttemptAt: z.string() })
+      .loose()
+      .parse(answer.body);
+    expect(op).toMatchObject({ state: 'retryScheduled', nextAttemptAt: `${startDate}T00:00:00.000Z` });
+    // Before the day nothing is made: the operation sweep leaves it waiting.
+    await host.runTimer('operation-sweep');
+    expect(await states([op.operationId])).toEqual(['retryScheduled']);
+
+    const before = await pcSubscription();
+    await deps.autoscale.sweep({ runId: `sweep-5-${run}`, providerId: provider });
+    const reserved = (await decisions()).filter(
+      (d) => d.kind === 'grow' && d.state === 'applied' && d.figures.reservedStarters === 1,
+    );
+    expect(reserved).toMatchObject([
+      { from: before.quantity, to: before.quantity + 1, rule: 'growToTarget' },
+    ]);
+    expect(reserved[0]?.reason).toContain('1 starters');
+    expect((await pcSubscription()).quantity).toBe(before.quantity + 1);
+
+    await advance(3);
+    await host.runTimer('operation-sweep');
+    // The seat was there: the create is never held for one.
+    const seen = await settled([op.operationId], (s) => s === 'succeeded' || s === 'needsLicence', 120_000);
+    expect(seen).toEqual(['succeeded']);
   }, 240_000);
 });

@@ -231,13 +231,19 @@ export function createRequests(deps: RequestDeps) {
 
     const created = now();
     const { password, ...stored } = request;
+    // A starter with a future first day is created then: it waits as a scheduled attempt (the runner
+    // leaves it until nextAttemptAt, the operation sweep wakes it) and its deadline counts from then.
+    const startsAt = request.startDate === undefined ? undefined : new Date(`${request.startDate}T00:00:00Z`);
+    const later =
+      startsAt !== undefined && startsAt.getTime() > deps.clock.now().getTime() ? startsAt : undefined;
     const operation: Operation = {
       operationId,
       providerId: caller.providerId,
       customerId,
       userId: request.userId,
       kind: 'user.create',
-      state: 'queued',
+      state: later === undefined ? 'queued' : 'retryScheduled',
+      ...(later === undefined ? {} : { nextAttemptAt: later.toISOString() }),
       phase: 'forward',
       retries: 0,
       steps: planCreateSteps(customer, request),
@@ -249,7 +255,7 @@ export function createRequests(deps: RequestDeps) {
       ...(password === undefined ? {} : { sealedPassword: deps.sealer.seal(password) }),
       createdAt: created,
       updatedAt: created,
-      deadline: deadlineFor('user.create', deps.clock.now(), deps.deadlines).toISOString(),
+      deadline: deadlineFor('user.create', later ?? deps.clock.now(), deps.deadlines).toISOString(),
     };
     const fresh: UserRecord = {
       userId: request.userId,
@@ -259,6 +265,8 @@ export function createRequests(deps: RequestDeps) {
       displayName: request.displayName,
       state: 'provisioning',
       licences: [],
+      ...(request.startDate === undefined ? {} : { startDate: request.startDate }),
+      ...(request.endDate === undefined ? {} : { endDate: request.endDate }),
       lastOperationId: operationId,
       createdAt: created,
       updatedAt: created,

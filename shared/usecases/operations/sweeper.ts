@@ -81,13 +81,18 @@ export function createSweeper(deps: {
    * operation per sweep minute. Past `licenceHoldInMs` an operation is no longer retried automatically: it
    * stays `needsLicence`, says so in its error, and `POST /operations/{id}/retry` starts it again.
    */
-  async function sweepHeld(limits: SweepLimits): Promise<{ queued: number; stopped: number; more: boolean }> {
+  /** `providerId` narrows it to that provider's held operations (e.g. after buying seats for it). */
+  async function sweepHeld(
+    limits: SweepLimits,
+    providerId?: string,
+  ): Promise<{ queued: number; stopped: number; more: boolean }> {
     const started = Date.now();
     const t = deps.clock.now().getTime();
     const minute = deps.clock.now().toISOString().slice(0, 16);
     let queued = 0;
     let stopped = 0;
-    for await (const entry of c.held.list(HELD_PARTITION)) {
+    const narrowed = providerId === undefined ? {} : { rowKeyPrefix: `${providerId}/` };
+    for await (const entry of c.held.list(HELD_PARTITION, narrowed)) {
       if (queued + stopped >= limits.limit || Date.now() - started > limits.budgetInMs)
         return { queued, stopped, more: true };
       const { providerId, operationId } = entry.value;

@@ -286,3 +286,172 @@ describe('autoscale guardrails and idempotency', () => {
     expect(after?.idempotencyKey).toContain('entry-2');
   });
 });
+
+describe('autoscale term policy', () => {
+  const monthly = (over: Partial<SupplyLine> = {}): SupplyLine =>
+    pc({
+      subscriptionId: 'sub-monthly',
+      term: 'P1M',
+      quantity: 30,
+      // Renewed an hour ago: the whole renewal lot is inside its 168-hour window.
+      lots: [{ quantity: 30, reducibleUntil: hours(167) }],
+      ...over,
+    });
+  const demand = { skuId: sku, assigned: 40, held: 0, reservedStarters: 0, scheduledLeavers: 0 };
+
+  it('moves half the minimum of demand stable for 56 days from open monthly seats to the annual line', () => {
+    const { decisions } = decide(
+      input({ demand, supply: [pc(), monthly()], history: { days: 56, min: 38, max: 41 } }),
+    );
+    // 50 % of 38 = 19 annual seats: the annual line has 10, so 9 move; seats in total stay 40.
+    expect(decisions).toMatchObject([
+      { kind: 'grow', subscriptionId: 'sub-annual', from: 10, to: 19, rule: 'stableDemandToAnnual' },
+      { kind: 'reduce', subscriptionId: 'sub-monthly', from: 30, to: 21, rule: 'movedToAnnual' },
+    ]);
+    expect(decisions[0]?.reason).toContain('between 38 and 41 for 56 days');
+    expect(decisions[1]?.figures).toMatchObject({ movedToAnnual: 9, taken: 0 });
+  });
+
+  it('keeps growth monthly while demand swings more than the policy allows or has too little history', () => {
+    const swinging = decide(
+      input({ demand, supply: [pc(), monthly()], history: { days: 56, min: 30, max: 41 } }),
+    );
+    expect(swinging.decisions).toEqual([]);
+    const young = decide(
+      input({ demand, supply: [pc(), monthly()], history: { days: 20, min: 40, max: 40 } }),
+    );
+    expect(young.decisions).toEqual([]);
+    const none = decide(input({ demand, supply: [pc(), monthly()] }));
+    expect(none.decisions).toEqual([]);
+  });
+
+  it('moves only as many seats as the monthly line can still give back inside a window', () => {
+    const { decisions } = decide(
+      input({
+        demand,
+        supply: [pc(), monthly({ lots: [{ quantity: 4, reducibleUntil: hours(20) }] })],
+        history: { days: 60, min: 40, max: 40 },
+      }),
+    );
+    expect(decisions).toMatchObject([
+      { kind: 'grow', from: 10, to: 14 },
+      { kind: 'reduce', from: 30, to: 26, rule: 'movedToAnnual' },
+    ]);
+    const closed = decide(
+      input({
+        demand,
+        supply: [pc(), monthly({ lots: [{ quantity: 4, reducibleUntil: hours(-1) }] })],
+        history: { days: 60, min: 40, max: 40 },
+      }),
+    );
+    expect(closed.decisions).toEqual([]);
+  });
+
+  it('waits for approval above the threshold and then gives no monthly seat back', () => {
+    const { decisions } = decide(
+      input(
+        { demand, supply: [pc(), monthly()], history: { days: 56, min: 40, max: 40 } },
+        { approval: { aboveSeats: 5 } },
+      ),
+    );
+    expect(decisions).toMatchObject([{ kind: 'grow', status: 'pendingApproval', from: 10, to: 20 }]);
+  });
+
+  it('does not reduce the annual line in the decision that buys on it, and gives surplus back from monthly', () => {
+    const { decisions } = decide(
+      input({
+        demand: { ...demand, assigned: 38 },
+        supply: [pc({ lots: [{ quantity: 1, reducibleUntil: hours(100) }] }), monthly()],
+        history: { days: 56, min: 38, max: 40 },
+      }),
+    );
+    expect(decisions.filter((d) => d.subscriptionId === 'sub-annual')).toMatchObject([
+      { kind: 'grow', from: 10, to: 19 },
+    ]);
+    // 9 moved and the 2 surplus seats go back from the monthly line in one absolute change.
+    expect(decisions.filter((d) => d.subscriptionId === 'sub-monthly')).toMatchObject([
+      { kind: 'reduce', from: 30, to: 19, rule: 'movedToAnnual' },
+    ]);
+  });
+});
+
+describe('autoscale growth at the offer maximum', () => {
+  it('fills the monthly line to the offer maximum, spills the rest onto the annual line, and withholds what neither holds', () => {
+    const monthly = pc({ subscriptionId: 'sub-monthly', term: 'P1M', quantity: 40, maximumQuantity: 300 });
+    const annual = pc({ quantity: 39, maximumQuantity: 300 });
+    const spill = decide(
+      input({
+        demand: { skuId: sku, assigned: 79, held: 0, reservedStarters: 299, scheduledLeavers: 0 },
+        supply: [annual, monthly],
+      }),
+    );
+    expect(spill.decisions).toMatchObject([
+      {
+        kind: 'grow',
+        subscriptionId: 'sub-monthly',
+        from: 40,
+        to: 300,
+        rule: 'growToTarget',
+        status: 'apply',
+      },
+      { kind: 'grow', subscriptionId: 'sub-annual', from: 39, to: 78, rule: 'growSpillsOverMaximum' },
+    ]);
+    const full = decide(
+      input({
+        demand: { skuId: sku, assigned: 600, held: 10, reservedStarters: 0, scheduledLeavers: 0 },
+        supply: [pc({ quantity: 300, maximumQuantity: 300 }), { ...monthly, quantity: 300 }],
+      }),
+    );
+    expect(full.decisions).toMatchObject([
+      { kind: 'grow', status: 'withheld', rule: 'subscriptionMaximum', from: 300, to: 310 },
+    ]);
+    expect(full.decisions[0]?.reason).toContain("offer's maximum");
+  });
+});
+
+describe('autoscale schedules after a reduction', () => {
+  it('brings a next-term quantity above what the line now holds down to it, saying why', () => {
+    const { decisions } = decide(
+      input({
+        demand: { skuId: sku, assigned: 8, held: 0, reservedStarters: 0, scheduledLeavers: 0 },
+        supply: [pc({ quantity: 8, scheduledRenewalQuantity: 9 })],
+      }),
+    );
+    expect(decisions).toMatchObject([
+      { kind: 'withdrawSchedule', from: 9, to: 8, rule: 'scheduleAboveQuantity' },
+    ]);
+  });
+});
+
+describe('autoscale headroom while shrinking', () => {
+  const demand = { skuId: sku, assigned: 10, held: 0, reservedStarters: 0, scheduledLeavers: 0 };
+  it('keeps no headroom for a customer with more known leavers than starters, or well below its recent peak', () => {
+    const policy = autoscalePolicySchema.parse({ headroom: { seats: 3 } });
+    expect(figuresOf(policy, demand, [])).toMatchObject({ headroom: 3, target: 13, shrinking: 0 });
+    expect(figuresOf(policy, { ...demand, scheduledLeavers: 2 }, [])).toMatchObject({
+      headroom: 0,
+      target: 10,
+      shrinking: 1,
+    });
+    // 10 now after a peak of 16 in the window (more than the 10 % swing): shrinking.
+    expect(figuresOf(policy, demand, [], { days: 56, min: 10, max: 16 })).toMatchObject({
+      headroom: 0,
+      shrinking: 1,
+    });
+    expect(figuresOf(policy, demand, [], { days: 56, min: 10, max: 11 })).toMatchObject({ headroom: 3 });
+  });
+
+  it('says so in the reason of a purchase', () => {
+    const { decisions } = decide(
+      input(
+        {
+          demand: { ...demand, assigned: 12, scheduledLeavers: 1 },
+          supply: [pc({ quantity: 10 })],
+        },
+        { headroom: { seats: 3 } },
+      ),
+    );
+    expect(decisions).toMatchObject([{ kind: 'grow', from: 10, to: 12 }]);
+    expect(decisions[0]?.reason).toContain('none while shrinking');
+  });
+});

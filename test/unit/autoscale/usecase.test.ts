@@ -9,6 +9,7 @@ import {
   type AutoscaleSettings,
 } from '../../../shared/usecases/autoscale.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
+import { engineCollections, userPartition } from '../../../shared/usecases/operations/records.js';
 import { customer, MemoryStore, TestClock } from '../engine/world.js';
 
 /**
@@ -176,6 +177,7 @@ function harness(options: {
   const autoscale = createAutoscale(deps);
   return {
     autoscale,
+    store,
     tenants,
     requests,
     settings,
@@ -283,5 +285,39 @@ describe('autoscale sweep', () => {
     expect((await h.autoscale.listDecisions(caller, 'c1', 10, undefined)).value).toMatchObject([
       { kind: 'purchaseRequest', status: 'pendingApproval', purchaseRequestId: 'req-1' },
     ]);
+  });
+});
+
+describe('autoscale demand from user dates', () => {
+  it('counts a user whose end date falls within reserveAheadDays as leaving, and one further out not yet', async () => {
+    const h = harness({ customers: ['soon', 'later'] });
+    // Two starters expected as well, so the customer is not shrinking and keeps its headroom.
+    await h.setUp({ mode: 'auto', headroom: { seats: 2 }, expected: { [e3]: { starters: 2 } } });
+    const users = engineCollections(h.store).users;
+    for (const [id, days] of [
+      ['soon', 5],
+      ['later', 30],
+    ] as const) {
+      const at = h.clock.now().toISOString();
+      await users.create(userPartition('prov', id), 'leaver', {
+        userId: 'leaver',
+        providerId: 'prov',
+        customerId: id,
+        userPrincipalName: `leaver@${id}.example`,
+        displayName: 'Leaver',
+        state: 'active',
+        licences: [{ skuId: e3, assignedAt: at }],
+        endDate: new Date(h.clock.now().getTime() + days * 86_400_000).toISOString().slice(0, 10),
+        lastOperationId: 'op-1',
+        createdAt: at,
+        updatedAt: at,
+      });
+    }
+    await h.autoscale.sweep({ runId: 'dates' });
+    const grown = async (id: string) =>
+      (await h.autoscale.listDecisions(caller, id, 50, undefined)).value.filter((d) => d.kind === 'grow');
+    // 12 assigned + 2 starters + 2 headroom = 16; the leaver within 14 days takes one off (never the floor).
+    expect(await grown('soon')).toMatchObject([{ from: 10, to: 15, figures: { scheduledLeavers: 1 } }]);
+    expect(await grown('later')).toMatchObject([{ from: 10, to: 16, figures: { scheduledLeavers: 0 } }]);
   });
 });
