@@ -114,6 +114,8 @@ const jobSchema = z.object({
   /** Chunks written so far: names the next chunk row, so replayed pages rewrite their own. */
   pages: z.number().default(0),
   deltaLink: z.string().optional(),
+  /** groups/delta's link after the import's first round (memberships follow it in drift). */
+  groupsDeltaLink: z.string().optional(),
   leaseUntil: z.string().optional(),
   approvedAt: z.string().optional(),
   /** The licence-source import run at approval (Partner Center, distributor, Graph subscriptions). */
@@ -244,6 +246,7 @@ const syncStateSchema = z.object({
   customerId: z.string(),
   tenantId: z.string(),
   deltaLink: z.string().optional(),
+  groupsDeltaLink: z.string().optional(),
   /** The agent's change feed: the USN watermark after the last applied AD pass, per site. */
   ad: z.object({ siteId: z.string(), watermark: z.string() }).optional(),
   /** Set when a pass found more deletions than the guard allows; nothing was deleted. */
@@ -263,6 +266,7 @@ const syncStateSchema = z.object({
       created: z.number(),
       reverted: z.number(),
       adChanges: z.number().default(0),
+      groupChanges: z.number().default(0),
     })
     .optional(),
 });
@@ -281,6 +285,8 @@ export interface SyncPassResult {
   full: boolean;
   /** AD changes the agent reported this pass (hybrid/AD customers). */
   adChanges: number;
+  /** Group rows changed by groups/delta (memberships added/removed, groups created or deleted). */
+  groupChanges: number;
   upserted: number;
   removed: number;
   created: number;
@@ -656,10 +662,11 @@ export function createOnboarding(deps: OnboardingDeps) {
     try {
       if (job.value.domains.length === 0) {
         const facts = await readTenantFacts(cloud);
-        const groupCount = await readGroups(cloud, itemsPartition(job.value));
+        const groupRound = await readGroupChanges(cloud, itemsPartition(job.value), undefined, true);
         job = await saveJob(job, {
           ...facts,
-          progress: { ...job.value.progress, groups: groupCount },
+          groupsDeltaLink: groupRound.deltaLink,
+          progress: { ...job.value.progress, groups: groupRound.count },
           leaseUntil: lease(),
         });
       }
@@ -854,27 +861,66 @@ export function createOnboarding(deps: OnboardingDeps) {
   }
 
   /** Groups page by page, one row each with its member ids (a repeat rewrites the same rows). */
-  async function readGroups(cloud: CloudDirectory, partition: string): Promise<number> {
-    let count = 0;
-    let cursor: string | undefined;
-    do {
-      const page = await cloud.listGroupsPage(cursor);
-      for (const group of page.groups) {
-        const memberIds = await cloud.listGroupMembers(group.id);
-        await groups.upsert(partition, group.id, {
+  /**
+   * A groups/delta round applied to the group rows: a first (`full`) round lists every group with all
+   * its members (a big group may span pages: merged) and removes rows of groups it did not name; later
+   * rounds add and remove the members@delta reports and drop deleted groups. Ends with the delta link.
+   */
+  async function readGroupChanges(
+    cloud: CloudDirectory,
+    partition: string,
+    from: string | undefined,
+    full: boolean,
+  ): Promise<{ deltaLink: string; changes: number; count: number }> {
+    const seen = new Set<string>();
+    let changes = 0;
+    let cursor = from;
+    for (;;) {
+      const page = await cloud.listGroupChanges(cursor);
+      for (const change of page.changes) {
+        if (change.kind === 'removed') {
+          if ((await groups.get(partition, change.id)) !== undefined) {
+            await groups.delete(partition, change.id);
+            changes++;
+          }
+          continue;
+        }
+        const { group } = change;
+        const existing = (await groups.get(partition, group.id))?.value;
+        const members = new Set(
+          existing === undefined || (full && !seen.has(group.id)) ? [] : existing.memberIds,
+        );
+        for (const id of change.membersAdded) members.add(id);
+        for (const id of change.membersRemoved) members.delete(id);
+        seen.add(group.id);
+        const next: OnboardingGroup = {
           id: group.id,
-          displayName: group.displayName,
-          mailNickname: group.mailNickname,
-          securityEnabled: group.securityEnabled,
-          mailEnabled: group.mailEnabled,
-          groupTypes: group.groupTypes,
-          memberIds,
-        });
-        count++;
+          displayName: group.displayName ?? existing?.displayName ?? '',
+          mailNickname: group.mailNickname ?? existing?.mailNickname ?? '',
+          securityEnabled: group.securityEnabled ?? existing?.securityEnabled ?? false,
+          mailEnabled: group.mailEnabled ?? existing?.mailEnabled ?? false,
+          groupTypes: group.groupTypes ?? existing?.groupTypes ?? [],
+          memberIds: [...members].sort(),
+        };
+        if (
+          existing === undefined ||
+          JSON.stringify({ ...existing, memberIds: [...existing.memberIds].sort() }) !== JSON.stringify(next)
+        ) {
+          await groups.upsert(partition, group.id, next);
+          changes++;
+        }
+      }
+      if (page.deltaLink !== undefined) {
+        if (full)
+          for await (const row of groups.list(partition))
+            if (!seen.has(row.rowKey)) {
+              await groups.delete(partition, row.rowKey, row.etag);
+              changes++;
+            }
+        return { deltaLink: page.deltaLink, changes, count: seen.size };
       }
       cursor = page.nextCursor;
-    } while (cursor !== undefined);
-    return count;
+    }
   }
 
   async function readTenantFacts(cloud: CloudDirectory): Promise<Pick<OnboardingJob, 'domains' | 'skus'>> {
@@ -1260,6 +1306,7 @@ export function createOnboarding(deps: OnboardingDeps) {
       customerId: job.customerId,
       tenantId: job.tenantId,
       ...(job.deltaLink === undefined ? {} : { deltaLink: job.deltaLink }),
+      ...(job.groupsDeltaLink === undefined ? {} : { groupsDeltaLink: job.groupsDeltaLink }),
       ...(job.ad === undefined ? {} : { ad: { siteId: job.ad.siteId, watermark: job.ad.watermark } }),
       confirmed: false,
       failures: [],
@@ -1528,6 +1575,7 @@ export function createOnboarding(deps: OnboardingDeps) {
         held: true,
         full,
         adChanges: 0,
+        groupChanges: 0,
         upserted: 0,
         removed: 0,
         created: 0,
@@ -1541,6 +1589,7 @@ export function createOnboarding(deps: OnboardingDeps) {
       held: false,
       full,
       adChanges: 0,
+      groupChanges: 0,
       upserted: 0,
       removed: 0,
       created: 0,
@@ -1724,6 +1773,20 @@ export function createOnboarding(deps: OnboardingDeps) {
       });
     }
 
+    // Memberships: groups/delta from its stored link (a fresh round on a full pass or an expired token).
+    let groupsDeltaLink = state.value.groupsDeltaLink;
+    if (onboardingItems !== undefined && (groupsDeltaLink !== undefined || full)) {
+      let round;
+      try {
+        round = await readGroupChanges(cloud, onboardingItems, full ? undefined : groupsDeltaLink, full);
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'SyncStateExpired')) throw error;
+        round = await readGroupChanges(cloud, onboardingItems, undefined, true);
+      }
+      groupsDeltaLink = round.deltaLink;
+      result.groupChanges = round.changes;
+    }
+
     const { held: _held, ...rest } = state.value;
     void _held;
     await syncStates.replace(
@@ -1732,6 +1795,7 @@ export function createOnboarding(deps: OnboardingDeps) {
       {
         ...rest,
         ...(deltaLink === undefined ? {} : { deltaLink }),
+        ...(groupsDeltaLink === undefined ? {} : { groupsDeltaLink }),
         ...(adRead === undefined || adState === undefined || adFailed
           ? {}
           : { ad: { siteId: adState.siteId, watermark: adRead.watermark } }),
@@ -1745,6 +1809,7 @@ export function createOnboarding(deps: OnboardingDeps) {
           created: result.created,
           reverted: result.reverted,
           adChanges: result.adChanges,
+          groupChanges: result.groupChanges,
         },
       },
       state.etag,

@@ -650,10 +650,30 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       password: 'Str0ng!Passw0rd#1',
     });
     await cloud.deleteUser(ids.new2);
+    // Memberships: one joins Sales, one leaves it, and a new group appears.
+    await cloud.addGroupMember(groupId, ids.soft);
+    await cloud.removeGroupMember(groupId, ids.new1);
+    const opsId = (await cloud.createGroup({ displayName: 'Ops', mailNickname: 'ops' })).id;
 
     const pass = await call(`/customers/${customerId}/onboarding/sync`, { method: 'POST' });
     expect(pass.status).toBe(200);
-    expect(pass.body).toMatchObject({ held: false, full: false, created: 1, removed: 1, reverted: 1 });
+    expect(pass.body).toMatchObject({
+      held: false,
+      full: false,
+      created: 1,
+      removed: 1,
+      reverted: 1,
+      groupChanges: 2,
+    });
+    // groups/delta from the link the import stored: the group rows follow the tenant.
+    const groups = (await call(`/customers/${customerId}/onboarding/groups`)).body as {
+      value: { id: string; displayName: string; memberIds: string[] }[];
+    };
+    expect(groups.value.map((g) => [g.displayName, [...g.memberIds].sort()]).sort()).toEqual([
+      ['Ops', []],
+      ['Sales', [ids.hard1, ids.soft].sort()],
+    ]);
+    expect(groups.value.find((g) => g.displayName === 'Ops')?.id).toBe(opsId);
     expect((await cloud.getUser(ids.hard1)).displayName).toBe('Hard One');
     expect((await record('u-hard1'))?.displayName).toBe('Hard One');
     expect((await record(`entra-${ids.new1}`))?.displayName).toBe('New One Renamed');

@@ -127,6 +127,10 @@ export interface GroupRecord {
   members: Set<string>;
   createdAtMs: number;
   seq: number;
+  /** Membership writes by seq, for groups/delta's members@delta (group-delta.md). */
+  memberChanges?: { seq: number; memberId: string; removed: boolean }[];
+  /** The last whole-group change (create), once member changes moved `seq` past it. */
+  wholeSeq?: number;
 }
 
 export interface FederationRecord {
@@ -148,6 +152,8 @@ export class TenantState {
   partnerTenantType: string | undefined;
   readonly users = new Map<string, UserRecord>();
   readonly groups = new Map<string, GroupRecord>();
+  /** Deleted groups' ids → the seq of the delete, so groups/delta reports them with @removed. */
+  readonly groupTombstones = new Map<string, number>();
   /** Activated directory roles: id → role with its member user ids. */
   readonly directoryRoles = new Map<
     string,

@@ -62,7 +62,7 @@ function scriptedDirectory(pages: ImportedCloudUser[][], failOnce?: number) {
       ]),
     listSubscribedSkus: () => Promise.resolve([]),
     listDirectoryRoleMemberIds: () => Promise.resolve([]),
-    listGroupsPage: () => Promise.resolve({ groups: [] }),
+    listGroupChanges: () => Promise.resolve({ changes: [], deltaLink: 'groups-delta-1' }),
     listUserImportChanges(cursor?: string): Promise<ImportUserChangePage> {
       const index = cursor === undefined ? 0 : Number(cursor);
       if (index === failOnce && !failed) {
