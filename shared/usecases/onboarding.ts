@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Caller } from '../domain/caller.js';
 import type { Customer } from '../domain/customer.js';
@@ -394,6 +394,13 @@ function adObjectOf(user: OnPremUser): AdObject {
     enabled: user.enabled,
     ...(user.consistencyGuid === undefined ? {} : { consistencyGuid: user.consistencyGuid }),
   };
+}
+
+/** A group row's content as a short digest (member order does not matter). */
+function groupDigest(group: OnboardingGroup): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ ...group, memberIds: [...group.memberIds].sort() }))
+    .digest('base64url');
 }
 
 /** One page's item writes, sent a few at a time (each an independent upsert keyed by its object). */
@@ -875,9 +882,34 @@ export function createOnboarding(deps: OnboardingDeps) {
     const seen = new Set<string>();
     let changes = 0;
     let cursor = from;
+    // A full round's first sight of a group replaces its row outright, written a few at a time; what
+    // was there before is kept as one digest per group (to count changes and drop vanished groups).
+    const writes = new PendingWrites(16);
+    const before = new Map<string, string>();
+    if (full) for await (const row of groups.list(partition)) before.set(row.rowKey, groupDigest(row.value));
     for (;;) {
       const page = await cloud.listGroupChanges(cursor);
       for (const change of page.changes) {
+        if (full && change.kind === 'upserted' && !seen.has(change.group.id)) {
+          const { group } = change;
+          seen.add(group.id);
+          const row: OnboardingGroup = {
+            id: group.id,
+            displayName: group.displayName ?? '',
+            mailNickname: group.mailNickname ?? '',
+            securityEnabled: group.securityEnabled ?? false,
+            mailEnabled: group.mailEnabled ?? false,
+            groupTypes: group.groupTypes ?? [],
+            memberIds: [...new Set(change.membersAdded)].sort(),
+          };
+          if (before.get(group.id) !== groupDigest(row)) {
+            changes++;
+            writes.add(() => groups.upsert(partition, group.id, row));
+          }
+          continue;
+        }
+        // Later sightings (a big group spread over pages, or a delta round) merge into the stored row.
+        await writes.flush();
         if (change.kind === 'removed') {
           if ((await groups.get(partition, change.id)) !== undefined) {
             await groups.delete(partition, change.id);
@@ -887,9 +919,7 @@ export function createOnboarding(deps: OnboardingDeps) {
         }
         const { group } = change;
         const existing = (await groups.get(partition, group.id))?.value;
-        const members = new Set(
-          existing === undefined || (full && !seen.has(group.id)) ? [] : existing.memberIds,
-        );
+        const members = new Set(existing?.memberIds ?? []);
         for (const id of change.membersAdded) members.add(id);
         for (const id of change.membersRemoved) members.delete(id);
         seen.add(group.id);
@@ -910,13 +940,13 @@ export function createOnboarding(deps: OnboardingDeps) {
           changes++;
         }
       }
+      await writes.flush();
       if (page.deltaLink !== undefined) {
-        if (full)
-          for await (const row of groups.list(partition))
-            if (!seen.has(row.rowKey)) {
-              await groups.delete(partition, row.rowKey, row.etag);
-              changes++;
-            }
+        for (const id of before.keys())
+          if (!seen.has(id)) {
+            await groups.delete(partition, id);
+            changes++;
+          }
         return { deltaLink: page.deltaLink, changes, count: seen.size };
       }
       cursor = page.nextCursor;

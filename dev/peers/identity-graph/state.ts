@@ -469,6 +469,36 @@ export class DirectoryState {
         members,
       });
     }
+    if (seed.groups !== undefined) {
+      const byUpn = new Map(
+        [...tenant.users.values()].map((u) => [String(u.props['userPrincipalName']).toLowerCase(), u.id]),
+      );
+      for (const group of seed.groups) {
+        const groupId = (group.id ?? randomUUID()).toLowerCase();
+        const members = new Set<string>();
+        for (const upn of group.members) {
+          const userId = byUpn.get(upn.toLowerCase());
+          if (userId !== undefined) members.add(userId);
+        }
+        tenant.groups.set(groupId, {
+          id: groupId,
+          props: {
+            displayName: group.displayName,
+            mailNickname: group.mailNickname ?? group.displayName.toLowerCase().replace(/[^a-z0-9]/g, ''),
+            mailEnabled: false,
+            securityEnabled: true,
+            groupTypes: [],
+            createdDateTime: this.clock
+              .now()
+              .toISOString()
+              .replace(/\.\d+Z$/, 'Z'),
+          },
+          members,
+          createdAtMs: 0,
+          seq: tenant.nextSeq(),
+        });
+      }
+    }
     this.tenants.set(id, tenant);
     return tenant;
   }
