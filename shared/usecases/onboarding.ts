@@ -123,6 +123,9 @@ const jobSchema = z.object({
     .object({ importId: z.string(), state: z.string(), error: z.string().optional() })
     .optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** Retryable failures of the read so far, and the last one (the run is re-scheduled with backoff). */
+  retries: z.number().optional(),
+  lastError: z.object({ code: z.string(), message: z.string() }).optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -633,9 +636,15 @@ export function createOnboarding(deps: OnboardingDeps) {
       if (!(error.retryable || error.code === 'ConcurrencyConflict')) return 'done';
       const fresh = await jobs.get(job.partitionKey, job.rowKey);
       if (fresh?.value.state !== 'reading') return 'done';
-      const lease = fresh.value.leaseUntil === undefined ? 0 : Date.parse(fresh.value.leaseUntil);
-      const delay = Math.min(1000 * 2 ** Math.min(deliveryCount, 8), 300_000);
-      await kick(fresh.value, new Date(Math.max(lease + 1000, deps.clock.now().getTime() + delay)));
+      // The job shows why it waits (e.g. the site's agent is offline) and how often it was retried.
+      const retries = (fresh.value.retries ?? 0) + 1;
+      const saved = await saveJob(fresh, {
+        retries,
+        lastError: { code: error.code, message: error.message.slice(0, 300) },
+      });
+      const lease = saved.value.leaseUntil === undefined ? 0 : Date.parse(saved.value.leaseUntil);
+      const delay = Math.min(1000 * 2 ** Math.min(retries + deliveryCount - 1, 8), 300_000);
+      await kick(saved.value, new Date(Math.max(lease + 1000, deps.clock.now().getTime() + delay)));
       return 'rescheduled';
     }
   }
@@ -792,9 +801,10 @@ export function createOnboarding(deps: OnboardingDeps) {
           }
           if (onlyLocal.length > 0) await chunks.upsert(partition, localChunkKey(n), { items: onlyLocal });
           progress.pending = progress.cases;
-          const { cursor: _done, leaseUntil: _lease, ...rest } = job.value;
+          const { cursor: _done, leaseUntil: _lease, lastError: _error, ...rest } = job.value;
           void _done;
           void _lease;
+          void _error;
           await jobs.replace(
             job.partitionKey,
             job.rowKey,

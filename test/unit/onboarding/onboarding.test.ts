@@ -189,7 +189,13 @@ describe('onboarding job', () => {
     // The first delivery reads two pages, then Graph fails: the run is re-scheduled after the lease.
     expect(await onboarding.runQueued(work, 1)).toBe('rescheduled');
     const stalled = await onboarding.get(caller, 'contoso');
-    expect(stalled).toMatchObject({ state: 'reading', cursor: '2', progress: { read: 6 } });
+    expect(stalled).toMatchObject({
+      state: 'reading',
+      cursor: '2',
+      progress: { read: 6 },
+      retries: 1,
+      lastError: { code: 'Unavailable' },
+    });
     const retry = sent[1]?.options.scheduledEnqueueTime?.getTime() ?? 0;
     expect(retry).toBeGreaterThan(Date.parse(stalled.leaseUntil ?? ''));
     // A redelivery while the lease holds reads nothing and schedules itself for the lease's end.
@@ -200,10 +206,9 @@ describe('onboarding job', () => {
 
     clock.advance(61_000);
     expect(await onboarding.runQueued(work, 1)).toBe('done');
-    expect(await onboarding.get(caller, 'contoso')).toMatchObject({
-      state: 'awaitingApproval',
-      progress: { read: 12, onlyInCloud: 12 },
-    });
+    const ready = await onboarding.get(caller, 'contoso');
+    expect(ready).toMatchObject({ state: 'awaitingApproval', progress: { read: 12, onlyInCloud: 12 } });
+    expect(ready.lastError).toBeUndefined();
     // A late duplicate of a finished job does nothing and sends nothing.
     expect(await onboarding.runQueued(work, 3)).toBe('gone');
     expect(sent).toHaveLength(3);
