@@ -841,11 +841,10 @@ export function createOnboarding(deps: OnboardingDeps) {
   /**
    * The whole AD side through the site's agent: its change feed from the start (`since` omitted) is a
    * full read of the users in the allowed OUs, page by page, ending at a USN watermark that drift follows.
-   * Why listChanges and not a new paged command: it is the one USN-consistent read the agent has (a user
-   * changed mid-read moves past the watermark and is read again, never lost) and it needs no protocol
-   * change. Its cost: each page re-reads the users above the watermark on the agent side (about n²/2000
-   * entries for n users at 1,000 a page), fine for the thousands a hosted customer has; a USN-windowed
-   * `searchUsers` would make it linear for very large directories.
+   * Why listChanges and not a new command: it is USN-consistent (a user changed mid-read moves past the
+   * watermark and is read again, never lost), it reads USN windows in linear time (agent/ldap/executor.ts),
+   * and it needs no protocol change. Why the USN feed and not DirSync for drift: DirSync needs the
+   * Replicating Directory Changes right on the whole domain, which a delegated account should not hold.
    */
   async function readAdSide(siteId: string, since?: string): Promise<AdRead> {
     if (deps.onPremDirectory === undefined)
