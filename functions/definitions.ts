@@ -41,9 +41,11 @@ import { whoami } from './http/whoami.js';
 import { autoscaleFunctions } from './http/autoscale.js';
 import { agentReplies } from './queue/agent-replies.js';
 import { directoryWorker } from './queue/directory-worker.js';
+import { onboardingWorker } from './queue/onboarding.js';
 import { commerceSweep } from './timer/commerce-sweep.js';
 import { autoscaleJustInTime, autoscaleSweep } from './timer/autoscale.js';
 import { drift } from './timer/drift.js';
+import { reconcile } from './timer/reconcile.js';
 import { housekeeping } from './timer/housekeeping.js';
 import { licenceSweep } from './timer/licence-sweep.js';
 import { operationSweep } from './timer/operation-sweep.js';
@@ -94,6 +96,7 @@ export const definitions: FunctionDefinition[] = [
   ...gdapFunctions,
   ...splaFunctions,
   directoryWorker,
+  onboardingWorker,
   agentReplies,
   licenceSweep,
   operationSweep,
@@ -105,4 +108,5 @@ export const definitions: FunctionDefinition[] = [
   autoscaleJustInTime,
   housekeeping,
   drift,
+  reconcile,
 ];

@@ -504,6 +504,9 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       store,
       clock,
       ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
+      ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
+      // Onboarding reads run from the onboarding-work queue; without a bus, in this process.
+      ...(serviceBus === undefined ? {} : { bus }),
       ...(settings.Graph__homeTenantId === undefined ? {} : { homeTenantId: settings.Graph__homeTenantId }),
       ...(settings.Graph__clientId === undefined ? {} : { appClientId: settings.Graph__clientId }),
       guard: {

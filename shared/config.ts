@@ -137,6 +137,12 @@ export const settingsSchema = z.object({
   Onboarding__deleteThresholdCount: positiveInt.default(500),
   Onboarding__deleteThresholdPercent: z.coerce.number().min(1).max(100).default(20),
   Onboarding__deleteThresholdMinimum: positiveInt.default(10),
+  /** The scheduled full reconciliation behind delta sync (six NCRONTAB fields; weekly by default). */
+  Onboarding__reconcileSchedule: z
+    .string()
+    .trim()
+    .regex(/^\S+( \S+){5}$/, 'six NCRONTAB fields: second minute hour day month day-of-week')
+    .default('0 0 3 * * 0'),
 
   // Local host only.
   LocalHost__port: positiveInt.default(7071),

@@ -5,6 +5,7 @@ import {
   Control,
   EqualityFilter,
   GreaterThanEqualsFilter,
+  LessThanEqualsFilter,
   NotFilter,
   OrFilter,
   type Client,
@@ -640,20 +641,18 @@ export class LdapExecutor {
     });
   }
 
+  /**
+   * Changes above the watermark, oldest first, one page at a time — in time linear in the directory.
+   * It searches USN windows [lo, hi] (uSNChanged is indexed): a window is read whole, so everything up to
+   * its top is known; windows start at one page of USNs and double while they come back sparse (USNs
+   * count every object's changes, not only our users'), and the page ends with the first window that
+   * fills it. Reading all changes above the watermark on every call, then sorting, cost n²/(2·pageSize)
+   * entries for a full read (Samba, 4,000 users, loaded machine: 9.3 s at 1,000 a page and 34.6 s at 250
+   * before; 7.6 s and 13.6 s with windows).
+   */
   private async listChanges(command: CommandOf<'listChanges'>): Promise<CommandResult<'listChanges'>> {
     const since = BigInt(command.since ?? '0');
     const pageSize = command.pageSize ?? 500;
-    const usnFilter = new GreaterThanEqualsFilter({
-      attribute: 'uSNChanged',
-      value: (since + 1n).toString(),
-    });
-    const users = new AndFilter({
-      filters: [
-        new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
-        new NotFilter({ filter: new EqualityFilter({ attribute: 'objectClass', value: 'computer' }) }),
-        usnFilter,
-      ],
-    });
     return this.run('listChanges', async (client, namingContext) => {
       type Change = CommandResult<'listChanges'>['changes'][number];
       // Read before searching: every change committed later gets a higher USN and shows up next time.
@@ -663,59 +662,91 @@ export class LdapExecutor {
       });
       const highest = BigInt(one(root[0] ?? { dn: '' }, 'highestCommittedUSN') ?? '0');
       const found: Change[] = [];
-      for (const ou of this.policy.allowedOus) {
-        for await (const page of client.searchPaginated(ou, {
-          scope: 'sub',
-          filter: users,
-          attributes: this.readAttributes(),
-          explicitBufferAttributes: bufferAttributes,
-          paged: { pageSize: 500 },
-        })) {
-          for (const entry of page.searchEntries) found.push(this.toUser(entry));
-        }
-      }
-      // Deleted users live in CN=Deleted Objects; lastKnownParent tells whether they were ours.
-      // Reading them needs rights a delegated account may lack: then deletions are not reported.
-      let deleted: Entry[] = [];
-      try {
-        ({ searchEntries: deleted } = await client.search(
-          namingContext,
-          {
-            scope: 'sub',
-            filter: new AndFilter({
-              filters: [
-                new EqualityFilter({ attribute: 'isDeleted', value: 'TRUE' }),
-                new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
-                usnFilter,
-              ],
-            }),
-            attributes: ['objectGUID', 'lastKnownParent', 'uSNChanged'],
-            explicitBufferAttributes: ['objectGUID'],
-          },
-          new Control(showDeletedOid, { critical: true }),
-        ));
-      } catch (error) {
-        const mapped = ldapToAppError(error, 'listChanges: deleted objects');
-        if (mapped.code !== 'Forbidden' && mapped.code !== 'NotFound') throw mapped;
-      }
-      for (const entry of deleted) {
-        const parent = one(entry, 'lastKnownParent');
-        const guid = oneBuffer(entry, 'objectGUID');
-        if (parent === undefined || guid?.length !== 16) continue;
-        if (!this.policy.allowedOus.some((ou) => isWithin(parent, ou))) continue;
-        found.push({
-          objectGuid: guid.toString('base64'),
-          deleted: true,
-          usnChanged: one(entry, 'uSNChanged') ?? '0',
-        });
+      let lo = since + 1n;
+      let top = since;
+      for (let window = BigInt(pageSize); lo <= highest && found.length < pageSize; window *= 2n) {
+        const hi = lo + window - 1n < highest ? lo + window - 1n : highest;
+        found.push(...(await this.changesWithin(client, namingContext, lo, hi)));
+        top = hi;
+        lo = hi + 1n;
       }
       found.sort((a, b) => (BigInt(a.usnChanged) < BigInt(b.usnChanged) ? -1 : 1));
       const page = found.slice(0, pageSize);
-      const more = found.length > pageSize;
+      const cut = found.length > pageSize;
+      const more = cut || top < highest;
       const last = BigInt(page[page.length - 1]?.usnChanged ?? '0');
-      // A complete answer may move the watermark past out-of-scope changes too (up to the USN read first).
-      const watermark = more ? last : [since, last, highest].reduce((a, b) => (b > a ? b : a));
+      // Cut inside a window: up to the last change returned. Otherwise every window read is complete, so
+      // the watermark may move past out-of-scope changes too (up to the window's top, or the USN read first).
+      const watermark = cut ? last : [since, last, top].reduce((a, b) => (b > a ? b : a));
       return { changes: page, watermark: watermark.toString(), more };
     });
+  }
+
+  /** Users (in the allowed OUs) and deleted users (last seen there) whose uSNChanged is in [lo, hi]. */
+  private async changesWithin(
+    client: Client,
+    namingContext: string,
+    lo: bigint,
+    hi: bigint,
+  ): Promise<CommandResult<'listChanges'>['changes']> {
+    const usnRange = [
+      new GreaterThanEqualsFilter({ attribute: 'uSNChanged', value: lo.toString() }),
+      new LessThanEqualsFilter({ attribute: 'uSNChanged', value: hi.toString() }),
+    ];
+    const users = new AndFilter({
+      filters: [
+        new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
+        new NotFilter({ filter: new EqualityFilter({ attribute: 'objectClass', value: 'computer' }) }),
+        ...usnRange,
+      ],
+    });
+    const found: CommandResult<'listChanges'>['changes'] = [];
+    for (const ou of this.policy.allowedOus) {
+      for await (const page of client.searchPaginated(ou, {
+        scope: 'sub',
+        filter: users,
+        attributes: this.readAttributes(),
+        explicitBufferAttributes: bufferAttributes,
+        paged: { pageSize: 500 },
+      })) {
+        for (const entry of page.searchEntries) found.push(this.toUser(entry));
+      }
+    }
+    // Deleted users live in CN=Deleted Objects; lastKnownParent tells whether they were ours.
+    // Reading them needs rights a delegated account may lack: then deletions are not reported.
+    let deleted: Entry[] = [];
+    try {
+      ({ searchEntries: deleted } = await client.search(
+        namingContext,
+        {
+          scope: 'sub',
+          filter: new AndFilter({
+            filters: [
+              new EqualityFilter({ attribute: 'isDeleted', value: 'TRUE' }),
+              new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
+              ...usnRange,
+            ],
+          }),
+          attributes: ['objectGUID', 'lastKnownParent', 'uSNChanged'],
+          explicitBufferAttributes: ['objectGUID'],
+        },
+        new Control(showDeletedOid, { critical: true }),
+      ));
+    } catch (error) {
+      const mapped = ldapToAppError(error, 'listChanges: deleted objects');
+      if (mapped.code !== 'Forbidden' && mapped.code !== 'NotFound') throw mapped;
+    }
+    for (const entry of deleted) {
+      const parent = one(entry, 'lastKnownParent');
+      const guid = oneBuffer(entry, 'objectGUID');
+      if (parent === undefined || guid?.length !== 16) continue;
+      if (!this.policy.allowedOus.some((ou) => isWithin(parent, ou))) continue;
+      found.push({
+        objectGuid: guid.toString('base64'),
+        deleted: true,
+        usnChanged: one(entry, 'uSNChanged') ?? '0',
+      });
+    }
+    return found;
   }
 }

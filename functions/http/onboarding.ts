@@ -14,6 +14,16 @@ import { pagedBody } from './paging.js';
 /** Onboarding an existing tenant, Tenant Connect, and the drift sync (issue 16). */
 
 const customerParams = z.object({ customerId: customerIdSchema });
+
+/** Delta links are Graph's state tokens: kept server-side, never shown. */
+function withoutLinks<T extends { deltaLink?: string; groupsDeltaLink?: string }>(
+  value: T,
+): Omit<T, 'deltaLink' | 'groupsDeltaLink'> {
+  const { deltaLink: _users, groupsDeltaLink: _groups, ...rest } = value;
+  void _users;
+  void _groups;
+  return rest;
+}
 const tags = ['onboarding'];
 
 export const startOnboarding = httpFunction({
@@ -27,11 +37,14 @@ export const startOnboarding = httpFunction({
   params: customerParams,
   body: startOnboardingRequestSchema,
   responses: {
-    202: { description: 'The onboarding job (reading in the background; GET it for progress)' },
+    202: { description: 'The onboarding job (its read is queued on onboarding-work; GET it for progress)' },
     403: { description: 'Atria cannot read the tenant: what to do (admin consent or GDAP)' },
   },
   async handle({ caller, params: { customerId }, body, deps }) {
-    return { status: 202, body: await deps.onboarding.start(caller, customerId, body.tenantId) };
+    return {
+      status: 202,
+      body: withoutLinks(await deps.onboarding.start(caller, customerId, body.tenantId)),
+    };
   },
 });
 
@@ -45,7 +58,7 @@ export const getOnboarding = httpFunction({
   params: customerParams,
   responses: { 200: { description: 'The onboarding job' } },
   async handle({ caller, params: { customerId }, deps }) {
-    return { status: 200, body: await deps.onboarding.get(caller, customerId) };
+    return { status: 200, body: withoutLinks(await deps.onboarding.get(caller, customerId)) };
   },
 });
 
@@ -93,7 +106,7 @@ export const approveOnboarding = httpFunction({
   body: approveRequestSchema,
   responses: { 200: { description: 'The job afterwards (completed once no item is pending)' } },
   async handle({ caller, params: { customerId }, body, deps }) {
-    return { status: 200, body: await deps.onboarding.approve(caller, customerId, body.items) };
+    return { status: 200, body: withoutLinks(await deps.onboarding.approve(caller, customerId, body.items)) };
   },
 });
 
@@ -141,9 +154,7 @@ export const getSync = httpFunction({
   params: customerParams,
   responses: { 200: { description: 'The sync state (the delta link is never shown)' } },
   async handle({ caller, params: { customerId }, deps }) {
-    const { deltaLink: _link, ...state } = await deps.onboarding.getSync(caller, customerId);
-    void _link;
-    return { status: 200, body: state };
+    return { status: 200, body: withoutLinks(await deps.onboarding.getSync(caller, customerId)) };
   },
 });
 
@@ -172,9 +183,7 @@ export const confirmSyncDeletions = httpFunction({
   params: customerParams,
   responses: { 200: { description: 'The sync state, confirmed' } },
   async handle({ caller, params: { customerId }, deps }) {
-    const { deltaLink: _link, ...state } = await deps.onboarding.confirmDeletions(caller, customerId);
-    void _link;
-    return { status: 200, body: state };
+    return { status: 200, body: withoutLinks(await deps.onboarding.confirmDeletions(caller, customerId)) };
   },
 });
 

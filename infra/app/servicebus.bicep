@@ -10,6 +10,7 @@ param agentSites string[] = []
 var workQueueNames = [
   'directory-work'
   'licence-work'
+  'onboarding-work' // onboarding reads (functions/queue/onboarding.ts), resumable by the job's lease
 ]
 
 // Same delivery semantics everywhere: the app sets messageId for idempotent sends (cmd-<id>, reply-<id>), so

@@ -66,6 +66,12 @@ export interface CloudDirectory {
    */
   listUserImportChanges(cursor?: string): Promise<ImportUserChangePage>;
   /**
+   * One page of a groups/delta round tracking the group facts onboarding keeps and `members`: the first
+   * round lists every group with all its members, later ones only what changed (cursor: the stored
+   * nextLink or deltaLink; SyncStateExpired when the token is gone).
+   */
+  listGroupChanges(cursor?: string): Promise<GroupChangePage>;
+  /**
    * Object ids of every member of an activated directory role (`GET /directoryRoles`, then each role's
    * members): the admins that are never matched automatically.
    */
@@ -331,6 +337,23 @@ export interface UserChangePage {
   /** Present while the round has more pages. */
   nextCursor?: string;
   /** Present on the last page of a round: store it for the next round. */
+  deltaLink?: string;
+}
+
+export type GroupChange =
+  | {
+      kind: 'upserted';
+      /** The tracked facts as delta reports them (absent: unknown this round). */
+      group: { id: string } & Partial<Omit<CloudGroup, 'id'>>;
+      /** members@delta: ids added (or, in a first round, every member) and ids removed. */
+      membersAdded: string[];
+      membersRemoved: string[];
+    }
+  | { kind: 'removed'; id: string };
+
+export interface GroupChangePage {
+  changes: GroupChange[];
+  nextCursor?: string;
   deltaLink?: string;
 }
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Caller } from '../domain/caller.js';
 import type { Customer } from '../domain/customer.js';
@@ -18,11 +18,16 @@ import type { Clock } from '../ports/clock.js';
 import type {
   CloudDirectory,
   CloudDirectoryFactory,
+  CloudUserPatch,
   CloudUserSnapshot,
   ImportedCloudUser,
   ImportUserChangePage,
 } from '../ports/cloud-directory.js';
+import type { Bus } from '../ports/bus.js';
+import { deterministicMessageId } from '../ports/bus.js';
+import type { OnPremDirectory, OnPremUser } from '../ports/on-prem-directory.js';
 import type { Store, Versioned } from '../ports/store.js';
+import { onboardingWork } from '../contracts/onboarding-work.js';
 import { loadCustomer } from './customers.js';
 import { pageOf, type PageOf, type PageRequest } from './paging.js';
 import { createTenancy } from './tenancy.js';
@@ -101,10 +106,16 @@ const jobSchema = z.object({
     )
     .default([]),
   progress: progressSchema,
+  /** The AD side as the site's agent read it (hybrid/AD customers): its USN watermark seeds drift. */
+  ad: z.object({ siteId: z.string(), watermark: z.string(), users: z.number() }).optional(),
+  /** The customer's AD site when the job started (hybrid/AD customers): the agent reads the AD side. */
+  adSiteId: z.string().optional(),
   cursor: z.string().optional(),
   /** Chunks written so far: names the next chunk row, so replayed pages rewrite their own. */
   pages: z.number().default(0),
   deltaLink: z.string().optional(),
+  /** groups/delta's link after the import's first round (memberships follow it in drift). */
+  groupsDeltaLink: z.string().optional(),
   leaseUntil: z.string().optional(),
   approvedAt: z.string().optional(),
   /** The licence-source import run at approval (Partner Center, distributor, Graph subscriptions). */
@@ -112,6 +123,9 @@ const jobSchema = z.object({
     .object({ importId: z.string(), state: z.string(), error: z.string().optional() })
     .optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** Retryable failures of the read so far, and the last one (the run is re-scheduled with backoff). */
+  retries: z.number().optional(),
+  lastError: z.object({ code: z.string(), message: z.string() }).optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -177,6 +191,17 @@ const itemSchema = z.object({
     )
     .default([]),
   resolution: resolutionSchema.optional(),
+  /** The local side as matching saw it (AD's values where the DC holds the user). */
+  local: z
+    .object({
+      userPrincipalName: z.string(),
+      displayName: z.string(),
+      inAd: z.boolean(),
+      inAtria: z.boolean(),
+    })
+    .optional(),
+  /** The local object's source anchors (base64 objectGUID, ms-DS-ConsistencyGuid) as the DC reported them. */
+  anchors: z.array(z.string()).optional(),
   appliedAt: z.string().optional(),
 });
 export type OnboardingItem = z.infer<typeof itemSchema>;
@@ -207,11 +232,26 @@ export type OnboardingGroup = z.infer<typeof groupRowSchema>;
 
 const lockSchema = z.object({ jobId: z.string(), active: z.boolean() });
 
+/** A user the DC holds that Atria does not (yet): linking one creates its Atria record from these facts. */
+const adObjectSchema = z.object({
+  objectGuid: z.string(),
+  dn: z.string(),
+  sAMAccountName: z.string(),
+  userPrincipalName: z.string(),
+  displayName: z.string(),
+  enabled: z.boolean(),
+  consistencyGuid: z.string().optional(),
+});
+type AdObject = z.infer<typeof adObjectSchema>;
+
 const syncStateSchema = z.object({
   providerId: z.string(),
   customerId: z.string(),
   tenantId: z.string(),
   deltaLink: z.string().optional(),
+  groupsDeltaLink: z.string().optional(),
+  /** The agent's change feed: the USN watermark after the last applied AD pass, per site. */
+  ad: z.object({ siteId: z.string(), watermark: z.string() }).optional(),
   /** Set when a pass found more deletions than the guard allows; nothing was deleted. */
   held: z.object({ deletions: z.number(), users: z.number(), since: z.string() }).optional(),
   /** A person confirmed the held deletions: the next pass applies them once. */
@@ -228,6 +268,8 @@ const syncStateSchema = z.object({
       removed: z.number(),
       created: z.number(),
       reverted: z.number(),
+      adChanges: z.number().default(0),
+      groupChanges: z.number().default(0),
     })
     .optional(),
 });
@@ -244,6 +286,10 @@ export const approveRequestSchema = z.strictObject({
 export interface SyncPassResult {
   held: boolean;
   full: boolean;
+  /** AD changes the agent reported this pass (hybrid/AD customers). */
+  adChanges: number;
+  /** Group rows changed by groups/delta (memberships added/removed, groups created or deleted). */
+  groupChanges: number;
   upserted: number;
   removed: number;
   created: number;
@@ -252,10 +298,23 @@ export interface SyncPassResult {
   deletions?: number;
 }
 
+interface AdRead {
+  siteId: string;
+  /** Users present (changed since the watermark given, or all of them for a full read). */
+  users: OnPremUser[];
+  /** objectGUIDs deleted since (seen only when the agent's account may read CN=Deleted Objects). */
+  deleted: string[];
+  watermark: string;
+}
+
 export interface OnboardingDeps {
   store: Store;
   clock: Clock;
   cloudDirectory?: CloudDirectoryFactory;
+  /** The site's AD through its relay agent (hybrid and AD customers). */
+  onPremDirectory?: (siteId: string) => Promise<OnPremDirectory>;
+  /** Runs go onto the onboarding-work queue; without a bus (unit tests) they run in this process. */
+  bus?: Bus;
   /** The app's home (partner) tenant, where GDAP relationships are read. */
   homeTenantId?: string;
   appClientId?: string;
@@ -293,6 +352,12 @@ const emptyProgress = (): Progress => ({
 
 /** Atria user ids for users first seen in the cloud: stable, so a repeat creates nothing new. */
 const cloudUserId = (objectId: string): string => `entra-${objectId}`;
+/** Atria user ids for users first seen in AD (objectGUID as base64url: no '/' reaches a RowKey). */
+const adUserId = (objectGuid: string): string =>
+  `ad-${Buffer.from(objectGuid, 'base64').toString('base64url')}`;
+const isAdUserId = (userId: string): boolean => /^ad-[A-Za-z0-9_-]{22}$/.test(userId);
+/** A fresh command id per read: the agent answers a repeated id from its record. */
+const readCommandId = (what: string): string => `onboarding.${what}.${randomUUID()}`;
 
 function localOf(record: UserRecord): LocalIdentity {
   const anchors = record.ad === undefined ? [] : [record.ad.objectGuid];
@@ -305,6 +370,40 @@ function localOf(record: UserRecord): LocalIdentity {
     employeeId: null,
     entraObjectId: record.entra?.objectId ?? null,
   };
+}
+
+/** The matching view of an AD user: the DC's anchors (objectGUID, ms-DS-ConsistencyGuid) and values. */
+function adIdentity(user: OnPremUser): Omit<LocalIdentity, 'key' | 'entraObjectId'> {
+  const anchors = [user.objectGuid];
+  if (user.consistencyGuid !== undefined && user.consistencyGuid !== user.objectGuid)
+    anchors.push(user.consistencyGuid);
+  return {
+    userPrincipalName: user.userPrincipalName ?? '',
+    displayName: user.displayName ?? user.sAMAccountName,
+    anchors,
+    // AD's `mail` when the agent reads it (allow-listed): the address Exchange makes the primary SMTP.
+    primarySmtp: user.attributes['mail'] ?? null,
+    employeeId: user.attributes['employeeID'] ?? null,
+  };
+}
+
+function adObjectOf(user: OnPremUser): AdObject {
+  return {
+    objectGuid: user.objectGuid,
+    dn: user.dn,
+    sAMAccountName: user.sAMAccountName,
+    userPrincipalName: user.userPrincipalName ?? '',
+    displayName: user.displayName ?? user.sAMAccountName,
+    enabled: user.enabled,
+    ...(user.consistencyGuid === undefined ? {} : { consistencyGuid: user.consistencyGuid }),
+  };
+}
+
+/** A group row's content as a short digest (member order does not matter). */
+function groupDigest(group: OnboardingGroup): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ ...group, memberIds: [...group.memberIds].sort() }))
+    .digest('base64url');
 }
 
 /** One page's item writes, sent a few at a time (each an independent upsert keyed by its object). */
@@ -334,6 +433,8 @@ export function createOnboarding(deps: OnboardingDeps) {
   const groups = deps.store.collection('onboardinggroups', groupRowSchema);
   const locks = deps.store.collection('onboardinglocks', lockSchema);
   const syncStates = deps.store.collection('onboardingsync', syncStateSchema);
+  /** AD users Atria does not hold, per job (linking one creates its record). */
+  const adObjects = deps.store.collection('onboardingad', adObjectSchema);
   const users = deps.store.collection('users', userRecordSchema);
   const tenancy = createTenancy(deps);
   const rules = deps.rules ?? defaultMatchRules;
@@ -439,13 +540,13 @@ export function createOnboarding(deps: OnboardingDeps) {
 
   /** Starts (or returns the running) onboarding of the customer's tenant. */
   async function start(caller: Caller, customerId: string, tenantId: string): Promise<OnboardingJob> {
-    await assertCustomerTenant(caller, customerId, tenantId);
+    const customer = await assertCustomerTenant(caller, customerId, tenantId);
     const existing = await latestJob(caller.providerId, customerId);
     if (
       existing !== undefined &&
       (existing.value.state === 'reading' || existing.value.state === 'awaitingApproval')
     ) {
-      kick(existing.value);
+      await kick(existing.value);
       return existing.value;
     }
     const access = await checkAccess(tenantId);
@@ -461,6 +562,7 @@ export function createOnboarding(deps: OnboardingDeps) {
       domains: [],
       skus: [],
       progress: emptyProgress(),
+      ...(customer.ad === undefined ? {} : { adSiteId: customer.ad.siteId }),
       pages: 0,
       createdAt: at,
       updatedAt: at,
@@ -471,19 +573,80 @@ export function createOnboarding(deps: OnboardingDeps) {
     const lock = await locks.get(LOCKS, key);
     if (lock === undefined) await locks.create(LOCKS, key, { jobId: job.jobId, active: true });
     else await locks.replace(LOCKS, key, { jobId: job.jobId, active: true }, lock.etag);
-    kick(job);
+    await kick(job);
     return job;
   }
 
-  /** Runs the job in the background of this process (the drift timer resumes one whose process died). */
-  function kick(job: OnboardingJob): void {
+  /**
+   * Hands the read to the onboarding-work queue (a message per lease period: duplicate detection drops
+   * a repeat, a resend after the lease expired resumes). Without a bus it runs in this process.
+   */
+  async function kick(job: OnboardingJob, notBefore?: Date): Promise<void> {
     if (job.state !== 'reading') return;
+    if (deps.bus !== undefined) {
+      await deps.bus.send(
+        onboardingWork,
+        {
+          type: 'onboarding.run',
+          v: 1,
+          providerId: job.providerId,
+          customerId: job.customerId,
+          jobId: job.jobId,
+        },
+        {
+          messageId: deterministicMessageId(
+            'onboarding.run',
+            job.jobId,
+            job.leaseUntil ?? 'first',
+            notBefore?.toISOString() ?? '',
+          ),
+          ...(notBefore === undefined ? {} : { scheduledEnqueueTime: notBefore }),
+        },
+      );
+      return;
+    }
     const key = itemsPartition(job);
     if (running.has(key)) return;
     const run = read(job.providerId, job.customerId, job.jobId)
       .catch((error: unknown) => deps.onError?.(error))
       .finally(() => running.delete(key));
     running.set(key, run);
+  }
+
+  /**
+   * One queue delivery: reads under the job's lease until the dry run is ready. A live lease held by
+   * another delivery re-schedules this run for when it ends; a retryable failure re-schedules it with
+   * backoff (the lease is left to expire); a permanent one fails the job (read() records it).
+   */
+  async function runQueued(
+    work: { providerId: string; customerId: string; jobId: string },
+    deliveryCount: number,
+  ): Promise<'done' | 'leased' | 'rescheduled' | 'gone'> {
+    const job = await jobs.get(userPartition(work.providerId, work.customerId), work.jobId);
+    if (job?.value.providerId !== work.providerId || job.value.state !== 'reading') return 'gone';
+    if (job.value.leaseUntil !== undefined && job.value.leaseUntil > now()) {
+      await kick(job.value, new Date(Date.parse(job.value.leaseUntil) + 1000));
+      return 'leased';
+    }
+    try {
+      await read(work.providerId, work.customerId, work.jobId);
+      return 'done';
+    } catch (thrown) {
+      const error = toAppError(thrown);
+      if (!(error.retryable || error.code === 'ConcurrencyConflict')) return 'done';
+      const fresh = await jobs.get(job.partitionKey, job.rowKey);
+      if (fresh?.value.state !== 'reading') return 'done';
+      // The job shows why it waits (e.g. the site's agent is offline) and how often it was retried.
+      const retries = (fresh.value.retries ?? 0) + 1;
+      const saved = await saveJob(fresh, {
+        retries,
+        lastError: { code: error.code, message: error.message.slice(0, 300) },
+      });
+      const lease = saved.value.leaseUntil === undefined ? 0 : Date.parse(saved.value.leaseUntil);
+      const delay = Math.min(1000 * 2 ** Math.min(retries + deliveryCount - 1, 8), 300_000);
+      await kick(saved.value, new Date(Math.max(lease + 1000, deps.clock.now().getTime() + delay)));
+      return 'rescheduled';
+    }
   }
 
   /** Waits for this process's runs (tests, shutdown). */
@@ -515,20 +678,57 @@ export function createOnboarding(deps: OnboardingDeps) {
     try {
       if (job.value.domains.length === 0) {
         const facts = await readTenantFacts(cloud);
-        const groupCount = await readGroups(cloud, itemsPartition(job.value));
+        const groupRound = await readGroupChanges(cloud, itemsPartition(job.value), undefined, true);
         job = await saveJob(job, {
           ...facts,
-          progress: { ...job.value.progress, groups: groupCount },
+          groupsDeltaLink: groupRound.deltaLink,
+          progress: { ...job.value.progress, groups: groupRound.count },
           leaseUntil: lease(),
         });
       }
 
-      const locals: LocalIdentity[] = [];
-      for await (const row of users.list(userPartition(providerId, customerId)))
-        if (row.value.state !== 'deleted') locals.push(localOf(row.value));
-      const matcher = new Matcher(locals, rules);
-      const admins = new Set(await cloud.listDirectoryRoleMemberIds());
       const partition = itemsPartition(job.value);
+      const ad = job.value.adSiteId === undefined ? undefined : await readAdSide(job.value.adSiteId);
+      const locals: LocalIdentity[] = [];
+      const inAd = new Set<string>();
+      const adByGuid = new Map((ad?.users ?? []).map((u) => [u.objectGuid, u]));
+      for await (const row of users.list(userPartition(providerId, customerId))) {
+        if (row.value.state === 'deleted') continue;
+        const local = localOf(row.value);
+        const found = row.value.ad === undefined ? undefined : adByGuid.get(row.value.ad.objectGuid);
+        if (found !== undefined) {
+          // The DC's anchors and values, not Atria's copy: AD is the source for a hybrid user.
+          adByGuid.delete(found.objectGuid);
+          inAd.add(local.key);
+          locals.push({ ...local, ...adIdentity(found), key: local.key, entraObjectId: local.entraObjectId });
+        } else locals.push(local);
+      }
+      // Users only the DC holds: matchable too (linking one creates its Atria record).
+      const adOnly = new PendingWrites(16);
+      for (const user of adByGuid.values()) {
+        const key = adUserId(user.objectGuid);
+        inAd.add(key);
+        locals.push({ ...adIdentity(user), key, entraObjectId: null });
+        adOnly.add(() => adObjects.upsert(partition, key, adObjectOf(user)));
+      }
+      await adOnly.flush();
+      if (ad !== undefined && job.value.ad?.watermark !== ad.watermark)
+        job = await saveJob(job, {
+          ad: { siteId: ad.siteId, watermark: ad.watermark, users: ad.users.length },
+          leaseUntil: lease(),
+        });
+      const matcher = new Matcher(locals, rules);
+      const localFacts = (key: string): OnboardingItem['local'] => {
+        const local = matcher.local(key);
+        if (local === undefined) return undefined;
+        return {
+          userPrincipalName: local.userPrincipalName,
+          displayName: local.displayName,
+          inAd: inAd.has(key),
+          inAtria: !isAdUserId(key),
+        };
+      };
+      const admins = new Set(await cloud.listDirectoryRoleMemberIds());
       const matchedIn = new Map<string, string>();
       // A resumed run: earlier pages' matches still claim their local objects, their cases' candidates too.
       if (job.value.cursor !== undefined) {
@@ -568,6 +768,7 @@ export function createOnboarding(deps: OnboardingDeps) {
             progress,
             writes,
             context,
+            localFacts,
           );
         }
         if (page.deltaLink === undefined && context.chunk.length < chunkItems) {
@@ -581,26 +782,29 @@ export function createOnboarding(deps: OnboardingDeps) {
         pages++;
         context = { chunk: [], chunkKey: pageChunkKey(pages), matchedIn };
         if (page.deltaLink !== undefined) {
-          let locals: OnboardingItem[] = [];
+          let onlyLocal: OnboardingItem[] = [];
           let n = 0;
           for (const local of matcher.unclaimed()) {
             progress.onlyLocal++;
-            locals.push({
+            const facts = localFacts(local.key);
+            onlyLocal.push({
               itemId: `local:${local.key}`,
               kind: 'onlyLocal',
               userId: local.key,
+              ...(facts === undefined ? {} : { local: facts }),
               differences: [],
             });
-            if (locals.length === 500) {
-              await chunks.upsert(partition, localChunkKey(n++), { items: locals });
-              locals = [];
+            if (onlyLocal.length === 500) {
+              await chunks.upsert(partition, localChunkKey(n++), { items: onlyLocal });
+              onlyLocal = [];
             }
           }
-          if (locals.length > 0) await chunks.upsert(partition, localChunkKey(n), { items: locals });
+          if (onlyLocal.length > 0) await chunks.upsert(partition, localChunkKey(n), { items: onlyLocal });
           progress.pending = progress.cases;
-          const { cursor: _done, leaseUntil: _lease, ...rest } = job.value;
+          const { cursor: _done, leaseUntil: _lease, lastError: _error, ...rest } = job.value;
           void _done;
           void _lease;
+          void _error;
           await jobs.replace(
             job.partitionKey,
             job.rowKey,
@@ -634,28 +838,128 @@ export function createOnboarding(deps: OnboardingDeps) {
     }
   }
 
+  /**
+   * The whole AD side through the site's agent: its change feed from the start (`since` omitted) is a
+   * full read of the users in the allowed OUs, page by page, ending at a USN watermark that drift follows.
+   * Why listChanges and not a new command: it is USN-consistent (a user changed mid-read moves past the
+   * watermark and is read again, never lost), it reads USN windows in linear time (agent/ldap/executor.ts),
+   * and it needs no protocol change. Why the USN feed and not DirSync for drift: DirSync needs the
+   * Replicating Directory Changes right on the whole domain, which a delegated account should not hold.
+   */
+  async function readAdSide(siteId: string, since?: string): Promise<AdRead> {
+    if (deps.onPremDirectory === undefined)
+      throw new AppError('Unavailable', 'the relay to on-prem agents is not configured', {
+        retryable: false,
+      });
+    const directory = await deps.onPremDirectory(siteId);
+    const found = new Map<string, OnPremUser>();
+    const deleted = new Set<string>();
+    let watermark = since;
+    for (let page = 0; page < 10_000; page++) {
+      const feed = await directory.listChanges(watermark, {
+        commandId: readCommandId('ad-read'),
+        pageSize: 1000,
+        timeoutInMs: 60_000,
+      });
+      for (const change of feed.changes) {
+        if ('deleted' in change) {
+          found.delete(change.objectGuid);
+          deleted.add(change.objectGuid);
+        } else {
+          found.set(change.objectGuid, change);
+          deleted.delete(change.objectGuid);
+        }
+      }
+      watermark = feed.watermark;
+      if (!feed.more) break;
+    }
+    return { siteId, users: [...found.values()], deleted: [...deleted], watermark: watermark ?? '0' };
+  }
+
   /** Groups page by page, one row each with its member ids (a repeat rewrites the same rows). */
-  async function readGroups(cloud: CloudDirectory, partition: string): Promise<number> {
-    let count = 0;
-    let cursor: string | undefined;
-    do {
-      const page = await cloud.listGroupsPage(cursor);
-      for (const group of page.groups) {
-        const memberIds = await cloud.listGroupMembers(group.id);
-        await groups.upsert(partition, group.id, {
+  /**
+   * A groups/delta round applied to the group rows: a first (`full`) round lists every group with all
+   * its members (a big group may span pages: merged) and removes rows of groups it did not name; later
+   * rounds add and remove the members@delta reports and drop deleted groups. Ends with the delta link.
+   */
+  async function readGroupChanges(
+    cloud: CloudDirectory,
+    partition: string,
+    from: string | undefined,
+    full: boolean,
+  ): Promise<{ deltaLink: string; changes: number; count: number }> {
+    const seen = new Set<string>();
+    let changes = 0;
+    let cursor = from;
+    // A full round's first sight of a group replaces its row outright, written a few at a time; what
+    // was there before is kept as one digest per group (to count changes and drop vanished groups).
+    const writes = new PendingWrites(16);
+    const before = new Map<string, string>();
+    if (full) for await (const row of groups.list(partition)) before.set(row.rowKey, groupDigest(row.value));
+    for (;;) {
+      const page = await cloud.listGroupChanges(cursor);
+      for (const change of page.changes) {
+        if (full && change.kind === 'upserted' && !seen.has(change.group.id)) {
+          const { group } = change;
+          seen.add(group.id);
+          const row: OnboardingGroup = {
+            id: group.id,
+            displayName: group.displayName ?? '',
+            mailNickname: group.mailNickname ?? '',
+            securityEnabled: group.securityEnabled ?? false,
+            mailEnabled: group.mailEnabled ?? false,
+            groupTypes: group.groupTypes ?? [],
+            memberIds: [...new Set(change.membersAdded)].sort(),
+          };
+          if (before.get(group.id) !== groupDigest(row)) {
+            changes++;
+            writes.add(() => groups.upsert(partition, group.id, row));
+          }
+          continue;
+        }
+        // Later sightings (a big group spread over pages, or a delta round) merge into the stored row.
+        await writes.flush();
+        if (change.kind === 'removed') {
+          if ((await groups.get(partition, change.id)) !== undefined) {
+            await groups.delete(partition, change.id);
+            changes++;
+          }
+          continue;
+        }
+        const { group } = change;
+        const existing = (await groups.get(partition, group.id))?.value;
+        const members = new Set(existing?.memberIds ?? []);
+        for (const id of change.membersAdded) members.add(id);
+        for (const id of change.membersRemoved) members.delete(id);
+        seen.add(group.id);
+        const next: OnboardingGroup = {
           id: group.id,
-          displayName: group.displayName,
-          mailNickname: group.mailNickname,
-          securityEnabled: group.securityEnabled,
-          mailEnabled: group.mailEnabled,
-          groupTypes: group.groupTypes,
-          memberIds,
-        });
-        count++;
+          displayName: group.displayName ?? existing?.displayName ?? '',
+          mailNickname: group.mailNickname ?? existing?.mailNickname ?? '',
+          securityEnabled: group.securityEnabled ?? existing?.securityEnabled ?? false,
+          mailEnabled: group.mailEnabled ?? existing?.mailEnabled ?? false,
+          groupTypes: group.groupTypes ?? existing?.groupTypes ?? [],
+          memberIds: [...members].sort(),
+        };
+        if (
+          existing === undefined ||
+          JSON.stringify({ ...existing, memberIds: [...existing.memberIds].sort() }) !== JSON.stringify(next)
+        ) {
+          await groups.upsert(partition, group.id, next);
+          changes++;
+        }
+      }
+      await writes.flush();
+      if (page.deltaLink !== undefined) {
+        for (const id of before.keys())
+          if (!seen.has(id)) {
+            await groups.delete(partition, id);
+            changes++;
+          }
+        return { deltaLink: page.deltaLink, changes, count: seen.size };
       }
       cursor = page.nextCursor;
-    } while (cursor !== undefined);
-    return count;
+    }
   }
 
   async function readTenantFacts(cloud: CloudDirectory): Promise<Pick<OnboardingJob, 'domains' | 'skus'>> {
@@ -697,6 +1001,7 @@ export function createOnboarding(deps: OnboardingDeps) {
     progress: Progress,
     writes: PendingWrites,
     context: PageContext,
+    localFacts: (key: string) => OnboardingItem['local'],
   ): Promise<void> {
     const cloud = {
       id: user.id,
@@ -745,6 +1050,11 @@ export function createOnboarding(deps: OnboardingDeps) {
             { userPrincipalName: local.userPrincipalName, displayName: local.displayName },
             anchoredInAd,
           );
+    const facts = localFacts(decision.key);
+    const about = {
+      ...(facts === undefined ? {} : { local: facts }),
+      ...(local === undefined || local.anchors.length === 0 ? {} : { anchors: local.anchors }),
+    };
     const claimedBy = [...matcher.claimedTwice()].find((c) => c.key === decision.key);
     if (claimedBy !== undefined) {
       // Never guessed: every cloud user that matched this local object becomes a case.
@@ -791,6 +1101,7 @@ export function createOnboarding(deps: OnboardingDeps) {
       score: decision.score,
       rules: decision.rules,
       differences,
+      ...about,
     });
     context.matchedIn.set(user.id, context.chunkKey);
   }
@@ -834,21 +1145,33 @@ export function createOnboarding(deps: OnboardingDeps) {
     const cloudUser = item.cloud;
     if (cloudUser === undefined) throw new AppError('Validation', `item ${item.itemId} has no cloud user`);
     const partition = userPartition(job.providerId, job.customerId);
-    const row = await users.get(partition, userId);
+    const row = (await users.get(partition, userId)) ?? (await createFromAd(job, userId));
     if (row === undefined || row.value.state === 'deleted')
       throw new AppError('NotFound', `user ${userId} not found`);
     const taken = row.value.entra?.objectId;
     if (taken !== undefined && taken !== cloudUser.id)
       throw new AppError('Conflict', `user ${userId} is already linked to Entra object ${taken}`);
-    const anchor = row.value.ad?.objectGuid;
+    // The DC's view where matching had it (this very user), else Atria's record.
+    const seen = item.userId === userId ? item : undefined;
+    const adAnchors = seen?.anchors ?? (row.value.ad === undefined ? [] : [row.value.ad.objectGuid]);
+    // Connect's sourceAnchor: ms-DS-ConsistencyGuid when set (it differs from objectGUID), else objectGUID.
+    const anchor =
+      cloudUser.onPremisesImmutableId !== null && adAnchors.includes(cloudUser.onPremisesImmutableId)
+        ? cloudUser.onPremisesImmutableId
+        : (adAnchors[1] ?? adAnchors[0]);
+    const localValues =
+      seen?.local?.inAd === true
+        ? { userPrincipalName: seen.local.userPrincipalName, displayName: seen.local.displayName }
+        : { userPrincipalName: row.value.userPrincipalName, displayName: row.value.displayName };
     const cloud = directory(job.tenantId);
     // Compared against the user actually linked (a resolution may name another than the candidate).
     const differences = diffAttributes(
       { userPrincipalName: cloudUser.userPrincipalName, displayName: cloudUser.displayName },
-      { userPrincipalName: row.value.userPrincipalName, displayName: row.value.displayName },
+      localValues,
       anchor !== undefined,
     );
-    const fromCloud: Partial<UserRecord> = {};
+    // Atria's record follows AD's values for an AD user (they may have moved on since Atria wrote them).
+    const fromCloud: Partial<UserRecord> = anchor === undefined ? {} : { ...localValues };
     const patch: Record<string, string> = {};
     for (const difference of differences) {
       const attribute = difference.attribute;
@@ -874,6 +1197,37 @@ export function createOnboarding(deps: OnboardingDeps) {
       row.etag,
     );
     return 'linked';
+  }
+
+  /** The Atria record of a user only AD held at onboarding (a repeat finds the first one). */
+  async function createFromAd(
+    job: OnboardingJob,
+    userId: string,
+  ): Promise<Versioned<UserRecord> | undefined> {
+    if (!isAdUserId(userId)) return undefined;
+    const found = await adObjects.get(itemsPartition(job), userId);
+    if (found === undefined) return undefined;
+    const ad = found.value;
+    const partition = userPartition(job.providerId, job.customerId);
+    const at = now();
+    try {
+      return await users.create(partition, userId, {
+        userId,
+        providerId: job.providerId,
+        customerId: job.customerId,
+        userPrincipalName: ad.userPrincipalName,
+        displayName: ad.displayName,
+        state: ad.enabled ? 'active' : 'disabled',
+        ad: { objectGuid: ad.objectGuid, dn: ad.dn, sAMAccountName: ad.sAMAccountName },
+        licences: [],
+        lastOperationId: `onboarding:${job.jobId}`,
+        createdAt: at,
+        updatedAt: at,
+      });
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+      return users.get(partition, userId);
+    }
   }
 
   function mergeLicences(existing: UserRecord['licences'], skuIds: string[]): UserRecord['licences'] {
@@ -991,6 +1345,8 @@ export function createOnboarding(deps: OnboardingDeps) {
       customerId: job.customerId,
       tenantId: job.tenantId,
       ...(job.deltaLink === undefined ? {} : { deltaLink: job.deltaLink }),
+      ...(job.groupsDeltaLink === undefined ? {} : { groupsDeltaLink: job.groupsDeltaLink }),
+      ...(job.ad === undefined ? {} : { ad: { siteId: job.ad.siteId, watermark: job.ad.watermark } }),
       confirmed: false,
       failures: [],
     });
@@ -1091,7 +1447,9 @@ export function createOnboarding(deps: OnboardingDeps) {
     }
     if (resolution.action === 'link') {
       const target = await users.get(userPartition(caller.providerId, customerId), resolution.userId);
-      if (target === undefined || target.value.state === 'deleted')
+      const inAdOnly =
+        target === undefined && (await adObjects.get(partition, resolution.userId)) !== undefined;
+      if (!inAdOnly && (target === undefined || target.value.state === 'deleted'))
         throw new AppError('Validation', `user ${resolution.userId} not found`, {
           details: { errors: [{ path: 'body.userId', message: 'no such user' }] },
         });
@@ -1153,7 +1511,11 @@ export function createOnboarding(deps: OnboardingDeps) {
    * reconciled by source of truth. AD-anchored users keep AD's values (the cloud is put back), cloud-only
    * users take Entra's. More deletions than the guard allows stop the pass before anything changes.
    */
-  async function syncPass(providerId: string, customerId: string): Promise<SyncPassResult> {
+  async function syncPass(
+    providerId: string,
+    customerId: string,
+    options: { full?: boolean } = {},
+  ): Promise<SyncPassResult> {
     const key = lockKey(providerId, customerId);
     const state = await syncStates.get(SYNC, key);
     if (state === undefined)
@@ -1161,7 +1523,8 @@ export function createOnboarding(deps: OnboardingDeps) {
     const cloud = directory(state.value.tenantId);
 
     // Read the pass first (its changes are few next to the tenant), so the guard sees every deletion.
-    let full = state.value.deltaLink === undefined;
+    // A full pass (the scheduled reconciliation) reads everything and repairs what deltas missed.
+    let full = options.full === true || state.value.deltaLink === undefined;
     const upserts = new Map<string, CloudUserSnapshot>();
     const removals = new Map<string, boolean>();
     let deltaLink: string | undefined;
@@ -1199,14 +1562,24 @@ export function createOnboarding(deps: OnboardingDeps) {
       await readRound(undefined);
     }
 
+    // The AD side through the agent: changes since the stored USN watermark (all users on a full pass).
+    const adState = state.value.ad;
+    const adRead =
+      adState === undefined || deps.onPremDirectory === undefined
+        ? undefined
+        : await readAdSide(adState.siteId, full ? undefined : adState.watermark);
+
     const partition = userPartition(providerId, customerId);
     const latest = await latestJob(providerId, customerId);
     const onboardingItems = latest === undefined ? undefined : itemsPartition(latest.value);
     const byEntraId = new Map<string, Versioned<UserRecord>>();
+    const byAdGuid = new Map<string, Versioned<UserRecord>>();
     let live = 0;
     for await (const row of users.list(partition)) {
       if (row.value.state !== 'deleted') live++;
       if (row.value.entra !== undefined) byEntraId.set(row.value.entra.objectId, row);
+      if (row.value.ad !== undefined && row.value.state !== 'deleted')
+        byAdGuid.set(row.value.ad.objectGuid, row);
     }
     // A full round lists who exists: a linked user it does not name was deleted meanwhile.
     if (full)
@@ -1216,29 +1589,46 @@ export function createOnboarding(deps: OnboardingDeps) {
       const row = byEntraId.get(id);
       return row !== undefined && row.value.state !== 'deleted';
     });
+    // AD deletions of Atria's users: tombstones the agent could read, or (full pass) absent from AD.
+    const adDeletions = new Set<string>();
+    if (adRead !== undefined) {
+      for (const guid of adRead.deleted) if (byAdGuid.has(guid)) adDeletions.add(guid);
+      if (full) {
+        const present = new Set(adRead.users.map((u) => u.objectGuid));
+        for (const guid of byAdGuid.keys()) if (!present.has(guid)) adDeletions.add(guid);
+      }
+    }
+    const deletionCount = new Set([
+      ...deletions.map((id) => byEntraId.get(id)?.value.userId),
+      ...[...adDeletions].map((guid) => byAdGuid.get(guid)?.value.userId),
+    ]).size;
 
-    if (deleteGuardTrips(deletions.length, live, deps.guard) && !state.value.confirmed) {
+    if (deleteGuardTrips(deletionCount, live, deps.guard) && !state.value.confirmed) {
       await syncStates.replace(
         SYNC,
         key,
-        { ...state.value, held: { deletions: deletions.length, users: live, since: now() } },
+        { ...state.value, held: { deletions: deletionCount, users: live, since: now() } },
         state.etag,
       );
       return {
         held: true,
         full,
+        adChanges: 0,
+        groupChanges: 0,
         upserted: 0,
         removed: 0,
         created: 0,
         reverted: 0,
         failed: 0,
-        deletions: deletions.length,
+        deletions: deletionCount,
       };
     }
 
     const result: SyncPassResult = {
       held: false,
       full,
+      adChanges: 0,
+      groupChanges: 0,
       upserted: 0,
       removed: 0,
       created: 0,
@@ -1247,9 +1637,11 @@ export function createOnboarding(deps: OnboardingDeps) {
     };
     const failures = new Map(state.value.failures.map((f) => [f.id, f]));
     const nowMs = deps.clock.now().getTime();
-    // Failed objects whose backoff is over are read again and reconciled like a change.
+    // Failed objects whose backoff is over are read again and reconciled like a change (AD ones come
+    // back through the feed: its watermark does not move past a failed change).
     for (const failure of failures.values())
       if (
+        !failure.id.startsWith('ad:') &&
         Date.parse(failure.nextAttemptAt) <= nowMs &&
         !upserts.has(failure.id) &&
         !removals.has(failure.id)
@@ -1277,6 +1669,57 @@ export function createOnboarding(deps: OnboardingDeps) {
         result.failed++;
       }
     };
+
+    // AD first: AD-authoritative attributes of hybrid users win, in Atria and in the cloud.
+    let adFailed = false;
+    for (const user of adRead?.users ?? []) {
+      const row = byAdGuid.get(user.objectGuid);
+      if (row === undefined) continue;
+      const before = result.failed;
+      await attempt(`ad:${user.objectGuid}`, async () => {
+        const record = row.value;
+        const next: UserRecord = { ...record };
+        if (user.userPrincipalName !== undefined) next.userPrincipalName = user.userPrincipalName;
+        if (user.displayName !== undefined) next.displayName = user.displayName;
+        if (record.state === 'active' || record.state === 'disabled')
+          next.state = user.enabled ? 'active' : 'disabled';
+        if (JSON.stringify(next) === JSON.stringify(record)) return;
+        const entraId = record.entra?.objectId;
+        if (entraId !== undefined) {
+          const patch: CloudUserPatch = {};
+          if (next.displayName !== record.displayName) patch.displayName = next.displayName;
+          if (next.userPrincipalName !== record.userPrincipalName)
+            patch.userPrincipalName = next.userPrincipalName;
+          if (Object.keys(patch).length > 0) await cloud.updateUser(entraId, patch);
+          if (next.state !== record.state)
+            await (next.state === 'active' ? cloud.enableUser(entraId) : cloud.disableUser(entraId));
+        }
+        const saved = await users.replace(partition, record.userId, { ...next, updatedAt: now() }, row.etag);
+        byAdGuid.set(user.objectGuid, saved);
+        if (entraId !== undefined) byEntraId.set(entraId, saved);
+        result.adChanges++;
+      });
+      if (result.failed > before) adFailed = true;
+    }
+    for (const guid of adDeletions) {
+      const before = result.failed;
+      await attempt(`ad:${guid}`, async () => {
+        const row = byAdGuid.get(guid);
+        if (row === undefined) return;
+        // Recorded, not propagated: deleting the Entra user is left to a person (or to Connect).
+        const saved = await users.replace(
+          partition,
+          row.value.userId,
+          { ...row.value, state: 'deleted', updatedAt: now() },
+          row.etag,
+        );
+        const entraId = row.value.entra?.objectId;
+        if (entraId !== undefined) byEntraId.set(entraId, saved);
+        result.adChanges++;
+        result.removed++;
+      });
+      if (result.failed > before) adFailed = true;
+    }
 
     for (const [id, snapshot] of upserts) {
       await attempt(id, async () => {
@@ -1369,6 +1812,20 @@ export function createOnboarding(deps: OnboardingDeps) {
       });
     }
 
+    // Memberships: groups/delta from its stored link (a fresh round on a full pass or an expired token).
+    let groupsDeltaLink = state.value.groupsDeltaLink;
+    if (onboardingItems !== undefined && (groupsDeltaLink !== undefined || full)) {
+      let round;
+      try {
+        round = await readGroupChanges(cloud, onboardingItems, full ? undefined : groupsDeltaLink, full);
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'SyncStateExpired')) throw error;
+        round = await readGroupChanges(cloud, onboardingItems, undefined, true);
+      }
+      groupsDeltaLink = round.deltaLink;
+      result.groupChanges = round.changes;
+    }
+
     const { held: _held, ...rest } = state.value;
     void _held;
     await syncStates.replace(
@@ -1377,6 +1834,10 @@ export function createOnboarding(deps: OnboardingDeps) {
       {
         ...rest,
         ...(deltaLink === undefined ? {} : { deltaLink }),
+        ...(groupsDeltaLink === undefined ? {} : { groupsDeltaLink }),
+        ...(adRead === undefined || adState === undefined || adFailed
+          ? {}
+          : { ad: { siteId: adState.siteId, watermark: adRead.watermark } }),
         confirmed: false,
         failures: [...failures.values()].slice(0, 1000),
         lastPass: {
@@ -1386,6 +1847,8 @@ export function createOnboarding(deps: OnboardingDeps) {
           removed: result.removed,
           created: result.created,
           reverted: result.reverted,
+          adChanges: result.adChanges,
+          groupChanges: result.groupChanges,
         },
       },
       state.etag,
@@ -1429,13 +1892,34 @@ export function createOnboarding(deps: OnboardingDeps) {
         job?.value.state === 'reading' &&
         (job.value.leaseUntil === undefined || job.value.leaseUntil <= now())
       ) {
-        kick(job.value);
+        await kick(job.value);
         totals.resumed++;
       }
     }
     for await (const row of syncStates.list(SYNC)) {
       try {
         const result = await syncPass(row.value.providerId, row.value.customerId);
+        totals.passes++;
+        if (result.held) totals.held++;
+      } catch (error) {
+        totals.failed++;
+        deps.onError?.(error);
+      }
+    }
+    return totals;
+  }
+
+  /**
+   * The scheduled full reconciliation, behind delta sync: every synchronised customer gets a full pass
+   * (the whole tenant and, through the agent, the whole AD side), which repairs what deltas missed — a
+   * deletion the agent's account could not see, a change lost with an expired token. The delete guard
+   * and the per-object retry with backoff apply as in any pass.
+   */
+  async function reconcileAll(): Promise<{ passes: number; held: number; failed: number }> {
+    const totals = { passes: 0, held: 0, failed: 0 };
+    for await (const row of syncStates.list(SYNC)) {
+      try {
+        const result = await syncPass(row.value.providerId, row.value.customerId, { full: true });
         totals.passes++;
         if (result.held) totals.held++;
       } catch (error) {
@@ -1455,8 +1939,10 @@ export function createOnboarding(deps: OnboardingDeps) {
       listItems(caller, customerId, { ...request, kind: 'case' }),
     approve,
     resolveCase,
+    runQueued,
     syncNow,
     syncPass,
+    reconcileAll,
     getSync,
     confirmDeletions,
     driftAll,

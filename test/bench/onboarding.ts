@@ -29,6 +29,8 @@ import { createOnboarding } from '../../shared/usecases/onboarding.js';
  */
 export interface OnboardingBenchResult {
   users: number;
+  /** Groups of 100 members each, read through groups/delta in both runs. */
+  groups: number;
   importSeconds: number;
   barePagingSeconds: number;
   ratio: number;
@@ -137,6 +139,14 @@ export async function benchOnboarding(
           displayName: `User ${i}`,
           usageLocation: 'NL',
         })),
+        // One security group per 100 users, 100 members each (read through groups/delta).
+        groups: Array.from({ length: Math.ceil(n / 100) }, (_, g) => ({
+          displayName: `Group ${g}`,
+          members: Array.from(
+            { length: Math.min(100, n - g * 100) },
+            (_, i) => `user${g * 100 + i}@${domain}`,
+          ),
+        })),
       },
     ],
     apps: [
@@ -144,7 +154,7 @@ export async function benchOnboarding(
         ...app,
         homeTenantId: partnerTenant,
         tenants: [tenantId],
-        roles: ['Directory.ReadWrite.All', 'User.ReadWrite.All'],
+        roles: ['Directory.ReadWrite.All', 'User.ReadWrite.All', 'Group.ReadWrite.All'],
       },
     ],
   };
@@ -181,9 +191,23 @@ export async function benchOnboarding(
       if (next === undefined) break;
       page = (await client.api(next).get()) as typeof page;
     }
+    // …and the same groups/delta round the import reads (members@delta included).
+    let groupsSeen = 0;
+    let groupPage = (await client
+      .api('/groups/delta')
+      .select('displayName,mailNickname,securityEnabled,mailEnabled,groupTypes,members')
+      .get()) as { value: unknown[]; '@odata.nextLink'?: string };
+    for (;;) {
+      groupsSeen += groupPage.value.length;
+      const next = groupPage['@odata.nextLink'];
+      if (next === undefined) break;
+      groupPage = (await client.api(next).get()) as typeof groupPage;
+    }
     const barePagingSeconds = (performance.now() - started) / 1000;
     const bareRss = rss.stop();
     if (seen !== n) throw new Error(`bare paging saw ${seen} users, expected ${n}`);
+    if (groupsSeen !== Math.ceil(n / 100))
+      throw new Error(`bare paging saw ${groupsSeen} groups, expected ${Math.ceil(n / 100)}`);
 
     // The onboarding job: access check, tenant facts, delta pages, matching, items in Table storage.
     const store = createTableStore({ connectionString: azurite.connectionString });
@@ -228,7 +252,7 @@ export async function benchOnboarding(
     const importSeconds = (performance.now() - started) / 1000;
     const importRss = rss.stop();
     const job = await onboarding.get(caller, customerId);
-    if (job.state !== 'awaitingApproval' || job.progress.read !== n)
+    if (job.state !== 'awaitingApproval' || job.progress.read !== n || job.progress.groups !== groupsSeen)
       throw new Error(
         `import ended ${job.state} after ${job.progress.read} users: ${JSON.stringify(job.error ?? {})}`,
       );
@@ -237,6 +261,7 @@ export async function benchOnboarding(
     const ratio = importSeconds / barePagingSeconds;
     return {
       users: n,
+      groups: groupsSeen,
       importSeconds: Math.round(importSeconds * 100) / 100,
       barePagingSeconds: Math.round(barePagingSeconds * 100) / 100,
       ratio: Math.round(ratio * 100) / 100,
@@ -268,7 +293,7 @@ export function writeOnboardingResult(result: OnboardingBenchResult): void {
 
 export function printOnboardingResult(r: OnboardingBenchResult): void {
   console.log(
-    `onboarding ${r.users} users: import ${r.importSeconds}s vs bare paging ${r.barePagingSeconds}s → ratio ${r.ratio} (goal ≤ ${r.goals.ratioAtMost}); ` +
+    `onboarding ${r.users} users, ${r.groups} groups: import ${r.importSeconds}s vs bare paging ${r.barePagingSeconds}s → ratio ${r.ratio} (goal ≤ ${r.goals.ratioAtMost}); ` +
       `peak RSS ${r.peakRssMiB.import} MiB import / ${r.peakRssMiB.barePaging} MiB bare (goal < ${r.goals.peakRssBelowMiB}); ` +
       `matching ${r.matching.cloud}×${r.matching.local} in ${r.matching.seconds}s (${r.matching.perSecond}/s)`,
   );

@@ -7,6 +7,7 @@ import { httpFunction, maxRequestBodyInBytes } from '../../functions/http/endpoi
 import { agentReplies } from '../../functions/queue/agent-replies.js';
 import type { MessageActions } from '../../functions/queue/delivery.js';
 import { directoryWorker } from '../../functions/queue/directory-worker.js';
+import { onboardingWorker } from '../../functions/queue/onboarding.js';
 import { createComposition } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import { customerInputSchema } from '../../shared/domain/customer.js';
@@ -289,6 +290,22 @@ describe('queue functions', () => {
         outcome: 'deadletter',
         reason: 'SchemaValidationFailed',
         description: expect.stringMatching(/userPrincipalName/) as string,
+      },
+    ]);
+  });
+
+  it('dead-letters an onboarding-work message that breaks its contract, naming the fields', async () => {
+    const settled = await deliver(onboardingWorker.handler(deps), {
+      type: 'onboarding.run',
+      v: 1,
+      providerId: 'p',
+      customerId: 'c',
+    });
+    expect(settled).toEqual([
+      {
+        outcome: 'deadletter',
+        reason: 'SchemaValidationFailed',
+        description: expect.stringMatching(/jobId/) as string,
       },
     ]);
   });

@@ -67,6 +67,17 @@ export const tenantSeedSchema = z.object({
   directoryRoles: z
     .array(z.object({ roleTemplateId: guid, displayName: z.string().min(1), members: z.array(z.string()) }))
     .optional(),
+  /** Security groups and the UPNs of their members (for onboarding imports and groups/delta). */
+  groups: z
+    .array(
+      z.object({
+        id: guid.optional(),
+        displayName: z.string().min(1),
+        mailNickname: z.string().min(1).optional(),
+        members: z.array(z.string()),
+      }),
+    )
+    .optional(),
   /** The CSP partner managing this tenant: the tenant appears in that partner tenant's GET /contracts. */
   partnerTenantId: guid.optional(),
   contractType: z.enum(['ResellerPartner', 'SyndicationPartner', 'BreadthPartner']).optional(),

@@ -127,6 +127,10 @@ export interface GroupRecord {
   members: Set<string>;
   createdAtMs: number;
   seq: number;
+  /** Membership writes by seq, for groups/delta's members@delta (group-delta.md). */
+  memberChanges?: { seq: number; memberId: string; removed: boolean }[];
+  /** The last whole-group change (create), once member changes moved `seq` past it. */
+  wholeSeq?: number;
 }
 
 export interface FederationRecord {
@@ -148,6 +152,8 @@ export class TenantState {
   partnerTenantType: string | undefined;
   readonly users = new Map<string, UserRecord>();
   readonly groups = new Map<string, GroupRecord>();
+  /** Deleted groups' ids → the seq of the delete, so groups/delta reports them with @removed. */
+  readonly groupTombstones = new Map<string, number>();
   /** Activated directory roles: id → role with its member user ids. */
   readonly directoryRoles = new Map<
     string,
@@ -462,6 +468,36 @@ export class DirectoryState {
         roleTemplateId: role.roleTemplateId,
         members,
       });
+    }
+    if (seed.groups !== undefined) {
+      const byUpn = new Map(
+        [...tenant.users.values()].map((u) => [String(u.props['userPrincipalName']).toLowerCase(), u.id]),
+      );
+      for (const group of seed.groups) {
+        const groupId = (group.id ?? randomUUID()).toLowerCase();
+        const members = new Set<string>();
+        for (const upn of group.members) {
+          const userId = byUpn.get(upn.toLowerCase());
+          if (userId !== undefined) members.add(userId);
+        }
+        tenant.groups.set(groupId, {
+          id: groupId,
+          props: {
+            displayName: group.displayName,
+            mailNickname: group.mailNickname ?? group.displayName.toLowerCase().replace(/[^a-z0-9]/g, ''),
+            mailEnabled: false,
+            securityEnabled: true,
+            groupTypes: [],
+            createdDateTime: this.clock
+              .now()
+              .toISOString()
+              .replace(/\.\d+Z$/, 'Z'),
+          },
+          members,
+          createdAtMs: 0,
+          seq: tenant.nextSeq(),
+        });
+      }
     }
     this.tenants.set(id, tenant);
     return tenant;

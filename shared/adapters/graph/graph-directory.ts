@@ -35,6 +35,8 @@ import type {
   PartnerContract,
   SetPasswordOptions,
   SubscribedSku,
+  GroupChange,
+  GroupChangePage,
   UserChange,
   UserChangePage,
   ImportUserChange,
@@ -54,6 +56,7 @@ import {
   delegatedAdminRelationshipCollectionSchema,
   delegatedAdminRelationshipSchema,
   deltaPageSchema,
+  groupDeltaPageSchema,
   domainCollectionSchema,
   domainDnsRecordCollectionSchema,
   domainSchema,
@@ -809,6 +812,46 @@ class GraphDirectory implements CloudDirectory {
           proxyAddresses: item.proxyAddresses ?? [],
           employeeId: item.employeeId ?? null,
         },
+      };
+    });
+    const nextCursor = page['@odata.nextLink'];
+    const deltaLink = page['@odata.deltaLink'];
+    return {
+      changes,
+      ...(nextCursor === undefined ? {} : { nextCursor }),
+      ...(deltaLink === undefined ? {} : { deltaLink }),
+    };
+  }
+
+  async listGroupChanges(cursor?: string): Promise<GroupChangePage> {
+    const page = await this.call(
+      'list group changes',
+      () =>
+        cursor === undefined
+          ? this.client
+              .api('/groups/delta')
+              .select('displayName,mailNickname,securityEnabled,mailEnabled,groupTypes,members')
+              .get()
+          : this.client.api(cursor).get(),
+      groupDeltaPageSchema,
+    );
+    const changes: GroupChange[] = page.value.map((item): GroupChange => {
+      if (item['@removed'] !== undefined) return { kind: 'removed', id: item.id };
+      const members = item['members@delta'] ?? [];
+      return {
+        kind: 'upserted',
+        group: {
+          id: item.id,
+          ...(item.displayName === undefined ? {} : { displayName: item.displayName }),
+          ...(item.mailNickname === undefined || item.mailNickname === null
+            ? {}
+            : { mailNickname: item.mailNickname }),
+          ...(item.securityEnabled === undefined ? {} : { securityEnabled: item.securityEnabled }),
+          ...(item.mailEnabled === undefined ? {} : { mailEnabled: item.mailEnabled }),
+          ...(item.groupTypes === undefined ? {} : { groupTypes: item.groupTypes }),
+        },
+        membersAdded: members.filter((m) => m['@removed'] === undefined).map((m) => m.id),
+        membersRemoved: members.filter((m) => m['@removed'] !== undefined).map((m) => m.id),
       };
     });
     const nextCursor = page['@odata.nextLink'];

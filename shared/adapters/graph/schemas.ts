@@ -44,6 +44,36 @@ export const deltaPageSchema = z
     message: 'a delta page carries exactly one of @odata.nextLink and @odata.deltaLink',
   });
 
+/** A groups/delta page (group-delta.md): tracked facts, members@delta, @removed on groups and members. */
+export const groupDeltaPageSchema = z
+  .object({
+    value: z.array(
+      z.object({
+        id: z.string().min(1),
+        displayName: z.string().optional(),
+        mailNickname: z.string().nullable().optional(),
+        securityEnabled: z.boolean().optional(),
+        mailEnabled: z.boolean().optional(),
+        groupTypes: z.array(z.string()).optional(),
+        'members@delta': z
+          .array(
+            z.object({
+              id: z.string().min(1),
+              '@odata.type': z.string().optional(),
+              '@removed': z.object({ reason: z.string() }).optional(),
+            }),
+          )
+          .optional(),
+        '@removed': z.object({ reason: z.string() }).optional(),
+      }),
+    ),
+    '@odata.nextLink': z.string().optional(),
+    '@odata.deltaLink': z.string().optional(),
+  })
+  .refine((page) => (page['@odata.nextLink'] === undefined) !== (page['@odata.deltaLink'] === undefined), {
+    message: 'a delta page carries exactly one of @odata.nextLink and @odata.deltaLink',
+  });
+
 export const groupSchema = z.object({
   id: z.string().min(1),
   displayName: z.string(),

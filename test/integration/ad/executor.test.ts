@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { EqualityFilter, type Client } from 'ldapts';
+import { Attribute, Change, EqualityFilter, type Client } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { DcPool } from '../../../agent/ldap/pool.js';
@@ -401,6 +401,47 @@ describe('commands on existing users', () => {
     )) as CommandResult<'listChanges'>;
     expect(paged.changes).toHaveLength(1);
     expect(paged.more).toBe(true);
+  });
+
+  it('pages a read in USN order, every user once, across USN gaps of other objects', async () => {
+    const start = (await executor.execute(envelope({ type: 'listChanges' }))) as CommandResult<'listChanges'>;
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      made.push((await create({ sam: sam(), enabled: false })).objectGuid);
+      // Changes to objects that are not users (group memberships) leave gaps in the users' USNs.
+      for (let g = 0; g < 3; g++)
+        await admin.modify(
+          `CN=Staff,${dc.groupsOu}`,
+          new Change({
+            operation: 'replace',
+            modification: new Attribute({ type: 'description', values: [`gap ${i}.${g}`] }),
+          }),
+        );
+    }
+    const seen: string[] = [];
+    const usns: bigint[] = [];
+    let since = start.watermark;
+    for (let calls = 0; ; calls++) {
+      expect(calls).toBeLessThan(10);
+      const page = (await executor.execute(
+        envelope({ type: 'listChanges', since, pageSize: 2 }),
+      )) as CommandResult<'listChanges'>;
+      expect(page.changes.length).toBeLessThanOrEqual(2);
+      for (const change of page.changes) {
+        seen.push(change.objectGuid);
+        usns.push(BigInt(change.usnChanged));
+      }
+      expect(BigInt(page.watermark)).toBeGreaterThanOrEqual(BigInt(since));
+      since = page.watermark;
+      if (!page.more) break;
+    }
+    expect(seen.filter((g) => made.includes(g)).sort()).toEqual([...made].sort());
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(usns).toEqual([...usns].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    const after = (await executor.execute(
+      envelope({ type: 'listChanges', since }),
+    )) as CommandResult<'listChanges'>;
+    expect(after.changes).toEqual([]);
   });
 });
 

@@ -18,10 +18,13 @@ describe('Service Bus peer config', () => {
     expect(namespace.queues.map((queue) => queue.name)).toEqual([
       'directory-work',
       'licence-work',
+      'onboarding-work',
       'agent-replies',
       'agent-site-demo',
       // The tenancy e2e's own site (sites are global names; each file that runs an agent has its own).
       'agent-site-tenancy',
+      // The onboarding e2e's site (AD read through its agent).
+      'agent-site-onboarding',
     ]);
     for (const queue of namespace.queues) {
       expect(queue.settings).toMatchObject({

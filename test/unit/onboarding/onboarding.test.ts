@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Caller } from '../../../shared/domain/caller.js';
 import { userRecordSchema, type UserRecord } from '../../../shared/domain/user.js';
+import { onboardingWork, type OnboardingWork } from '../../../shared/contracts/onboarding-work.js';
 import { AppError } from '../../../shared/errors.js';
+import { validateOutgoing, type Bus, type SendMessageOptions } from '../../../shared/ports/bus.js';
 import type {
   CloudDirectory,
   ImportedCloudUser,
@@ -62,7 +64,7 @@ function scriptedDirectory(pages: ImportedCloudUser[][], failOnce?: number) {
       ]),
     listSubscribedSkus: () => Promise.resolve([]),
     listDirectoryRoleMemberIds: () => Promise.resolve([]),
-    listGroupsPage: () => Promise.resolve({ groups: [] }),
+    listGroupChanges: () => Promise.resolve({ changes: [], deltaLink: 'groups-delta-1' }),
     listUserImportChanges(cursor?: string): Promise<ImportUserChangePage> {
       const index = cursor === undefined ? 0 : Number(cursor);
       if (index === failOnce && !failed) {
@@ -81,9 +83,23 @@ function scriptedDirectory(pages: ImportedCloudUser[][], failOnce?: number) {
   return { directory: directory as CloudDirectory, served };
 }
 
+/** A bus that records what was sent (validated against the contract, as the real one does). */
+function recordingBus() {
+  const sent: { body: OnboardingWork; options: SendMessageOptions }[] = [];
+  const bus: Bus = {
+    send(contract, body, options) {
+      expect(contract.queue).toBe(onboardingWork.queue);
+      sent.push({ body: validateOutgoing(onboardingWork, body as OnboardingWork), options });
+      return Promise.resolve();
+    },
+    sendBatch: () => Promise.reject(new Error('not used')),
+  };
+  return { bus, sent };
+}
+
 async function setup(
   pages: ImportedCloudUser[][],
-  options: { failOnce?: number; users?: UserRecord[] } = {},
+  options: { failOnce?: number; users?: UserRecord[]; bus?: Bus } = {},
 ) {
   const store = new MemoryStore();
   const clock = new TestClock();
@@ -106,6 +122,7 @@ async function setup(
     leaseInMs: 60_000,
     chunkItems: 3, // one chunk and checkpoint per scripted page
     onError: (error) => errors.push(error),
+    ...(options.bus === undefined ? {} : { bus: options.bus }),
   });
   return { store, clock, onboarding, served: scripted.served, errors };
 }
@@ -153,6 +170,64 @@ describe('onboarding job', () => {
     expect(served.filter((p) => p === 1)).toHaveLength(1);
     const items = await onboarding.listItems(caller, 'contoso', { limit: 500 });
     expect(new Set(items.value.map((i) => i.itemId)).size).toBe(12);
+  });
+
+  it('runs from the onboarding-work queue: start only sends, a failure or a live lease re-schedules past the lease', async () => {
+    const pages = [0, 1, 2, 3].map((p) => [0, 1, 2].map((i) => cloudUser(`q${p}${i}`)));
+    const { bus, sent } = recordingBus();
+    const { onboarding, clock } = await setup(pages, { failOnce: 2, bus });
+    const job = await onboarding.start(caller, 'contoso', tenantId);
+    // Nothing read in this process: one message names the job.
+    await onboarding.idle();
+    expect((await onboarding.get(caller, 'contoso')).progress.read).toBe(0);
+    expect(sent.map((m) => m.body)).toEqual([
+      { type: 'onboarding.run', v: 1, providerId: 'prov', customerId: 'contoso', jobId: job.jobId },
+    ]);
+    const work = sent[0]?.body;
+    if (work === undefined) throw new Error('no message');
+
+    // The first delivery reads two pages, then Graph fails: the run is re-scheduled after the lease.
+    expect(await onboarding.runQueued(work, 1)).toBe('rescheduled');
+    const stalled = await onboarding.get(caller, 'contoso');
+    expect(stalled).toMatchObject({
+      state: 'reading',
+      cursor: '2',
+      progress: { read: 6 },
+      retries: 1,
+      lastError: { code: 'Unavailable' },
+    });
+    const retry = sent[1]?.options.scheduledEnqueueTime?.getTime() ?? 0;
+    expect(retry).toBeGreaterThan(Date.parse(stalled.leaseUntil ?? ''));
+    // A redelivery while the lease holds reads nothing and schedules itself for the lease's end.
+    expect(await onboarding.runQueued(work, 2)).toBe('leased');
+    expect((await onboarding.get(caller, 'contoso')).progress.read).toBe(6);
+    expect(sent).toHaveLength(3);
+    expect(sent[2]?.options.messageId).not.toBe(sent[0]?.options.messageId);
+
+    clock.advance(61_000);
+    expect(await onboarding.runQueued(work, 1)).toBe('done');
+    const ready = await onboarding.get(caller, 'contoso');
+    expect(ready).toMatchObject({ state: 'awaitingApproval', progress: { read: 12, onlyInCloud: 12 } });
+    expect(ready.lastError).toBeUndefined();
+    // A late duplicate of a finished job does nothing and sends nothing.
+    expect(await onboarding.runQueued(work, 3)).toBe('gone');
+    expect(sent).toHaveLength(3);
+    // Another provider's message for the same job id is not run either.
+    expect(await onboarding.runQueued({ ...work, providerId: 'other' }, 1)).toBe('gone');
+  });
+
+  it('has the drift timer resend the message of a read whose lease expired', async () => {
+    const { bus, sent } = recordingBus();
+    const { onboarding, clock } = await setup([[cloudUser('r1')], [cloudUser('r2')]], { failOnce: 1, bus });
+    await onboarding.start(caller, 'contoso', tenantId);
+    const work = sent[0]?.body;
+    if (work === undefined) throw new Error('no message');
+    await onboarding.runQueued(work, 1);
+    sent.length = 0;
+    expect((await onboarding.driftAll()).resumed).toBe(0); // the lease still holds
+    clock.advance(61_000);
+    expect((await onboarding.driftAll()).resumed).toBe(1);
+    expect(sent.map((m) => m.body.jobId)).toEqual([work.jobId]);
   });
 
   it('turns an earlier page match into a case when a later page claims the same Atria user', async () => {

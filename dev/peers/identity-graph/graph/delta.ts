@@ -12,6 +12,7 @@ import {
   type GraphRequest,
   type GraphResponse,
 } from './context.js';
+import { groupView } from './groups.js';
 import { userView } from './users.js';
 import { changedFor } from '../state.js';
 
@@ -31,12 +32,16 @@ const stateSchema = z.object({
   /** tenant id and epoch the token belongs to (a token from another tenant or before a reset is unknown) */
   n: z.string().optional(),
   e: z.string().optional(),
+  /** The collection the token tracks: absent for users, 'groups' for groups/delta. */
+  k: z.literal('groups').optional(),
 });
 type DeltaState = z.infer<typeof stateSchema>;
 
+const collectionOf = (state: DeltaState): string => state.k ?? 'users';
+
 function link(ctx: GraphContext, kind: '$skiptoken' | '$deltatoken', state: DeltaState): string {
   const bound: DeltaState = { ...state, n: ctx.tenant.id, e: ctx.tenant.epoch };
-  return `${ctx.graphBaseUrl}/users/delta?${kind}=${encodeToken(bound)}`;
+  return `${ctx.graphBaseUrl}/${collectionOf(state)}/delta?${kind}=${encodeToken(bound)}`;
 }
 
 /**
@@ -50,7 +55,7 @@ function syncReset(ctx: GraphContext, state: DeltaState, message: string): Graph
   if (state.f !== undefined) restart.set('$filter', state.f);
   restart.set('$deltatoken', '');
   return graphError(ctx, 410, 'syncStateNotFound', message, {
-    Location: `${ctx.graphBaseUrl}/users/delta?${restart.toString()}`,
+    Location: `${ctx.graphBaseUrl}/${collectionOf(state)}/delta?${restart.toString()}`,
   });
 }
 
@@ -92,6 +97,8 @@ export function userDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
     if (!parsed.success)
       return graphError(ctx, 400, 'syncStateInvalid', 'The delta or skip token is invalid.');
     state = parsed.data;
+    if (state.k !== undefined)
+      return graphError(ctx, 400, 'syncStateInvalid', 'The delta or skip token is invalid.');
     if (now - state.t > deltaTokenLifetimeInMs)
       return syncReset(ctx, state, 'The delta token has expired; a full synchronization is required.');
     const foreign = state.n !== undefined && state.n !== ctx.tenant.id;
@@ -159,5 +166,132 @@ export function userDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
     body['@odata.deltaLink'] = link(ctx, '$deltatoken', { w: upTo, s: state.s, f: state.f, t: now });
   }
   body['value'] = value;
+  return { status: 200, body };
+}
+
+/**
+ * GET /groups/delta (group-delta.md, concepts/delta-query-groups.md). The first round returns every
+ * group with, when members are tracked, all its members in `members@delta`; later rounds return groups
+ * created or changed since (all their members) and groups whose membership changed (only the changed
+ * members, removed ones with `@removed: {reason: "deleted"}`); deleted groups come with `@removed`.
+ * `$select` limits what is tracked: without it the default properties and members are; with it only the
+ * selected ones, and members only when `members` is selected — a membership change is not reported to
+ * a round that does not track members. `id` is always returned; `$filter` only on id (≤ 50).
+ */
+export function groupDelta(ctx: GraphContext, req: GraphRequest): GraphResponse {
+  const forbidden = denied(ctx, permissions.readGroups);
+  if (forbidden !== undefined) return forbidden;
+  for (const unsupported of ['$top', '$orderby', '$expand']) {
+    if (req.query.has(unsupported))
+      return badRequest(ctx, `The query option '${unsupported}' is not supported with delta queries.`);
+  }
+  const now = ctx.state.clock.nowMs();
+  const fresh = (): DeltaState => ({
+    w: 0,
+    s: parseSelect(req.query),
+    f: req.query.get('$filter') ?? undefined,
+    t: now,
+    k: 'groups',
+  });
+  const skipToken = req.query.get('$skiptoken');
+  const deltaToken = req.query.get('$deltatoken');
+  if (deltaToken === 'latest')
+    return {
+      status: 200,
+      body: {
+        '@odata.context': `${ctx.graphBaseUrl}/$metadata#groups`,
+        '@odata.deltaLink': link(ctx, '$deltatoken', { ...fresh(), w: ctx.tenant.seq }),
+        value: [],
+      },
+    };
+  let state: DeltaState;
+  const token = skipToken ?? (deltaToken === '' ? null : deltaToken);
+  if (token !== null) {
+    const parsed = stateSchema.safeParse(decodeToken(token));
+    if (!parsed.success || parsed.data.k !== 'groups')
+      return graphError(ctx, 400, 'syncStateInvalid', 'The delta or skip token is invalid.');
+    state = parsed.data;
+    if (now - state.t > deltaTokenLifetimeInMs)
+      return syncReset(ctx, state, 'The delta token has expired; a full synchronization is required.');
+    const foreign = state.n !== undefined && state.n !== ctx.tenant.id;
+    const stale = (state.e !== undefined && state.e !== ctx.tenant.epoch) || state.w > ctx.tenant.seq;
+    if (foreign || stale)
+      return syncReset(
+        ctx,
+        state,
+        'The sync state generation is not found; a full synchronization is required.',
+      );
+  } else state = fresh();
+
+  let idFilter: ((id: string) => boolean) | undefined;
+  if (state.f !== undefined) {
+    try {
+      const parsed = parseFilter(state.f);
+      if (
+        [...parsed.properties].some((p) => p !== 'id') ||
+        (state.f.match(/\bid\s+eq\b/gi)?.length ?? 0) > 50
+      )
+        return badRequest(ctx, "Delta queries support only $filter on id eq '…' for at most 50 ids.");
+      idFilter = (id) => parsed.test((p) => (p === 'id' ? id : undefined));
+    } catch (error) {
+      return badRequest(
+        ctx,
+        `Invalid filter clause: ${error instanceof FilterSyntaxError ? error.message : ''}`,
+      );
+    }
+  }
+
+  const upTo = state.u ?? ctx.tenant.seq;
+  const initial = state.w === 0;
+  const within = (seq: number): boolean => seq > state.w && seq <= upTo;
+  const tracksMembers = state.s === undefined || state.s.includes('members');
+  const propSelect =
+    state.s === undefined ? undefined : [...new Set([...state.s.filter((p) => p !== 'members'), 'id'])];
+  const member = (id: string, removed = false) => ({
+    '@odata.type': '#microsoft.graph.user',
+    id,
+    ...(removed ? { '@removed': { reason: 'deleted' } } : {}),
+  });
+  const entries: { seq: number; body: Record<string, unknown> }[] = [];
+  for (const group of ctx.tenant.groups.values()) {
+    if (idFilter !== undefined && !idFilter(group.id)) continue;
+    const whole = (group.memberChanges?.length ?? 0) > 0 ? (group.wholeSeq ?? group.seq) : group.seq;
+    const body = groupView(group, propSelect);
+    if (initial || within(whole)) {
+      if (whole > upTo) continue;
+      if (tracksMembers) body['members@delta'] = [...group.members].map((id) => member(id));
+      entries.push({ seq: group.seq, body });
+      continue;
+    }
+    if (!tracksMembers) continue;
+    // The net change of each member within the round (the last write wins).
+    const net = new Map<string, boolean>();
+    for (const change of group.memberChanges ?? [])
+      if (within(change.seq)) net.set(change.memberId, change.removed);
+    if (net.size === 0) continue;
+    body['members@delta'] = [...net].map(([id, removed]) => member(id, removed));
+    entries.push({ seq: group.seq, body });
+  }
+  if (!initial)
+    for (const [id, seq] of ctx.tenant.groupTombstones)
+      if (within(seq) && (idFilter === undefined || idFilter(id)))
+        entries.push({ seq, body: { id, '@removed': { reason: 'deleted' } } });
+  entries.sort((a, b) => a.seq - b.seq);
+
+  const preferMatch = /odata\.maxpagesize=(\d+)/.exec(req.headers['prefer'] ?? '');
+  const pageSize = Math.min(999, Math.max(1, Number(preferMatch?.[1] ?? 100)));
+  const offset = state.o ?? 0;
+  const body: Record<string, unknown> = { '@odata.context': `${ctx.graphBaseUrl}/$metadata#groups` };
+  if (offset + pageSize < entries.length)
+    body['@odata.nextLink'] = link(ctx, '$skiptoken', { ...state, u: upTo, o: offset + pageSize });
+  else
+    body['@odata.deltaLink'] = link(ctx, '$deltatoken', {
+      w: upTo,
+      s: state.s,
+      f: state.f,
+      t: now,
+      k: 'groups',
+    });
+  body['value'] = entries.slice(offset, offset + pageSize).map((e) => e.body);
   return { status: 200, body };
 }

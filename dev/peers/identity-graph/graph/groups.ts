@@ -54,7 +54,7 @@ const writable = new Set([
   'classification',
 ]);
 
-function groupView(group: GroupRecord, select: string[] | undefined): Record<string, unknown> {
+export function groupView(group: GroupRecord, select: string[] | undefined): Record<string, unknown> {
   return project({ ...group.props, id: group.id }, select, defaultGroupProperties, {
     groupTypes: [],
     proxyAddresses: [],
@@ -192,6 +192,7 @@ export function deleteGroup(ctx: GraphContext, id: string): GraphResponse {
   const group = lookupGroup(ctx, id);
   if (group === undefined) return notFound(ctx, id);
   ctx.tenant.groups.delete(group.id);
+  ctx.tenant.groupTombstones.set(group.id, ctx.tenant.nextSeq());
   return { status: 204 };
 }
 
@@ -225,7 +226,7 @@ export function addMember(ctx: GraphContext, req: GraphRequest, id: string): Gra
     );
   }
   group.members.add(user.id);
-  group.seq = ctx.tenant.nextSeq();
+  recordMemberChange(ctx, group, user.id, false);
   return { status: 204 };
 }
 
@@ -235,6 +236,14 @@ export function removeMember(ctx: GraphContext, id: string, memberId: string): G
   const group = lookupGroup(ctx, id);
   if (group === undefined) return notFound(ctx, id);
   if (!group.members.delete(memberId.toLowerCase())) return notFound(ctx, memberId);
-  group.seq = ctx.tenant.nextSeq();
+  recordMemberChange(ctx, group, memberId.toLowerCase(), true);
   return { status: 204 };
+}
+
+/** A membership write: its own seq, kept so groups/delta can tell it from a change of the group itself. */
+function recordMemberChange(ctx: GraphContext, group: GroupRecord, memberId: string, removed: boolean): void {
+  const changes = (group.memberChanges ??= []);
+  if (changes.length === 0) group.wholeSeq = group.seq;
+  group.seq = ctx.tenant.nextSeq();
+  changes.push({ seq: group.seq, memberId, removed });
 }

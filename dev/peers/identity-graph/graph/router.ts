@@ -21,7 +21,7 @@ import {
   verifyDomain,
 } from './domains.js';
 import { contracts, getSubscription, listSubscriptions } from './subscriptions.js';
-import { userDelta } from './delta.js';
+import { groupDelta, userDelta } from './delta.js';
 import {
   addMember,
   createGroup,
@@ -119,6 +119,7 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
         if (m === 'POST') return createGroup(ctx, req);
         return methodNotAllowed(ctx);
       }
+      if (a === 'delta' && b === undefined) return m === 'GET' ? groupDelta(ctx, req) : methodNotAllowed(ctx);
       if (b === undefined) {
         if (m === 'GET') return getGroup(ctx, req, a);
         if (m === 'DELETE') return deleteGroup(ctx, a);
