@@ -20,6 +20,7 @@ export const settingsSchema = z.object({
   APPLICATIONINSIGHTS_CONNECTION_STRING: optionalText,
   /** Locally: `console` prints finished spans; otherwise spans go to a registered provider only. */
   OTEL_TRACES_EXPORTER: z.enum(['none', 'console']).optional(),
+  OTEL_METRICS_EXPORTER: z.enum(['none', 'console']).optional(),
 
   // Table storage: a connection string (Azurite) or an identity-based service URI (Azure).
   TableStorage: optionalText,

@@ -3,6 +3,7 @@ import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { z } from 'zod';
 import { InvalidMessageError, toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
+import { record } from '../../shared/metrics.js';
 import { contextFrom, inSpan, SpanKind, traceIdOf } from '../../shared/telemetry.js';
 
 /**
@@ -101,6 +102,8 @@ export async function settleEach(
       // The SDK counts earlier deliveries (0 on the first); the Functions host reports this one (1).
       deliveryCount: (message.deliveryCount ?? 0) + 1,
     };
+    if (message.enqueuedTimeUtc instanceof Date)
+      record.queueLag(context.functionName, Date.now() - message.enqueuedTimeUtc.getTime());
     try {
       // A consumer span, child of the sender's (the `traceparent` application property).
       await inSpan(

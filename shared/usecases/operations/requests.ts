@@ -19,6 +19,7 @@ import {
 } from '../../domain/planning.js';
 import type { CreateUserRequest, UserRecord } from '../../domain/user.js';
 import { AppError } from '../../errors.js';
+import { record } from '../../metrics.js';
 import { deterministicMessageId } from '../../ports/bus.js';
 import type { Clock } from '../../ports/clock.js';
 import type { SecretSealer } from '../../ports/secret-sealer.js';
@@ -118,7 +119,14 @@ export function createRequests(deps: RequestDeps) {
         since: createdAt,
       })
       .catch(ignoreExisting);
-    await c.operations.create(providerId, operationId, operation).catch(ignoreExisting);
+    const created = await c.operations.create(providerId, operationId, operation).then(
+      () => true,
+      (error: unknown) => {
+        ignoreExisting(error);
+        return false;
+      },
+    );
+    if (created) record.operationState(operation.kind, operation.state);
     await c.customerOperations
       .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), { operationId })
       .catch(ignoreExisting);
@@ -422,7 +430,9 @@ export function createRequests(deps: RequestDeps) {
       change(next);
       next.updatedAt = now();
       try {
-        return (await c.operations.replace(caller.providerId, operationId, next, found.etag)).value;
+        const saved = (await c.operations.replace(caller.providerId, operationId, next, found.etag)).value;
+        if (saved.state !== found.value.state) record.operationState(saved.kind, saved.state);
+        return saved;
       } catch (error) {
         if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
       }
