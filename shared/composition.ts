@@ -44,12 +44,7 @@ import { createOnboarding, type Onboarding } from './usecases/onboarding.js';
 import { createGroups, type Groups } from './usecases/groups.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSpla, type Spla } from './usecases/spla.js';
-import {
-  assertAgentsUnderstand,
-  createSites,
-  trustedAgentKeys,
-  type Sites,
-} from './usecases/sites.js';
+import { assertAgentsUnderstand, createSites, trustedAgentKeys, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
 import { startTelemetry } from './telemetry.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';

@@ -76,7 +76,10 @@ const statusClass = (status: number): string => `${Math.floor(status / 100)}xx`;
 /** One place to record; callers never hold instruments. Every function is cheap and never throws. */
 export const record = {
   operationState(kind: string, state: string): void {
-    instruments().operationTransitions.add(1, { 'atria.operation.kind': kind, 'atria.operation.state': state });
+    instruments().operationTransitions.add(1, {
+      'atria.operation.kind': kind,
+      'atria.operation.state': state,
+    });
   },
   graphResponse(status: number): void {
     const i = instruments();

@@ -210,6 +210,31 @@ export function createSites(deps: {
     return site;
   }
 
+  /**
+   * Re-reads and re-decides on a lost race: heartbeats write the same row every few seconds, so an
+   * operator's change must not fail because an agent beat in between. `change` returns undefined for
+   * "nothing to write"; it may throw to refuse.
+   */
+  async function changeOwned(
+    caller: Caller,
+    siteId: string,
+    change: (site: Site) => Site | undefined,
+  ): Promise<{ site: Site; changed: boolean }> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const site = await owned(caller, siteId);
+      const next = change(site.value);
+      if (next === undefined) return { site: site.value, changed: false };
+      try {
+        const saved = await sites.replace(PARTITION, siteId, next, site.etag);
+        deps.onKeysChanged?.(siteId);
+        return { site: saved.value, changed: true };
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      }
+    }
+    throw new AppError('Unavailable', `site ${siteId} kept changing; retry`, { retryable: true });
+  }
+
   /** A narrowed credential acts for some customers only: sites serve many, so it may not change them. */
   function assertProviderWide(caller: Caller): void {
     if (caller.customerIds !== undefined)
@@ -350,23 +375,25 @@ export function createSites(deps: {
       assertProviderWide(caller);
       checkKey(keys.publicKeyPem, 'x25519', 'publicKeyPem');
       checkKey(keys.agentPublicKeyPem, 'ed25519', 'agentPublicKeyPem');
-      const site = await owned(caller, siteId);
-      const current = site.value;
-      if (keys.agentPublicKeyPem.trim() === current.agentPublicKeyPem?.trim())
-        throw new AppError('Validation', 'agentPublicKeyPem is the current key: a rotation needs new keys', {
-          details: { errors: [{ path: 'body.agentPublicKeyPem', message: 'same as the current key' }] },
-        });
-      const open = current.rotation;
-      if (
-        open?.publicKeyPem.trim() === keys.publicKeyPem.trim() &&
-        open.agentPublicKeyPem.trim() === keys.agentPublicKeyPem.trim()
-      )
-        return view(current);
-      const now = deps.clock.now().toISOString();
-      const value: Site = { ...current, rotation: { ...keys, startedAt: now }, updatedAt: now };
-      const saved = await sites.replace(PARTITION, siteId, value, site.etag);
-      deps.onKeysChanged?.(siteId);
-      return view(saved.value);
+      const { site } = await changeOwned(caller, siteId, (current) => {
+        if (keys.agentPublicKeyPem.trim() === current.agentPublicKeyPem?.trim())
+          throw new AppError(
+            'Validation',
+            'agentPublicKeyPem is the current key: a rotation needs new keys',
+            {
+              details: { errors: [{ path: 'body.agentPublicKeyPem', message: 'same as the current key' }] },
+            },
+          );
+        const open = current.rotation;
+        if (
+          open?.publicKeyPem.trim() === keys.publicKeyPem.trim() &&
+          open.agentPublicKeyPem.trim() === keys.agentPublicKeyPem.trim()
+        )
+          return undefined;
+        const now = deps.clock.now().toISOString();
+        return { ...current, rotation: { ...keys, startedAt: now }, updatedAt: now };
+      });
+      return view(site);
     },
 
     /**
@@ -376,48 +403,46 @@ export function createSites(deps: {
      */
     async finishRotation(caller: Caller, siteId: string): Promise<SiteView> {
       assertProviderWide(caller);
-      const site = await owned(caller, siteId);
-      const rotation = site.value.rotation;
-      if (rotation === undefined)
-        throw new AppError('Conflict', `site ${siteId} has no key rotation under way`);
-      const seen = view(site.value).agents.filter((a) => a.state !== 'unavailable');
-      const behind = seen.filter((a) => a.signedWithNextKey !== true).map((a) => a.agentId);
-      if (seen.length === 0 || behind.length > 0)
-        throw new AppError(
-          'Conflict',
-          seen.length === 0
-            ? `no agent of site ${siteId} is available to confirm the next key; start one with it first`
-            : `agents of site ${siteId} have not confirmed the next key yet: ${behind.join(', ')} (load it with \`agent keys rotate\` + reload, then wait for a heartbeat)`,
-          { details: { agents: behind.join(',') } },
+      const { site } = await changeOwned(caller, siteId, (current) => {
+        const rotation = current.rotation;
+        if (rotation === undefined)
+          throw new AppError('Conflict', `site ${siteId} has no key rotation under way`);
+        const seen = view(current).agents.filter((a) => a.state !== 'unavailable');
+        const behind = seen.filter((a) => a.signedWithNextKey !== true).map((a) => a.agentId);
+        if (seen.length === 0 || behind.length > 0)
+          throw new AppError(
+            'Conflict',
+            seen.length === 0
+              ? `no agent of site ${siteId} is available to confirm the next key; start one with it first`
+              : `agents of site ${siteId} have not confirmed the next key yet: ${behind.join(', ')} (load it with \`agent keys rotate\` + reload, then wait for a heartbeat)`,
+            { details: { agents: behind.join(',') } },
+          );
+        const { rotation: _finished, ...rest } = current;
+        const agents = Object.fromEntries(
+          Object.entries(rest.agents ?? {}).map(([id, beat]) => {
+            const { signedWithNextKey: _s, ...kept } = beat;
+            return [id, kept];
+          }),
         );
-      const now = deps.clock.now().toISOString();
-      const { rotation: _finished, ...rest } = site.value;
-      const agents = Object.fromEntries(
-        Object.entries(rest.agents ?? {}).map(([id, beat]) => {
-          const { signedWithNextKey: _s, ...kept } = beat;
-          return [id, kept];
-        }),
-      );
-      const value: Site = {
-        ...rest,
-        agents,
-        publicKeyPem: rotation.publicKeyPem,
-        agentPublicKeyPem: rotation.agentPublicKeyPem,
-        updatedAt: now,
-      };
-      const saved = await sites.replace(PARTITION, siteId, value, site.etag);
-      deps.onKeysChanged?.(siteId);
-      return view(saved.value);
+        return {
+          ...rest,
+          agents,
+          publicKeyPem: rotation.publicKeyPem,
+          agentPublicKeyPem: rotation.agentPublicKeyPem,
+          updatedAt: deps.clock.now().toISOString(),
+        };
+      });
+      return view(site);
     },
 
     /** Abandons an open rotation: only the current keys are trusted again. Safe to repeat. */
     async cancelRotation(caller: Caller, siteId: string): Promise<void> {
       assertProviderWide(caller);
-      const site = await owned(caller, siteId);
-      if (site.value.rotation === undefined) return;
-      const { rotation: _cancelled, ...rest } = site.value;
-      await sites.replace(PARTITION, siteId, { ...rest, updatedAt: deps.clock.now().toISOString() }, site.etag);
-      deps.onKeysChanged?.(siteId);
+      await changeOwned(caller, siteId, (current) => {
+        if (current.rotation === undefined) return undefined;
+        const { rotation: _cancelled, ...rest } = current;
+        return { ...rest, updatedAt: deps.clock.now().toISOString() };
+      });
     },
 
     /** The caller's own sites as a health dependency: stale or DC-less agents are `degraded`. */

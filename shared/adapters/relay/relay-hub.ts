@@ -188,7 +188,10 @@ export class RelayHub {
     const lookup = this.options.agentKeyFor;
     const ttl = this.options.agentKeyCacheInMs ?? 5_000;
     const nowMs = this.clock.now().getTime();
-    if (cached !== undefined && (lookup === undefined || (cached.atMs !== undefined && nowMs - cached.atMs < ttl)))
+    if (
+      cached !== undefined &&
+      (lookup === undefined || (cached.atMs !== undefined && nowMs - cached.atMs < ttl))
+    )
       return cached.keys;
     if (lookup === undefined) return [];
     const found = await lookup(siteId);
