@@ -89,13 +89,18 @@ var graphHomeSettings = empty(graphClientId) || empty(graphHomeTenantId)
       Graph__homeTenantId: graphHomeTenantId
     }
 
-// The distributor connector belongs to one provider; without it that provider's changes become purchase requests.
-var distributorSettings = empty(distributorClientId)
+// The distributor connector belongs to one provider; without it that provider's changes become purchase
+// requests. Both ids or neither: config.ts refuses a client id without its owning provider (and the
+// reverse), so a half-set pair fails the deployment here rather than every invocation of the app.
+var distributorSettings = empty(distributorClientId) && empty(distributorProviderId)
   ? {}
-  : {
-      Distributor__clientId: distributorClientId
-      Distributor__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/distributor-client-secret)'
-    }
+  : !empty(distributorClientId) && !empty(distributorProviderId)
+      ? {
+          Distributor__clientId: distributorClientId
+          Distributor__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/distributor-client-secret)'
+          Distributor__providerId: distributorProviderId
+        }
+      : fail('Set distributorClientId and distributorProviderId together (DISTRIBUTOR_CLIENT_ID, DISTRIBUTOR_PROVIDER_ID), or neither.')
 
 var partnerCenterSettings = empty(partnerCenterClientId)
   ? {}
@@ -105,11 +110,10 @@ var partnerCenterSettings = empty(partnerCenterClientId)
       PartnerCenter__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/partner-center-client-secret)'
     }
 
-// config.ts refuses empty values, so the owning providers are set only when named.
-var connectorOwnerSettings = union(
-  empty(partnerCenterProviderId) ? {} : { PartnerCenter__providerId: partnerCenterProviderId },
-  empty(distributorProviderId) ? {} : { Distributor__providerId: distributorProviderId }
-)
+// config.ts refuses empty values, so the Partner Center connector's owner is set only when named.
+var connectorOwnerSettings = empty(partnerCenterProviderId)
+  ? {}
+  : { PartnerCenter__providerId: partnerCenterProviderId }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: name
