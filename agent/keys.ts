@@ -57,7 +57,10 @@ export function rotateKeys(configPath: string, now: Date = new Date()): Rotation
       generated: false,
     };
   const dir = dirname(resolve(configPath));
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   const site = generateSiteKeyPair();
   const agent = generateSigningKeyPair();
   const siteFile = `site-${stamp}.key`;

@@ -76,7 +76,9 @@ process.on('SIGHUP', () => {
   if (configPath === undefined) return;
   try {
     void agent.reloadKeys(loadAgentConfig(configPath)).catch((error: unknown) =>
-      log.warn('heartbeat after reload failed', { error: error instanceof Error ? error.message : String(error) }),
+      log.warn('heartbeat after reload failed', {
+        error: error instanceof Error ? error.message : String(error),
+      }),
     );
   } catch (error) {
     log.error('reload failed; keeping the keys in use', {

@@ -57,7 +57,8 @@ export interface RunningAgent {
   reloadKeys(config: Pick<ResolvedAgentConfig, KeyFields>): Promise<void>;
 }
 
-type KeyFields = 'sitePrivateKeyPem' | 'agentSigningKeyPem' | 'nextSitePrivateKeyPem' | 'nextAgentSigningKeyPem';
+type KeyFields =
+  'sitePrivateKeyPem' | 'agentSigningKeyPem' | 'nextSitePrivateKeyPem' | 'nextAgentSigningKeyPem';
 
 interface AgentKeys {
   /** Current first: sealed passwords are tried against each (the cloud seals to one of them). */
@@ -72,7 +73,9 @@ function keysOf(config: Pick<ResolvedAgentConfig, KeyFields>): AgentKeys {
       .filter((pem): pem is string => pem !== undefined)
       .map((pem) => privateKeyFromPem(pem, 'x25519')),
     signing:
-      config.agentSigningKeyPem === undefined ? undefined : privateKeyFromPem(config.agentSigningKeyPem, 'ed25519'),
+      config.agentSigningKeyPem === undefined
+        ? undefined
+        : privateKeyFromPem(config.agentSigningKeyPem, 'ed25519'),
     nextSigning:
       config.nextAgentSigningKeyPem === undefined
         ? undefined
@@ -151,15 +154,15 @@ export async function startAgent(
     {
       // During a rotation the cloud seals to the current key, then (finished) to the next one: try both.
       open: (sealed, binding) => {
-        let failure: unknown;
+        let failure: Error = new Error('no site key to open the password with');
         for (const key of keys.site) {
           try {
             return openSecret(sealed, key, binding);
           } catch (error) {
-            failure = error;
+            failure = error instanceof Error ? error : new Error(String(error));
           }
         }
-        throw failure ?? new Error('no site key to open the password with');
+        throw failure;
       },
     },
   );
