@@ -28,6 +28,8 @@ param distributorClientId string = ''
 param distributorProviderId string = ''
 param partnerCenterTenantId string = ''
 param partnerCenterClientId string = ''
+param consoleEntraClientId string = ''
+param consoleEntraScope string = ''
 
 resource stg 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -110,6 +112,16 @@ var partnerCenterSettings = empty(partnerCenterClientId)
       PartnerCenter__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/partner-center-client-secret)'
     }
 
+// "Sign in with Microsoft" in the ops console: its SPA registration and the delegated scope, together.
+var consoleSettings = empty(consoleEntraClientId) && empty(consoleEntraScope)
+  ? {}
+  : !empty(consoleEntraClientId) && !empty(consoleEntraScope)
+      ? {
+          Console__entraClientId: consoleEntraClientId
+          Console__entraScope: consoleEntraScope
+        }
+      : fail('Set consoleEntraClientId and consoleEntraScope together (CONSOLE_ENTRA_CLIENT_ID, CONSOLE_ENTRA_SCOPE), or neither.')
+
 // config.ts refuses empty values, so the Partner Center connector's owner is set only when named.
 var connectorOwnerSettings = empty(partnerCenterProviderId)
   ? {}
@@ -165,6 +177,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       graphHomeSettings,
       partnerCenterSettings,
       distributorSettings,
+      consoleSettings,
       connectorOwnerSettings
     )
   }
