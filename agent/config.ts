@@ -72,6 +72,12 @@ export const agentConfigSchema = z.strictObject({
    */
   nextSitePrivateKey: secretSource.optional(),
   nextAgentSigningKey: secretSource.optional(),
+  /**
+   * After `agent keys promote`: the site key before it, still tried when opening a password, since a
+   * command sealed just before the rotation finished may still wait in the queue (commands live ≤ 24 h).
+   * Dropped by the next `agent keys rotate`.
+   */
+  previousSitePrivateKey: secretSource.optional(),
   /** Where the agent keeps its replay journal; in memory only when absent. */
   stateDir: z.string().min(1).optional(),
   heartbeatIntervalInMs: z.number().int().min(1000).default(60_000),
@@ -102,6 +108,7 @@ export interface ResolvedAgentConfig {
   agentSigningKeyPem?: string;
   nextSitePrivateKeyPem?: string;
   nextAgentSigningKeyPem?: string;
+  previousSitePrivateKeyPem?: string;
   stateDir?: string;
   heartbeatIntervalInMs: number;
   maxConcurrentCommands: number;
@@ -177,6 +184,16 @@ export function resolveAgentConfig(
       ? {}
       : {
           nextSitePrivateKeyPem: resolveSecret(config.nextSitePrivateKey, baseDir, env, 'nextSitePrivateKey'),
+        }),
+    ...(config.previousSitePrivateKey === undefined
+      ? {}
+      : {
+          previousSitePrivateKeyPem: resolveSecret(
+            config.previousSitePrivateKey,
+            baseDir,
+            env,
+            'previousSitePrivateKey',
+          ),
         }),
     ...(config.nextAgentSigningKey === undefined
       ? {}

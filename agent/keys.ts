@@ -16,8 +16,9 @@ import { agentConfigSchema, loadAgentConfig, type AgentConfigFile, type SecretSo
  *    passwords sealed to either; the cloud marks each agent that signed with the next key.
  * 3. `POST /api/sites/{siteId}/key-rotation/finish`: the next keys become the site's, the old ones are
  *    refused from then on (409 while an agent has not confirmed the next key).
- * 4. `agent keys promote --config FILE` + reload: the next keys become the agent's current ones and the
- *    old private keys are deleted.
+ * 4. `agent keys promote --config FILE` + reload: the next keys become the agent's current ones; the
+ *    old signing key is deleted, the old site key kept (for commands sealed to it still in the queue)
+ *    until the next rotation deletes it.
  */
 export interface RotationKeys {
   siteId: string;
@@ -68,11 +69,15 @@ export function rotateKeys(configPath: string, now: Date = new Date()): Rotation
   // wx: never overwrite a key file (two rotations in the same second would otherwise lose one).
   writeFileSync(join(dir, siteFile), site.privateKeyPem, { mode: 0o600, flag: 'wx' });
   writeFileSync(join(dir, agentFile), agent.privateKeyPem, { mode: 0o600, flag: 'wx' });
-  writeRaw(configPath, {
-    ...raw,
+  // A new rotation retires the site key of the one before (its commands have long expired).
+  const { previousSitePrivateKey, ...kept } = raw;
+  const rotated: AgentConfigFile = {
+    ...kept,
     nextSitePrivateKey: { file: siteFile },
     nextAgentSigningKey: { file: agentFile },
-  });
+  };
+  writeRaw(configPath, rotated);
+  removeUnused([fileOf(previousSitePrivateKey, dir)], rotated, dir);
   return {
     siteId: resolved.siteId,
     publicKeyPem: site.publicKeyPem,
@@ -81,27 +86,56 @@ export function rotateKeys(configPath: string, now: Date = new Date()): Rotation
   };
 }
 
-/** After the cloud finished the rotation: the next keys become current; the old key files are deleted. */
+/** The absolute path of a `{ file }` secret source, if it is one. */
+function fileOf(source: SecretSource | undefined, dir: string): string | undefined {
+  if (typeof source !== 'object' || !('file' in source)) return undefined;
+  return isAbsolute(source.file) ? source.file : resolve(dir, source.file);
+}
+
+/** Deletes key files the config no longer names (never one it still names). */
+function removeUnused(files: (string | undefined)[], config: AgentConfigFile, dir: string): string[] {
+  const named = new Set(
+    [
+      config.sitePrivateKey,
+      config.agentSigningKey,
+      config.nextSitePrivateKey,
+      config.nextAgentSigningKey,
+      config.previousSitePrivateKey,
+    ].map((source) => fileOf(source, dir)),
+  );
+  const removed = files.filter(
+    (file): file is string => file !== undefined && !named.has(file) && existsSync(file),
+  );
+  for (const file of removed) rmSync(file);
+  return removed;
+}
+
+/**
+ * After the cloud finished the rotation: the next keys become current. The old agent signing key is
+ * deleted; the old site key is kept as `previousSitePrivateKey` (a command sealed to it just before the
+ * finish may still wait in the queue) until the next rotation.
+ */
 export function promoteKeys(configPath: string): { promoted: boolean; removedFiles: string[] } {
   const raw = readRaw(configPath);
-  const { nextSitePrivateKey, nextAgentSigningKey, ...rest } = raw;
+  const { nextSitePrivateKey, nextAgentSigningKey, previousSitePrivateKey, ...rest } = raw;
   if (nextSitePrivateKey === undefined || nextAgentSigningKey === undefined)
     return { promoted: false, removedFiles: [] };
   const dir = dirname(resolve(configPath));
-  const fileOf = (source: SecretSource | undefined): string | undefined =>
-    typeof source === 'object' && 'file' in source
-      ? isAbsolute(source.file)
-        ? source.file
-        : resolve(dir, source.file)
-      : undefined;
-  const old = [fileOf(raw.sitePrivateKey), fileOf(raw.agentSigningKey)].filter(
-    (file): file is string => file !== undefined,
-  );
-  writeRaw(configPath, { ...rest, sitePrivateKey: nextSitePrivateKey, agentSigningKey: nextAgentSigningKey });
-  const keep = new Set([fileOf(nextSitePrivateKey), fileOf(nextAgentSigningKey)]);
-  const removedFiles = old.filter((file) => !keep.has(file) && existsSync(file));
-  for (const file of removedFiles) rmSync(file);
-  return { promoted: true, removedFiles };
+  const promoted: AgentConfigFile = {
+    ...rest,
+    sitePrivateKey: nextSitePrivateKey,
+    agentSigningKey: nextAgentSigningKey,
+    previousSitePrivateKey: raw.sitePrivateKey,
+  };
+  writeRaw(configPath, promoted);
+  return {
+    promoted: true,
+    removedFiles: removeUnused(
+      [fileOf(raw.agentSigningKey, dir), fileOf(previousSitePrivateKey, dir)],
+      promoted,
+      dir,
+    ),
+  };
 }
 
 /** What `agent keys rotate` prints: the public keys and the request that starts the rotation. */

@@ -58,7 +58,11 @@ export interface RunningAgent {
 }
 
 type KeyFields =
-  'sitePrivateKeyPem' | 'agentSigningKeyPem' | 'nextSitePrivateKeyPem' | 'nextAgentSigningKeyPem';
+  | 'sitePrivateKeyPem'
+  | 'agentSigningKeyPem'
+  | 'nextSitePrivateKeyPem'
+  | 'nextAgentSigningKeyPem'
+  | 'previousSitePrivateKeyPem';
 
 interface AgentKeys {
   /** Current first: sealed passwords are tried against each (the cloud seals to one of them). */
@@ -69,7 +73,7 @@ interface AgentKeys {
 
 function keysOf(config: Pick<ResolvedAgentConfig, KeyFields>): AgentKeys {
   return {
-    site: [config.sitePrivateKeyPem, config.nextSitePrivateKeyPem]
+    site: [config.sitePrivateKeyPem, config.nextSitePrivateKeyPem, config.previousSitePrivateKeyPem]
       .filter((pem): pem is string => pem !== undefined)
       .map((pem) => privateKeyFromPem(pem, 'x25519')),
     signing:

@@ -180,8 +180,31 @@ describe('key rotation without downtime', () => {
         expect(promoteKeys(file).promoted).toBe(true);
         const promoted = loadAgentConfig(file);
         expect(promoted.nextAgentSigningKeyPem).toBeUndefined();
+        expect(promoted.previousSitePrivateKeyPem).toBe(f.site.privateKeyPem);
         await agent.reloadKeys(promoted);
       }
+      // A command sealed to the old site key just before the finish may still be queued: it opens.
+      const relay = f.stack.deps.relay;
+      if (relay === undefined) throw new Error('the stack has a relay');
+      const late = `late${randomUUID().slice(0, 6)}`;
+      const created = await relay
+        .directoryFor({
+          siteId,
+          sitePublicKeyPem: f.site.publicKeyPem,
+          agentPublicKeyPem: next.agentPublicKeyPem,
+        })
+        .createUser(
+          {
+            ou: f.dc.usersOu,
+            sAMAccountName: late,
+            userPrincipalName: `${late}@${f.upnSuffix}`,
+            displayName: late,
+            enabled: true,
+            password: 'Str0ng!Passw0rd#9',
+          },
+          { commandId: `late-${randomUUID()}`, timeoutInMs: 20_000 },
+        );
+      expect(created.user.enabled).toBe(true);
       // Some users after the promotion, with passwords sealed to the new site key only.
       const count = operations.length;
       await waitFor(() => Promise.resolve(operations.length >= count + 3 ? true : undefined), 'more users');
@@ -195,8 +218,8 @@ describe('key rotation without downtime', () => {
       expect((await untilState(f, id, ['succeeded'], 60_000)).state).toBe('succeeded');
 
     // The old agent key no longer speaks for the site; the new one does.
-    const relay = f.stack.deps.relay;
-    if (relay === undefined) throw new Error('the stack has a relay');
+    const hub = f.stack.deps.relay;
+    if (hub === undefined) throw new Error('the stack has a relay');
     const beat: Heartbeat = {
       v: protocolVersion,
       type: 'heartbeat',
@@ -208,9 +231,9 @@ describe('key rotation without downtime', () => {
       at: new Date().toISOString(),
     };
     const oldKey = privateKeyFromPem(f.agentKeys.privateKeyPem, 'ed25519');
-    expect(await relay.handleAgentMessage(signAgentMessage(beat, oldKey))).toBe('invalid');
+    expect(await hub.handleAgentMessage(signAgentMessage(beat, oldKey))).toBe('invalid');
     const newKey = privateKeyFromPem(loadAgentConfig(fileA).agentSigningKeyPem ?? '', 'ed25519');
-    expect(await relay.handleAgentMessage(signAgentMessage(beat, newKey))).toBe('heartbeat');
+    expect(await hub.handleAgentMessage(signAgentMessage(beat, newKey))).toBe('heartbeat');
     const promoted = loadAgentConfig(fileA);
     currentKeys = {
       sitePrivateKey: promoted.sitePrivateKeyPem,
