@@ -65,6 +65,19 @@ export const agentConfigSchema = z.strictObject({
   sitePrivateKey: secretSource,
   /** The agent's Ed25519 private key (PKCS#8 PEM): signs replies and heartbeats so no other site can forge them. */
   agentSigningKey: secretSource.optional(),
+  /**
+   * During a key rotation (`agent keys rotate` writes them): the next X25519 and Ed25519 private keys.
+   * The agent opens passwords sealed to either site key and signs with both agent keys until
+   * `agent keys promote` makes the next ones current.
+   */
+  nextSitePrivateKey: secretSource.optional(),
+  nextAgentSigningKey: secretSource.optional(),
+  /**
+   * After `agent keys promote`: the site key before it, still tried when opening a password, since a
+   * command sealed just before the rotation finished may still wait in the queue (commands live ≤ 24 h).
+   * Dropped by the next `agent keys rotate`.
+   */
+  previousSitePrivateKey: secretSource.optional(),
   /** Where the agent keeps its replay journal; in memory only when absent. */
   stateDir: z.string().min(1).optional(),
   heartbeatIntervalInMs: z.number().int().min(1000).default(60_000),
@@ -93,6 +106,9 @@ export interface ResolvedAgentConfig {
   cloudSigningKeys: Array<{ kid: string; publicKeyPem: string }>;
   sitePrivateKeyPem: string;
   agentSigningKeyPem?: string;
+  nextSitePrivateKeyPem?: string;
+  nextAgentSigningKeyPem?: string;
+  previousSitePrivateKeyPem?: string;
   stateDir?: string;
   heartbeatIntervalInMs: number;
   maxConcurrentCommands: number;
@@ -164,6 +180,31 @@ export function resolveAgentConfig(
     ...(config.agentSigningKey === undefined
       ? {}
       : { agentSigningKeyPem: resolveSecret(config.agentSigningKey, baseDir, env, 'agentSigningKey') }),
+    ...(config.nextSitePrivateKey === undefined
+      ? {}
+      : {
+          nextSitePrivateKeyPem: resolveSecret(config.nextSitePrivateKey, baseDir, env, 'nextSitePrivateKey'),
+        }),
+    ...(config.previousSitePrivateKey === undefined
+      ? {}
+      : {
+          previousSitePrivateKeyPem: resolveSecret(
+            config.previousSitePrivateKey,
+            baseDir,
+            env,
+            'previousSitePrivateKey',
+          ),
+        }),
+    ...(config.nextAgentSigningKey === undefined
+      ? {}
+      : {
+          nextAgentSigningKeyPem: resolveSecret(
+            config.nextAgentSigningKey,
+            baseDir,
+            env,
+            'nextAgentSigningKey',
+          ),
+        }),
     ...(config.stateDir === undefined
       ? {}
       : { stateDir: isAbsolute(config.stateDir) ? config.stateDir : resolve(baseDir, config.stateDir) }),

@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import {
   RetryMode,
@@ -37,7 +37,11 @@ import {
   traceContextProperties,
 } from '../shared/telemetry.js';
 
-export const agentVersion = '0.1.0';
+/**
+ * What this agent understands (shared/relay-protocol/versions.ts gates commands on it). 0.2.0: replies
+ * carry `commandIssuedAt`; key rotation (two site keys, `nextSignature`).
+ */
+export const agentVersion = '0.2.0';
 
 export interface RunningAgent {
   /** Stops receiving, finishes in-flight commands (reply + complete), closes connections. */
@@ -46,11 +50,48 @@ export interface RunningAgent {
   readonly answered: number;
   /** Sends a heartbeat now (also sent every heartbeatIntervalInMs). */
   heartbeat(): Promise<void>;
+  /**
+   * Takes the keys of a re-read config (SIGHUP in agent/main.ts) without a restart: the next keys of
+   * a rotation, or the promoted ones after it. Commands in flight keep the keys they started with.
+   */
+  reloadKeys(config: Pick<ResolvedAgentConfig, KeyFields>): Promise<void>;
+}
+
+type KeyFields =
+  | 'sitePrivateKeyPem'
+  | 'agentSigningKeyPem'
+  | 'nextSitePrivateKeyPem'
+  | 'nextAgentSigningKeyPem'
+  | 'previousSitePrivateKeyPem';
+
+interface AgentKeys {
+  /** Current first: sealed passwords are tried against each (the cloud seals to one of them). */
+  site: KeyObject[];
+  signing: KeyObject | undefined;
+  nextSigning: KeyObject | undefined;
+}
+
+function keysOf(config: Pick<ResolvedAgentConfig, KeyFields>): AgentKeys {
+  return {
+    site: [config.sitePrivateKeyPem, config.nextSitePrivateKeyPem, config.previousSitePrivateKeyPem]
+      .filter((pem): pem is string => pem !== undefined)
+      .map((pem) => privateKeyFromPem(pem, 'x25519')),
+    signing:
+      config.agentSigningKeyPem === undefined
+        ? undefined
+        : privateKeyFromPem(config.agentSigningKeyPem, 'ed25519'),
+    nextSigning:
+      config.nextAgentSigningKeyPem === undefined
+        ? undefined
+        : privateKeyFromPem(config.nextAgentSigningKeyPem, 'ed25519'),
+  };
 }
 
 export interface AgentDependencies {
   clock?: Clock;
   log: Logger;
+  /** The version reported in heartbeats (default `agentVersion`): tests stand in for an older agent with it. */
+  reportedVersion?: string;
 }
 
 /** Errors that mean "this message can never be valid": dead-letter, do not answer (it may be forged). */
@@ -80,11 +121,8 @@ export async function startAgent(
   const agentId = (config.agentId ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'agent';
   const clock = deps.clock ?? systemClock;
   const log = deps.log.child({ siteId: config.siteId });
-  const sitePrivateKey = privateKeyFromPem(config.sitePrivateKeyPem, 'x25519');
-  const agentSigningKey =
-    config.agentSigningKeyPem === undefined
-      ? undefined
-      : privateKeyFromPem(config.agentSigningKeyPem, 'ed25519');
+  let keys = keysOf(config);
+  const version = deps.reportedVersion ?? agentVersion;
   const verifier = new CommandVerifier({
     siteId: config.siteId,
     trustedKeys: new Map(
@@ -117,7 +155,20 @@ export async function startAgent(
       allowedAttributes: config.directory.allowedAttributes,
       ...(config.directory.upnSuffixes === undefined ? {} : { upnSuffixes: config.directory.upnSuffixes }),
     },
-    { open: (sealed, binding) => openSecret(sealed, sitePrivateKey, binding) },
+    {
+      // During a rotation the cloud seals to the current key, then (finished) to the next one: try both.
+      open: (sealed, binding) => {
+        let failure: Error = new Error('no site key to open the password with');
+        for (const key of keys.site) {
+          try {
+            return openSecret(sealed, key, binding);
+          } catch (error) {
+            failure = error instanceof Error ? error : new Error(String(error));
+          }
+        }
+        throw failure;
+      },
+    },
   );
 
   // A SAS rule scoped to this site (Listen on its queue, Send on replies) is the agent's only credential.
@@ -169,7 +220,7 @@ export async function startAgent(
 
   const send = async (body: Reply | Heartbeat, messageId: string, correlationId?: string): Promise<void> => {
     await sender.sendMessages({
-      body: agentSigningKey === undefined ? body : signAgentMessage(body, agentSigningKey),
+      body: keys.signing === undefined ? body : signAgentMessage(body, keys.signing, keys.nextSigning),
       messageId,
       ...(correlationId === undefined ? {} : { correlationId }),
       contentType: 'application/json',
@@ -249,6 +300,7 @@ export async function startAgent(
         commandId: envelope.commandId,
         siteId: config.siteId,
         commandType: envelope.command.type,
+        commandIssuedAt: envelope.issuedAt,
         ok: true,
         result,
       };
@@ -278,6 +330,7 @@ export async function startAgent(
         commandId: envelope.commandId,
         siteId: config.siteId,
         commandType: envelope.command.type,
+        commandIssuedAt: envelope.issuedAt,
         ok: false,
         error: { code: error.code, message: error.message, retryable: error.retryable },
       };
@@ -353,7 +406,7 @@ export async function startAgent(
       type: 'heartbeat',
       siteId: config.siteId,
       agentId,
-      agentVersion,
+      agentVersion: version,
       dcsReachable,
       queueLag,
       ...(lastError === undefined ? {} : { lastError: lastError.slice(0, 2000) }),
@@ -371,7 +424,7 @@ export async function startAgent(
   log.info('agent started', {
     queue: config.commandQueue,
     dcs: config.directory.urls,
-    version: agentVersion,
+    version,
   });
 
   return {
@@ -379,6 +432,15 @@ export async function startAgent(
       return answered;
     },
     heartbeat,
+    async reloadKeys(next) {
+      keys = keysOf(next);
+      log.info('agent keys reloaded', {
+        siteKeys: keys.site.length,
+        signsWithNextKey: keys.nextSigning !== undefined,
+      });
+      // Tell the cloud at once (a rotation can finish only after every agent signed with the next key).
+      await heartbeat();
+    },
     async stop() {
       if (stopping) return;
       stopping = true;

@@ -20,7 +20,15 @@ import {
   listOperations,
   retryOperation,
 } from './http/operations.js';
-import { deleteSite, getSite, listSites, putSite } from './http/sites.js';
+import {
+  cancelKeyRotation,
+  deleteSite,
+  finishKeyRotation,
+  getSite,
+  listSites,
+  putSite,
+  startKeyRotation,
+} from './http/sites.js';
 import { splaFunctions } from './http/spla.js';
 import { subscriptionFunctions } from './http/subscriptions.js';
 import { tenantFunctions } from './http/tenants.js';
@@ -84,6 +92,9 @@ export const definitions: FunctionDefinition[] = [
   getSite,
   listSites,
   deleteSite,
+  startKeyRotation,
+  finishKeyRotation,
+  cancelKeyRotation,
   putFederation,
   deleteFederation,
   federationPreflight,

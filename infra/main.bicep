@@ -44,6 +44,12 @@ param partnerCenterTenantId string = ''
 @description('Partner Center app registration client id.')
 param partnerCenterClientId string = ''
 
+@description('The ops console\'s single-page app registration (Entra sign-in for engineers). Empty = API keys only.')
+param consoleEntraClientId string = ''
+
+@description('The delegated scope the console asks for, e.g. api://atria-m365/Atria.Console (with consoleEntraClientId).')
+param consoleEntraScope string = ''
+
 @description('On-prem relay agent sites (lower-case letters, digits, inner hyphens, as siteIdSchema). Each gets queue agent-site-<siteId> and its own SAS rules. At most 12: Service Bus allows 12 SAS rules per entity and every site needs one on agent-replies.')
 @maxLength(12)
 param agentSites string[] = []
@@ -191,6 +197,8 @@ module api 'app/api.bicep' = {
     distributorProviderId: distributorProviderId
     partnerCenterTenantId: partnerCenterTenantId
     partnerCenterClientId: partnerCenterClientId
+    consoleEntraClientId: consoleEntraClientId
+    consoleEntraScope: consoleEntraScope
   }
 }
 

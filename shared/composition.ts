@@ -44,7 +44,7 @@ import { createOnboarding, type Onboarding } from './usecases/onboarding.js';
 import { createGroups, type Groups } from './usecases/groups.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSpla, type Spla } from './usecases/spla.js';
-import { createSites, type Sites } from './usecases/sites.js';
+import { assertAgentsUnderstand, createSites, trustedAgentKeys, type Sites } from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
 import { startTelemetry } from './telemetry.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
@@ -199,10 +199,13 @@ export function createComposition(settings: Settings, overrides: CompositionOver
         });
 
   const customers = createCustomers({ store, clock });
+  // The relay hub caches a site's trusted agent keys briefly; a key change here drops them at once.
+  const keyCaches: { forget?: (siteId: string) => void } = {};
   const sites = createSites({
     store,
     clock,
     isSiteInUse: (site) => customers.usesSite(site.providerId, site.siteId),
+    onKeysChanged: (siteId) => keyCaches.forget?.(siteId),
   });
   const replyStore = storeBackedReplyStore(store, clock);
   // Agent replies for parked saga steps resume their operation (bound below, once provisioning exists).
@@ -221,11 +224,21 @@ export function createComposition(settings: Settings, overrides: CompositionOver
           onHeartbeat: (heartbeat) => sites.recordHeartbeat(heartbeat),
           onUnclaimedReply: (reply) => replies.resume?.(reply) ?? Promise.resolve(),
           // Only the site's registered agent key speaks for it, on every instance.
-          agentKeyFor: async (siteId) => (await sites.find(siteId))?.agentPublicKeyPem,
+          // During a key rotation both the current and the next key (shared/usecases/sites.ts).
+          agentKeyFor: async (siteId) => {
+            const site = await sites.find(siteId);
+            return site === undefined ? undefined : trustedAgentKeys(site);
+          },
+          // Only commands every available agent of the site understands (relay-protocol/versions.ts).
+          assertSendable: async (siteId, type) => {
+            const site = await sites.find(siteId);
+            if (site !== undefined) assertAgentsUnderstand(site, type, clock.now());
+          },
           // Replies that reach another instance's reply trigger are shared through Table storage.
           replyStore,
           ...(overrides.log === undefined ? {} : { log: overrides.log }),
         });
+  if (relay !== undefined) keyCaches.forget = (siteId) => relay.forgetAgentKeys(siteId);
   const onPremDirectory =
     relay === undefined
       ? undefined
@@ -256,7 +269,15 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       ? undefined
       : async (siteId: string): Promise<OnPremCommandChannel> => {
           const site = await sites.get(siteId);
-          return channels.channelFor({ siteId, sitePublicKeyPem: site.publicKeyPem });
+          const channel = channels.channelFor({ siteId, sitePublicKeyPem: site.publicKeyPem });
+          return {
+            siteId,
+            // A step whose command an available agent of the site does not understand yet waits (retryable).
+            submit: async (command, options) => {
+              assertAgentsUnderstand(site, command.type, clock.now());
+              await channel.submit(command, options);
+            },
+          };
         };
 
   // Without a configured key (local runs) a per-process key is fine: sealed passwords live minutes.

@@ -20,6 +20,7 @@ export const settingsSchema = z.object({
   APPLICATIONINSIGHTS_CONNECTION_STRING: optionalText,
   /** Locally: `console` prints finished spans; otherwise spans go to a registered provider only. */
   OTEL_TRACES_EXPORTER: z.enum(['none', 'console']).optional(),
+  OTEL_METRICS_EXPORTER: z.enum(['none', 'console']).optional(),
 
   // Table storage: a connection string (Azurite) or an identity-based service URI (Azure).
   TableStorage: optionalText,
@@ -79,6 +80,10 @@ export const settingsSchema = z.object({
   Auth__entraTenantId: guid.optional(),
   Auth__entraAudience: optionalText,
   Auth__entraAuthorityHost: httpsUrl.default('https://login.microsoftonline.com'),
+  /** The console's single-page app registration (Entra sign-in for engineers; the API key otherwise). */
+  Console__entraClientId: guid.optional(),
+  /** The delegated scope it asks for, e.g. api://atria-m365/Atria.Console. */
+  Console__entraScope: optionalText,
 
   // Relay agent commands are signed with this Ed25519 private key (PEM, a Key Vault reference in Azure).
   Relay__signingKeyPem: optionalText,

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import {
   context,
+  metrics,
   ROOT_CONTEXT,
   trace,
   SpanKind,
@@ -18,7 +19,8 @@ import {
  *   once (traces, metrics and logs to Application Insights; it installs its own context manager).
  * - Locally: an AsyncLocalStorage context manager so spans nest across awaits; spans go wherever a
  *   registered provider sends them (tests register an in-memory exporter; without one the API is a
- *   no-op and costs nothing). `OTEL_TRACES_EXPORTER=console` prints finished spans.
+ *   no-op and costs nothing). `OTEL_TRACES_EXPORTER=console` prints finished spans,
+ *   `OTEL_METRICS_EXPORTER=console` the metrics of shared/metrics.ts once a minute.
  *
  * The trace context is written and read here rather than through a global propagator, so a message
  * carries exactly `traceparent` (and `tracestate` when present), nothing else.
@@ -58,6 +60,7 @@ let started = false;
 export interface TelemetrySettings {
   APPLICATIONINSIGHTS_CONNECTION_STRING?: string | undefined;
   OTEL_TRACES_EXPORTER?: 'none' | 'console' | undefined;
+  OTEL_METRICS_EXPORTER?: 'none' | 'console' | undefined;
 }
 
 /** Once per process. Safe to call from every composition (tests build several). */
@@ -77,6 +80,21 @@ export async function startTelemetry(settings: TelemetrySettings): Promise<void>
       await import('@opentelemetry/sdk-trace-base');
     trace.setGlobalTracerProvider(
       new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(new ConsoleSpanExporter())] }),
+    );
+  }
+  if (settings.OTEL_METRICS_EXPORTER === 'console') {
+    // shared/metrics.ts records through the API; this prints what it recorded once a minute.
+    const { MeterProvider, PeriodicExportingMetricReader, ConsoleMetricExporter } =
+      await import('@opentelemetry/sdk-metrics');
+    metrics.setGlobalMeterProvider(
+      new MeterProvider({
+        readers: [
+          new PeriodicExportingMetricReader({
+            exporter: new ConsoleMetricExporter(),
+            exportIntervalMillis: 60_000,
+          }),
+        ],
+      }),
     );
   }
 }

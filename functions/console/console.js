@@ -1,11 +1,15 @@
 // The ops console: plain browser JavaScript (no build step), served by the Function App with Chart.js.
-// It calls the same JSON API as any caller, with the provider's API key from this tab's sessionStorage.
+// It calls the same JSON API as any caller, with the provider's API key from this tab's sessionStorage,
+// or (Azure) an Entra access token got by the authorization code flow with PKCE (RFC 7636), as MSAL.js
+// does for a single-page app: the code is redeemed from this page, cross-origin, with no client secret.
 // Every section loads on its own: a feature whose data does not exist (yet) says so and the rest works.
 'use strict';
 
 (function () {
   const base = new URL('.', window.location.href); // …/api/
   const keyName = 'atria-console-key';
+  const tokenName = 'atria-console-token';
+  const pkceName = 'atria-console-pkce';
   const $ = (id) => document.getElementById(id);
   const operationStates = [
     'heldForConfirmation',
@@ -42,8 +46,10 @@
   }
 
   async function api(path, init) {
-    const key = sessionStorage.getItem(keyName);
-    const headers = { 'x-functions-key': key || '' };
+    const token = sessionStorage.getItem(tokenName);
+    const headers = token
+      ? { authorization: `Bearer ${token}` }
+      : { 'x-functions-key': sessionStorage.getItem(keyName) || '' };
     if (init && init.body !== undefined) headers['content-type'] = 'application/json';
     const response = await fetch(new URL(path.replace(/^\//, ''), base), { ...init, headers });
     const text = await response.text();
@@ -99,17 +105,78 @@
 
   // ---------- sign-in ----------
 
+  const base64url = (bytes) =>
+    btoa(String.fromCharCode(...new Uint8Array(bytes)))
+      .replace(/\+/g, '-')
+      .replace(/\//g, '_')
+      .replace(/=+$/, '');
+  const pageUrl = () => new URL('console', base).toString();
+
+  /** Leaves for the authority's sign-in page with a fresh verifier (kept in this tab) and its S256 challenge. */
+  async function signInWithEntra(entra) {
+    const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+    const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+    const state = base64url(crypto.getRandomValues(new Uint8Array(16)));
+    sessionStorage.setItem(pkceName, JSON.stringify({ verifier, state, entra }));
+    const target = new URL(`${entra.authority}/oauth2/v2.0/authorize`);
+    for (const [name, value] of Object.entries({
+      client_id: entra.clientId,
+      response_type: 'code',
+      redirect_uri: pageUrl(),
+      scope: `openid profile ${entra.scope}`,
+      state,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }))
+      target.searchParams.set(name, value);
+    window.location.assign(target.toString());
+  }
+
+  /** Back from the sign-in page with ?code&state: redeem the code (state checked, verifier used once). */
+  async function finishEntraSignIn() {
+    const params = new URLSearchParams(window.location.search);
+    const code = params.get('code');
+    if (code === null && params.get('error') === null) return;
+    window.history.replaceState(null, '', pageUrl());
+    const pending = JSON.parse(sessionStorage.getItem(pkceName) || 'null');
+    sessionStorage.removeItem(pkceName);
+    if (params.get('error') !== null) throw new Error(params.get('error_description') || params.get('error'));
+    if (pending === null || pending.state !== params.get('state')) throw new Error('sign-in state mismatch');
+    const response = await fetch(`${pending.entra.authority}/oauth2/v2.0/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        client_id: pending.entra.clientId,
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: pageUrl(),
+        code_verifier: pending.verifier,
+        scope: pending.entra.scope,
+      }).toString(),
+    });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(answer.error_description || answer.error || `HTTP ${response.status}`);
+    sessionStorage.removeItem(keyName);
+    sessionStorage.setItem(tokenName, answer.access_token);
+  }
+
   async function start() {
-    const key = sessionStorage.getItem(keyName);
+    const key = sessionStorage.getItem(keyName) || sessionStorage.getItem(tokenName);
     if (!key) return showSignIn('');
     try {
       const me = await api('whoami');
       $('who').textContent =
         `provider ${me.providerId}${me.customerIds ? ` (customers ${me.customerIds.join(', ')})` : ''}`;
     } catch (error) {
+      const signedIn = sessionStorage.getItem(tokenName) !== null;
       sessionStorage.removeItem(keyName);
+      sessionStorage.removeItem(tokenName);
       return showSignIn(
-        error.status === 401 || error.status === 403 ? 'That key is not accepted.' : error.message,
+        error.status === 401 || error.status === 403
+          ? signedIn
+            ? `That account is not accepted: ${error.message}`
+            : 'That key is not accepted.'
+          : error.message,
       );
     }
     $('sign-in').hidden = true;
@@ -467,11 +534,27 @@
     });
     $('sign-out').addEventListener('click', () => {
       sessionStorage.removeItem(keyName);
+      sessionStorage.removeItem(tokenName);
       showSignIn('');
     });
     $('customer').addEventListener('change', () => void loadCustomer());
     $('op-state').addEventListener('change', () => void loadCustomer());
     $('refresh').addEventListener('click', () => void loadOverview());
-    void start();
+    void (async () => {
+      // Entra sign-in is offered only where the deployment configured it; the API key always works.
+      const config = await fetch(new URL('console/config', base))
+        .then((r) => (r.ok ? r.json() : { entra: null }))
+        .catch(() => ({ entra: null }));
+      if (config.entra) {
+        $('entra-sign-in').hidden = false;
+        $('entra-sign-in').addEventListener('click', () => void signInWithEntra(config.entra));
+      }
+      try {
+        await finishEntraSignIn();
+      } catch (error) {
+        return showSignIn(`Sign-in failed: ${error.message}`);
+      }
+      await start();
+    })();
   });
 })();

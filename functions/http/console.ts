@@ -25,13 +25,35 @@ const assets: Record<string, { path: string; type: string }> = {
   'chart.umd.min.js': { path: chartJsPath, type: 'text/javascript; charset=utf-8' },
 };
 
-/** Everything comes from this origin; no inline script, no framing (the page handles an API key). */
-const securityHeaders = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-};
+/**
+ * Everything comes from this origin; no inline script, no framing (the page handles a credential). With
+ * Entra sign-in the script also redeems its code at the authority's token endpoint (connect-src).
+ */
+function securityHeadersFor(authorityOrigin?: string): Record<string, string> {
+  const connect = authorityOrigin === undefined ? "'self'" : `'self' ${authorityOrigin}`;
+  return {
+    'content-security-policy': `default-src 'none'; script-src 'self'; style-src 'self'; connect-src ${connect}; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`,
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+  };
+}
+const securityHeaders = securityHeadersFor();
+
+/** Where the console signs engineers in, when it is configured to (Console__entraClientId and scope). */
+function entraSignIn(settings: {
+  Auth__entraAuthorityHost: string;
+  Auth__entraTenantId?: string | undefined;
+  Console__entraClientId?: string | undefined;
+  Console__entraScope?: string | undefined;
+}): { authority: string; clientId: string; scope: string } | undefined {
+  const {
+    Auth__entraTenantId: tenant,
+    Console__entraClientId: clientId,
+    Console__entraScope: scope,
+  } = settings;
+  if (tenant === undefined || clientId === undefined || scope === undefined) return undefined;
+  return { authority: `${settings.Auth__entraAuthorityHost.replace(/\/$/, '')}/${tenant}`, clientId, scope };
+}
 
 const cache = new Map<string, string>();
 async function load(path: string): Promise<string> {
@@ -50,16 +72,42 @@ export const consolePage = httpFunction({
   tags: ['console'],
   auth: 'anonymous',
   responses: { 200: { description: 'The page' } },
-  async handle() {
+  async handle({ deps }) {
+    const entra = entraSignIn(deps.settings);
     return {
       status: 200,
       text: await load(join(consoleDir, 'index.html')),
       headers: {
         'content-type': 'text/html; charset=utf-8',
         'cache-control': 'no-cache',
-        ...securityHeaders,
+        ...securityHeadersFor(entra === undefined ? undefined : new URL(entra.authority).origin),
       },
     };
+  },
+});
+
+export const consoleConfig = httpFunction({
+  name: 'console-config',
+  route: 'console/config',
+  method: 'GET',
+  summary:
+    "How the console signs engineers in: Entra (authorization code + PKCE, the authority, the console's client id and scope) or null for API keys only",
+  tags: ['console'],
+  auth: 'anonymous',
+  responses: {
+    200: {
+      description: 'The sign-in configuration (public values only)',
+      schema: z.object({
+        entra: z.object({ authority: z.string(), clientId: z.string(), scope: z.string() }).nullable(),
+      }),
+    },
+  },
+  handle({ deps }) {
+    return Promise.resolve({
+      status: 200,
+      body: { entra: entraSignIn(deps.settings) ?? null },
+      headers: { 'cache-control': 'no-cache' },
+    });
   },
 });
 
@@ -83,4 +131,4 @@ export const consoleAsset = httpFunction({
   },
 });
 
-export const consoleFunctions = [consolePage, consoleAsset];
+export const consoleFunctions = [consolePage, consoleConfig, consoleAsset];

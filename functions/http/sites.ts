@@ -10,6 +10,16 @@ const pemPublicKey = z
   .string()
   .max(4096)
   .regex(/^-----BEGIN PUBLIC KEY-----[\s\S]+-----END PUBLIC KEY-----\s*$/, 'a PEM public key');
+const agentView = z.object({
+  agentId: z.string(),
+  state: z.enum(['ok', 'unavailable', 'noDcReachable']),
+  lastHeartbeatAt: z.string(),
+  agentVersion: z.string(),
+  dcsReachable: z.array(z.string()),
+  queueLag: z.number(),
+  lastError: z.string().nullable(),
+  signedWithNextKey: z.boolean().optional(),
+});
 const siteView = z.object({
   siteId: z.string(),
   providerId: z.string(),
@@ -17,6 +27,11 @@ const siteView = z.object({
   agentPublicKeyPem: z.string().optional(),
   registeredAt: z.string(),
   updatedAt: z.string().optional(),
+  /** An open key rotation: its next keys are trusted beside the current ones until finished. */
+  rotation: z
+    .object({ publicKeyPem: z.string(), agentPublicKeyPem: z.string(), startedAt: z.string() })
+    .optional(),
+  agents: z.array(agentView),
   agent: z.object({
     state: z.enum(['ok', 'stale', 'noDcReachable', 'neverSeen']),
     lastHeartbeatAt: z.string().nullable(),
@@ -98,6 +113,61 @@ export const deleteSite = httpFunction({
   responses: { 204: { description: 'Removed' } },
   async handle({ caller, params: { siteId }, deps }) {
     await deps.sites.remove(caller, siteId);
+    return { status: 204 };
+  },
+});
+
+const keyPair = z
+  .object({
+    /** The next X25519 key: passwords are sealed to it once the rotation is finished. */
+    publicKeyPem: pemPublicKey,
+    /** The next Ed25519 agent key: accepted beside the current one from now on. */
+    agentPublicKeyPem: pemPublicKey,
+  })
+  .strict();
+
+export const startKeyRotation = httpFunction({
+  name: 'sites-key-rotation-put',
+  route: 'sites/{siteId}/key-rotation',
+  method: 'PUT',
+  summary:
+    "Start rotating a site's agent keys without downtime: the next keys (printed by `agent keys rotate` on the agent's machine) are trusted beside the current ones",
+  tags: ['sites'],
+  auth: 'caller',
+  params: siteParams,
+  body: keyPair,
+  responses: { 200: { description: 'The site with its open rotation', schema: siteView } },
+  async handle({ caller, params: { siteId }, body, deps }) {
+    return { status: 200, body: await deps.sites.startRotation(caller, siteId, body) };
+  },
+});
+
+export const finishKeyRotation = httpFunction({
+  name: 'sites-key-rotation-finish',
+  route: 'sites/{siteId}/key-rotation/finish',
+  method: 'POST',
+  summary:
+    'Finish a key rotation: the next keys become current and the old ones are refused (409 while an available agent has not signed a heartbeat with the next key)',
+  tags: ['sites'],
+  auth: 'caller',
+  params: siteParams,
+  responses: { 200: { description: 'The site with its new keys', schema: siteView } },
+  async handle({ caller, params: { siteId }, deps }) {
+    return { status: 200, body: await deps.sites.finishRotation(caller, siteId) };
+  },
+});
+
+export const cancelKeyRotation = httpFunction({
+  name: 'sites-key-rotation-delete',
+  route: 'sites/{siteId}/key-rotation',
+  method: 'DELETE',
+  summary: 'Abandon an open key rotation: only the current keys are trusted',
+  tags: ['sites'],
+  auth: 'caller',
+  params: siteParams,
+  responses: { 204: { description: 'No rotation is open' } },
+  async handle({ caller, params: { siteId }, deps }) {
+    await deps.sites.cancelRotation(caller, siteId);
     return { status: 204 };
   },
 });

@@ -3,7 +3,7 @@ import { httpFunction } from './endpoint.js';
 
 export const callerSchema = z.object({
   callerId: z.string(),
-  kind: z.enum(['apiKey', 'entraApp']),
+  kind: z.enum(['apiKey', 'entraApp', 'entraUser']),
   providerId: z.string(),
   customerIds: z.array(z.string()).nullable(),
 });

@@ -3,6 +3,7 @@ import type { ServiceBusReceivedMessage } from '@azure/service-bus';
 import { z } from 'zod';
 import { InvalidMessageError, toAppError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logging.js';
+import { record } from '../../shared/metrics.js';
 import { contextFrom, inSpan, SpanKind, traceIdOf } from '../../shared/telemetry.js';
 
 /**
@@ -108,6 +109,8 @@ export async function settleEach(
         ),
       ),
     };
+    if (message.enqueuedTimeUtc instanceof Date)
+      record.queueLag(context.functionName, Date.now() - message.enqueuedTimeUtc.getTime());
     try {
       // A consumer span, child of the sender's (the `traceparent` application property).
       await inSpan(

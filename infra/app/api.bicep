@@ -28,6 +28,8 @@ param distributorClientId string = ''
 param distributorProviderId string = ''
 param partnerCenterTenantId string = ''
 param partnerCenterClientId string = ''
+param consoleEntraClientId string = ''
+param consoleEntraScope string = ''
 
 resource stg 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -89,13 +91,18 @@ var graphHomeSettings = empty(graphClientId) || empty(graphHomeTenantId)
       Graph__homeTenantId: graphHomeTenantId
     }
 
-// The distributor connector belongs to one provider; without it that provider's changes become purchase requests.
-var distributorSettings = empty(distributorClientId)
+// The distributor connector belongs to one provider; without it that provider's changes become purchase
+// requests. Both ids or neither: config.ts refuses a client id without its owning provider (and the
+// reverse), so a half-set pair fails the deployment here rather than every invocation of the app.
+var distributorSettings = empty(distributorClientId) && empty(distributorProviderId)
   ? {}
-  : {
-      Distributor__clientId: distributorClientId
-      Distributor__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/distributor-client-secret)'
-    }
+  : !empty(distributorClientId) && !empty(distributorProviderId)
+      ? {
+          Distributor__clientId: distributorClientId
+          Distributor__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/distributor-client-secret)'
+          Distributor__providerId: distributorProviderId
+        }
+      : fail('Set distributorClientId and distributorProviderId together (DISTRIBUTOR_CLIENT_ID, DISTRIBUTOR_PROVIDER_ID), or neither.')
 
 var partnerCenterSettings = empty(partnerCenterClientId)
   ? {}
@@ -105,11 +112,20 @@ var partnerCenterSettings = empty(partnerCenterClientId)
       PartnerCenter__clientSecret: '@Microsoft.KeyVault(SecretUri=${secretsUri}/partner-center-client-secret)'
     }
 
-// config.ts refuses empty values, so the owning providers are set only when named.
-var connectorOwnerSettings = union(
-  empty(partnerCenterProviderId) ? {} : { PartnerCenter__providerId: partnerCenterProviderId },
-  empty(distributorProviderId) ? {} : { Distributor__providerId: distributorProviderId }
-)
+// "Sign in with Microsoft" in the ops console: its SPA registration and the delegated scope, together.
+var consoleSettings = empty(consoleEntraClientId) && empty(consoleEntraScope)
+  ? {}
+  : !empty(consoleEntraClientId) && !empty(consoleEntraScope)
+      ? {
+          Console__entraClientId: consoleEntraClientId
+          Console__entraScope: consoleEntraScope
+        }
+      : fail('Set consoleEntraClientId and consoleEntraScope together (CONSOLE_ENTRA_CLIENT_ID, CONSOLE_ENTRA_SCOPE), or neither.')
+
+// config.ts refuses empty values, so the Partner Center connector's owner is set only when named.
+var connectorOwnerSettings = empty(partnerCenterProviderId)
+  ? {}
+  : { PartnerCenter__providerId: partnerCenterProviderId }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   name: name
@@ -161,6 +177,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       graphHomeSettings,
       partnerCenterSettings,
       distributorSettings,
+      consoleSettings,
       connectorOwnerSettings
     )
   }

@@ -3,9 +3,9 @@
  * to some of its customers; nothing a caller does can reach another provider's data.
  */
 export interface Caller {
-  /** Key id or Entra app id: never the secret. */
+  /** Key id, Entra app id, or (console sign-in) the Entra user's object id: never the secret. */
   id: string;
-  kind: 'apiKey' | 'entraApp';
+  kind: 'apiKey' | 'entraApp' | 'entraUser';
   providerId: string;
   /** Undefined: every customer of the provider. */
   customerIds?: string[];

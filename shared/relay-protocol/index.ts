@@ -10,3 +10,4 @@ export {
   type PemKeyPair,
 } from './keys.js';
 export { newEnvelope, defaultCommandLifetimeInMs } from './envelope.js';
+export { agentUnderstands, compareAgentVersions, minimumAgentVersion } from './versions.js';

@@ -237,6 +237,12 @@ export const replyErrorSchema = z.strictObject({
  * site's agent (which may Send to the shared reply queue) cannot answer for another site.
  */
 export const agentSignatureSchema = z.strictObject({ alg: z.literal('Ed25519'), value: base64url });
+/*
+ * `nextSignature` (agents ≥ 0.2.0, during a key rotation): the same message signed with the agent's
+ * next Ed25519 key as well, over the same bytes (canonicalJson without either signature). The cloud
+ * accepts a message when either signature verifies with either key it holds for the site (current,
+ * and next while a rotation is open), so agents and cloud switch keys without coordinating a moment.
+ */
 
 export const replySchema = z.discriminatedUnion('ok', [
   z.strictObject({
@@ -245,9 +251,12 @@ export const replySchema = z.discriminatedUnion('ok', [
     commandId: idSchema,
     siteId: siteIdSchema,
     commandType: z.string().optional(),
+    /** The answered envelope's `issuedAt` (the cloud's own clock): the cloud measures the round trip. */
+    commandIssuedAt: z.iso.datetime().optional(),
     ok: z.literal(true),
     result: z.unknown(),
     signature: agentSignatureSchema.optional(),
+    nextSignature: agentSignatureSchema.optional(),
   }),
   z.strictObject({
     v: z.literal(protocolVersion),
@@ -255,9 +264,11 @@ export const replySchema = z.discriminatedUnion('ok', [
     commandId: idSchema,
     siteId: siteIdSchema,
     commandType: z.string().optional(),
+    commandIssuedAt: z.iso.datetime().optional(),
     ok: z.literal(false),
     error: replyErrorSchema,
     signature: agentSignatureSchema.optional(),
+    nextSignature: agentSignatureSchema.optional(),
   }),
 ]);
 export type Reply = z.infer<typeof replySchema>;
@@ -279,6 +290,7 @@ export const heartbeatSchema = z.strictObject({
   lastError: z.string().max(2000).optional(),
   at: z.iso.datetime(),
   signature: agentSignatureSchema.optional(),
+  nextSignature: agentSignatureSchema.optional(),
 });
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 

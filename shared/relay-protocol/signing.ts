@@ -70,24 +70,42 @@ export function verifySignedCommand(
   return envelope.data;
 }
 
-/** Signs a reply or heartbeat with the site's agent key (Ed25519 over the message without `signature`). */
-export function signAgentMessage<T extends AgentMessage>(message: T, privateKey: KeyObject): T {
-  const { signature: _ignored, ...unsigned } = message;
-  const value = sign(null, Buffer.from(canonicalJson(unsigned), 'utf8'), privateKey).toString('base64url');
-  return { ...message, signature: { alg: 'Ed25519', value } };
+/**
+ * Signs a reply or heartbeat with the site's agent key (Ed25519 over the message without its
+ * signatures); during a key rotation also with the next key (`nextSignature`, same bytes).
+ */
+export function signAgentMessage<T extends AgentMessage>(
+  message: T,
+  privateKey: KeyObject,
+  nextPrivateKey?: KeyObject,
+): T {
+  const bytes = Buffer.from(canonicalJson(unsignedOf(message)), 'utf8');
+  const signature = { alg: 'Ed25519' as const, value: sign(null, bytes, privateKey).toString('base64url') };
+  if (nextPrivateKey === undefined) {
+    const { nextSignature: _dropped, ...rest } = message;
+    return { ...rest, signature } as T;
+  }
+  const nextSignature = {
+    alg: 'Ed25519' as const,
+    value: sign(null, bytes, nextPrivateKey).toString('base64url'),
+  };
+  return { ...message, signature, nextSignature };
 }
 
+function unsignedOf(message: AgentMessage): Omit<AgentMessage, 'signature' | 'nextSignature'> {
+  const { signature: _s, nextSignature: _n, ...unsigned } = message;
+  return unsigned;
+}
+
+/** Whether the message carries a signature (either slot) that verifies with this public key. */
 export function verifyAgentMessage(message: AgentMessage, publicKey: KeyObject): boolean {
-  const { signature, ...unsigned } = message;
-  if (signature === undefined) return false;
-  try {
-    return verify(
-      null,
-      Buffer.from(canonicalJson(unsigned), 'utf8'),
-      publicKey,
-      Buffer.from(signature.value, 'base64url'),
-    );
-  } catch {
-    return false;
-  }
+  const bytes = Buffer.from(canonicalJson(unsignedOf(message)), 'utf8');
+  return [message.signature, message.nextSignature].some((signature) => {
+    if (signature === undefined) return false;
+    try {
+      return verify(null, bytes, publicKey, Buffer.from(signature.value, 'base64url'));
+    } catch {
+      return false;
+    }
+  });
 }

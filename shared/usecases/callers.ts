@@ -56,6 +56,8 @@ export type EntraAppInput = z.input<typeof entraAppInput>;
 
 const API_KEYS = 'apikey';
 const ENTRA_APPS = 'entraapp';
+/** Engineers who sign in to the console with Entra (by user object id). */
+const ENTRA_USERS = 'entrauser';
 const keyPattern = /^atr_([a-z0-9]{12})_([A-Za-z0-9_-]{32,})$/;
 
 export interface CallerDeps {
@@ -225,10 +227,48 @@ export function createCallerRegistry(deps: CallerDeps) {
       return toCaller(keyId, 'apiKey', row.value);
     },
 
+    /**
+     * Maps an Entra user (object id) to a provider for console sign-in; safe to repeat for the same
+     * provider, a Conflict for another (revoke there first, as for apps).
+     */
+    async addEntraUser(input: {
+      objectId: string;
+      providerId: string;
+      customerIds?: string[];
+      name: string;
+    }): Promise<CredentialSummary> {
+      const parsed = parseInput(entraAppInput, { ...input, appId: input.objectId });
+      await providers.require(parsed.providerId);
+      const existing = await callers.get(ENTRA_USERS, parsed.appId);
+      if (existing !== undefined && existing.value.providerId !== parsed.providerId)
+        throw new AppError(
+          'Conflict',
+          `user ${parsed.appId} is registered for another provider; revoke it there first`,
+        );
+      const value: CallerRecord = {
+        providerId: parsed.providerId,
+        ...(parsed.customerIds === undefined ? {} : { customerIds: parsed.customerIds }),
+        name: parsed.name,
+        createdAt: existing?.value.createdAt ?? deps.clock.now().toISOString(),
+        disabled: false,
+      };
+      const row =
+        existing === undefined
+          ? await callers.create(ENTRA_USERS, parsed.appId, value)
+          : await callers.replace(ENTRA_USERS, parsed.appId, value, existing.etag);
+      return summaryOf(row.rowKey, 'entraUser', row.value);
+    },
+
     async authenticateBearer(token: string): Promise<Caller> {
       if (deps.tokenVerifier === undefined)
         throw new AppError('Unauthenticated', 'bearer tokens are not accepted here');
-      const { appId } = await deps.tokenVerifier.verify(token);
+      const { appId, userObjectId } = await deps.tokenVerifier.verify(token);
+      if (userObjectId !== undefined) {
+        const user = await callers.get(ENTRA_USERS, userObjectId);
+        if (user === undefined || user.value.disabled)
+          throw new AppError('Forbidden', 'this user is not registered as an operator of any provider');
+        return toCaller(userObjectId, 'entraUser', user.value);
+      }
       const row = await callers.get(ENTRA_APPS, appId);
       if (row === undefined || row.value.disabled)
         throw new AppError('Forbidden', 'this application is not registered as a caller');
@@ -237,7 +277,8 @@ export function createCallerRegistry(deps: CallerDeps) {
   };
 }
 
-const kindOf = (partition: string): Caller['kind'] => (partition === API_KEYS ? 'apiKey' : 'entraApp');
+const kindOf = (partition: string): Caller['kind'] =>
+  partition === API_KEYS ? 'apiKey' : partition === ENTRA_USERS ? 'entraUser' : 'entraApp';
 
 function summaryOf(id: string, kind: Caller['kind'], record: CallerRecord): CredentialSummary {
   return {

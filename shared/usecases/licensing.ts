@@ -28,6 +28,7 @@ import {
   type SourceSubscription,
 } from '../domain/licensing.js';
 import { AppError, isAppError, toAppError } from '../errors.js';
+import { record } from '../metrics.js';
 import type { Clock } from '../ports/clock.js';
 import type { CloudDirectoryFactory } from '../ports/cloud-directory.js';
 import type { Commerce, CommerceSubscription } from '../ports/commerce.js';
@@ -356,7 +357,20 @@ export function createLicensing(deps: LicensingDeps) {
       if (!isAppError(error, 'AlreadyExists')) throw error;
       return false;
     }
+    countSeats(entry);
     return true;
+  }
+
+  /** Seats we bought or released at a source, counted once: only when the entry is first written. */
+  function countSeats(entry: NewLedgerEntry): void {
+    if ((entry.cause !== 'purchase' && entry.cause !== 'reduction') || entry.value.kind !== 'subscription')
+      return;
+    const before = entry.figures.quantityBefore;
+    const after = entry.figures.quantityAfter;
+    if (typeof after !== 'number') return;
+    const delta = after - (typeof before === 'number' ? before : 0);
+    const { source, skuId, offerId } = entry.value.subscription;
+    record.seatChange(source, skuId ?? offerId, delta);
   }
 
   async function stateOf(providerId: string, customerId: string): Promise<LedgerState> {

@@ -5,7 +5,14 @@ import { AppError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { HealthCheck } from '../ports/health.js';
 import type { Store } from '../ports/store.js';
-import type { Heartbeat } from '../relay-protocol/index.js';
+import {
+  agentUnderstands,
+  minimumAgentVersion,
+  publicKeyFromPem,
+  verifyAgentMessage,
+  type CommandType,
+  type Heartbeat,
+} from '../relay-protocol/index.js';
 import { pageOf, type PageOf, type PageRequest } from './paging.js';
 
 /**
@@ -21,6 +28,14 @@ const heartbeatSchema = z.object({
   dcsReachable: z.array(z.string()),
   queueLag: z.number(),
   lastError: z.string().optional(),
+  /** During a key rotation: this heartbeat was also signed with the site's next agent key. */
+  signedWithNextKey: z.boolean().optional(),
+});
+/** A key rotation under way: the next keys, accepted beside the current ones until it is finished. */
+const rotationSchema = z.object({
+  publicKeyPem: z.string(),
+  agentPublicKeyPem: z.string(),
+  startedAt: z.string(),
 });
 const siteSchema = z.object({
   siteId: z.string(),
@@ -33,6 +48,7 @@ const siteSchema = z.object({
   heartbeat: heartbeatSchema.optional(),
   /** The last heartbeat of each agent of the site, by agent id (`default` for agents that send none). */
   agents: z.record(z.string(), heartbeatSchema).optional(),
+  rotation: rotationSchema.optional(),
 });
 export type Site = z.infer<typeof siteSchema>;
 
@@ -46,6 +62,8 @@ export interface AgentView {
   dcsReachable: string[];
   queueLag: number;
   lastError: string | null;
+  /** Only while a key rotation is open: whether its last heartbeat since the start was signed with the next key. */
+  signedWithNextKey?: boolean;
 }
 
 export const agentUnavailableAfterInMs = 120_000;
@@ -87,10 +105,54 @@ function checkKey(pem: string, expected: 'x25519' | 'ed25519', field: string): v
   }
 }
 
+/** The site's agents heard from in the last 120 s (the ones that may take the next command). */
+function availableAgents(site: Site, nowMs: number): Array<[string, NonNullable<Site['heartbeat']>]> {
+  return Object.entries(site.agents ?? {}).filter(
+    ([, beat]) => nowMs - Date.parse(beat.receivedAt) <= agentUnavailableAfterInMs,
+  );
+}
+
+/**
+ * Throws (retryable, so the step waits and says why) unless every available agent of the site
+ * understands the command type (shared/relay-protocol/versions.ts). With no agent available the
+ * command is sent: it waits in the site's queue for whichever agent comes first, as before.
+ */
+export function assertAgentsUnderstand(site: Site, type: CommandType, now: Date): void {
+  const behind = availableAgents(site, now.getTime()).filter(
+    ([, beat]) => !agentUnderstands(beat.agentVersion, type),
+  );
+  if (behind.length === 0) return;
+  const minimum = minimumAgentVersion[type];
+  const names = behind.map(([id, beat]) => `${id} runs ${beat.agentVersion}`).join(', ');
+  throw new AppError(
+    'Unavailable',
+    `waiting for an agent upgrade: site ${site.siteId} needs agent ≥ ${minimum} for ${type} on every available agent (${names}); upgrade them or stop the old ones`,
+    {
+      retryable: true,
+      details: {
+        reason: 'AgentUpgradeRequired',
+        siteId: site.siteId,
+        commandType: type,
+        minimumAgentVersion: minimum,
+        agents: behind.map(([id, beat]) => `${id}@${beat.agentVersion}`).join(','),
+      },
+    },
+  );
+}
+
+/** The agent keys a reply or heartbeat of the site may be signed with: current, and next during a rotation. */
+export function trustedAgentKeys(site: Site): string[] {
+  return [site.agentPublicKeyPem, site.rotation?.agentPublicKeyPem].filter(
+    (pem): pem is string => pem !== undefined,
+  );
+}
+
 export function createSites(deps: {
   store: Store;
   clock: Clock;
   isSiteInUse?: (site: Site) => Promise<boolean>;
+  /** Told after a site's trusted keys changed (re-key, rotation start/finish/cancel), e.g. to drop caches. */
+  onKeysChanged?: (siteId: string) => void;
 }) {
   const sites = sitesCollection(deps.store);
 
@@ -122,6 +184,12 @@ export function createSites(deps: {
           dcsReachable: beat.dcsReachable,
           queueLag: beat.queueLag,
           lastError: beat.lastError ?? null,
+          ...(site.rotation === undefined
+            ? {}
+            : {
+                signedWithNextKey:
+                  beat.signedWithNextKey === true && beat.receivedAt >= site.rotation.startedAt,
+              }),
         }))
         .sort((a, b) => a.agentId.localeCompare(b.agentId)),
       agent: {
@@ -140,6 +208,31 @@ export function createSites(deps: {
     if (site === undefined || site.value.providerId !== caller.providerId)
       throw new AppError('NotFound', `site ${siteId} not found`);
     return site;
+  }
+
+  /**
+   * Re-reads and re-decides on a lost race: heartbeats write the same row every few seconds, so an
+   * operator's change must not fail because an agent beat in between. `change` returns undefined for
+   * "nothing to write"; it may throw to refuse.
+   */
+  async function changeOwned(
+    caller: Caller,
+    siteId: string,
+    change: (site: Site) => Site | undefined,
+  ): Promise<{ site: Site; changed: boolean }> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const site = await owned(caller, siteId);
+      const next = change(site.value);
+      if (next === undefined) return { site: site.value, changed: false };
+      try {
+        const saved = await sites.replace(PARTITION, siteId, next, site.etag);
+        deps.onKeysChanged?.(siteId);
+        return { site: saved.value, changed: true };
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
+      }
+    }
+    throw new AppError('Unavailable', `site ${siteId} kept changing; retry`, { retryable: true });
   }
 
   /** A narrowed credential acts for some customers only: sites serve many, so it may not change them. */
@@ -195,6 +288,7 @@ export function createSites(deps: {
         updatedAt: now,
         ...(existing?.value.heartbeat === undefined ? {} : { heartbeat: existing.value.heartbeat }),
         ...(existing?.value.agents === undefined ? {} : { agents: existing.value.agents }),
+        // A re-key replaces the keys outright: a rotation that was open ends with it.
       };
       if (existing === undefined) {
         try {
@@ -206,10 +300,9 @@ export function createSites(deps: {
           throw error;
         }
       }
-      return {
-        site: view((await sites.replace(PARTITION, siteId, value, existing.etag)).value),
-        created: false,
-      };
+      const saved = await sites.replace(PARTITION, siteId, value, existing.etag);
+      deps.onKeysChanged?.(siteId);
+      return { site: view(saved.value), created: false };
     },
 
     async getForCaller(caller: Caller, siteId: string): Promise<SiteView> {
@@ -238,6 +331,7 @@ export function createSites(deps: {
     async recordHeartbeat(heartbeat: Heartbeat): Promise<void> {
       const existing = await sites.get(PARTITION, heartbeat.siteId);
       if (existing === undefined) return; // an agent of a site we do not know: nothing to show
+      const rotation = existing.value.rotation;
       const beat = {
         at: heartbeat.at,
         receivedAt: deps.clock.now().toISOString(),
@@ -245,6 +339,14 @@ export function createSites(deps: {
         dcsReachable: heartbeat.dcsReachable,
         queueLag: heartbeat.queueLag,
         ...(heartbeat.lastError === undefined ? {} : { lastError: heartbeat.lastError }),
+        ...(rotation === undefined
+          ? {}
+          : {
+              signedWithNextKey: verifyAgentMessage(
+                heartbeat,
+                publicKeyFromPem(rotation.agentPublicKeyPem, 'ed25519'),
+              ),
+            }),
       };
       const value: Site = {
         ...existing.value,
@@ -258,6 +360,89 @@ export function createSites(deps: {
       } catch (error) {
         if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
       }
+    },
+
+    /**
+     * Opens a key rotation: the next keys (generated on the agent's machine by `agent keys rotate`)
+     * are trusted beside the current ones; passwords stay sealed to the current X25519 key until the
+     * rotation is finished. Repeating it with the same keys is a no-op; other keys restart it.
+     */
+    async startRotation(
+      caller: Caller,
+      siteId: string,
+      keys: { publicKeyPem: string; agentPublicKeyPem: string },
+    ): Promise<SiteView> {
+      assertProviderWide(caller);
+      checkKey(keys.publicKeyPem, 'x25519', 'publicKeyPem');
+      checkKey(keys.agentPublicKeyPem, 'ed25519', 'agentPublicKeyPem');
+      const { site } = await changeOwned(caller, siteId, (current) => {
+        if (keys.agentPublicKeyPem.trim() === current.agentPublicKeyPem?.trim())
+          throw new AppError(
+            'Validation',
+            'agentPublicKeyPem is the current key: a rotation needs new keys',
+            {
+              details: { errors: [{ path: 'body.agentPublicKeyPem', message: 'same as the current key' }] },
+            },
+          );
+        const open = current.rotation;
+        if (
+          open?.publicKeyPem.trim() === keys.publicKeyPem.trim() &&
+          open.agentPublicKeyPem.trim() === keys.agentPublicKeyPem.trim()
+        )
+          return undefined;
+        const now = deps.clock.now().toISOString();
+        return { ...current, rotation: { ...keys, startedAt: now }, updatedAt: now };
+      });
+      return view(site);
+    },
+
+    /**
+     * Makes the next keys current and stops trusting the old ones. Refused (409, naming them) while an
+     * available agent has not yet sent a heartbeat signed with the next key since the rotation started:
+     * it could not open passwords sealed to the next X25519 key nor sign with the next Ed25519 key.
+     */
+    async finishRotation(caller: Caller, siteId: string): Promise<SiteView> {
+      assertProviderWide(caller);
+      const { site } = await changeOwned(caller, siteId, (current) => {
+        const rotation = current.rotation;
+        if (rotation === undefined)
+          throw new AppError('Conflict', `site ${siteId} has no key rotation under way`);
+        const seen = view(current).agents.filter((a) => a.state !== 'unavailable');
+        const behind = seen.filter((a) => a.signedWithNextKey !== true).map((a) => a.agentId);
+        if (seen.length === 0 || behind.length > 0)
+          throw new AppError(
+            'Conflict',
+            seen.length === 0
+              ? `no agent of site ${siteId} is available to confirm the next key; start one with it first`
+              : `agents of site ${siteId} have not confirmed the next key yet: ${behind.join(', ')} (load it with \`agent keys rotate\` + reload, then wait for a heartbeat)`,
+            { details: { agents: behind.join(',') } },
+          );
+        const { rotation: _finished, ...rest } = current;
+        const agents = Object.fromEntries(
+          Object.entries(rest.agents ?? {}).map(([id, beat]) => {
+            const { signedWithNextKey: _s, ...kept } = beat;
+            return [id, kept];
+          }),
+        );
+        return {
+          ...rest,
+          agents,
+          publicKeyPem: rotation.publicKeyPem,
+          agentPublicKeyPem: rotation.agentPublicKeyPem,
+          updatedAt: deps.clock.now().toISOString(),
+        };
+      });
+      return view(site);
+    },
+
+    /** Abandons an open rotation: only the current keys are trusted again. Safe to repeat. */
+    async cancelRotation(caller: Caller, siteId: string): Promise<void> {
+      assertProviderWide(caller);
+      await changeOwned(caller, siteId, (current) => {
+        if (current.rotation === undefined) return undefined;
+        const { rotation: _cancelled, ...rest } = current;
+        return { ...rest, updatedAt: deps.clock.now().toISOString() };
+      });
     },
 
     /** The caller's own sites as a health dependency: stale or DC-less agents are `degraded`. */

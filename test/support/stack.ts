@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
@@ -169,4 +171,22 @@ export function graphSeed(customer: TenantSeed & { id: string }): Seed {
       },
     ],
   };
+}
+
+/**
+ * The dev Service Bus config plus a site queue per id, shaped like `agent-site-demo`: sites are global
+ * names and other files register `demo` in the same storage, so a file that registers a site uses its own.
+ */
+export function serviceBusConfigWithSites(siteIds: string[]): string {
+  const config = JSON.parse(readFileSync('dev/peers/servicebus/config.json', 'utf8')) as {
+    UserConfig: { Namespaces: { Queues: { Name: string }[] }[] };
+  };
+  const namespace = config.UserConfig.Namespaces[0];
+  const demo = namespace?.Queues.find((q) => q.Name === 'agent-site-demo');
+  if (namespace === undefined || demo === undefined) throw new Error('dev Service Bus config changed shape');
+  for (const siteId of siteIds)
+    namespace.Queues.push({ ...structuredClone(demo), Name: `agent-site-${siteId}` });
+  const file = join(mkdtempSync(join(tmpdir(), 'sites-')), 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
 }

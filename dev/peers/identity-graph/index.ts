@@ -14,16 +14,20 @@ import {
   TokenSigner,
   verifyAccessToken,
 } from './identity.js';
+import { createSignIn, type SignInResponse, type SignInSeed } from './signin.js';
 import { loadSeed, type Seed } from './seed.js';
 import { DirectoryState, VirtualClock } from './state.js';
 
 export type { Seed } from './seed.js';
+export type { SignInSeed } from './signin.js';
 
 export interface IdentityGraphPeerOptions {
   /** 0 or unset: the OS picks a free port. */
   port?: number;
   /** A seed object or the path of a seed JSON file. */
   seed?: Seed | string;
+  /** Users who can sign in to single-page apps (auth code + PKCE), and the APIs they get tokens for. */
+  signIn?: SignInSeed;
 }
 
 export interface IdentityGraphPeer {
@@ -100,6 +104,24 @@ export async function startIdentityGraphPeer(
   };
   reseed();
   let authorityHost = '';
+  const signIn =
+    options.signIn === undefined
+      ? undefined
+      : createSignIn({
+          seed: options.signIn,
+          signer,
+          authorityHost: () => authorityHost,
+          nowMs: () => clock.nowMs(),
+        });
+  const sendSignIn = (res: ServerResponse, answer: SignInResponse, headers: Record<string, string>): void => {
+    if (answer.html !== undefined) {
+      for (const [k, v] of Object.entries({ ...headers, ...answer.headers })) res.setHeader(k, v);
+      res.writeHead(answer.status, { 'Content-Type': 'text/html; charset=utf-8' });
+      res.end(answer.html);
+      return;
+    }
+    send(res, answer.status, answer.body, { ...headers, ...answer.headers });
+  };
   let graphBaseUrl = '';
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -171,10 +193,34 @@ export async function startIdentityGraphPeer(
       send(res, 200, { keys: [signer.jwk] }, identityHeaders);
       return;
     }
+    if (signIn !== undefined && tenantSegment !== undefined && path === 'oauth2/v2.0/authorize') {
+      const tenant = state.resolveTenant(tenantSegment);
+      if (tenant === undefined) {
+        const failure = tenantNotFound(tenantSegment);
+        send(res, failure.status, failure.body, identityHeaders);
+        return;
+      }
+      const answer =
+        method === 'POST'
+          ? signIn.signIn(tenant.id, new URLSearchParams(raw.toString('utf8')))
+          : signIn.authorize(tenant.id, url.searchParams);
+      sendSignIn(res, answer, identityHeaders);
+      return;
+    }
     if (tenantSegment !== undefined && path === 'oauth2/v2.0/token' && method === 'POST') {
       const form = new URLSearchParams(
         contentType.includes('application/x-www-form-urlencoded') ? raw.toString('utf8') : '',
       );
+      const tenant = state.resolveTenant(tenantSegment);
+      const origin = typeof req.headers.origin === 'string' ? req.headers.origin : undefined;
+      const redeemed =
+        signIn === undefined || tenant === undefined
+          ? undefined
+          : await signIn.redeem(tenant.id, form, origin);
+      if (redeemed !== undefined) {
+        sendSignIn(res, redeemed, identityHeaders);
+        return;
+      }
       const authorization = req.headers.authorization;
       let basic: { clientId: string; secret: string } | undefined;
       if (authorization?.startsWith('Basic ') === true) {

@@ -11,6 +11,13 @@ import type { TokenVerifier } from '../../ports/token-verifier.js';
 export const callerAppRole = 'Atria.Caller';
 
 /**
+ * The delegated scope our API exposes for the ops console ("Expose an API" → `Atria.Console`). A user
+ * token is accepted only with this scope and our app role assigned to the user (app roles with
+ * allowedMemberTypes User appear in a delegated token's `roles`); the user is then mapped to a provider.
+ */
+export const consoleScope = 'Atria.Console';
+
+/**
  * Verifies Entra ID v2 access tokens issued for our API by the keys the tenant publishes:
  * - the algorithm is pinned to RS256 (Entra signs access tokens with RS256; its JWKS entries carry no
  *   `alg`, so without a pin a token in another algorithm over the same key would be tried);
@@ -28,6 +35,7 @@ const claims = z.object({
   idtyp: z.string().optional(),
   scp: z.unknown().optional(),
   roles: z.array(z.string()).optional(),
+  oid: z.string().optional(),
 });
 
 export function createEntraTokenVerifier(options: {
@@ -36,6 +44,8 @@ export function createEntraTokenVerifier(options: {
   audience: string;
   /** Defaults to {@link callerAppRole}. */
   requiredRole?: string;
+  /** Accept delegated tokens carrying this scope (the console's sign-in); default {@link consoleScope}. */
+  delegatedScope?: string;
 }): TokenVerifier {
   const base = options.authorityHost.replace(/\/$/, '');
   const jwks = createRemoteJWKSet(new URL(`${base}/${options.tenantId}/discovery/v2.0/keys`));
@@ -59,6 +69,16 @@ export function createEntraTokenVerifier(options: {
       }
       if (parsed.tid.toLowerCase() !== options.tenantId.toLowerCase())
         throw new AppError('Unauthenticated', 'the bearer token is not valid for this API');
+      const scopes = typeof parsed.scp === 'string' ? parsed.scp.split(' ') : [];
+      if (parsed.scp !== undefined && scopes.includes(options.delegatedScope ?? consoleScope)) {
+        // A signed-in engineer through the console: the user holds our role and is mapped by object id.
+        const appId = parsed.azp ?? parsed.appid;
+        if (appId === undefined || parsed.oid === undefined)
+          throw new AppError('Unauthenticated', 'the token names no calling application or user');
+        if (!(parsed.roles ?? []).includes(requiredRole))
+          throw new AppError('Forbidden', `the signed-in user is not assigned the app role ${requiredRole}`);
+        return { appId, tenantId: parsed.tid, userObjectId: parsed.oid.toLowerCase() };
+      }
       if (parsed.scp !== undefined || (parsed.idtyp !== undefined && parsed.idtyp !== 'app')) {
         throw new AppError(
           'Unauthenticated',

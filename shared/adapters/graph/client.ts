@@ -3,6 +3,7 @@ import {
   AuthenticationHandler,
   Client,
   HTTPMessageHandler,
+  type Context,
   type Middleware,
   RedirectHandler,
   RedirectHandlerOptions,
@@ -11,6 +12,8 @@ import {
   TelemetryHandler,
 } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials/index.js';
+
+import { record } from '../../metrics.js';
 
 export const graphScope = 'https://graph.microsoft.com/.default';
 
@@ -106,11 +109,28 @@ export function createGraphClient(credential: TokenCredential, settings: GraphCl
     settings.budget.setNext(redirect);
   }
   redirect.setNext(telemetry);
-  telemetry.setNext(http);
+  const counted = countingMiddleware();
+  telemetry.setNext(counted);
+  counted.setNext(http);
   return Client.initWithMiddleware({
     middleware: auth,
     baseUrl,
     defaultVersion: version,
     ...(customHosts.length > 0 ? { customHosts: new Set(customHosts) } : {}),
   });
+}
+
+/** Counts every request that reaches the wire (retries included) and its status, 429s apart. */
+function countingMiddleware(): Middleware & { setNext(middleware: Middleware): void } {
+  let next: Middleware | undefined;
+  return {
+    setNext: (middleware: Middleware) => {
+      next = middleware;
+    },
+    execute: async (context: Context) => {
+      if (next === undefined) throw new Error('graph metrics middleware has no next handler');
+      await next.execute(context);
+      if (context.response !== undefined) record.graphResponse(context.response.status);
+    },
+  };
 }

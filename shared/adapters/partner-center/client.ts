@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { TokenCredential } from '@azure/identity';
 import type { z } from 'zod';
 import { AppError, type ErrorCode } from '../../errors.js';
+import { record } from '../../metrics.js';
 import { withRetry, type RetryOptions } from '../../retry.js';
 import { errorBodySchema } from './schemas.js';
 
@@ -278,6 +279,7 @@ export class PartnerCenterClient {
         },
       );
     }
+    record.partnerCenterResponse(response.status);
     const text = await response.text();
     let body: unknown;
     try {

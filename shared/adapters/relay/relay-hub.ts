@@ -35,6 +35,7 @@ import {
   type Heartbeat,
   type Reply,
 } from '../../relay-protocol/index.js';
+import { record } from '../../metrics.js';
 import { traceContextProperties } from '../../telemetry.js';
 
 export interface ReplyStore {
@@ -69,7 +70,14 @@ export interface RelayHubOptions {
    * The agent's Ed25519 public key of a site as registered (PEM), looked up where this instance has not
    * used the site yet. A site without a registered key has no trusted agent: its messages are dropped.
    */
-  agentKeyFor?: (siteId: string) => Promise<string | undefined>;
+  agentKeyFor?: (siteId: string) => Promise<string | readonly string[] | undefined>;
+  /** How long keys from `agentKeyFor` are reused (default 5 s); `forgetAgentKeys` drops them at once. */
+  agentKeyCacheInMs?: number;
+  /**
+   * Asked before each `call`: throws when the site's agents cannot take the command yet (e.g. an
+   * agent too old for its type), so nothing is sent that an agent would refuse.
+   */
+  assertSendable?: (siteId: string, type: CommandType) => Promise<void>;
   log?: Logger;
 }
 
@@ -112,7 +120,7 @@ export class RelayHub {
   private readonly senders = new Map<string, ServiceBusSender>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   private readonly recent = new Map<string, { reply: Reply; at: number }>();
-  private readonly agentKeys = new Map<string, KeyObject>();
+  private readonly agentKeys = new Map<string, { keys: KeyObject[]; atMs: number | undefined }>();
   private receiver: ServiceBusReceiver | undefined;
   private subscription: { close(): Promise<void> } | undefined;
 
@@ -166,14 +174,36 @@ export class RelayHub {
   /** Dispatches one message of the reply queue. Unparseable messages are dropped (logged), not retried. */
   /** Whether a message may speak for its site: signed with the site's agent key when one is known. */
   private async trusted(message: Reply | Heartbeat): Promise<boolean> {
-    let agentKey = this.agentKeys.get(message.siteId);
-    if (agentKey === undefined) {
-      const pem = await this.options.agentKeyFor?.(message.siteId);
-      if (pem === undefined) return false;
-      // Not cached: a key re-registered on another instance must count at once.
-      agentKey = publicKeyFromPem(pem, 'ed25519');
-    }
-    return verifyAgentMessage(message, agentKey);
+    const keys = await this.keysOf(message.siteId);
+    return keys.some((key) => verifyAgentMessage(message, key));
+  }
+
+  /**
+   * The site's trusted agent keys (two during a key rotation). Looked up through `agentKeyFor` and
+   * reused briefly, so a key re-registered or retired on another instance counts within seconds;
+   * without `agentKeyFor`, the keys `directoryFor` was given.
+   */
+  private async keysOf(siteId: string): Promise<KeyObject[]> {
+    const cached = this.agentKeys.get(siteId);
+    const lookup = this.options.agentKeyFor;
+    const ttl = this.options.agentKeyCacheInMs ?? 5_000;
+    const nowMs = this.clock.now().getTime();
+    if (
+      cached !== undefined &&
+      (lookup === undefined || (cached.atMs !== undefined && nowMs - cached.atMs < ttl))
+    )
+      return cached.keys;
+    if (lookup === undefined) return [];
+    const found = await lookup(siteId);
+    const pems = found === undefined ? [] : typeof found === 'string' ? [found] : [...found];
+    const keys = pems.map((pem) => publicKeyFromPem(pem, 'ed25519'));
+    this.agentKeys.set(siteId, { keys, atMs: nowMs });
+    return keys;
+  }
+
+  /** Drops the cached agent keys of a site (its keys changed here: re-key, rotation start or finish). */
+  forgetAgentKeys(siteId: string): void {
+    this.agentKeys.delete(siteId);
   }
 
   /** A reply another process saved, if it is trustworthy and final (not a retryable failure). */
@@ -200,10 +230,17 @@ export class RelayHub {
       return 'invalid';
     }
     if (message.type === 'heartbeat') {
+      record.agentQueueDepth(message.siteId, message.queueLag);
       await this.options.onHeartbeat?.(message);
       return 'heartbeat';
     }
     this.remember(message);
+    if (message.commandIssuedAt !== undefined)
+      record.agentRoundTrip(
+        message.commandType ?? 'unknown',
+        this.clock.now().getTime() - Date.parse(message.commandIssuedAt),
+        message.ok,
+      );
     const waiting = [...(this.waiters.get(message.commandId) ?? [])].filter(
       (waiter) => waiter.siteId === message.siteId,
     );
@@ -271,6 +308,7 @@ export class RelayHub {
     command: CommandOf<T>,
     options: OnPremCallOptions,
   ): Promise<CommandResult<T>> {
+    await this.options.assertSendable?.(siteId, command.type);
     const cached = this.recent.get(options.commandId);
     if (
       cached !== undefined &&
@@ -360,7 +398,12 @@ export class RelayHub {
     /** Required: replies for the site are trusted only when signed with it. */
     agentPublicKeyPem: string;
   }): OnPremDirectory {
-    this.agentKeys.set(site.siteId, publicKeyFromPem(site.agentPublicKeyPem, 'ed25519'));
+    // Without a lookup these are the site's keys; with one, the lookup (which knows rotations) decides.
+    if (this.options.agentKeyFor === undefined)
+      this.agentKeys.set(site.siteId, {
+        keys: [publicKeyFromPem(site.agentPublicKeyPem, 'ed25519')],
+        atMs: undefined,
+      });
     return new RelayOnPremDirectory(this, site.siteId, publicKeyFromPem(site.sitePublicKeyPem, 'x25519'));
   }
 }

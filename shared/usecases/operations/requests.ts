@@ -19,6 +19,7 @@ import {
 } from '../../domain/planning.js';
 import type { CreateUserRequest, UserRecord } from '../../domain/user.js';
 import { AppError } from '../../errors.js';
+import { record } from '../../metrics.js';
 import { deterministicMessageId } from '../../ports/bus.js';
 import type { Clock } from '../../ports/clock.js';
 import type { SecretSealer } from '../../ports/secret-sealer.js';
@@ -127,7 +128,10 @@ export function createRequests(deps: RequestDeps) {
       .catch(ignoreExisting);
     // The active index first (the sweeper finds what a crash left); the rest are independent.
     await Promise.all([
-      c.operations.create(providerId, operationId, operation).catch(ignoreExisting),
+      c.operations.create(providerId, operationId, operation).then(
+        () => record.operationState(operation.kind, operation.state),
+        ignoreExisting,
+      ),
       c.customerOperations
         .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), {
           operationId,
@@ -440,7 +444,9 @@ export function createRequests(deps: RequestDeps) {
       change(next);
       next.updatedAt = now();
       try {
-        return (await c.operations.replace(caller.providerId, operationId, next, found.etag)).value;
+        const saved = (await c.operations.replace(caller.providerId, operationId, next, found.etag)).value;
+        if (saved.state !== found.value.state) record.operationState(saved.kind, saved.state);
+        return saved;
       } catch (error) {
         if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
       }

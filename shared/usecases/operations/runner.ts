@@ -12,6 +12,7 @@ import { retryDelayInMs, type BackoffSettings } from '../../domain/planning.js';
 import type { UserRecord } from '../../domain/user.js';
 import { AppError, InvalidMessageError, toAppError, type ErrorCode } from '../../errors.js';
 import type { Logger } from '../../logging.js';
+import { record } from '../../metrics.js';
 import { deterministicMessageId, type Bus } from '../../ports/bus.js';
 import type { Clock } from '../../ports/clock.js';
 import type { CloudDirectory } from '../../ports/cloud-directory.js';
@@ -171,7 +172,9 @@ export function createRunner(deps: RunnerDeps) {
     if (leaseFor !== undefined) leaseChanges(ctx, next, leaseFor.name, 'running');
     next.updatedAt = now();
     try {
+      const before = ctx.current.value.state;
       ctx.current = await c.operations.replace(next.providerId, next.operationId, next, ctx.current.etag);
+      if (next.state !== before) record.operationState(next.kind, next.state);
     } catch (error) {
       if (error instanceof AppError && error.code === 'ConcurrencyConflict') throw new LostRace();
       throw error;

@@ -118,6 +118,21 @@ describe('infra/ declares what the code uses', () => {
     expect(() => loadSettings({ ...env, Secrets__operationKey: undefined })).toThrow(/Secrets__operationKey/);
   });
 
+  it("writes the distributor's client id only with its owning provider, and fails a deployment given one of them", () => {
+    // config.ts refuses Distributor__clientId without Distributor__providerId (and the reverse).
+    const block = /var distributorSettings = ([\s\S]*?)\n\n/.exec(api)?.[1] ?? '';
+    expect(block).toMatch(/empty\(distributorClientId\) && empty\(distributorProviderId\)\s*\?\s*\{\}/);
+    const both = block.slice(
+      block.indexOf('!empty(distributorClientId) && !empty(distributorProviderId)'),
+      block.indexOf('fail('),
+    );
+    expect(both).toMatch(/Distributor__clientId:/);
+    expect(both).toMatch(/Distributor__providerId:/);
+    expect(block).toMatch(/:\s*fail\('/);
+    // Nowhere else: neither can be written on its own.
+    expect(api.match(/Distributor__(clientId|providerId):/g)).toHaveLength(2);
+  });
+
   it("grants the app's identity the built-in roles its calls need", () => {
     // Built-in role ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
     const needed = {
