@@ -122,6 +122,8 @@ export interface AutoscaleDeps {
   connectors: LicensingConnectors;
   /** Held operations are queued again after seats were bought (the licence sweep's own work). */
   resumeHeld: () => Promise<unknown>;
+  /** Seats Entra group-based licensing waits for, per lower-case SKU (group-licensing.ts). */
+  groupLicensingDemand?: (providerId: string, customerId: string) => Promise<Map<string, number>>;
   settings: () => AutoscaleSettings;
 }
 
@@ -447,6 +449,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
       state,
     };
     const today = await usedToday(providerId, customerId);
+    const fromGroups =
+      (await deps.groupLicensingDemand?.(providerId, customerId)) ?? new Map<string, number>();
     const settings = deps.settings();
     const out: DecisionRecord[] = [];
     let applied = unfinished.applied;
@@ -489,7 +493,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
         demand: {
           skuId,
           assigned: sku.assigned,
-          held: sku.waitingForSeat,
+          // Members of licensed groups waiting for an inherited seat wait like held operations do.
+          held: sku.waitingForSeat + (fromGroups.get(skuId) ?? 0),
           reservedStarters: expected?.starters ?? 0,
           scheduledLeavers: expected?.leavers ?? 0,
         },

@@ -15,6 +15,7 @@ import {
   type GraphRequest,
   type GraphResponse,
 } from './context.js';
+import { processUserLicences } from './group-licensing.js';
 import { lagging, lookupUser, userView } from './users.js';
 
 const defaultGroupProperties = [
@@ -55,7 +56,9 @@ const writable = new Set([
 ]);
 
 function groupView(group: GroupRecord, select: string[] | undefined): Record<string, unknown> {
-  return project({ ...group.props, id: group.id }, select, defaultGroupProperties, {
+  // assignedLicenses: group-based licensing, returned only on $select (resources/group.md).
+  const record = { ...group.props, id: group.id, assignedLicenses: group.assignedLicenses ?? [] };
+  return project(record, select, defaultGroupProperties, {
     groupTypes: [],
     proxyAddresses: [],
   });
@@ -226,6 +229,7 @@ export function addMember(ctx: GraphContext, req: GraphRequest, id: string): Gra
   }
   group.members.add(user.id);
   group.seq = ctx.tenant.nextSeq();
+  processUserLicences(ctx, user);
   return { status: 204 };
 }
 
@@ -236,5 +240,7 @@ export function removeMember(ctx: GraphContext, id: string, memberId: string): G
   if (group === undefined) return notFound(ctx, id);
   if (!group.members.delete(memberId.toLowerCase())) return notFound(ctx, memberId);
   group.seq = ctx.tenant.nextSeq();
+  const user = ctx.tenant.findUser(memberId);
+  if (user !== undefined) processUserLicences(ctx, user);
   return { status: 204 };
 }
