@@ -92,25 +92,63 @@ export const correctionInputSchema = z.strictObject({
 const correctionSchema = correctionInputSchema.extend({ at: z.string(), by: z.string() });
 export type Correction = z.infer<typeof correctionSchema>;
 
-export interface ReportRow {
-  customerId: string;
-  productId: string;
-  product: string;
-  sku: string;
-  unit: 'user' | 'core';
-  quantity: number;
+const reportRowSchema = z.strictObject({
+  customerId: z.string(),
+  productId: z.string(),
+  product: z.string(),
+  sku: z.string(),
+  unit: z.enum(['user', 'core']),
+  quantity: z.number().int(),
   /** The quantity before corrections, when there are any. */
-  computedQuantity: number;
-  state: 'draft' | 'closed';
-  corrections: Correction[];
-}
+  computedQuantity: z.number().int(),
+  state: z.enum(['draft', 'closed']),
+  corrections: z.array(correctionSchema),
+});
+export type ReportRow = z.infer<typeof reportRowSchema>;
 
-export interface SplaReport {
-  month: string;
-  rows: ReportRow[];
-  /** Each counted (or excluded) user with dates and the rule, per customer and product. */
-  details?: Array<{ customerId: string; productId: string; sku: string } & z.infer<typeof countedUserSchema>>;
-}
+const reportDetailSchema = z.strictObject({
+  customerId: z.string(),
+  productId: z.string(),
+  sku: z.string(),
+  userId: z.string(),
+  /** First and last instant of the month the user was authorised and enabled. */
+  from: z.iso.datetime(),
+  to: z.iso.datetime(),
+  days: z.number().int(),
+  rule: z.string(),
+  counted: z.boolean(),
+  excludedAs: z.enum(['serviceAccount', 'admin']).optional(),
+});
+
+const splaReportSchema = z.strictObject({
+  month: monthSchema,
+  rows: z.array(reportRowSchema),
+  /** With `view=detail`: each counted (or excluded) user with dates and the rule, per customer and product. */
+  details: z.array(reportDetailSchema).optional(),
+});
+export type SplaReport = z.infer<typeof splaReportSchema>;
+
+/** What each SPLA route answers (the OpenAPI document is generated from these). */
+export const splaResponseSchemas = {
+  product: splaProductSchema.extend({ productId: z.string() }),
+  products: z.strictObject({ value: z.array(splaProductSchema.extend({ productId: z.string() })) }),
+  rule: z.strictObject({ customerId: z.string(), productId: z.string(), rule: splaRuleSchema }),
+  rules: z.strictObject({ value: z.array(z.strictObject({ productId: z.string(), rule: splaRuleSchema })) }),
+  appended: z.strictObject({ added: z.number().int().nonnegative() }),
+  evidence: z.strictObject({ value: z.array(evidenceEventSchema) }),
+  report: splaReportSchema,
+  closed: z.strictObject({
+    value: z.array(
+      z.strictObject({
+        month: monthSchema,
+        customerId: z.string(),
+        closedAt: z.string().optional(),
+        evidenceDigest: z.string(),
+      }),
+    ),
+  }),
+  correction: correctionSchema,
+};
 
 const customerPartition = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
 const INDEX = 'all';
@@ -591,7 +629,7 @@ export function createSpla(deps: SplaDeps) {
           const edgesOf = (guid: string): Map<string, EvidenceMember> => {
             const key = `ad.${guid}`;
             let found = direct.get(key);
-            if (found === undefined) direct.set(key, (found = new Map()));
+            if (found === undefined) direct.set(key, (found = new Map<string, EvidenceMember>()));
             return found;
           };
           edgesOf(listed.group.objectGuid);

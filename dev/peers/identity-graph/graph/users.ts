@@ -166,7 +166,7 @@ export function userView(user: UserRecord, select: string[] | undefined): Record
       disabledPlans: l.disabledPlans,
       skuId: l.skuId,
     })),
-    licenseAssignmentStates: licenceAssignmentStates(user, String(user.props['createdDateTime'] ?? '')),
+    licenseAssignmentStates: licenceAssignmentStates(user, valueText(user.props['createdDateTime'])),
     proxyAddresses: [`SMTP:${String(user.props['userPrincipalName'])}`],
     passwordProfile: null,
     deletedDateTime: user.deletedAtMs === undefined ? null : new Date(user.deletedAtMs).toISOString(),
