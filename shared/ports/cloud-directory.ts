@@ -35,8 +35,6 @@ export interface CloudDirectory {
   setPassword(userId: string, password: string, options?: SetPasswordOptions): Promise<void>;
 
   createGroup(group: NewCloudGroup): Promise<CloudGroup>;
-  getGroup(groupId: string): Promise<CloudGroup>;
-  findGroupByMailNickname(mailNickname: string): Promise<CloudGroup | undefined>;
   /** Member object ids. */
   listGroupMembers(groupId: string): Promise<string[]>;
   /** One page of the tenant's groups (`GET /groups`, up to 999 a page); pass back `nextCursor`. */

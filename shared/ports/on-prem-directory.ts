@@ -88,12 +88,6 @@ export interface OnPremDirectory {
   move(target: OnPremRef, newOu: string, options: OnPremCallOptions): Promise<OnPremUser>;
   /** Deleting an absent object succeeds with `alreadyAbsent: true`. */
   delete(target: OnPremRef, options: OnPremCallOptions): Promise<{ alreadyAbsent: boolean }>;
-  addToGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions): Promise<{ changed: boolean }>;
-  removeFromGroup(
-    group: OnPremRef,
-    member: OnPremRef,
-    options: OnPremCallOptions,
-  ): Promise<{ changed: boolean }>;
   findUser(
     by: 'objectGuid' | 'userPrincipalName' | 'sAMAccountName',
     value: string,

@@ -603,31 +603,6 @@ class GraphDirectory implements CloudDirectory {
     return { ...created, description: created.description ?? null };
   }
 
-  async getGroup(groupId: string): Promise<CloudGroup> {
-    return this.lagAware([groupId], async () => {
-      const group = await this.call(
-        'get group',
-        () => this.client.api(`/groups/${encodeURIComponent(groupId)}`).get(),
-        groupSchema,
-      );
-      return { ...group, description: group.description ?? null };
-    });
-  }
-
-  async findGroupByMailNickname(mailNickname: string): Promise<CloudGroup | undefined> {
-    const page = await this.call(
-      'find group',
-      () =>
-        this.client
-          .api('/groups')
-          .filter(queryValue(`mailNickname eq ${odataString(mailNickname)}`))
-          .get(),
-      groupCollectionSchema,
-    );
-    const first = page.value[0];
-    return first === undefined ? undefined : { ...first, description: first.description ?? null };
-  }
-
   async listGroupsPage(cursor?: string): Promise<{ groups: CloudGroup[]; nextCursor?: string }> {
     const page = await this.call(
       'list groups',

@@ -446,14 +446,6 @@ class RelayOnPremDirectory implements OnPremDirectory {
     return { alreadyAbsent: result.alreadyAbsent };
   }
 
-  async addToGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions) {
-    return this.hub.call<'groupAdd'>(this.siteId, { type: 'groupAdd', group, member }, options);
-  }
-
-  async removeFromGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions) {
-    return this.hub.call<'groupRemove'>(this.siteId, { type: 'groupRemove', group, member }, options);
-  }
-
   async findUser(
     by: 'objectGuid' | 'userPrincipalName' | 'sAMAccountName',
     value: string,
