@@ -621,11 +621,19 @@ export function createSpla(deps: SplaDeps) {
         const enabled = new Map<string, boolean>();
         for (const [index, groupKey] of [...groupKeys].sort().entries()) {
           if (direct.has(groupKey)) continue; // already listed as nested in an earlier rule group
-          const listed = await directory.listGroupMembers(
-            { objectGuid: groupKey.slice('ad.'.length) },
-            // A read: a fresh id per run (the agent answers a repeated command id from its record).
-            { commandId: `spla-snap.${customerId}.${index}.${Date.parse(at)}`.slice(0, 100) },
-          );
+          let listed: Awaited<ReturnType<OnPremDirectory['listGroupMembers']>>;
+          try {
+            listed = await directory.listGroupMembers(
+              { objectGuid: groupKey.slice('ad.'.length) },
+              // A read: a fresh id per run (the agent answers a repeated command id from its record).
+              { commandId: `spla-snap.${customerId}.${index}.${Date.parse(at)}`.slice(0, 100) },
+            );
+          } catch (error) {
+            // A group deleted in AD authorises nobody from now on; anything else fails this customer.
+            if (!(error instanceof AppError && error.code === 'NotFound')) throw error;
+            direct.set(groupKey, new Map<string, EvidenceMember>());
+            continue;
+          }
           const edgesOf = (guid: string): Map<string, EvidenceMember> => {
             const key = `ad.${guid}`;
             let found = direct.get(key);

@@ -381,6 +381,8 @@ describe('group memberships as operations', () => {
   });
 
   it('counts a member added on the DC directly, inside a nested group, from the daily AD snapshot through the agent; a user outside the allowed OUs is never reported', async () => {
+    const deletedGroup = randomUUID().replace(/-/g, '');
+    const gone = Buffer.from(deletedGroup, 'hex').toString('base64');
     expect(
       (
         await stack.api('/spla/products/rds-sal', {
@@ -395,7 +397,9 @@ describe('group memberships as operations', () => {
         await stack.api('/customers/contoso/spla/rules/rds-sal', {
           method: 'PUT',
           key,
-          body: JSON.stringify({ authorisedBy: { kind: 'groups', groups: [`ad.${staff.objectGuid}`] } }),
+          body: JSON.stringify({
+            authorisedBy: { kind: 'groups', groups: [`ad.${staff.objectGuid}`, `ad.${gone}`] },
+          }),
         })
       ).status,
     ).toBe(200);
@@ -432,7 +436,8 @@ describe('group memberships as operations', () => {
 
     const snapshot = await stack.deps.spla.snapshotAdGroups();
     expect(snapshot.failed).toEqual([]);
-    expect(snapshot.groups).toBe(2);
+    // The rule's groups, the nested one, and a group deleted in AD (it authorises nobody any more).
+    expect(snapshot.groups).toBe(3);
 
     const month = new Date().toISOString().slice(0, 7);
     const evidence = (await (
@@ -445,6 +450,7 @@ describe('group memberships as operations', () => {
     const nestedSnapshot = snapshots.find((e) => e.groupKey === `ad.${made.inner}`);
     expect(staffSnapshot?.members).toContainEqual({ groupKey: `ad.${made.inner}` });
     expect(nestedSnapshot?.members).toEqual([{ userId: `ad:${made.dora}` }]);
+    expect(snapshots.find((e) => e.groupKey === `ad.${gone}`)?.members).toEqual([]);
     expect(JSON.stringify(evidence.value)).not.toContain(made.otto);
 
     const report = (await (
