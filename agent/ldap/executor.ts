@@ -154,8 +154,15 @@ interface Located {
  * not): sAMAccountName rules, no enabled account without a password, UPN suffix. Every write is
  * idempotent by commandId so a redelivered command returns the same outcome.
  */
+type GroupListing = CommandResult<'listGroupMembers'>;
+
+/** How long a group's listing serves its later pages (one snapshot reads its pages back to back). */
+const listingTtlInMs = 120_000;
+
 export class LdapExecutor {
   private readonly allowedAttributes: Set<string>;
+  /** The last complete listing per group: later pages come from it, so one listing is one search. */
+  private readonly listings = new Map<string, { atMs: number; listing: Omit<GroupListing, 'next'> }>();
 
   constructor(
     private readonly pool: DcPool,
@@ -740,14 +747,43 @@ export class LdapExecutor {
   /**
    * Every user and group inside the allowed OUs that is a member of the group, directly or through
    * nested groups (one in-chain search per allowed OU, which Samba supports as Windows AD does), with the
-   * direct edges among them so the cloud can keep the nesting. Paged by objectGUID order: each page
-   * repeats the search, since an LDAP paging cookie does not outlive its connection.
+   * direct edges among them so the cloud can keep the nesting. Paged by objectGUID order (an LDAP paging
+   * cookie does not outlive its connection, so pages are cut from one cached search).
    * Primary-group membership (primaryGroupID) is not a `member` link and is not listed, as in AD.
    */
   private async listGroupMembers(
     command: CommandOf<'listGroupMembers'>,
   ): Promise<CommandResult<'listGroupMembers'>> {
     const pageSize = command.pageSize ?? 500;
+    const key = JSON.stringify(command.group).toLowerCase();
+    const cached = this.listings.get(key);
+    // A first page always searches afresh; a later one reuses that search while it is recent, so the
+    // pages are one consistent answer and a large group costs one in-chain search, not one per page.
+    const full =
+      command.after !== undefined && cached !== undefined && Date.now() - cached.atMs < listingTtlInMs
+        ? cached.listing
+        : await this.searchGroupMembers(command.group);
+    if (full !== cached?.listing) {
+      this.listings.delete(key);
+      this.listings.set(key, { atMs: Date.now(), listing: full });
+      for (const oldest of this.listings.keys()) {
+        if (this.listings.size <= 32) break;
+        this.listings.delete(oldest);
+      }
+    }
+    const after = command.after;
+    const rest = after === undefined ? full.members : full.members.filter((m) => m.objectGuid > after);
+    const page = rest.slice(0, pageSize);
+    const last = page.at(-1);
+    return {
+      group: full.group,
+      members: page,
+      ...(rest.length > pageSize && last !== undefined ? { next: last.objectGuid } : {}),
+    };
+  }
+
+  private async searchGroupMembers(ref: ObjectRef): Promise<Omit<GroupListing, 'next'>> {
+    const command = { group: ref };
     return this.run('listGroupMembers', async (client, namingContext) => {
       const group = await this.locate(client, namingContext, command.group, 'group');
       const { searchEntries: kind } = await client.search(group.dn, {
@@ -813,15 +849,7 @@ export class LdapExecutor {
             memberOf: parents.length > 0 ? [...new Set(parents)].sort() : [rootGuid],
           };
         });
-      const after = command.after;
-      const rest = after === undefined ? members : members.filter((m) => m.objectGuid > after);
-      const page = rest.slice(0, pageSize);
-      const last = page.at(-1);
-      return {
-        group: { objectGuid: rootGuid, dn: group.dn },
-        members: page,
-        ...(rest.length > pageSize && last !== undefined ? { next: last.objectGuid } : {}),
-      };
+      return { group: { objectGuid: rootGuid, dn: group.dn }, members };
     });
   }
 }

@@ -626,7 +626,11 @@ export function createSpla(deps: SplaDeps) {
             listed = await directory.listGroupMembers(
               { objectGuid: groupKey.slice('ad.'.length) },
               // A read: a fresh id per run (the agent answers a repeated command id from its record).
-              { commandId: `spla-snap.${customerId}.${index}.${Date.parse(at)}`.slice(0, 100) },
+              // A timer's read of a whole group: a large one takes the DC seconds per thousand members.
+              {
+                commandId: `spla-snap.${customerId}.${index}.${Date.parse(at)}`.slice(0, 100),
+                timeoutInMs: 120_000,
+              },
             );
           } catch (error) {
             // A group deleted in AD authorises nobody from now on; anything else fails this customer.
