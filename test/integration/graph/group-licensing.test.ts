@@ -119,6 +119,17 @@ describe('group-based licensing', () => {
     expect((await send(graph, 'DELETE', `/groups/${group}/members/${member}/$ref`)).status).toBe(204);
     expect(await states(member)).toEqual({ assignedLicenses: [], licenseAssignmentStates: [] });
     expect(await consumed()).toBe(0);
+    // A licensed group cannot be deleted until its licences are removed (resolve-problems.md).
+    expectGraphError(await send(graph, 'DELETE', `/groups/${group}`), 400, 'Request_BadRequest');
+    expect(
+      (
+        await send(graph, 'POST', `/groups/${group}/assignLicense`, {
+          addLicenses: [],
+          removeLicenses: [skuE3],
+        })
+      ).status,
+    ).toBe(202);
+    expect((await send(graph, 'DELETE', `/groups/${group}`)).status).toBe(204);
   });
 
   it('takes one seat per user however many sources give it: two licensed groups and a direct assignment', async () => {

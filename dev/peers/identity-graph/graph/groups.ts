@@ -194,6 +194,10 @@ export function deleteGroup(ctx: GraphContext, id: string): GraphResponse {
   if (forbidden !== undefined) return forbidden;
   const group = lookupGroup(ctx, id);
   if (group === undefined) return notFound(ctx, id);
+  // "You must remove all licenses assigned to a group before you can delete the group"
+  // (licensing-groups-resolve-problems.md); the wording of the refusal is ours (not documented).
+  if ((group.assignedLicenses ?? []).length > 0)
+    return badRequest(ctx, 'Remove the licenses assigned to the group before deleting it.');
   ctx.tenant.groups.delete(group.id);
   return { status: 204 };
 }
