@@ -42,6 +42,7 @@ import { createFederation, type Federation } from './usecases/federation.js';
 import { createLicensing, type Licensing, type LicensingConnectors } from './usecases/licensing.js';
 import { createOnboarding, type Onboarding } from './usecases/onboarding.js';
 import { createGroups, type Groups } from './usecases/groups.js';
+import { createGroupLicensing } from './usecases/group-licensing.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSpla, type Spla } from './usecases/spla.js';
 import { assertAgentsUnderstand, createSites, trustedAgentKeys, type Sites } from './usecases/sites.js';
@@ -448,6 +449,9 @@ export function createComposition(settings: Settings, overrides: CompositionOver
 
   // Seat autoscaling (issue 15): decides from the ledger, applies through the connectors, records
   // every change in the ledger, and queues held operations again once seats were bought.
+  // Without Graph there are no licensed groups to read.
+  const groupLicensing =
+    cloudDirectory === undefined ? undefined : createGroupLicensing({ store, clock, cloudDirectory });
   const autoscale = createAutoscale({
     store,
     clock,
@@ -455,7 +459,11 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     recordChange: (providerId, customerId, change) =>
       licensing.recordSubscriptionChange(providerId, customerId, change),
     connectors,
-    resumeHeld: (providerId) => provisioning.sweepHeldOperations(undefined, providerId),
+    resumeHeld: async (providerId) => {
+      await provisioning.sweepHeldOperations(undefined, providerId);
+      await groupLicensing?.reprocessWaiting();
+    },
+    ...(groupLicensing === undefined ? {} : { groupLicensingDemand: groupLicensing.demand }),
     settings: () => ({
       killSwitch: settings.Autoscale__killSwitch,
       seatsPerRun: settings.Autoscale__seatsPerRun,

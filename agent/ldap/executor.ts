@@ -4,6 +4,7 @@ import {
   Change,
   Control,
   EqualityFilter,
+  ExtensibleFilter,
   GreaterThanEqualsFilter,
   LessThanEqualsFilter,
   NotFilter,
@@ -23,7 +24,7 @@ import type {
   ObjectRef,
   SealedSecret,
 } from '../../shared/relay-protocol/index.js';
-import { childDn, dnEquals, isWithin, parseDn, splitDn } from './dn.js';
+import { childDn, dnEquals, formatDn, isWithin, parseDn, splitDn } from './dn.js';
 import { ldapToAppError } from './errors.js';
 import type { DcPool } from './pool.js';
 
@@ -75,6 +76,8 @@ const baseUserAttributes = ['givenName', 'sn', 'displayName'];
 const UF_ACCOUNTDISABLE = 0x2;
 const UF_NORMAL_ACCOUNT = 0x200;
 const showDeletedOid = '1.2.840.113556.1.4.417';
+/** LDAP_MATCHING_RULE_IN_CHAIN: walks member links transitively on the DC, cycles included (MS-ADTS 3.1.1.3.4.4). */
+const inChainOid = '1.2.840.113556.1.4.1941';
 /** Characters Windows AD refuses in sAMAccountName. */
 const samForbidden = /["/\\[\]:;|=,+*?<>]/;
 const stampPrefix = 'atria-command:';
@@ -109,6 +112,19 @@ function one(entry: Entry, name: string): string | undefined {
   return value;
 }
 
+function many(entry: Entry | undefined, name: string): string[] {
+  if (entry === undefined) return [];
+  const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
+  const value = key === undefined ? undefined : entry[key];
+  const values = Array.isArray(value) ? value : value === undefined ? [] : [value];
+  return values.map((v) => (Buffer.isBuffer(v) ? v.toString('utf8') : v));
+}
+
+/** A DN in one spelling, for map keys (AD compares DNs case-insensitively). */
+function dnKey(dn: string): string {
+  return formatDn(parseDn(dn)).toUpperCase().toLowerCase();
+}
+
 function oneBuffer(entry: Entry, name: string): Buffer | undefined {
   const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
   const value = key === undefined ? undefined : entry[key];
@@ -139,8 +155,15 @@ interface Located {
  * not): sAMAccountName rules, no enabled account without a password, UPN suffix. Every write is
  * idempotent by commandId so a redelivered command returns the same outcome.
  */
+type GroupListing = CommandResult<'listGroupMembers'>;
+
+/** How long a group's listing serves its later pages (one snapshot reads its pages back to back). */
+const listingTtlInMs = 120_000;
+
 export class LdapExecutor {
   private readonly allowedAttributes: Set<string>;
+  /** The last complete listing per group: later pages come from it, so one listing is one search. */
+  private readonly listings = new Map<string, { atMs: number; listing: Omit<GroupListing, 'next'> }>();
 
   constructor(
     private readonly pool: DcPool,
@@ -178,6 +201,8 @@ export class LdapExecutor {
         return this.findUser(command);
       case 'listChanges':
         return this.listChanges(command);
+      case 'listGroupMembers':
+        return this.listGroupMembers(command);
     }
   }
 
@@ -748,5 +773,114 @@ export class LdapExecutor {
       });
     }
     return found;
+  }
+
+  /**
+   * Every user and group inside the allowed OUs that is a member of the group, directly or through
+   * nested groups (one in-chain search per allowed OU, which Samba supports as Windows AD does), with the
+   * direct edges among them so the cloud can keep the nesting. Paged by objectGUID order (an LDAP paging
+   * cookie does not outlive its connection, so pages are cut from one cached search).
+   * Primary-group membership (primaryGroupID) is not a `member` link and is not listed, as in AD.
+   */
+  private async listGroupMembers(
+    command: CommandOf<'listGroupMembers'>,
+  ): Promise<CommandResult<'listGroupMembers'>> {
+    const pageSize = command.pageSize ?? 500;
+    const key = JSON.stringify(command.group).toLowerCase();
+    const cached = this.listings.get(key);
+    // A first page always searches afresh; a later one reuses that search while it is recent, so the
+    // pages are one consistent answer and a large group costs one in-chain search, not one per page.
+    const full =
+      command.after !== undefined && cached !== undefined && Date.now() - cached.atMs < listingTtlInMs
+        ? cached.listing
+        : await this.searchGroupMembers(command.group);
+    if (full !== cached?.listing) {
+      this.listings.delete(key);
+      this.listings.set(key, { atMs: Date.now(), listing: full });
+      for (const oldest of this.listings.keys()) {
+        if (this.listings.size <= 32) break;
+        this.listings.delete(oldest);
+      }
+    }
+    const after = command.after;
+    const rest = after === undefined ? full.members : full.members.filter((m) => m.objectGuid > after);
+    const page = rest.slice(0, pageSize);
+    const last = page.at(-1);
+    return {
+      group: full.group,
+      members: page,
+      ...(rest.length > pageSize && last !== undefined ? { next: last.objectGuid } : {}),
+    };
+  }
+
+  private async searchGroupMembers(ref: ObjectRef): Promise<Omit<GroupListing, 'next'>> {
+    const command = { group: ref };
+    return this.run('listGroupMembers', async (client, namingContext) => {
+      const group = await this.locate(client, namingContext, command.group, 'group');
+      const { searchEntries: kind } = await client.search(group.dn, {
+        scope: 'base',
+        attributes: ['objectClass'],
+      });
+      if (!many(kind[0], 'objectClass').some((c) => c.toLowerCase() === 'group'))
+        throw new AppError('Validation', 'the object is not a group', { retryable: false });
+      const rootGuid = oneBuffer(group.entry, 'objectGUID')?.toString('base64');
+      if (rootGuid === undefined) throw new AppError('Upstream', 'group without an objectGUID');
+      const filter = new AndFilter({
+        filters: [
+          new ExtensibleFilter({ matchType: 'memberOf', rule: inChainOid, value: group.dn }),
+          new OrFilter({
+            filters: [
+              new EqualityFilter({ attribute: 'objectClass', value: 'group' }),
+              new AndFilter({
+                filters: [
+                  new EqualityFilter({ attribute: 'objectClass', value: 'user' }),
+                  new NotFilter({
+                    filter: new EqualityFilter({ attribute: 'objectClass', value: 'computer' }),
+                  }),
+                ],
+              }),
+            ],
+          }),
+        ],
+      });
+      const found = new Map<string, { guid: string; entry: Entry }>();
+      for (const ou of this.policy.allowedOus) {
+        for await (const page of client.searchPaginated(ou, {
+          scope: 'sub',
+          filter,
+          attributes: ['objectGUID', 'objectClass', 'memberOf', 'userAccountControl'],
+          explicitBufferAttributes: ['objectGUID'],
+          paged: { pageSize: 500 },
+        })) {
+          for (const entry of page.searchEntries) {
+            const guid = oneBuffer(entry, 'objectGUID');
+            // Scope again on the answer: allowed OUs may overlap, and nothing outside them is reported.
+            if (guid?.length !== 16 || !this.policy.allowedOus.some((o) => isWithin(entry.dn, o))) continue;
+            found.set(guid.toString('base64'), { guid: guid.toString('base64'), entry });
+          }
+        }
+      }
+      const isGroup = (entry: Entry): boolean =>
+        many(entry, 'objectClass').some((c) => c.toLowerCase() === 'group');
+      const groupByDn = new Map<string, string>([[dnKey(group.dn), rootGuid]]);
+      for (const { guid, entry } of found.values()) if (isGroup(entry)) groupByDn.set(dnKey(entry.dn), guid);
+      const members = [...found.values()]
+        .filter(({ guid }) => guid !== rootGuid) // a cycle leads back to the group itself
+        .sort((a, b) => (a.guid < b.guid ? -1 : a.guid > b.guid ? 1 : 0))
+        .map(({ guid, entry }) => {
+          const parents = many(entry, 'memberOf')
+            .map((dn) => groupByDn.get(dnKey(dn)))
+            .filter((g): g is string => g !== undefined);
+          const uac = Number(one(entry, 'userAccountControl') ?? '0');
+          return {
+            objectGuid: guid,
+            dn: entry.dn,
+            kind: isGroup(entry) ? ('group' as const) : ('user' as const),
+            ...(isGroup(entry) ? {} : { enabled: (uac & UF_ACCOUNTDISABLE) === 0 }),
+            memberOf: parents.length > 0 ? [...new Set(parents)].sort() : [rootGuid],
+          };
+        });
+      return { group: { objectGuid: rootGuid, dn: group.dn }, members };
+    });
   }
 }

@@ -48,7 +48,8 @@ export interface EndpointSpec<P, Q, B, A extends EndpointAuth = EndpointAuth> {
   body?: z.ZodType<B>;
   /** Extra request headers worth documenting (e.g. Idempotency-Key). */
   requestHeaders?: Record<string, { description: string; required?: boolean }>;
-  responses: Record<number, { description: string; schema?: z.ZodType }>;
+  /** `text`: media types the same response may come as instead of JSON (e.g. text/csv), documented as text. */
+  responses: Record<number, { description: string; schema?: z.ZodType; text?: string[] }>;
   handle(input: EndpointInput<P, Q, B, A>): Promise<EndpointResult>;
 }
 

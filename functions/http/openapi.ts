@@ -68,11 +68,15 @@ export function buildOpenApiDocument(
     const path = `/${definition.route.replace(/\{(\w+)(:[^}]*)?\}/g, '{$1}')}`;
     const responses: Record<string, unknown> = {};
     for (const [status, response] of Object.entries(endpoint.responses)) {
-      responses[status] = {
-        description: response.description,
+      const content: Record<string, unknown> = {
         ...(response.schema === undefined
           ? {}
-          : { content: { 'application/json': { schema: jsonSchema(response.schema, 'output') } } }),
+          : { 'application/json': { schema: jsonSchema(response.schema, 'output') } }),
+      };
+      for (const mediaType of response.text ?? []) content[mediaType] = { schema: { type: 'string' } };
+      responses[status] = {
+        description: response.description,
+        ...(Object.keys(content).length === 0 ? {} : { content }),
       };
     }
     responses.default = {

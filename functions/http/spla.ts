@@ -6,7 +6,7 @@ import {
   splaProductSchema,
   splaRuleSchema,
 } from '../../shared/domain/spla.js';
-import { correctionInputSchema } from '../../shared/usecases/spla.js';
+import { correctionInputSchema, splaResponseSchemas } from '../../shared/usecases/spla.js';
 import { httpFunction } from './endpoint.js';
 
 const productIdSchema = z
@@ -23,7 +23,7 @@ export const putSplaProduct = httpFunction({
   auth: 'caller',
   params: z.object({ productId: productIdSchema }),
   body: splaProductSchema,
-  responses: { 200: { description: 'The product' } },
+  responses: { 200: { description: 'The product', schema: splaResponseSchemas.product } },
   async handle({ caller, params: { productId }, body, deps }) {
     return { status: 200, body: await deps.spla.putProduct(caller, productId, body) };
   },
@@ -36,7 +36,7 @@ export const listSplaProducts = httpFunction({
   summary: "The provider's SPLA products",
   tags,
   auth: 'caller',
-  responses: { 200: { description: 'Products' } },
+  responses: { 200: { description: 'Products', schema: splaResponseSchemas.products } },
   async handle({ caller, deps }) {
     return { status: 200, body: { value: await deps.spla.listProducts(caller) } };
   },
@@ -52,7 +52,7 @@ export const putSplaRule = httpFunction({
   auth: 'caller',
   params: z.object({ customerId: customerIdSchema, productId: productIdSchema }),
   body: splaRuleSchema,
-  responses: { 200: { description: 'The rule' } },
+  responses: { 200: { description: 'The rule', schema: splaResponseSchemas.rule } },
   async handle({ caller, params: { customerId, productId }, body, deps }) {
     return { status: 200, body: await deps.spla.putRule(caller, customerId, productId, body) };
   },
@@ -66,7 +66,7 @@ export const listSplaRules = httpFunction({
   tags,
   auth: 'caller',
   params: z.object({ customerId: customerIdSchema }),
-  responses: { 200: { description: 'Rules' } },
+  responses: { 200: { description: 'Rules', schema: splaResponseSchemas.rules } },
   async handle({ caller, params: { customerId }, deps }) {
     return { status: 200, body: { value: await deps.spla.listRules(caller, customerId) } };
   },
@@ -82,7 +82,7 @@ export const appendSplaEvidence = httpFunction({
   auth: 'caller',
   params: z.object({ customerId: customerIdSchema }),
   body: z.strictObject({ events: z.array(evidenceEventSchema).min(1).max(500) }),
-  responses: { 200: { description: 'How many events were new' } },
+  responses: { 200: { description: 'How many events were new', schema: splaResponseSchemas.appended } },
   async handle({ caller, params: { customerId }, body, deps }) {
     return { status: 200, body: await deps.spla.appendEvidence(caller, customerId, body.events) };
   },
@@ -97,7 +97,7 @@ export const listSplaEvidence = httpFunction({
   auth: 'caller',
   params: z.object({ customerId: customerIdSchema }),
   query: z.object({ month: monthSchema }),
-  responses: { 200: { description: 'Evidence events' } },
+  responses: { 200: { description: 'Evidence events', schema: splaResponseSchemas.evidence } },
   async handle({ caller, params: { customerId }, query, deps }) {
     return { status: 200, body: { value: await deps.spla.listEvidence(caller, customerId, query.month) } };
   },
@@ -117,7 +117,14 @@ export const getSplaReport = httpFunction({
     view: z.enum(['summary', 'detail']).default('summary'),
     format: z.enum(['json', 'csv']).optional(),
   }),
-  responses: { 200: { description: 'The report' } },
+  responses: {
+    200: {
+      description:
+        'The report (JSON; `text/csv` with format=csv or Accept: text/csv: the summary rows, or one row per user with view=detail)',
+      schema: splaResponseSchemas.report,
+      text: ['text/csv'],
+    },
+  },
   async handle({ caller, query, deps, headers }) {
     const report = await deps.spla.report(caller, query.month, {
       ...(query.customerId === undefined ? {} : { customerId: query.customerId }),
@@ -148,7 +155,7 @@ export const closeSplaMonth = httpFunction({
   auth: 'caller',
   params: z.object({ month: monthSchema }),
   body: z.strictObject({ customerId: customerIdSchema.optional() }),
-  responses: { 200: { description: 'The closed reports' } },
+  responses: { 200: { description: 'The closed reports', schema: splaResponseSchemas.closed } },
   async handle({ caller, params: { month }, body, deps }) {
     return { status: 200, body: { value: await deps.spla.closeMonth(caller, month, body.customerId) } };
   },
@@ -164,7 +171,7 @@ export const addSplaCorrection = httpFunction({
   auth: 'caller',
   params: z.object({ month: monthSchema }),
   body: correctionInputSchema,
-  responses: { 201: { description: 'The correction' } },
+  responses: { 201: { description: 'The correction', schema: splaResponseSchemas.correction } },
   async handle({ caller, params: { month }, body, deps }) {
     return { status: 201, body: await deps.spla.addCorrection(caller, month, body) };
   },

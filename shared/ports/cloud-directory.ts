@@ -35,14 +35,18 @@ export interface CloudDirectory {
   setPassword(userId: string, password: string, options?: SetPasswordOptions): Promise<void>;
 
   createGroup(group: NewCloudGroup): Promise<CloudGroup>;
-  getGroup(groupId: string): Promise<CloudGroup>;
-  findGroupByMailNickname(mailNickname: string): Promise<CloudGroup | undefined>;
   /** Member object ids. */
   listGroupMembers(groupId: string): Promise<string[]>;
   /** One page of the tenant's groups (`GET /groups`, up to 999 a page); pass back `nextCursor`. */
   listGroupsPage(cursor?: string): Promise<{ groups: CloudGroup[]; nextCursor?: string }>;
   addGroupMember(groupId: string, userId: string): Promise<void>;
   removeGroupMember(groupId: string, userId: string): Promise<void>;
+  /** Groups that carry licences (group-based licensing) and their SKU ids (lower-case). */
+  listLicensedGroups(): Promise<LicensedGroup[]>;
+  /** The group's direct user members with their licence assignment states (user.licenseAssignmentStates). */
+  listGroupMemberLicences(groupId: string): Promise<MemberLicences[]>;
+  /** Re-runs group-based licensing for the user: Entra does not retry an error once seats are free. */
+  reprocessLicenceAssignment(userId: string): Promise<void>;
 
   /** Adds and removes licences in one call; the user must have a usage location first. */
   /** One request (user-assignlicense.md); read the user afterwards if its licences are needed. */
@@ -250,6 +254,26 @@ export interface CloudGroup {
   securityEnabled: boolean;
   mailEnabled: boolean;
   groupTypes: string[];
+}
+
+export interface LicensedGroup {
+  id: string;
+  skuIds: string[];
+}
+
+/** One entry of user.licenseAssignmentStates (licenseassignmentstate.md). */
+export interface LicenceAssignmentState {
+  skuId: string;
+  /** null when assigned directly; the group's id when inherited. */
+  assignedByGroup: string | null;
+  state: 'Active' | 'ActiveWithError' | 'Disabled' | 'Error';
+  /** CountViolation (no seat free), MutuallyExclusiveViolation…; null or None when fine. */
+  error: string | null;
+}
+
+export interface MemberLicences {
+  id: string;
+  states: LicenceAssignmentState[];
 }
 
 export interface NewCloudGroup {

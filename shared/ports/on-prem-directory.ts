@@ -55,6 +55,17 @@ export interface OnPremChanges {
   more: boolean;
 }
 
+/** A member of an AD group, nested membership resolved; only objects inside the agent's allowed OUs. */
+export interface OnPremGroupMember {
+  objectGuid: ObjectGuid;
+  dn: string;
+  kind: 'user' | 'group';
+  /** Users only. */
+  enabled?: boolean;
+  /** The groups of the answer (the listed one or nested ones) it is a direct member of. */
+  memberOf: ObjectGuid[];
+}
+
 export interface OnPremDirectory {
   readonly siteId: string;
   /** Creates (or, for a repeated commandId, returns) the user; `replayed` says it already existed. */
@@ -77,12 +88,6 @@ export interface OnPremDirectory {
   move(target: OnPremRef, newOu: string, options: OnPremCallOptions): Promise<OnPremUser>;
   /** Deleting an absent object succeeds with `alreadyAbsent: true`. */
   delete(target: OnPremRef, options: OnPremCallOptions): Promise<{ alreadyAbsent: boolean }>;
-  addToGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions): Promise<{ changed: boolean }>;
-  removeFromGroup(
-    group: OnPremRef,
-    member: OnPremRef,
-    options: OnPremCallOptions,
-  ): Promise<{ changed: boolean }>;
   findUser(
     by: 'objectGuid' | 'userPrincipalName' | 'sAMAccountName',
     value: string,
@@ -92,6 +97,14 @@ export interface OnPremDirectory {
     since: string | undefined,
     options: OnPremCallOptions & { pageSize?: number },
   ): Promise<OnPremChanges>;
+  /**
+   * Every member of the group, nested groups resolved, all pages (each page its own command,
+   * `<commandId>.<page>`: pass a fresh commandId per snapshot, since a repeated id replays the answer).
+   */
+  listGroupMembers(
+    group: OnPremRef,
+    options: OnPremCallOptions & { pageSize?: number },
+  ): Promise<{ group: { objectGuid: ObjectGuid; dn: string }; members: OnPremGroupMember[] }>;
 }
 
 /**

@@ -133,6 +133,17 @@ export const listChangesCommandSchema = z.strictObject({
   pageSize: z.number().int().min(1).max(1000).optional(),
 });
 
+/**
+ * A group's members, nested membership resolved (AD: LDAP_MATCHING_RULE_IN_CHAIN), only objects inside
+ * the agent's allowed OUs. Paged by objectGUID order: pass the previous page's `next` as `after`.
+ */
+export const listGroupMembersCommandSchema = z.strictObject({
+  type: z.literal('listGroupMembers'),
+  group: objectRefSchema,
+  after: objectGuidSchema.optional(),
+  pageSize: z.number().int().min(1).max(1000).optional(),
+});
+
 export const commandSchema = z.discriminatedUnion('type', [
   createUserCommandSchema,
   updateAttributesCommandSchema,
@@ -145,6 +156,7 @@ export const commandSchema = z.discriminatedUnion('type', [
   groupRemoveCommandSchema,
   findUserCommandSchema,
   listChangesCommandSchema,
+  listGroupMembersCommandSchema,
 ]);
 export type Command = z.infer<typeof commandSchema>;
 export type CommandType = Command['type'];
@@ -218,6 +230,25 @@ export const resultSchemas = {
     changes: z.array(z.union([directoryUserSchema, deletedObjectSchema])),
     watermark: z.string(),
     more: z.boolean(),
+  }),
+  listGroupMembers: z.strictObject({
+    group: z.strictObject({ objectGuid: objectGuidSchema, dn: z.string() }),
+    members: z.array(
+      z.strictObject({
+        objectGuid: objectGuidSchema,
+        dn: z.string(),
+        kind: z.enum(['user', 'group']),
+        /** Users only: false when the account is disabled. */
+        enabled: z.boolean().optional(),
+        /**
+         * The groups of this answer (the listed group or a nested one) the object is a direct member of,
+         * by objectGUID; the listed group when the path runs through a group outside the allowed OUs.
+         */
+        memberOf: z.array(objectGuidSchema).min(1),
+      }),
+    ),
+    /** Pass as `after` for the next page; absent on the last page. */
+    next: objectGuidSchema.optional(),
   }),
 } satisfies Record<CommandType, z.ZodType>;
 export type CommandResult<T extends CommandType> = z.infer<(typeof resultSchemas)[T]>;

@@ -132,6 +132,8 @@ export interface AutoscaleDeps {
   connectors: LicensingConnectors;
   /** Held operations of a provider are queued again after seats were bought for it (the licence sweep's work). */
   resumeHeld: (providerId: string) => Promise<unknown>;
+  /** Seats Entra group-based licensing waits for, per lower-case SKU (group-licensing.ts). */
+  groupLicensingDemand?: (providerId: string, customerId: string) => Promise<Map<string, number>>;
   settings: () => AutoscaleSettings;
 }
 
@@ -580,6 +582,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
     };
     const today = await usedToday(providerId, customerId);
     const people = await scheduledPeople(providerId, customerId, policy.reserveAheadDays);
+    const fromGroups =
+      (await deps.groupLicensingDemand?.(providerId, customerId)) ?? new Map<string, number>();
     const settings = deps.settings();
     const out: DecisionRecord[] = [];
     let applied = unfinished.applied;
@@ -636,7 +640,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
         demand: {
           skuId,
           assigned: sku.assigned,
-          held: sku.waitingForSeat,
+          // Members of licensed groups waiting for an inherited seat wait like held operations do.
+          held: sku.waitingForSeat + (fromGroups.get(skuId) ?? 0),
           reservedStarters: (expected?.starters ?? 0) + (dated?.starters ?? 0),
           scheduledLeavers: (expected?.leavers ?? 0) + (dated?.leavers ?? 0),
         },

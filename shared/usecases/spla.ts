@@ -12,6 +12,7 @@ import {
   splaRuleSchema,
   toCsv,
   type EvidenceEvent,
+  type EvidenceMember,
   type ProductCount,
   type ProductRule,
   type SplaProduct,
@@ -41,7 +42,10 @@ export interface SplaDeps {
   correctionWindowInDays?: number;
   /** For the daily snapshot of the Entra groups rules name (the safety net for changes made elsewhere). */
   cloudDirectory?: (tenantId: string) => CloudDirectory;
-  /** For the agent's change feed (USN watermark): enables, disables, deletes and attributes made in AD. */
+  /**
+   * For the agent's change feed (USN watermark: enables, disables, deletes and attributes made in AD) and
+   * the daily snapshot of the AD groups rules name.
+   */
   onPremDirectory?: (siteId: string) => Promise<OnPremDirectory>;
 }
 
@@ -88,25 +92,63 @@ export const correctionInputSchema = z.strictObject({
 const correctionSchema = correctionInputSchema.extend({ at: z.string(), by: z.string() });
 export type Correction = z.infer<typeof correctionSchema>;
 
-export interface ReportRow {
-  customerId: string;
-  productId: string;
-  product: string;
-  sku: string;
-  unit: 'user' | 'core';
-  quantity: number;
+const reportRowSchema = z.strictObject({
+  customerId: z.string(),
+  productId: z.string(),
+  product: z.string(),
+  sku: z.string(),
+  unit: z.enum(['user', 'core']),
+  quantity: z.number().int(),
   /** The quantity before corrections, when there are any. */
-  computedQuantity: number;
-  state: 'draft' | 'closed';
-  corrections: Correction[];
-}
+  computedQuantity: z.number().int(),
+  state: z.enum(['draft', 'closed']),
+  corrections: z.array(correctionSchema),
+});
+export type ReportRow = z.infer<typeof reportRowSchema>;
 
-export interface SplaReport {
-  month: string;
-  rows: ReportRow[];
-  /** Each counted (or excluded) user with dates and the rule, per customer and product. */
-  details?: Array<{ customerId: string; productId: string; sku: string } & z.infer<typeof countedUserSchema>>;
-}
+const reportDetailSchema = z.strictObject({
+  customerId: z.string(),
+  productId: z.string(),
+  sku: z.string(),
+  userId: z.string(),
+  /** First and last instant of the month the user was authorised and enabled. */
+  from: z.iso.datetime(),
+  to: z.iso.datetime(),
+  days: z.number().int(),
+  rule: z.string(),
+  counted: z.boolean(),
+  excludedAs: z.enum(['serviceAccount', 'admin']).optional(),
+});
+
+const splaReportSchema = z.strictObject({
+  month: monthSchema,
+  rows: z.array(reportRowSchema),
+  /** With `view=detail`: each counted (or excluded) user with dates and the rule, per customer and product. */
+  details: z.array(reportDetailSchema).optional(),
+});
+export type SplaReport = z.infer<typeof splaReportSchema>;
+
+/** What each SPLA route answers (the OpenAPI document is generated from these). */
+export const splaResponseSchemas = {
+  product: splaProductSchema.extend({ productId: z.string() }),
+  products: z.strictObject({ value: z.array(splaProductSchema.extend({ productId: z.string() })) }),
+  rule: z.strictObject({ customerId: z.string(), productId: z.string(), rule: splaRuleSchema }),
+  rules: z.strictObject({ value: z.array(z.strictObject({ productId: z.string(), rule: splaRuleSchema })) }),
+  appended: z.strictObject({ added: z.number().int().nonnegative() }),
+  evidence: z.strictObject({ value: z.array(evidenceEventSchema) }),
+  report: splaReportSchema,
+  closed: z.strictObject({
+    value: z.array(
+      z.strictObject({
+        month: monthSchema,
+        customerId: z.string(),
+        closedAt: z.string().optional(),
+        evidenceDigest: z.string(),
+      }),
+    ),
+  }),
+  correction: correctionSchema,
+};
 
 const customerPartition = (providerId: string, customerId: string): string => `${providerId}/${customerId}`;
 const INDEX = 'all';
@@ -480,7 +522,7 @@ export function createSpla(deps: SplaDeps) {
    * `group.members` event, so changes made outside atria-m365 (the portal, another tool) are evidence
    * too. Members are Atria user ids where the user is ours, else `entra:<object id>` (an account we do
    * not manage still needs its SAL). A member id that is itself one of the rules' groups is a nested group.
-   * AD groups are not snapshotted yet (the agent has no command to list a group's members).
+   * AD groups are snapshotted by `snapshotAdGroups`, through the site's agent.
    */
   async function snapshotEntraGroups(): Promise<{ customers: number; groups: number; failed: string[] }> {
     const at = now();
@@ -538,6 +580,106 @@ export function createSpla(deps: SplaDeps) {
         groupCount += events.length;
       } catch {
         // One tenant that does not answer must not stop the others; it is named in the result.
+        failed.push(`${providerId}/${customerId}`);
+      }
+    }
+    return { customers: customerCount, groups: groupCount, failed };
+  }
+
+  /**
+   * The daily safety net for AD: every AD group an SPLA rule names is listed through the site's agent,
+   * nested groups resolved on the DC, and stored as one `group.members` event per group of the chain
+   * (its direct users and nested groups), so a member added on the DC directly — which neither our
+   * operations nor the change feed (it reports users, not `member` links) see — counts from the
+   * snapshot, and a later operation on a nested group still reaches the rule's group. Each listed user's
+   * enabled state at that instant comes along. Only objects inside the agent's allowed OUs are ever
+   * listed. Users are Atria ids where ours, else `ad:<objectGUID>`.
+   */
+  async function snapshotAdGroups(): Promise<{ customers: number; groups: number; failed: string[] }> {
+    const at = now();
+    const day = at.slice(0, 10);
+    const users = engineCollections(deps.store).users;
+    let customerCount = 0;
+    let groupCount = 0;
+    const failed: string[] = [];
+    for await (const row of customers.list(INDEX)) {
+      const { providerId, customerId } = row.value;
+      const customer = await customersCollection(deps.store).get(providerId, customerId);
+      const siteId = customer?.value.ad?.siteId;
+      if (siteId === undefined || deps.onPremDirectory === undefined) continue;
+      const groupKeys = new Set<string>();
+      for (const rule of await productRules(providerId, customerId))
+        if (rule.rule.authorisedBy?.kind === 'groups')
+          for (const key of rule.rule.authorisedBy.groups) if (key.startsWith('ad.')) groupKeys.add(key);
+      if (groupKeys.size === 0) continue;
+      try {
+        const byGuid = new Map<string, string>();
+        for await (const u of users.list(userPartition(providerId, customerId)))
+          if (u.value.ad !== undefined) byGuid.set(u.value.ad.objectGuid, u.value.userId);
+        const directory = await deps.onPremDirectory(siteId);
+        const direct = new Map<string, Map<string, EvidenceMember>>();
+        const enabled = new Map<string, boolean>();
+        for (const [index, groupKey] of [...groupKeys].sort().entries()) {
+          if (direct.has(groupKey)) continue; // already listed as nested in an earlier rule group
+          let listed: Awaited<ReturnType<OnPremDirectory['listGroupMembers']>>;
+          try {
+            listed = await directory.listGroupMembers(
+              { objectGuid: groupKey.slice('ad.'.length) },
+              // A read: a fresh id per run (the agent answers a repeated command id from its record).
+              // A timer's read of a whole group: a large one takes the DC seconds per thousand members.
+              {
+                commandId: `spla-snap.${customerId}.${index}.${Date.parse(at)}`.slice(0, 100),
+                timeoutInMs: 120_000,
+              },
+            );
+          } catch (error) {
+            // A group deleted in AD authorises nobody from now on; anything else fails this customer.
+            if (!(error instanceof AppError && error.code === 'NotFound')) throw error;
+            direct.set(groupKey, new Map<string, EvidenceMember>());
+            continue;
+          }
+          const edgesOf = (guid: string): Map<string, EvidenceMember> => {
+            const key = `ad.${guid}`;
+            let found = direct.get(key);
+            if (found === undefined) direct.set(key, (found = new Map<string, EvidenceMember>()));
+            return found;
+          };
+          edgesOf(listed.group.objectGuid);
+          for (const m of listed.members) {
+            const member: EvidenceMember =
+              m.kind === 'group'
+                ? { groupKey: `ad.${m.objectGuid}` }
+                : { userId: byGuid.get(m.objectGuid) ?? `ad:${m.objectGuid}` };
+            if (m.kind === 'group') edgesOf(m.objectGuid);
+            if ('userId' in member && m.enabled !== undefined) enabled.set(member.userId, m.enabled);
+            for (const parent of m.memberOf)
+              edgesOf(parent).set('userId' in member ? `u:${member.userId}` : `g:${member.groupKey}`, member);
+          }
+        }
+        const events: EvidenceEvent[] = [...direct]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([groupKey, members]): EvidenceEvent => ({
+            type: 'group.members',
+            at,
+            source: 'snapshot',
+            ref: `snapshot-${day}-${groupKey}`,
+            groupKey,
+            members: [...members].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, m]) => m),
+          }));
+        const states: EvidenceEvent[] = [...enabled]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([userId, on]) => ({
+            type: on ? 'user.enabled' : 'user.disabled',
+            at,
+            source: 'snapshot',
+            ref: `snapshot-${day}-ad-state`,
+            userId,
+          }));
+        await append(providerId, customerId, [...events, ...states]);
+        customerCount++;
+        groupCount += events.length;
+      } catch {
+        // One site that does not answer must not stop the others; it is named in the result.
         failed.push(`${providerId}/${customerId}`);
       }
     }
@@ -606,6 +748,7 @@ export function createSpla(deps: SplaDeps) {
   return {
     readChangeFeed,
     snapshotEntraGroups,
+    snapshotAdGroups,
     putProduct,
     listProducts,
     putRule,

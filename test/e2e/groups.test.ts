@@ -379,4 +379,90 @@ describe('group memberships as operations', () => {
     const fromFeed = evidence.value.filter((e) => e.source === 'changeFeed' && e.userId === 'h-ada');
     expect(fromFeed.map((e) => e.type).at(-1)).toBe('user.disabled');
   });
+
+  it('counts a member added on the DC directly, inside a nested group, from the daily AD snapshot through the agent; a user outside the allowed OUs is never reported', async () => {
+    const deletedGroup = randomUUID().replace(/-/g, '');
+    const gone = Buffer.from(deletedGroup, 'hex').toString('base64');
+    expect(
+      (
+        await stack.api('/spla/products/rds-sal', {
+          method: 'PUT',
+          key,
+          body: JSON.stringify({ name: 'Windows Server RDS SAL', sku: '6VC-01254', unit: 'user' }),
+        })
+      ).status,
+    ).toBe(200);
+    expect(
+      (
+        await stack.api('/customers/contoso/spla/rules/rds-sal', {
+          method: 'PUT',
+          key,
+          body: JSON.stringify({
+            authorisedBy: { kind: 'groups', groups: [`ad.${staff.objectGuid}`, `ad.${gone}`] },
+          }),
+        })
+      ).status,
+    ).toBe(200);
+    // Made by an admin in ADUC: never an operation of ours, and the change feed reports users, not links.
+    const made = await ldap(async (client) => {
+      const dora = `CN=Dora Direct,${dc.usersOu}`;
+      const otto = `CN=Otto Outside,OU=Outside,${dc.baseDn}`;
+      const inner = `CN=RDS Nested,${dc.groupsOu}`;
+      await client.add(dora, {
+        objectClass: 'user',
+        sAMAccountName: 'dora.direct',
+        userAccountControl: '512',
+      });
+      await client.add(otto, {
+        objectClass: 'user',
+        sAMAccountName: 'otto.outside',
+        userAccountControl: '512',
+      });
+      await client.add(inner, { objectClass: 'group', sAMAccountName: 'RDS Nested', member: [dora, otto] });
+      await client.modify(
+        staff.dn,
+        new Change({ operation: 'add', modification: new Attribute({ type: 'member', values: [inner] }) }),
+      );
+      const guid = async (dn: string): Promise<string> => {
+        const { searchEntries } = await client.search(dn, {
+          scope: 'base',
+          attributes: ['objectGUID'],
+          explicitBufferAttributes: ['objectGUID'],
+        });
+        return (searchEntries[0]?.objectGUID as Buffer).toString('base64');
+      };
+      return { dora: await guid(dora), otto: await guid(otto), inner: await guid(inner) };
+    });
+
+    const snapshot = await stack.deps.spla.snapshotAdGroups();
+    expect(snapshot.failed).toEqual([]);
+    // The rule's groups, the nested one, and a group deleted in AD (it authorises nobody any more).
+    expect(snapshot.groups).toBe(3);
+
+    const month = new Date().toISOString().slice(0, 7);
+    const evidence = (await (
+      await stack.api(`/customers/contoso/spla/evidence?month=${month}`, { key })
+    ).json()) as {
+      value: { type: string; source: string; groupKey?: string; members?: unknown[]; userId?: string }[];
+    };
+    const snapshots = evidence.value.filter((e) => e.source === 'snapshot' && e.type === 'group.members');
+    const staffSnapshot = snapshots.find((e) => e.groupKey === `ad.${staff.objectGuid}`);
+    const nestedSnapshot = snapshots.find((e) => e.groupKey === `ad.${made.inner}`);
+    expect(staffSnapshot?.members).toContainEqual({ groupKey: `ad.${made.inner}` });
+    expect(nestedSnapshot?.members).toEqual([{ userId: `ad:${made.dora}` }]);
+    expect(snapshots.find((e) => e.groupKey === `ad.${gone}`)?.members).toEqual([]);
+    expect(JSON.stringify(evidence.value)).not.toContain(made.otto);
+
+    const report = (await (
+      await stack.api(`/reports/spla?month=${month}&customerId=contoso&view=detail`, { key })
+    ).json()) as { details: { userId: string; counted: boolean; rule: string }[] };
+    expect(report.details).toContainEqual(
+      expect.objectContaining({
+        userId: `ad:${made.dora}`,
+        counted: true,
+        rule: `group ad.${staff.objectGuid}`,
+      }),
+    );
+    expect(JSON.stringify(report)).not.toContain(made.otto);
+  });
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { splaFunctions } from '../../functions/http/spla.js';
 import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 
 /**
@@ -22,12 +23,31 @@ let groupId: string;
 const month = (d: Date) => d.toISOString().slice(0, 7);
 const past = '2026-10';
 
+/** The response schema the SPLA route behind `path` documents in OpenAPI for `status`, if it is one. */
+function documented(method: string, path: string, status: number) {
+  const pathname = path.split('?')[0] ?? path;
+  const route = splaFunctions.find(
+    (d) =>
+      d.endpoint.method === method &&
+      new RegExp(`^/${d.route.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(pathname),
+  );
+  return route === undefined ? undefined : { schema: route.endpoint.responses[status]?.schema };
+}
+
 async function json<T>(
   path: string,
   init: RequestInit & { key?: string } = {},
 ): Promise<{ status: number; body: T }> {
   const response = await stack.api(path, { key, ...init });
-  return { status: response.status, body: (await response.json()) as T };
+  const body = (await response.json()) as T;
+  // Every success answer of an SPLA route matches the schema its OpenAPI entry documents (strict: no
+  // undocumented field either).
+  const route = response.ok ? documented(init.method ?? 'GET', path, response.status) : undefined;
+  if (route !== undefined) {
+    expect(route.schema, `${path} documents a ${response.status} schema`).toBeDefined();
+    route.schema?.parse(body);
+  }
+  return { status: response.status, body };
 }
 
 async function succeeded(response: Response): Promise<void> {

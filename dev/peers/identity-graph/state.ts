@@ -74,11 +74,26 @@ export interface AssignedLicense {
   disabledPlans: string[];
 }
 
+/**
+ * A licence a user inherits from a group (group-based licensing; licenseassignmentstate.md): Active
+ * holds a seat, Error records the intent without one (CountViolation when no seat was free).
+ */
+export interface GroupLicenceState {
+  groupId: string;
+  skuId: string;
+  disabledPlans: string[];
+  state: 'Active' | 'Error';
+  error: 'CountViolation' | 'Other' | null;
+  lastUpdatedDateTime: string;
+}
+
 export interface UserRecord {
   id: string;
   /** Every stored Graph property except id; what a response shows is chosen by $select. */
   props: Record<string, unknown>;
+  /** Directly assigned licences (assignLicense on the user); inherited ones are in `groupLicences`. */
   assignedLicenses: AssignedLicense[];
+  groupLicences?: GroupLicenceState[];
   deletedAtMs: number | undefined;
   /** Permanently deleted: only a tombstone for delta ("@removed": {"reason": "deleted"}) remains. */
   purged?: boolean;
@@ -92,6 +107,45 @@ export interface UserRecord {
   propertyChanges?: { seq: number; props: string[] }[];
   /** The last whole-object change that a later partial write superseded in `seq`. */
   wholeSeq?: number;
+}
+
+/** Whether the user holds a seat of the SKU: directly, or inherited from a group and Active. */
+export function holdsSku(user: UserRecord, skuId: string): boolean {
+  return (
+    user.assignedLicenses.some((l) => l.skuId === skuId) ||
+    (user.groupLicences ?? []).some((l) => l.skuId === skuId && l.state === 'Active')
+  );
+}
+
+/** user.assignedLicenses as Graph shows it: direct ones and Active inherited ones, one per SKU. */
+export function effectiveLicences(user: UserRecord): AssignedLicense[] {
+  const out = user.assignedLicenses.map((l) => ({ skuId: l.skuId, disabledPlans: l.disabledPlans }));
+  for (const l of user.groupLicences ?? [])
+    if (l.state === 'Active' && !out.some((o) => o.skuId === l.skuId))
+      out.push({ skuId: l.skuId, disabledPlans: l.disabledPlans });
+  return out;
+}
+
+/** user.licenseAssignmentStates (licenseassignmentstate.md): assignedByGroup null for a direct one. */
+export function licenceAssignmentStates(user: UserRecord, directSince: string): Record<string, unknown>[] {
+  return [
+    ...user.assignedLicenses.map((l) => ({
+      assignedByGroup: null,
+      disabledPlans: l.disabledPlans,
+      error: null,
+      lastUpdatedDateTime: directSince,
+      skuId: l.skuId,
+      state: 'Active',
+    })),
+    ...(user.groupLicences ?? []).map((l) => ({
+      assignedByGroup: l.groupId,
+      disabledPlans: l.disabledPlans,
+      error: l.error,
+      lastUpdatedDateTime: l.lastUpdatedDateTime,
+      skuId: l.skuId,
+      state: l.state,
+    })),
+  ];
 }
 
 /** Records a write of some properties of a user (for delta's $select; user-delta.md). */
@@ -125,6 +179,8 @@ export interface GroupRecord {
   id: string;
   props: Record<string, unknown>;
   members: Set<string>;
+  /** Group-based licensing: licences every direct user member inherits (group-assignlicense.md). */
+  assignedLicenses?: AssignedLicense[];
   createdAtMs: number;
   seq: number;
   /** Membership writes by seq, for groups/delta's members@delta (group-delta.md). */
@@ -201,9 +257,10 @@ export class TenantState {
     return this.liveUsers().find((user) => String(user.props['userPrincipalName']).toLowerCase() === upn);
   }
 
+  /** One seat per user holding the SKU, however many sources (direct, groups) give it to them. */
   consumedUnits(skuId: string): number {
     let count = 0;
-    for (const user of this.liveUsers()) if (user.assignedLicenses.some((l) => l.skuId === skuId)) count += 1;
+    for (const user of this.liveUsers()) if (holdsSku(user, skuId)) count += 1;
     return count;
   }
 

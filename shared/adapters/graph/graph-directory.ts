@@ -29,6 +29,8 @@ import type {
   ExtensionValue,
   DomainFederationSettings,
   LicenceChange,
+  LicensedGroup,
+  MemberLicences,
   NewCloudGroup,
   NewCloudUser,
   NewDelegatedAdminRelationship,
@@ -68,7 +70,9 @@ import {
   graphUserSchema,
   groupCollectionSchema,
   groupSchema,
+  licensedGroupsSchema,
   memberCollectionSchema,
+  memberLicencesSchema,
   organizationCollectionSchema,
   relationshipOperationCollectionSchema,
   subscribedSkuCollectionSchema,
@@ -602,31 +606,6 @@ class GraphDirectory implements CloudDirectory {
     return { ...created, description: created.description ?? null };
   }
 
-  async getGroup(groupId: string): Promise<CloudGroup> {
-    return this.lagAware([groupId], async () => {
-      const group = await this.call(
-        'get group',
-        () => this.client.api(`/groups/${encodeURIComponent(groupId)}`).get(),
-        groupSchema,
-      );
-      return { ...group, description: group.description ?? null };
-    });
-  }
-
-  async findGroupByMailNickname(mailNickname: string): Promise<CloudGroup | undefined> {
-    const page = await this.call(
-      'find group',
-      () =>
-        this.client
-          .api('/groups')
-          .filter(queryValue(`mailNickname eq ${odataString(mailNickname)}`))
-          .get(),
-      groupCollectionSchema,
-    );
-    const first = page.value[0];
-    return first === undefined ? undefined : { ...first, description: first.description ?? null };
-  }
-
   async listGroupsPage(cursor?: string): Promise<{ groups: CloudGroup[]; nextCursor?: string }> {
     const page = await this.call(
       'list groups',
@@ -663,6 +642,63 @@ class GraphDirectory implements CloudDirectory {
       }
       return ids;
     });
+  }
+
+  async listLicensedGroups(): Promise<LicensedGroup[]> {
+    // `$filter=assignedLicenses/$count ne 0` needs advanced queries; filtering the pages here needs none.
+    const out: LicensedGroup[] = [];
+    let next: string | undefined = '/groups?$select=id,assignedLicenses&$top=999';
+    while (next !== undefined) {
+      const url: string = next;
+      const page = await this.call(
+        'list licensed groups',
+        () => this.client.api(url).get(),
+        licensedGroupsSchema,
+      );
+      for (const g of page.value)
+        if (g.assignedLicenses.length > 0)
+          out.push({ id: g.id, skuIds: g.assignedLicenses.map((l) => l.skuId.toLowerCase()) });
+      next = page['@odata.nextLink'];
+    }
+    return out;
+  }
+
+  async listGroupMemberLicences(groupId: string): Promise<MemberLicences[]> {
+    return this.lagAware([groupId], async () => {
+      const out: MemberLicences[] = [];
+      // Only users carry licenseAssignmentStates; other member types come back without it.
+      let next: string | undefined =
+        `/groups/${encodeURIComponent(groupId)}/members?$select=id,licenseAssignmentStates`;
+      while (next !== undefined) {
+        const url: string = next;
+        const page = await this.call(
+          'list group member licences',
+          () => this.client.api(url).get(),
+          memberLicencesSchema,
+        );
+        for (const m of page.value)
+          if (m['@odata.type'] === undefined || m['@odata.type'] === '#microsoft.graph.user')
+            out.push({
+              id: m.id,
+              states: (m.licenseAssignmentStates ?? []).map((l) => ({
+                skuId: l.skuId.toLowerCase(),
+                assignedByGroup: l.assignedByGroup ?? null,
+                state: l.state,
+                error: l.error ?? null,
+              })),
+            });
+        next = page['@odata.nextLink'];
+      }
+      return out;
+    });
+  }
+
+  async reprocessLicenceAssignment(userId: string): Promise<void> {
+    await this.lagAware([userId], () =>
+      this.send('reprocess licence assignment', () =>
+        this.client.api(`${userPath(userId)}/reprocessLicenseAssignment`).post({}),
+      ),
+    );
   }
 
   async addGroupMember(groupId: string, userId: string): Promise<void> {

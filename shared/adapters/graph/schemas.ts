@@ -91,6 +91,39 @@ export const memberCollectionSchema = z.object({
   '@odata.nextLink': z.string().optional(),
 });
 
+/** GET /groups?$select=id,assignedLicenses (group-based licensing). */
+export const licensedGroupsSchema = z.object({
+  value: z.array(
+    z.object({
+      id: z.string(),
+      assignedLicenses: z.array(z.object({ skuId: z.string() })).default([]),
+    }),
+  ),
+  '@odata.nextLink': z.string().optional(),
+});
+
+/** GET /groups/{id}/members?$select=id,licenseAssignmentStates (licenseassignmentstate.md). */
+export const memberLicencesSchema = z.object({
+  value: z.array(
+    z.object({
+      '@odata.type': z.string().optional(),
+      id: z.string(),
+      licenseAssignmentStates: z
+        .array(
+          z.object({
+            skuId: z.string(),
+            assignedByGroup: z.string().nullable().optional(),
+            state: z.enum(['Active', 'ActiveWithError', 'Disabled', 'Error']),
+            error: z.string().nullable().optional(),
+          }),
+        )
+        .nullable()
+        .optional(),
+    }),
+  ),
+  '@odata.nextLink': z.string().optional(),
+});
+
 export const subscribedSkuSchema = z.object({
   skuId: z.string(),
   skuPartNumber: z.string(),

@@ -13,6 +13,7 @@ import type {
   NewOnPremUser,
   OnPremCallOptions,
   OnPremDirectory,
+  OnPremGroupMember,
   OnPremRef,
   OnPremUser,
 } from '../../ports/on-prem-directory.js';
@@ -488,14 +489,6 @@ class RelayOnPremDirectory implements OnPremDirectory {
     return { alreadyAbsent: result.alreadyAbsent };
   }
 
-  async addToGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions) {
-    return this.hub.call<'groupAdd'>(this.siteId, { type: 'groupAdd', group, member }, options);
-  }
-
-  async removeFromGroup(group: OnPremRef, member: OnPremRef, options: OnPremCallOptions) {
-    return this.hub.call<'groupRemove'>(this.siteId, { type: 'groupRemove', group, member }, options);
-  }
-
   async findUser(
     by: 'objectGuid' | 'userPrincipalName' | 'sAMAccountName',
     value: string,
@@ -515,5 +508,25 @@ class RelayOnPremDirectory implements OnPremDirectory {
       },
       options,
     );
+  }
+
+  async listGroupMembers(group: OnPremRef, options: OnPremCallOptions & { pageSize?: number }) {
+    const members: OnPremGroupMember[] = [];
+    let after: string | undefined;
+    for (let page = 0; ; page++) {
+      const result = await this.hub.call<'listGroupMembers'>(
+        this.siteId,
+        {
+          type: 'listGroupMembers',
+          group,
+          ...(after === undefined ? {} : { after }),
+          ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }),
+        },
+        { ...options, commandId: `${options.commandId.slice(0, 112)}.${page}` },
+      );
+      members.push(...result.members);
+      if (result.next === undefined) return { group: result.group, members };
+      after = result.next;
+    }
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ServiceBusClient, type ServiceBusReceivedMessage } from '@azure/service-bus';
-import { EqualityFilter, type Client } from 'ldapts';
+import { Attribute, Change, EqualityFilter, type Client } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveAgentConfig } from '../../../agent/config.js';
 import { startAgent, type RunningAgent } from '../../../agent/runtime.js';
@@ -147,9 +147,21 @@ describe('adapter → Service Bus → agent → DC', () => {
     const next = strongPassword();
     await directory.resetPassword(ref, next, { commandId: id() });
     expect(await canBind(dc, `${name}@atria.test`, next)).toBe(true);
+    // Membership writes travel as operation commands (groups e2e); the read lists a group, page by page.
     const group = { dn: `CN=Sales,${dc.groupsOu}` };
-    expect(await directory.addToGroup(group, ref, { commandId: id() })).toEqual({ changed: true });
-    expect(await directory.removeFromGroup(group, ref, { commandId: id() })).toEqual({ changed: true });
+    await admin.modify(
+      group.dn,
+      new Change({ operation: 'add', modification: new Attribute({ type: 'member', values: [user.dn] }) }),
+    );
+    const listed = await directory.listGroupMembers(group, { commandId: id(), pageSize: 1 });
+    expect(listed.group.dn).toBe(group.dn);
+    expect(listed.members).toContainEqual({
+      objectGuid: user.objectGuid,
+      dn: user.dn,
+      kind: 'user',
+      enabled: true,
+      memberOf: [listed.group.objectGuid],
+    });
     const moved = await directory.move(ref, dc.atriaOu, { commandId: id() });
     expect(moved.dn).toBe(`CN=Bus ${name},${dc.atriaOu}`);
     const changes = await directory.listChanges(undefined, { commandId: id() });

@@ -445,6 +445,113 @@ describe('commands on existing users', () => {
   });
 });
 
+describe('listGroupMembers against a real AD', () => {
+  type Listed = CommandResult<'listGroupMembers'>;
+  const guidOf = async (dn: string): Promise<string> => {
+    const { searchEntries } = await admin.search(dn, {
+      scope: 'base',
+      attributes: ['objectGUID'],
+      explicitBufferAttributes: ['objectGUID'],
+    });
+    return (searchEntries[0]?.['objectGUID'] as Buffer).toString('base64');
+  };
+  const addGroup = async (dn: string, members: string[]): Promise<void> => {
+    const name = dn.slice(3, dn.indexOf(','));
+    await admin.add(dn, {
+      objectClass: 'group',
+      sAMAccountName: name,
+      ...(members.length > 0 ? { member: members } : {}),
+    });
+  };
+
+  it('resolves nested groups on the DC (cycles too) and never reports an object outside the allowed OUs', async () => {
+    const tag = sam('g');
+    const direct = await create({ sam: sam(), enabled: false });
+    const nested = await create({ sam: sam(), password: strongPassword() });
+    const viaOutside = await create({ sam: sam(), password: strongPassword() });
+    const outsider = `CN=${tag}-out,OU=Outside,${dc.baseDn}`;
+    await admin.add(outsider, { objectClass: 'user', sAMAccountName: `${tag}o` });
+    const inner = `CN=${tag}-in,${dc.groupsOu}`;
+    const far = `CN=${tag}-far,OU=Outside,${dc.baseDn}`;
+    const outer = `CN=${tag}-top,${dc.groupsOu}`;
+    await addGroup(inner, [nested.dn, outsider]);
+    await addGroup(far, [viaOutside.dn]);
+    await addGroup(outer, [direct.dn, inner, far]);
+    // A cycle: the outer group is also a member of the inner one.
+    await admin.modify(
+      inner,
+      new Change({ operation: 'add', modification: new Attribute({ type: 'member', values: [outer] }) }),
+    );
+    const [outerGuid, innerGuid] = [await guidOf(outer), await guidOf(inner)];
+
+    const listed = (await executor.execute(
+      envelope({ type: 'listGroupMembers', group: { objectGuid: outerGuid } }),
+    )) as Listed;
+    expect(listed.group).toEqual({ objectGuid: outerGuid, dn: outer });
+    expect(listed.next).toBeUndefined();
+    const byGuid = new Map(listed.members.map((m) => [m.objectGuid, m]));
+    expect(byGuid.get(direct.objectGuid)).toMatchObject({
+      kind: 'user',
+      enabled: false,
+      memberOf: [outerGuid],
+    });
+    expect(byGuid.get(nested.objectGuid)).toMatchObject({
+      kind: 'user',
+      enabled: true,
+      memberOf: [innerGuid],
+    });
+    expect(byGuid.get(innerGuid)).toMatchObject({ kind: 'group', memberOf: [outerGuid] });
+    // Reached through a group outside the allowed OUs: still a member, attributed to the listed group.
+    expect(byGuid.get(viaOutside.objectGuid)).toMatchObject({ kind: 'user', memberOf: [outerGuid] });
+    expect(listed.members.map((m) => m.dn)).not.toContain(outsider);
+    expect(listed.members.map((m) => m.dn)).not.toContain(far);
+    expect(byGuid.has(outerGuid)).toBe(false);
+    expect(listed.members).toHaveLength(4);
+
+    // Page by page (objectGUID order), the same members.
+    const paged: Listed['members'] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 10; i++) {
+      const page = (await executor.execute(
+        envelope({
+          type: 'listGroupMembers',
+          group: { dn: outer },
+          pageSize: 1,
+          ...(after === undefined ? {} : { after }),
+        }),
+      )) as Listed;
+      expect(page.members.length).toBeLessThanOrEqual(1);
+      paged.push(...page.members);
+      if (page.next === undefined) break;
+      after = page.next;
+    }
+    expect(paged).toEqual(listed.members);
+  });
+
+  it('refuses a group outside the allowed OUs (OutOfScope) and an object that is not a group', async () => {
+    const far = `CN=${sam('f')},OU=Outside,${dc.baseDn}`;
+    await addGroup(far, []);
+    expect(
+      (await rejects(executor.execute(envelope({ type: 'listGroupMembers', group: { dn: far } })))).code,
+    ).toBe('OutOfScope');
+    expect(
+      (
+        await rejects(
+          executor.execute(envelope({ type: 'listGroupMembers', group: { objectGuid: await guidOf(far) } })),
+        )
+      ).code,
+    ).toBe('OutOfScope');
+    const user = await create({ sam: sam(), enabled: false });
+    expect(
+      (
+        await rejects(
+          executor.execute(envelope({ type: 'listGroupMembers', group: { objectGuid: user.objectGuid } })),
+        )
+      ).code,
+    ).toBe('Validation');
+  });
+});
+
 describe('scope', () => {
   it('refuses objects and OUs outside the allowed OUs, comparing parsed DNs', async () => {
     const administrator = { dn: dc.bindDn };

@@ -1,4 +1,6 @@
+import { InvocationContext, type Timer } from '@azure/functions';
 import { describe, expect, it } from 'vitest';
+import type { AppDeps } from '../../../shared/composition.js';
 import { nextOccurrence, parseNcrontab } from '../../../dev/host/ncrontab.js';
 import { splaChangeFeed } from '../../../functions/timer/spla-change-feed.js';
 import { splaMonth } from '../../../functions/timer/spla-month.js';
@@ -40,5 +42,23 @@ describe('SPLA timers on a virtual clock', () => {
   it('reads the change feed hourly and snapshots Entra groups daily', () => {
     expect(next(splaChangeFeed.schedule, '2026-11-15T10:20:00Z')).toBe('2026-11-15T11:15:00.000Z');
     expect(next(splaSnapshot.schedule, '2026-11-15T10:20:00Z')).toBe('2026-11-16T03:00:00.000Z');
+  });
+
+  it('takes the daily snapshot of both directories: Entra groups through Graph, AD groups through the agent', async () => {
+    const ran: string[] = [];
+    const result = { customers: 1, groups: 1, failed: [] };
+    const deps = {
+      settings: { LOG_LEVEL: 'error' },
+      spla: {
+        snapshotEntraGroups: () => (ran.push('entra'), Promise.resolve(result)),
+        snapshotAdGroups: () => (ran.push('ad'), Promise.resolve(result)),
+      },
+    } as unknown as AppDeps;
+    const timer = { isPastDue: false, schedule: { adjustForDST: false }, scheduleStatus: undefined };
+    await splaSnapshot.handler(deps)(
+      timer as unknown as Timer,
+      new InvocationContext({ invocationId: 't', functionName: 'spla-snapshot' }),
+    );
+    expect(ran).toEqual(['entra', 'ad']);
   });
 });

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { Caller } from '../../../shared/domain/caller.js';
 import type { Operation } from '../../../shared/domain/operation.js';
+import { AppError } from '../../../shared/errors.js';
 import type { CloudDirectory } from '../../../shared/ports/cloud-directory.js';
+import type { OnPremDirectory } from '../../../shared/ports/on-prem-directory.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
 import { createSpla } from '../../../shared/usecases/spla.js';
 import { customer, MemoryStore, TestClock } from '../engine/world.js';
@@ -222,5 +224,56 @@ describe('SPLA use case over the store, with a virtual clock', () => {
     await spla.snapshotEntraGroups();
     const row = (await spla.report(caller, '2026-11')).rows.find((r) => r.productId === 'exch');
     expect(row?.quantity).toBe(2);
+  });
+
+  it('snapshots AD groups through the agent with their nesting, so a later operation on the nested group counts for the rule; a deleted group authorises nobody', async () => {
+    const { store, clock } = await setup();
+    const root = RDS.slice('ad.'.length);
+    const nested = 'TmVzdGVkLWdyb3VwLWd1aWQ=';
+    const dora = 'RG9yYS1vbi10aGUtREMtMDE=';
+    let deleted = false;
+    const commandIds: string[] = [];
+    const agent: Pick<OnPremDirectory, 'listGroupMembers'> = {
+      listGroupMembers: (group, options) => {
+        commandIds.push(options.commandId);
+        expect(group).toEqual({ objectGuid: root });
+        if (deleted) return Promise.reject(new AppError('NotFound', 'group not found'));
+        return Promise.resolve({
+          group: { objectGuid: root, dn: 'CN=RDS,OU=Groups,DC=x' },
+          members: [
+            {
+              objectGuid: dora,
+              dn: 'CN=Dora,OU=Users,DC=x',
+              kind: 'user',
+              enabled: true,
+              memberOf: [nested],
+            },
+            { objectGuid: nested, dn: 'CN=Nested,OU=Groups,DC=x', kind: 'group', memberOf: [root] },
+          ],
+        });
+      },
+    };
+    const spla = createSpla({
+      store,
+      clock,
+      onPremDirectory: () => Promise.resolve(agent as OnPremDirectory),
+    });
+    clock.t = Date.parse('2026-11-03T03:00:00.000Z');
+    expect(await spla.snapshotAdGroups()).toEqual({ customers: 1, groups: 2, failed: [] });
+    // Ann joins the nested group through atria-m365 a week later: the snapshot tied it to the rule's group.
+    const joined = op('user.groupAdd', 'ann', '2026-11-10T09:00:00.000Z');
+    await spla.recordOperation({ ...joined, request: { directory: 'ad', groupId: nested } } as Operation);
+    clock.t = Date.parse('2026-11-20T03:00:00.000Z');
+    deleted = true;
+    expect(await spla.snapshotAdGroups()).toEqual({ customers: 1, groups: 1, failed: [] });
+    expect(new Set(commandIds).size).toBe(2); // a fresh command id per run: the agent replays a repeated one
+
+    const november = await spla.report(caller, '2026-11', { details: true });
+    expect(november.details?.map((d) => [d.userId, d.counted, d.from, d.to, d.rule])).toEqual([
+      ['ad:' + dora, true, '2026-11-03T03:00:00.000Z', '2026-11-20T02:59:59.999Z', `group ${RDS}`],
+      ['ann', true, '2026-11-10T09:00:00.000Z', '2026-11-20T02:59:59.999Z', `group ${RDS}`],
+    ]);
+    const december = await spla.report(caller, '2026-12');
+    expect(december.rows.find((r) => r.productId === 'rds-sal')?.quantity).toBe(0);
   });
 });

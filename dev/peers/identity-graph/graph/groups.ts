@@ -15,6 +15,7 @@ import {
   type GraphRequest,
   type GraphResponse,
 } from './context.js';
+import { processUserLicences } from './group-licensing.js';
 import { lagging, lookupUser, userView } from './users.js';
 
 const defaultGroupProperties = [
@@ -55,7 +56,9 @@ const writable = new Set([
 ]);
 
 export function groupView(group: GroupRecord, select: string[] | undefined): Record<string, unknown> {
-  return project({ ...group.props, id: group.id }, select, defaultGroupProperties, {
+  // assignedLicenses: group-based licensing, returned only on $select (resources/group.md).
+  const record = { ...group.props, id: group.id, assignedLicenses: group.assignedLicenses ?? [] };
+  return project(record, select, defaultGroupProperties, {
     groupTypes: [],
     proxyAddresses: [],
   });
@@ -191,6 +194,10 @@ export function deleteGroup(ctx: GraphContext, id: string): GraphResponse {
   if (forbidden !== undefined) return forbidden;
   const group = lookupGroup(ctx, id);
   if (group === undefined) return notFound(ctx, id);
+  // "You must remove all licenses assigned to a group before you can delete the group"
+  // (licensing-groups-resolve-problems.md); the wording of the refusal is ours (not documented).
+  if ((group.assignedLicenses ?? []).length > 0)
+    return badRequest(ctx, 'Remove the licenses assigned to the group before deleting it.');
   ctx.tenant.groups.delete(group.id);
   ctx.tenant.groupTombstones.set(group.id, ctx.tenant.nextSeq());
   return { status: 204 };
@@ -227,6 +234,7 @@ export function addMember(ctx: GraphContext, req: GraphRequest, id: string): Gra
   }
   group.members.add(user.id);
   recordMemberChange(ctx, group, user.id, false);
+  processUserLicences(ctx, user);
   return { status: 204 };
 }
 
@@ -237,6 +245,8 @@ export function removeMember(ctx: GraphContext, id: string, memberId: string): G
   if (group === undefined) return notFound(ctx, id);
   if (!group.members.delete(memberId.toLowerCase())) return notFound(ctx, memberId);
   recordMemberChange(ctx, group, memberId.toLowerCase(), true);
+  const user = ctx.tenant.findUser(memberId);
+  if (user !== undefined) processUserLicences(ctx, user);
   return { status: 204 };
 }
 

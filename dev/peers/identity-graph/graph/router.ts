@@ -22,6 +22,7 @@ import {
 } from './domains.js';
 import { contracts, getSubscription, listSubscriptions } from './subscriptions.js';
 import { groupDelta, userDelta } from './delta.js';
+import { groupAssignLicense, reprocessLicenseAssignment } from './group-licensing.js';
 import {
   addMember,
   createGroup,
@@ -111,6 +112,8 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
       }
       if (b === 'assignLicense' && c === undefined)
         return m === 'POST' ? assignLicense(ctx, req, key) : methodNotAllowed(ctx);
+      if (b === 'reprocessLicenseAssignment' && c === undefined)
+        return m === 'POST' ? reprocessLicenseAssignment(ctx, key) : methodNotAllowed(ctx);
       break;
     }
     case 'groups':
@@ -125,6 +128,8 @@ function route(ctx: GraphContext, req: GraphRequest): GraphResponse {
         if (m === 'DELETE') return deleteGroup(ctx, a);
         return methodNotAllowed(ctx);
       }
+      if (b === 'assignLicense' && c === undefined)
+        return m === 'POST' ? groupAssignLicense(ctx, req, a) : methodNotAllowed(ctx);
       if (b === 'members') {
         if (c === undefined) return m === 'GET' ? listMembers(ctx, req, a) : methodNotAllowed(ctx);
         if (c === '$ref' && d === undefined)

@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { recordPropertyChange, type TenantState, type UserRecord } from '../state.js';
+import {
+  effectiveLicences,
+  holdsSku,
+  licenceAssignmentStates,
+  recordPropertyChange,
+  type TenantState,
+  type UserRecord,
+} from '../state.js';
 import { FilterSyntaxError, parseFilter, type Getter } from './filter.js';
 import { maxExtensionValues, userExtension, validExtensionValue } from './extensions.js';
 import {
@@ -144,7 +151,7 @@ function valueText(value: unknown): string {
 export function userGetter(user: UserRecord): Getter {
   return (property) => {
     if (property === 'id') return user.id;
-    if (property === 'assignedLicenses') return user.assignedLicenses;
+    if (property === 'assignedLicenses') return effectiveLicences(user);
     if (property === 'proxyAddresses') return [`SMTP:${String(user.props['userPrincipalName'])}`];
     return user.props[property];
   };
@@ -154,7 +161,12 @@ export function userView(user: UserRecord, select: string[] | undefined): Record
   const record: Record<string, unknown> = {
     ...user.props,
     id: user.id,
-    assignedLicenses: user.assignedLicenses.map((l) => ({ disabledPlans: l.disabledPlans, skuId: l.skuId })),
+    // Direct and inherited (group-based) ones; the per-source detail only on $select (user.md).
+    assignedLicenses: effectiveLicences(user).map((l) => ({
+      disabledPlans: l.disabledPlans,
+      skuId: l.skuId,
+    })),
+    licenseAssignmentStates: licenceAssignmentStates(user, valueText(user.props['createdDateTime'])),
     proxyAddresses: [`SMTP:${String(user.props['userPrincipalName'])}`],
     passwordProfile: null,
     deletedDateTime: user.deletedAtMs === undefined ? null : new Date(user.deletedAtMs).toISOString(),
@@ -632,7 +644,8 @@ export function assignLicense(ctx: GraphContext, req: GraphRequest, key: string)
     return badRequest(ctx, 'License assignment cannot be done for user with invalid usage location.');
   }
   for (const { skuId } of add) {
-    const already = user.assignedLicenses.some((l) => l.skuId === skuId);
+    // Held through a group already: a direct assignment of the same SKU takes no second seat.
+    const already = holdsSku(user, skuId);
     const sku = ctx.tenant.skus.get(skuId);
     // Only enabled units can be assigned: suspended ones cannot (licenseunitsdetail.md); warning ones are
     // in their grace period and are not counted as free either (inferred).
