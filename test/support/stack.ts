@@ -48,6 +48,11 @@ export async function startTestStack(options: {
   log?: Logger;
   /** Another Service Bus entity config (e.g. with a site queue of the file's own); default the dev one. */
   serviceBusConfig?: string;
+  /** More settings from peers that need the stack's own (e.g. Partner Center trusting its Graph peer). */
+  settingsFromPeers?: (peers: {
+    graph: IdentityGraphPeer;
+    serviceBus: ServiceBusPeer;
+  }) => Promise<Record<string, string>>;
 }): Promise<TestStack> {
   const serviceBus = await startServiceBusPeer({
     config: options.serviceBusConfig ?? join(process.cwd(), 'dev/peers/servicebus/config.json'),
@@ -65,6 +70,7 @@ export async function startTestStack(options: {
     Graph__clientSecret: app.clientSecret,
     Graph__homeTenantId: app.homeTenantId,
     ...options.extraSettings,
+    ...(await options.settingsFromPeers?.({ graph, serviceBus })),
   });
   const log = options.log ?? createLogger(() => undefined);
   const deps = createComposition(settings, { log });
