@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { z } from 'zod';
+import { definitions } from '../../functions/definitions.js';
+import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
+import { createTableStore } from '../../shared/adapters/tables/table-store.js';
+import { testDeps } from '../support/app.js';
+import { quietLogger } from '../support/stack.js';
+
+/**
+ * The crashes fuzzing found (test/fuzz/*.test.ts), each pinned as a plain case so it stays fixed even
+ * when a seed no longer happens to generate it.
+ */
+const deps = testDeps({ TableStorage: inject('storageConnectionString') });
+let host: LocalHost;
+let key: string;
+
+const problem = z.object({ status: z.number(), code: z.string(), correlationId: z.string() }).loose();
+
+async function get(path: string): Promise<{ status: number; type: string | null; body: unknown }> {
+  const response = await fetch(`${host.url}${path}`, { headers: { 'x-functions-key': key } });
+  return { status: response.status, type: response.headers.get('content-type'), body: await response.json() };
+}
+
+beforeAll(async () => {
+  key = (await deps.callers.createApiKey({ providerId: `regress-${randomUUID().slice(0, 8)}`, name: 't' }))
+    .apiKey;
+  host = await startLocalHost({ definitions, deps, port: 0, timers: false, log: quietLogger });
+});
+
+afterAll(async () => {
+  await host.stop();
+  await deps.close();
+});
+
+describe('path segments that are not valid percent-encoding', () => {
+  it.each([
+    '/customers/%zz',
+    '/customers/%E0%A4%A/users',
+    '/operations/%C0%AF',
+    '/customers/a/users/%/groups/x',
+  ])('%s is a 400 problem, not a 500', async (path) => {
+    const answer = await get(path);
+    expect(answer.status).toBe(400);
+    expect(answer.type).toBe('application/problem+json');
+    expect(problem.parse(answer.body)).toMatchObject({ status: 400, code: 'Validation' });
+  });
+});
+
+describe('a cursor this API never issued', () => {
+  it('is a 400 problem on a list, not a 503 "storage unreachable"', async () => {
+    for (const cursor of ['a-', 'CL_', Buffer.from('{"nope":1}').toString('base64url')]) {
+      const answer = await get(`/customers?cursor=${cursor}`);
+      expect(answer.status).toBe(400);
+      expect(problem.parse(answer.body)).toMatchObject({ code: 'Validation' });
+    }
+  });
+
+  it('is refused by the Table store before the SDK sees it; a real continuation still pages', async () => {
+    const store = createTableStore({ connectionString: inject('storageConnectionString') });
+    const rows = store.collection(`regress${randomUUID().slice(0, 6)}`, z.object({ n: z.number() }));
+    for (let n = 0; n < 3; n++) await rows.create('p', `r${n}`, { n });
+    await expect(rows.listPage('p', { continuationToken: 'not-a-token' })).rejects.toMatchObject({
+      code: 'Validation',
+    });
+    const first = await rows.listPage('p', { pageSize: 2 });
+    expect(first.continuationToken).toBeDefined();
+    const second = await rows.listPage('p', {
+      pageSize: 2,
+      continuationToken: first.continuationToken ?? '',
+    });
+    expect(second.items.map((row) => row.value.n)).toEqual([2]);
+  });
+});
