@@ -1,8 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { z } from 'zod';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
+import { serverTls } from '../../dev/tls.js';
+import { createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
 import { createTableStore } from '../../shared/adapters/tables/table-store.js';
 import { testDeps } from '../support/app.js';
 import { quietLogger } from '../support/stack.js';
@@ -70,5 +74,40 @@ describe('a cursor this API never issued', () => {
       continuationToken: first.continuationToken ?? '',
     });
     expect(second.items.map((row) => row.value.n)).toEqual([2]);
+  });
+});
+
+describe('Graph answering 429 with an enormous Retry-After', () => {
+  it('fails at once as a retryable Throttled error with the wait held to an hour, instead of sleeping in the request', async () => {
+    const tls = serverTls();
+    let requests = 0;
+    const server = createServer({ cert: tls.cert, key: tls.key }, (request, response) => {
+      requests++;
+      request.resume();
+      response.writeHead(429, { 'content-type': 'application/json', 'retry-after': '99999999999999999999' });
+      response.end('{"error":{"code":"TooManyRequests","message":"slow down"}}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const directory = createGraphDirectoryFactory({
+        credentialFor: () => ({
+          getToken: () => Promise.resolve({ token: 't', expiresOnTimestamp: Date.now() + 3_600_000 }),
+        }),
+        graphBaseUrl: `https://127.0.0.1:${port}/v1.0`,
+        customHosts: ['127.0.0.1'],
+      })('00000000-0000-4000-8000-000000000001');
+      const started = Date.now();
+      await expect(directory.getUser('ada@contoso.example')).rejects.toMatchObject({
+        code: 'Throttled',
+        retryable: true,
+        retryAfterInSeconds: 3600,
+      });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(requests).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
