@@ -16,7 +16,13 @@ import {
   type Reply,
 } from '../../shared/relay-protocol/index.js';
 import { callApi } from '../support/http.js';
-import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
+import {
+  graphSeed,
+  serviceBusConfigWithSite,
+  startTestStack,
+  waitFor,
+  type TestStack,
+} from '../support/stack.js';
 import { hostileBody, jsonSchemaOf, shortHostileString } from './arbitraries.js';
 
 /**
@@ -28,7 +34,8 @@ import { hostileBody, jsonSchemaOf, shortHostileString } from './arbitraries.js'
  */
 const tenantId = randomUUID();
 const run = randomUUID().slice(0, 8);
-const siteId = 'demo'; // the Service Bus peer's config declares agent-site-demo
+// A site of this file's own (site ids are global; other files register `demo`).
+const siteId = `fz-agent-${run}`;
 const otherSiteId = `other-${run}`;
 const customerId = `hy-${run}`;
 const seed = graphSeed({
@@ -186,6 +193,7 @@ beforeAll(async () => {
   stack = await startTestStack({
     storageConnectionString: inject('storageConnectionString'),
     graphSeed: seed,
+    serviceBusConfig: serviceBusConfigWithSite(siteId),
     extraSettings: {
       Relay__signingKeyPem: signing.privateKeyPem,
       Relay__signingKeyId: 'fuzz-key',

@@ -8,6 +8,7 @@ import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
 import { serverTls } from '../../dev/tls.js';
 import { createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
 import { createTableStore } from '../../shared/adapters/tables/table-store.js';
+import { maxHonouredRetryAfterInSeconds, retryDelayInMs } from '../../shared/domain/planning.js';
 import { testDeps } from '../support/app.js';
 import { quietLogger } from '../support/stack.js';
 
@@ -109,5 +110,16 @@ describe('Graph answering 429 with an enormous Retry-After', () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+});
+
+describe('a server-requested wait far beyond any deadline', () => {
+  it('re-schedules a step by at most an hour, so the next run time stays a valid date', () => {
+    const backoff = { baseDelayInMs: 1000, maxDelayInMs: 60_000 };
+    const delay = retryDelayInMs(1, backoff, () => 0.5, 1e20);
+    expect(delay).toBe(maxHonouredRetryAfterInSeconds * 1000);
+    expect(() => new Date(Date.now() + delay).toISOString()).not.toThrow();
+    // An ordinary Retry-After is still honoured as given.
+    expect(retryDelayInMs(1, backoff, () => 0.5, 120)).toBe(120_000);
   });
 });

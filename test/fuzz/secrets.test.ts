@@ -11,7 +11,13 @@ import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-
 import { demoCatalog } from '../integration/partner-center/stack.js';
 import { callApi } from '../support/http.js';
 import { scanForSecrets } from '../support/secrets-scan.js';
-import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
+import {
+  graphSeed,
+  serviceBusConfigWithSite,
+  startTestStack,
+  waitFor,
+  type TestStack,
+} from '../support/stack.js';
 
 /**
  * No secret in clear in any log line or stored row (issue 19): a real run with every kind of secret the
@@ -22,10 +28,11 @@ import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/s
  */
 const connectionString = inject('storageConnectionString');
 const run = randomUUID().slice(0, 8);
+// A site of this file's own (site ids are global; other files register `demo`).
+const siteId = `fz-sec-${run}`;
 const hybridTenant = randomUUID();
 const cloudTenant = randomUUID();
 const sku = randomUUID();
-const siteId = 'demo'; // the Service Bus peer's config declares agent-site-demo
 const prefix = `sec${run}`;
 const seed = graphSeed({
   id: hybridTenant,
@@ -95,6 +102,7 @@ beforeAll(async () => {
   stack = await startTestStack({
     storageConnectionString: connectionString,
     graphSeed: seed,
+    serviceBusConfig: serviceBusConfigWithSite(siteId),
     log,
     extraSettings: {
       LOG_LEVEL: 'debug',

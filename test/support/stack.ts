@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
@@ -161,4 +163,21 @@ export function graphSeed(customer: TenantSeed & { id: string }): Seed {
       },
     ],
   };
+}
+
+/**
+ * The dev Service Bus config plus a site queue of the caller's own, shaped like `agent-site-demo`: site
+ * ids are global names, and other files register `demo` in the same storage.
+ */
+export function serviceBusConfigWithSite(siteId: string): string {
+  const config = JSON.parse(readFileSync('dev/peers/servicebus/config.json', 'utf8')) as {
+    UserConfig: { Namespaces: { Queues: { Name: string }[] }[] };
+  };
+  const namespace = config.UserConfig.Namespaces[0];
+  const demo = namespace?.Queues.find((q) => q.Name === 'agent-site-demo');
+  if (namespace === undefined || demo === undefined) throw new Error('dev Service Bus config changed shape');
+  namespace.Queues.push({ ...structuredClone(demo), Name: `agent-site-${siteId}` });
+  const file = join(mkdtempSync(join(tmpdir(), 'site-queue-')), 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
 }
