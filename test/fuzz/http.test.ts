@@ -17,7 +17,7 @@ import { fromSchema, hostileBody, jsonSchemaOf, shortHostileString, type JsonSch
  * code, or a 2xx whose body satisfies the route's declared response schema; never a 5xx, never a hang;
  * and what the first provider had stored before is exactly as it was after.
  */
-const runsPerRoute = Number(process.env.FUZZ_HTTP_RUNS ?? 8);
+const runsPerRoute = Number(process.env.FUZZ_HTTP_RUNS ?? 6);
 const requestTimeoutInMs = 10_000;
 const tenantId = randomUUID();
 const playTenantId = randomUUID();
