@@ -98,8 +98,31 @@ const userAttributes = [
   'mS-DS-ConsistencyGuid',
   'uSNChanged',
   'adminDescription',
+  'objectClass',
 ];
 const bufferAttributes = ['objectGUID', 'mS-DS-ConsistencyGuid'];
+
+/**
+ * A command about a user acts on a user (a group command on a group): never on an OU, a computer or a
+ * contact that happens to sit in the allowed subtree — the allowed OU itself included (found by
+ * test/fuzz/ldap-injection.test.ts: `disable`/`delete`/`move` reached `OU=Atria` and its sub-OUs).
+ */
+function assertKind(entry: Entry, what: string): void {
+  const raw = entry.objectClass;
+  const classes = (Array.isArray(raw) ? raw : [raw]).map((c) => String(c).toLowerCase());
+  const isUser = classes.includes('user') && !classes.includes('computer');
+  const isGroup = classes.includes('group');
+  const fits = what === 'group' ? isGroup : what === 'member' ? isUser || isGroup : isUser;
+  if (!fits)
+    throw new AppError(
+      'Validation',
+      `the ${what} named is not a ${what === 'member' ? 'user or group' : what}`,
+      {
+        retryable: false,
+        details: { dn: entry.dn },
+      },
+    );
+}
 
 function one(entry: Entry, name: string): string | undefined {
   const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
@@ -314,6 +337,7 @@ export class LdapExecutor {
     }
     if (entry === undefined) throw new AppError('NotFound', `${what} not found`, { retryable: false });
     this.assertInScope(entry.dn, what);
+    assertKind(entry, what);
     return { dn: entry.dn, entry };
   }
 

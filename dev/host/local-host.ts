@@ -15,7 +15,7 @@ import { nextOccurrence, parseNcrontab } from './ncrontab.js';
 
 // @azure/functions is CommonJS; its classes are reachable only through the default export under Node's ESM loader.
 const { HttpRequest, InvocationContext: InvocationContextClass } = azureFunctions;
-import { compileRoute, type CompiledRoute } from './routes.js';
+import { compileRoute, MalformedPath, type CompiledRoute } from './routes.js';
 
 /**
  * A local stand-in for the Functions host (Core Tools cannot be installed here): serves the same
@@ -198,6 +198,11 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
       if (response.headersSent) {
         log.error('local host failed a request', { error });
         response.end();
+        return;
+      }
+      if (error instanceof MalformedPath) {
+        // A segment that cannot be decoded is the caller's mistake (found by test/fuzz/http.test.ts), not ours.
+        await refuse(new AppError('Validation', error.message));
         return;
       }
       if (error instanceof BodyTooLarge) {

@@ -7,6 +7,19 @@ export interface CompiledRoute {
   match(path: string): Record<string, string> | undefined;
 }
 
+/** A path segment that is not valid percent-encoded UTF-8 (`%zz`, `%E0%A4%A`, overlong `%C0%AF`). */
+export class MalformedPath extends Error {}
+
+function decode(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new MalformedPath(
+      `the path segment ${JSON.stringify(part.slice(0, 64))} is not valid percent-encoding`,
+    );
+  }
+}
+
 const guid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function compileRoute(template: string): CompiledRoute {
@@ -26,14 +39,14 @@ export function compileRoute(template: string): CompiledRoute {
         }
         const [, catchAll, name = '', optional, constraint] = param;
         if (catchAll === '*') {
-          params[name] = parts.slice(i).map(decodeURIComponent).join('/');
+          params[name] = parts.slice(i).map(decode).join('/');
           return params;
         }
         if (part === undefined) {
           if (optional === '?') continue;
           return undefined;
         }
-        const decoded = decodeURIComponent(part);
+        const decoded = decode(part);
         if (constraint === 'guid' && !guid.test(decoded)) return undefined;
         if (constraint === 'int' && !/^-?\d+$/.test(decoded)) return undefined;
         params[name] = decoded;

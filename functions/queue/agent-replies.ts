@@ -27,6 +27,11 @@ export const agentReplies: QueueFunctionDefinition = {
       async (delivery) => {
         if (deps.relay === undefined) throw new Error('relay is not configured (Relay__signingKeyPem)');
         const outcome = await deps.relay.handleAgentMessage(delivery.body);
+        if (outcome === 'replayedHeartbeat')
+          throw new InvalidMessageError(
+            'ReplayedHeartbeat',
+            'a heartbeat not newer than the last one recorded for its agent (a replay or a duplicate delivery)',
+          );
         if (outcome === 'invalid')
           throw new InvalidMessageError(
             'InvalidAgentMessage',

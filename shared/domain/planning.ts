@@ -149,9 +149,19 @@ export function retryDelayInMs(
 ): number {
   const ceiling = Math.min(settings.maxDelayInMs, settings.baseDelayInMs * 2 ** Math.max(0, retry - 1));
   const jittered = Math.max(settings.baseDelayInMs / 2, Math.floor(random() * ceiling));
-  const floor = retryAfterInSeconds === undefined ? 0 : retryAfterInSeconds * 1000;
+  const floor =
+    retryAfterInSeconds === undefined
+      ? 0
+      : Math.min(retryAfterInSeconds, maxHonouredRetryAfterInSeconds) * 1000;
   return Math.max(jittered, floor);
 }
+
+/**
+ * The longest server-requested wait a step is re-scheduled by. A Retry-After of 1e20 s (seen from a
+ * fuzzed Partner Center or Pax8 answer, test/fuzz/regressions.test.ts) would otherwise make an invalid
+ * Date; beyond an hour the operation's deadline is what should decide.
+ */
+export const maxHonouredRetryAfterInSeconds = 3600;
 
 /** Overall time an operation may take before it fails visibly, by kind (creates touch most systems). */
 export interface DeadlineSettings {

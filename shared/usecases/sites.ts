@@ -328,9 +328,16 @@ export function createSites(deps: {
       await sites.delete(PARTITION, siteId, site.etag);
     },
 
-    async recordHeartbeat(heartbeat: Heartbeat): Promise<void> {
+    /**
+     * Records a heartbeat; `replayed` when it is not newer than the last one of the same agent. A
+     * heartbeat carries no nonce, so without this a captured one resent later (anyone who may Send to
+     * the reply queue can) would make a dead agent look alive and move its last heartbeat backwards.
+     */
+    async recordHeartbeat(heartbeat: Heartbeat): Promise<'recorded' | 'replayed' | 'unknownSite'> {
       const existing = await sites.get(PARTITION, heartbeat.siteId);
-      if (existing === undefined) return; // an agent of a site we do not know: nothing to show
+      if (existing === undefined) return 'unknownSite'; // an agent of a site we do not know: nothing to show
+      const previous = existing.value.agents?.[heartbeat.agentId ?? 'default'];
+      if (previous !== undefined && Date.parse(heartbeat.at) <= Date.parse(previous.at)) return 'replayed';
       const rotation = existing.value.rotation;
       const beat = {
         at: heartbeat.at,
@@ -360,6 +367,7 @@ export function createSites(deps: {
       } catch (error) {
         if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
       }
+      return 'recorded';
     },
 
     /**

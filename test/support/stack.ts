@@ -56,6 +56,11 @@ export async function startTestStack(options: {
   /** Instrumentation (the bench counts Table calls and queue sends): wraps the app's store and bus. */
   wrapStore?: (store: Store) => Store;
   wrapBus?: (bus: Bus) => Bus;
+  /** More settings from peers that need the stack's own (e.g. Partner Center trusting its Graph peer). */
+  settingsFromPeers?: (peers: {
+    graph: IdentityGraphPeer;
+    serviceBus: ServiceBusPeer;
+  }) => Promise<Record<string, string>>;
 }): Promise<TestStack> {
   const serviceBus = await startServiceBusPeer({
     config: options.serviceBusConfig ?? join(process.cwd(), 'dev/peers/servicebus/config.json'),
@@ -73,6 +78,7 @@ export async function startTestStack(options: {
     Graph__clientSecret: app.clientSecret,
     Graph__homeTenantId: app.homeTenantId,
     ...options.extraSettings,
+    ...(await options.settingsFromPeers?.({ graph, serviceBus })),
   });
   const log = options.log ?? createLogger(() => undefined);
   const deps = createComposition(settings, {
@@ -189,4 +195,9 @@ export function serviceBusConfigWithSites(siteIds: string[]): string {
   const file = join(mkdtempSync(join(tmpdir(), 'sites-')), 'config.json');
   writeFileSync(file, JSON.stringify(config));
   return file;
+}
+
+/** One site queue of the caller's own (see serviceBusConfigWithSites). */
+export function serviceBusConfigWithSite(siteId: string): string {
+  return serviceBusConfigWithSites([siteId]);
 }

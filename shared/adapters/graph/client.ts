@@ -12,6 +12,7 @@ import {
   TelemetryHandler,
 } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials/index.js';
+import { parseRetryAfter } from './errors.js';
 
 import { record } from '../../metrics.js';
 
@@ -69,6 +70,12 @@ export interface GraphRetrySettings {
   maxRetries?: number;
   /** Base delay in seconds when the answer has no Retry-After (the handler backs off exponentially). Default 3. */
   delayInSeconds?: number;
+  /**
+   * A Retry-After longer than this is not waited out inside the request (the SDK would sleep up to
+   * 180 s per retry, holding a worker): the 429/503 surfaces as a retryable error carrying its
+   * Retry-After, and the operation engine re-schedules the step. Default 30.
+   */
+  maxInProcessRetryAfterInSeconds?: number;
 }
 
 export interface GraphClientSettings {
@@ -96,8 +103,14 @@ export function createGraphClient(credential: TokenCredential, settings: GraphCl
   const auth = new AuthenticationHandler(
     new TokenCredentialAuthenticationProvider(credential, { scopes: [graphScope] }),
   );
+  const maxWaitInSeconds = settings.retry?.maxInProcessRetryAfterInSeconds ?? 30;
   const retry = new RetryHandler(
-    new RetryHandlerOptions(settings.retry?.delayInSeconds ?? 3, settings.retry?.maxRetries ?? 3),
+    new RetryHandlerOptions(
+      settings.retry?.delayInSeconds ?? 3,
+      settings.retry?.maxRetries ?? 3,
+      (_delay, _attempt, _request, _options, response) =>
+        (parseRetryAfter(response.headers.get('retry-after')) ?? 0) <= maxWaitInSeconds,
+    ),
   );
   const redirect = new RedirectHandler(new RedirectHandlerOptions());
   const telemetry = new TelemetryHandler();

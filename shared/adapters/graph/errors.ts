@@ -12,12 +12,21 @@ export interface GraphFailure {
   retryAfterInSeconds: number | undefined;
 }
 
-function parseRetryAfter(value: string | null | undefined): number | undefined {
+/**
+ * Graph's Retry-After is seconds (or an HTTP date). A value beyond an hour is not a wait anyone should
+ * schedule (1e20 s would make an invalid Date downstream): it is held to an hour, and the operation's
+ * deadline decides from there.
+ */
+export const maxRetryAfterInSeconds = 3600;
+
+export function parseRetryAfter(value: string | null | undefined): number | undefined {
   if (value === null || value === undefined || value === '') return undefined;
   const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds);
+  if (Number.isFinite(seconds)) return Math.min(maxRetryAfterInSeconds, Math.max(0, seconds));
   const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+  return Number.isNaN(date)
+    ? undefined
+    : Math.min(maxRetryAfterInSeconds, Math.max(0, Math.ceil((date - Date.now()) / 1000)));
 }
 
 export function failureFromBatchItem(

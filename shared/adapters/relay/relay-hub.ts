@@ -66,7 +66,8 @@ export interface RelayHubOptions {
   replyStore?: ReplyStore;
   /** How often a waiting call looks in the reply store (default 500 ms). */
   replyPollIntervalInMs?: number;
-  onHeartbeat?: (heartbeat: Heartbeat) => Promise<void>;
+  /** `replayed`: not newer than the agent's last heartbeat (see Sites.recordHeartbeat); it counts for nothing. */
+  onHeartbeat?: (heartbeat: Heartbeat) => Promise<unknown>;
   /**
    * The agent's Ed25519 public key of a site as registered (PEM), looked up where this instance has not
    * used the site yet. A site without a registered key has no trusted agent: its messages are dropped.
@@ -214,7 +215,9 @@ export class RelayHub {
     return reply.ok || !reply.error.retryable ? reply : undefined;
   }
 
-  async handleAgentMessage(body: unknown): Promise<'claimed' | 'unclaimed' | 'heartbeat' | 'invalid'> {
+  async handleAgentMessage(
+    body: unknown,
+  ): Promise<'claimed' | 'unclaimed' | 'heartbeat' | 'replayedHeartbeat' | 'invalid'> {
     const parsed = agentMessageSchema.safeParse(body);
     if (!parsed.success) {
       this.options.log?.warn('invalid message on the reply queue', {
@@ -231,8 +234,9 @@ export class RelayHub {
       return 'invalid';
     }
     if (message.type === 'heartbeat') {
+      const recorded = await this.options.onHeartbeat?.(message);
+      if (recorded === 'replayed') return 'replayedHeartbeat';
       record.agentQueueDepth(message.siteId, message.queueLag);
-      await this.options.onHeartbeat?.(message);
       return 'heartbeat';
     }
     this.remember(message);

@@ -45,6 +45,22 @@ export function mapTableError(error: unknown, what: string): AppError {
   });
 }
 
+/**
+ * The SDK's continuation token is base64 of JSON `{ nextPartitionKey, nextRowKey }`; it would throw a
+ * bare SyntaxError on anything else (which reads as storage being down). A token that is not one the
+ * SDK issued is a forged or damaged cursor: the caller's mistake.
+ */
+function assertContinuationToken(token: string): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64').toString('latin1'));
+  } catch {
+    parsed = undefined;
+  }
+  const next = (parsed as { nextPartitionKey?: unknown } | null | undefined)?.nextPartitionKey;
+  if (typeof next !== 'string') throw new AppError('Validation', 'the cursor is not one this API issued');
+}
+
 type Row = Record<string, unknown> & { partitionKey?: string; rowKey?: string };
 
 export function serialize(value: unknown): Record<string, string> {
@@ -186,6 +202,7 @@ class TableCollection<T> implements Collection<T> {
   }
 
   async listPage(partitionKey: string, options: ListOptions = {}): Promise<Page<T>> {
+    if (options.continuationToken !== undefined) assertContinuationToken(options.continuationToken);
     await this.ensureTable();
     const pk = encodeKey(partitionKey);
     let filter = `PartitionKey eq '${pk.replace(/'/g, "''")}'`;

@@ -29,7 +29,7 @@ const keys = siteKeys();
 const replies = new Map<string, Reply[]>();
 const children = new Set<ChildProcess>();
 /** Where the hub hands heartbeats (the cloud stores them; the heartbeat test does). */
-let onBeat: (heartbeat: Heartbeat) => Promise<void> = () => Promise.resolve();
+let onBeat: (heartbeat: Heartbeat) => Promise<unknown> = () => Promise.resolve();
 
 function spawnAgent(): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   // The real entry point, as `npm run agent -- --config FILE` runs it.
