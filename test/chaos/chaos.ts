@@ -152,6 +152,12 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
         quiet = true;
         break;
       }
+      if ((Date.now() - drainStarted) % 10_000 < 1000) {
+        const open: Record<string, number> = {};
+        for (const st of states)
+          if (!finalStates.includes(st.state)) open[st.state] = (open[st.state] ?? 0) + 1;
+        log(`chaos: draining, open ${JSON.stringify(open)}, onboarding ${onboarding}`);
+      }
       await sleep(1000);
     }
     timing = false;

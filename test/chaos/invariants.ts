@@ -61,9 +61,18 @@ export async function requestsFinal(
   const states = await operationStates(world, work);
   const byState: Record<string, number> = {};
   const failures: Record<string, number> = {};
+  const examples: string[] = [];
   const violations: string[] = [];
   for (const { op, state, body } of states) {
     byState[state] = (byState[state] ?? 0) + 1;
+    // The run never cancels: a cancelled operation is one a later delete of its user stopped.
+    if (
+      state === 'cancelled' &&
+      !work.operations.some((o) => o.kind === 'delete' && o.userId === op.userId && o.actor === op.actor)
+    )
+      violations.push(
+        `operation ${op.operationId} (${op.actor.customerId} ${op.kind} ${op.userId}) cancelled, but nobody deleted its user`,
+      );
     if (!finalStates.includes(state))
       violations.push(
         `operation ${op.operationId} (${op.actor.customerId} ${op.kind} ${op.userId}) stuck in ${state}`,
@@ -72,13 +81,29 @@ export async function requestsFinal(
       const failed = body.steps.find((s) => s.error !== undefined);
       const code = `${op.kind}:${failed?.name ?? '-'}:${failed?.error?.code ?? body.error?.code ?? '?'}`;
       failures[code] = (failures[code] ?? 0) + 1;
+      if (examples.length < 10) {
+        // The user's whole history, in the order the run sent it, to tell an ordering bug from a race.
+        const history = states
+          .filter((x) => x.op.actor === op.actor && x.op.userId === op.userId)
+          .map((x) => `${x.op.kind}=${x.state}`)
+          .join(' → ');
+        examples.push(
+          `${op.actor.customerId} ${op.kind} ${op.userId} ${state}: ${JSON.stringify(body.error ?? failed?.error ?? null).slice(0, 300)}; history ${history}`,
+        );
+      }
     }
   }
   if (onboardingState !== 'completed' && onboardingState !== 'notStarted')
     violations.push(`onboarding job ended ${onboardingState}, not completed`);
   return {
     name: 'every request reached a final state',
-    figures: { operations: states.length, byState, notSucceeded: failures, onboarding: onboardingState },
+    figures: {
+      operations: states.length,
+      byState,
+      notSucceeded: failures,
+      examples,
+      onboarding: onboardingState,
+    },
     violations,
   };
 }
@@ -302,6 +327,8 @@ const decisionsSchema = z.object({
   nextLink: z.string().optional(),
 });
 
+const decisionLog: string[] = [];
+
 async function appliedChanges(world: World, key: string, customerId: string) {
   const all: z.infer<typeof decisionsSchema>['value'] = [];
   let path: string | undefined = `/customers/${customerId}/licensing/decisions?limit=500`;
@@ -311,6 +338,12 @@ async function appliedChanges(world: World, key: string, customerId: string) {
     all.push(...page.value);
     path = page.nextLink?.replace(/^\/api/, '');
   }
+  decisionLog.push(
+    ...all.map(
+      (d) =>
+        `${customerId} ${d.kind} ${d.state} ${String(d.status)} ${d.from}->${d.to} ${String(d.reason).slice(0, 160)}`,
+    ),
+  );
   return all.filter(
     (d) => d.state === 'applied' && d.to !== d.from && (d.kind === 'grow' || d.kind === 'reduce'),
   );
@@ -387,6 +420,7 @@ export async function commerce(world: World, work: Workload): Promise<Invariant>
       blue: { ...blue, appliedDecisions: blueChanges.length, partnerCenterUpdates: pc?.updateCount ?? null },
       green: { ...green, appliedDecisions: greenChanges.length },
       partnerCenterOrders: (pcState as { orders?: unknown }).orders ?? null,
+      ...(violations.length > 0 ? { decisions: decisionLog.splice(0) } : {}),
     },
     violations,
   };
