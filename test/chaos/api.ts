@@ -32,7 +32,7 @@ export async function call(
           ...headers,
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(20_000),
+        signal: AbortSignal.timeout(70_000),
       });
       const text = await response.text();
       if (response.status < 500) {

@@ -30,6 +30,8 @@ export interface ChaosOptions {
   actionConcurrency: number;
   drainTimeoutInMs: number;
   kinds?: readonly FaultKind[];
+  /** At most one outage or restart (SB, agent, DC, Azurite) per this many milliseconds. */
+  slowFaultSpacingInMs?: number;
   log?: (line: string) => void;
 }
 
@@ -45,7 +47,15 @@ export interface ChaosResult {
   replay: string;
   durationInMs: number;
   faults: FaultFigures;
-  requests: { sent: number; retriedAttempts: number; operations: number; refused: Record<string, number> };
+  requests: {
+    sent: number;
+    retriedAttempts: number;
+    operations: number;
+    refused: Record<string, number>;
+    /** The slowest answer the driver waited for (a hang shows here), and answers slower than 10 s. */
+    maxLatencyInMs: number;
+    slowerThan10s: number;
+  };
   drain: { inMs: number; quiet: boolean };
   invariants: Invariant[];
   violations: string[];
@@ -93,7 +103,12 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
   try {
     const work = await setUpWorkload(world, runId);
     log(`chaos: world up in ${Date.now() - started} ms; injecting ${options.faults} faults`);
-    const injector = new FaultInjector(world, mulberry32(root.int(0, 2 ** 31)), options.kinds ?? faultKinds);
+    const injector = new FaultInjector(
+      world,
+      mulberry32(root.int(0, 2 ** 31)),
+      options.kinds ?? faultKinds,
+      options.slowFaultSpacingInMs,
+    );
 
     let acting = true;
     let timing = true;
@@ -119,6 +134,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
 
     const faultDeadline = started + options.maxDurationInMs;
     let injectedSoFar = 0;
+    let armedSoFar = 0;
     while (injectedSoFar < options.faults && Date.now() < faultDeadline) {
       const kind = injector.next();
       try {
@@ -126,9 +142,9 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
       } catch (error) {
         actionErrors.push(`inject ${kind}: ${error instanceof Error ? error.message : String(error)}`);
       }
-      injectedSoFar = injector.roughTotal();
-      if (injectedSoFar % 50 === 0)
-        log(`chaos: ~${injectedSoFar} faults, ${work.operations.length} operations`);
+      injectedSoFar = await injector.total();
+      if (++armedSoFar % 50 === 0)
+        log(`chaos: ${injectedSoFar} faults took effect, ${work.operations.length} operations so far`);
       await sleep(options.faultIntervalInMs);
     }
     acting = false;
@@ -147,7 +163,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
       const open = states.filter((s) => !finalStates.includes(s.state)).length;
       if (
         open === 0 &&
-        (onboarding === 'completed' || onboarding === 'notStarted' || onboarding === 'failed')
+        (onboarding === 'completed' || onboarding === 'notStarted' || onboarding.startsWith('failed'))
       ) {
         quiet = true;
         break;
@@ -196,6 +212,8 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
         retriedAttempts: work.retriedRequests,
         operations: work.operations.length,
         refused,
+        maxLatencyInMs: work.maxLatencyInMs,
+        slowerThan10s: work.slowRequests,
       },
       drain: { inMs: drainInMs, quiet },
       invariants,

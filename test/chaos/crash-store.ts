@@ -1,14 +1,17 @@
+import { AppError } from '../../shared/errors.js';
 import type { Collection, Store } from '../../shared/ports/store.js';
 
 /**
  * A Store that can "kill the worker" between two writes: armed with `crashAt(n)`, the n-th write from
- * now throws an error that is no AppError (as a process dying looks to the code around it), either
- * before the write lands or after it landed and before the caller saw the answer. The handler is
- * aborted there; the message is redelivered or the sweeper resumes the operation once its lease expires.
+ * now throws, either before the write lands or after it landed and before the caller saw the answer.
+ * The handler is aborted there; the message is redelivered or a sweeper resumes the work once its lease
+ * expires. A dead process runs no catch block at all; in-process, the nearest faithful thing is an error
+ * the code treats as "our storage failed, try again later" (retryable Unavailable), so no handler
+ * records the kill as a permanent failure of its own.
  */
-export class WorkerKilled extends Error {
+export class WorkerKilled extends AppError {
   constructor(readonly when: 'before' | 'after') {
-    super(`chaos: worker killed ${when} a write`);
+    super('Unavailable', `chaos: worker killed ${when} a write`, { retryable: true });
     this.name = 'WorkerKilled';
   }
 }

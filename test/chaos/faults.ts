@@ -27,6 +27,14 @@ export const faultKinds = [
 ] as const;
 export type FaultKind = (typeof faultKinds)[number];
 
+/** Faults that take a component away for a while (spaced out, see FaultInjector.next). */
+const slowKinds: readonly FaultKind[] = [
+  'serviceBusOutage',
+  'agentKilled',
+  'dcRestarted',
+  'azuriteRestarted',
+];
+
 /** How often each kind is drawn once every kind has been drawn once (the slow ones rarely). */
 const weights: Record<FaultKind, number> = {
   graph503: 14,
@@ -41,7 +49,7 @@ const weights: Record<FaultKind, number> = {
   serviceBusDuplicate: 12,
   serviceBusLockLoss: 10,
   serviceBusOutage: 2,
-  agentKilled: 3,
+  agentKilled: 4,
   dcRestarted: 2,
   azuriteRestarted: 2,
   workerKilled: 12,
@@ -78,11 +86,14 @@ export class FaultInjector {
   private readonly paxArmed = new Map<string, FaultKind>();
   private order: FaultKind[];
   private readonly crashesBefore: number;
+  private lastSlowAt = 0;
 
   constructor(
     private readonly world: World,
     private readonly random: Random,
     private readonly kinds: readonly FaultKind[] = faultKinds,
+    /** At most one outage or restart per this many milliseconds. */
+    private readonly slowSpacingInMs = 4000,
   ) {
     // Every kind once first (in a seeded order), so even a short run meets each of them.
     const shuffled = [...kinds];
@@ -96,9 +107,22 @@ export class FaultInjector {
 
   next(): FaultKind {
     const first = this.order.shift();
-    if (first !== undefined) return first;
-    const allowed = Object.fromEntries(this.kinds.map((k) => [k, weights[k]])) as Record<FaultKind, number>;
-    return this.random.weighted(allowed);
+    const kind =
+      first ??
+      this.random.weighted(
+        Object.fromEntries(this.kinds.map((k) => [k, weights[k]])) as Record<FaultKind, number>,
+      );
+    if (!slowKinds.includes(kind)) return kind;
+    // Outages and restarts are spaced out, so the system is up most of the time and work goes on.
+    const fast = this.kinds.filter((k) => !slowKinds.includes(k));
+    if (Date.now() - this.lastSlowAt < this.slowSpacingInMs && fast.length > 0) {
+      if (first !== undefined) this.order.push(first);
+      return this.random.weighted(
+        Object.fromEntries(fast.map((k) => [k, weights[k]])) as Record<FaultKind, number>,
+      );
+    }
+    this.lastSlowAt = Date.now();
+    return kind;
   }
 
   /** Injects one fault; slow ones (restarts) resolve once the component is back. */
@@ -174,7 +198,7 @@ export class FaultInjector {
       }
       case 'serviceBusOutage':
         // Every connection dropped: in-flight settlements fail, messages come back after their lock.
-        await w.serviceBus.restart(r.int(100, 800));
+        await w.serviceBus.restart(r.int(100, 500));
         this.done[kind] += 1;
         return;
       case 'agentKilled':
@@ -241,15 +265,34 @@ export class FaultInjector {
     };
   }
 
-  /** Faults that took effect so far (cheap: counts of peers in this process; HTTP peers at settle). */
-  roughTotal(): number {
+  /** Faults that took effect so far: the peers' own counts, without disarming anything. */
+  async total(): Promise<number> {
+    const w = this.world;
+    const stats = graphStats.parse(await admin(`${w.graph.adminUrl}/faults`, 'GET')).stats;
+    const left = async (url: string, armed: Map<string, FaultKind>) => {
+      const book = z
+        .object({ faults: z.array(z.object({ id: z.string(), remaining: z.number() })) })
+        .parse(await admin(`${url}/faults`, 'GET'));
+      const open = new Set(book.faults.filter((f) => f.remaining > 0).map((f) => f.id));
+      return [...armed.keys()].filter((id) => !open.has(id)).length;
+    };
+    const peerKinds: FaultKind[] = ['graph503', 'graph429', 'serviceBusDuplicate', 'workerKilled'];
+    const own = Object.entries(this.done)
+      .filter(
+        ([k]) =>
+          !peerKinds.includes(k as FaultKind) &&
+          !k.startsWith('partnerCenter') &&
+          !k.startsWith('distributor'),
+      )
+      .reduce((a, [, v]) => a + v, 0);
     return (
-      Object.values(this.done).reduce((a, b) => a + b, 0) +
-      this.armed.graph503 +
-      this.armed.serviceBusDuplicate +
-      this.pcArmed.size +
-      this.paxArmed.size +
-      (this.world.store.crashes - this.crashesBefore)
+      own +
+      stats.unavailable +
+      stats.throttled +
+      (await left(w.partnerCenter.adminUrl, this.pcArmed)) +
+      (await left(w.distributor.adminUrl, this.paxArmed)) +
+      w.serviceBus.faults.stats().duplicated +
+      (w.store.crashes - this.crashesBefore)
     );
   }
 }

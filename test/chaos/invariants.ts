@@ -389,10 +389,16 @@ export async function commerce(world: World, work: Workload): Promise<Invariant>
   const graphEnabled = async (tenantId: string) =>
     (await world.cloud(tenantId).listSubscribedSkus()).find((s) => s.skuId === e3)?.enabledUnits ?? 0;
   const ledgerSupply = async (key: string, customerId: string, source: string) => {
-    const view = skuViewSchema.parse(
+    const view = skuViewSchema.safeParse(
       (await call(world.host.url, key, 'GET', `/customers/${customerId}/licensing`)).body,
     );
-    return view.skus.find((s) => s.skuId === e3)?.supply[source] ?? 0;
+    if (!view.success) {
+      violations.push(
+        `${customerId}: the licensing view did not answer (${view.error.message.slice(0, 120)})`,
+      );
+      return -1;
+    }
+    return view.data.skus.find((s) => s.skuId === e3)?.supply[source] ?? 0;
   };
   const blueTenant = work.actors.find((a) => a.customerId === 'blue-cloud')?.tenantId ?? '';
   const greenTenant = world.tenants.green;
@@ -442,7 +448,13 @@ export async function deadLetters(world: World): Promise<Invariant> {
         for (const m of batch) {
           const reason = String(m.deadLetterReason ?? m.applicationProperties?.DeadLetterReason ?? 'none');
           byReason[`${queue}:${reason}`] = (byReason[`${queue}:${reason}`] ?? 0) + 1;
-          const explained = explainedReasons.includes(reason) || reason.startsWith('Rejected');
+          // The agent dead-letters a second delivery of a command it already answered (its nonce check,
+          // agent/verifier.ts) — what a duplicated send is, so that reason is explained here; a forged or
+          // out-of-scope command never is, since the run sends none.
+          const explained =
+            explainedReasons.includes(reason) ||
+            reason.startsWith('Rejected') ||
+            (queue.startsWith('agent-site-') && reason === 'Replayed');
           if (!explained)
             violations.push(
               `${queue} dead letter ${String(m.messageId)}: ${reason} ${String(m.deadLetterErrorDescription ?? '')}`,

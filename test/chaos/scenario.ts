@@ -58,6 +58,8 @@ export interface Workload {
   preExisting: Set<string>;
   requests: number;
   retriedRequests: number;
+  maxLatencyInMs: number;
+  slowRequests: number;
   blue: { pcCustomerId: string; subscriptionId: string; initialQuantity: number };
   green: { initialQuantity: number };
   passwords: string[];
@@ -302,6 +304,8 @@ export async function setUpWorkload(world: World, run: string): Promise<Workload
     refused: [],
     requests: 0,
     retriedRequests: 0,
+    maxLatencyInMs: 0,
+    slowRequests: 0,
     blue: { pcCustomerId: created.customer.id, subscriptionId, initialQuantity: 1 },
     green: { initialQuantity: 1 },
     passwords: [],
@@ -330,7 +334,11 @@ export async function act(world: World, work: Workload, random: Random): Promise
   if (kind !== 'create' && kind !== 'onboard' && live.length === 0) kind = 'create';
   const send = async (method: string, path: string, body?: unknown, headers?: Record<string, string>) => {
     work.requests += 1;
-    const answer = await call(world.host.url, a.key, method, path, body, headers);
+    const started = Date.now();
+    const answer = await call(world.host.url, a.key, method, path, body, headers, 180_000);
+    const latency = Date.now() - started;
+    work.maxLatencyInMs = Math.max(work.maxLatencyInMs, latency);
+    if (latency > 10_000) work.slowRequests += 1;
     work.retriedRequests += answer.retried;
     return answer;
   };
@@ -431,6 +439,7 @@ export async function advanceOnboarding(world: World, work: Workload): Promise<s
   const path = `/customers/${o.actor.customerId}/onboarding`;
   const job = await call(world.host.url, o.actor.key, 'GET', path);
   const state = typeof job.body.state === 'string' ? job.body.state : `http${job.status}`;
+  if (state === 'failed') return `failed: ${JSON.stringify(job.body.error ?? job.body).slice(0, 300)}`;
   if (state === 'awaitingApproval' && !o.approved) {
     const approved = await call(world.host.url, o.actor.key, 'POST', `${path}/approve`, {});
     if (approved.status === 200) o.approved = true;
