@@ -1,6 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import azureFunctions, { type HttpResponseInit, type InvocationContext, type Timer } from '@azure/functions';
+import azureFunctions, {
+  type HttpResponseInit,
+  type InvocationContext,
+  type LogLevel,
+  type Timer,
+} from '@azure/functions';
 import type {
   FunctionDefinition,
   HttpFunctionDefinition,
@@ -45,6 +50,11 @@ export interface LocalHostOptions {
    */
   maxRequestBodyInBytes?: number;
   log?: Logger;
+  /**
+   * Where HTTP and timer invocations' `context.log` lines go (the InvocationContext default is the
+   * console); a chaos run records them to scan them for secrets.
+   */
+  invocationLogHandler?: (level: LogLevel, ...args: unknown[]) => void;
 }
 
 /** Azure Functions: "The HTTP request length is limited to 100 MB (104,857,600 bytes)". */
@@ -180,6 +190,7 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
         const context = new InvocationContextClass({
           invocationId: randomUUID(),
           functionName: entry.definition.name,
+          ...(options.invocationLogHandler === undefined ? {} : { logHandler: options.invocationLogHandler }),
         });
         const result = await entry.handler(httpRequest, context);
         await writeResponse(response, result);
@@ -251,7 +262,11 @@ export async function startLocalHost(options: LocalHostOptions): Promise<LocalHo
     if (definition === undefined) throw new Error(`no timer function ${name}`);
     const now = new Date();
     const next = nextOccurrence(parseNcrontab(definition.schedule), now);
-    const context = new InvocationContextClass({ invocationId: randomUUID(), functionName: name });
+    const context = new InvocationContextClass({
+      invocationId: randomUUID(),
+      functionName: name,
+      ...(options.invocationLogHandler === undefined ? {} : { logHandler: options.invocationLogHandler }),
+    });
     await definition.handler(options.deps)(timerPayload(timerLast.get(name) ?? now, next, false), context);
     timerLast.set(name, now);
   };

@@ -30,7 +30,10 @@ async function waitForPort(port: number, timeoutInMs: number): Promise<void> {
   throw new Error(`Azurite did not listen on ${port} within ${timeoutInMs} ms`);
 }
 
-/** Starts Azurite's Table service in memory on a free loopback port. */
+/**
+ * Starts Azurite's Table service on a free loopback port (or `tablePort`): in memory, or persisted in
+ * `location` so a stop and a start on the same port and location keep every table (a restart).
+ */
 export async function startAzurite(
   options: { tablePort?: number; location?: string } = {},
 ): Promise<AzuritePeer> {
@@ -65,6 +68,7 @@ export async function startAzurite(
     connectionString:
       `DefaultEndpointsProtocol=http;AccountName=${account};AccountKey=${accountKey};` +
       `TableEndpoint=http://127.0.0.1:${tablePort}/${account};`,
-    stop: () => stopChild(child),
+    // Azurite saves its database (--location) only on SIGINT; SIGTERM ends it with recent writes lost.
+    stop: () => stopChild(child, 10_000, options.location === undefined ? 'SIGTERM' : 'SIGINT'),
   };
 }

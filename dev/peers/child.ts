@@ -24,7 +24,11 @@ export function spawnPeer(command: string, args: string[], options: SpawnOptions
   return child;
 }
 
-export async function stopChild(child: ChildProcess, graceInMs = 3000): Promise<void> {
+export async function stopChild(
+  child: ChildProcess,
+  graceInMs = 3000,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await new Promise<void>((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), graceInMs);
@@ -32,6 +36,6 @@ export async function stopChild(child: ChildProcess, graceInMs = 3000): Promise<
       clearTimeout(timer);
       resolve();
     });
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
 }

@@ -210,6 +210,13 @@ export class MessageEntity {
   private nextSequenceNumber = 1;
   private roundRobin = 0;
   private pumping = false;
+  /**
+   * Fault hook (chaos runs): the next N sends are stored twice, past duplicate detection — what Service
+   * Bus's at-least-once delivery allows ("a message can be delivered more than once", Microsoft Learn,
+   * service-bus-messaging/message-transfers-locks-settlement) and a sender's retry after the dedup window.
+   */
+  duplicateNextSends = 0;
+  readonly faultStats = { duplicated: 0, locksLost: 0 };
 
   constructor(
     private readonly broker: Broker,
@@ -263,7 +270,40 @@ export class MessageEntity {
       this.broker.forward(this.settings.forwardTo, amqp, nowMs);
       return undefined;
     }
-    return this.store(amqp, messageId, nowMs, scheduledAtMs, options);
+    const sequenceNumber = this.store(amqp, messageId, nowMs, scheduledAtMs, options);
+    this.maybeDuplicate(amqp, messageId, nowMs, scheduledAtMs, options);
+    return sequenceNumber;
+  }
+
+  private maybeDuplicate(
+    amqp: Message,
+    messageId: string,
+    nowMs: number,
+    scheduledAtMs: number | undefined,
+    options: { deadLetterSource?: string; deliveryCount?: number },
+  ): void {
+    if (this.duplicateNextSends <= 0 || options.deadLetterSource !== undefined) return;
+    this.duplicateNextSends -= 1;
+    this.faultStats.duplicated += 1;
+    this.store(cloneAmqp(amqp), messageId, nowMs, scheduledAtMs, options);
+  }
+
+  /**
+   * Fault hook (chaos runs): up to `count` locks held by consumers expire now, as when a lock is lost
+   * (message-transfers-locks-settlement: "the lock expires … the message becomes available again"); the
+   * holder's settlement then fails with MessageLockLost while another delivery runs. Returns how many.
+   */
+  loseLocks(count: number): number {
+    let lost = 0;
+    const nowMs = this.broker.now();
+    for (const message of this.locks.values()) {
+      if (lost >= count) break;
+      if (message.lock === undefined || message.lock.lockedUntilMs <= nowMs) continue;
+      message.lock.lockedUntilMs = nowMs - 1;
+      lost += 1;
+    }
+    this.faultStats.locksLost += lost;
+    return lost;
   }
 
   private store(
@@ -308,7 +348,9 @@ export class MessageEntity {
     const messageId = messageIdOf(amqp) ?? randomUUID().replaceAll('-', '');
     amqp.message_id = messageId;
     const scheduledAtMs = scheduledTimeOf(amqp) ?? nowMs;
-    return this.store(amqp, messageId, nowMs, scheduledAtMs, {});
+    const sequenceNumber = this.store(amqp, messageId, nowMs, scheduledAtMs, {});
+    this.maybeDuplicate(amqp, messageId, nowMs, scheduledAtMs, {});
+    return sequenceNumber;
   }
 
   cancelScheduled(sequenceNumber: number): void {

@@ -39,6 +39,14 @@ export interface ServiceBusPeer {
    * same port. Messages, locks and timers live on (as in Azure), so clients reconnect and carry on.
    */
   restart(downtimeInMs?: number): Promise<void>;
+  /** Fault hooks for chaos runs (see MessageEntity.duplicateNextSends and loseLocks). */
+  faults: {
+    /** The next `count` sends to `queue` (including scheduled ones) are stored twice. */
+    duplicateNextSends(queue: string, count: number): void;
+    /** Up to `count` locks held on `queue` expire now; answers how many did. */
+    loseLocks(queue: string, count: number): number;
+    stats(): { duplicated: number; locksLost: number };
+  };
   stop(): Promise<void>;
 }
 
@@ -76,6 +84,22 @@ export async function startServiceBusPeer(options: ServiceBusPeerOptions): Promi
     connectionStringFor,
     addRule: (rule) => {
       rules.push(rule);
+    },
+    faults: {
+      duplicateNextSends: (queue, count) => {
+        const entity = broker.queues.get(queue.toLowerCase());
+        if (entity === undefined) throw new Error(`servicebus peer: no queue ${queue}`);
+        entity.duplicateNextSends += count;
+      },
+      loseLocks: (queue, count) => broker.queues.get(queue.toLowerCase())?.loseLocks(count) ?? 0,
+      stats: () => {
+        const total = { duplicated: 0, locksLost: 0 };
+        for (const entity of broker.queues.values()) {
+          total.duplicated += entity.faultStats.duplicated;
+          total.locksLost += entity.faultStats.locksLost;
+        }
+        return total;
+      },
     },
     restart: async (downtimeInMs = 0) => {
       await front.close();

@@ -1,0 +1,245 @@
+import { randomUUID } from 'node:crypto';
+import { FaultInjector, faultKinds, type FaultFigures, type FaultKind } from './faults.js';
+import {
+  commerce,
+  deadLetters,
+  directories,
+  finalStates,
+  isolation,
+  operationStates,
+  requestsFinal,
+  type Invariant,
+} from './invariants.js';
+import { mulberry32 } from './prng.js';
+import { act, advanceOnboarding, setUpWorkload } from './scenario.js';
+import { startWorld, type World } from './world.js';
+
+/**
+ * One chaos run: the workload of three providers against every peer while faults from the seeded
+ * schedule are injected, then a drain (timers run until every request is final, bounded), then the
+ * invariants. Everything it found is in the result, with the seed to replay it.
+ */
+export interface ChaosOptions {
+  seed: number;
+  /** Stop injecting once this many faults took effect (or at maxDurationInMs). */
+  faults: number;
+  maxDurationInMs: number;
+  /** Pause between two faults. */
+  faultIntervalInMs: number;
+  /** Actions in flight at once (each draws from its own seeded stream). */
+  actionConcurrency: number;
+  drainTimeoutInMs: number;
+  kinds?: readonly FaultKind[];
+  /** At most one outage or restart (SB, agent, DC, Azurite) per this many milliseconds. */
+  slowFaultSpacingInMs?: number;
+  log?: (line: string) => void;
+}
+
+/** A secrets scan over the run's logs and stored rows (test/support/secrets-scan.ts, when present). */
+export type SecretsScan = (input: {
+  logLines: string[];
+  storageConnectionString: string;
+  secrets: string[];
+}) => Promise<{ where: string; secretIndex: number }[]>;
+
+export interface ChaosResult {
+  seed: number;
+  replay: string;
+  durationInMs: number;
+  faults: FaultFigures;
+  requests: {
+    sent: number;
+    retriedAttempts: number;
+    operations: number;
+    refused: Record<string, number>;
+    /** The slowest answer the driver waited for (a hang shows here), and answers slower than 10 s. */
+    maxLatencyInMs: number;
+    slowerThan10s: number;
+  };
+  drain: { inMs: number; quiet: boolean };
+  invariants: Invariant[];
+  violations: string[];
+  timerErrors: number;
+  /** For the secrets scan (the lead wires scanForSecrets at merge; see runSecretsScan). */
+  logLines: string[];
+  secrets: string[];
+  storageConnectionString: string;
+  secretsFindings?: { where: string; secretIndex: number }[];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function replayCommand(seed: number, faults: number): string {
+  return `npm run chaos -- --seed ${seed} --faults ${faults}`;
+}
+
+/** The timers a deployment runs on schedules, run here on a short beat so the run converges fast. */
+async function runTimers(
+  world: World,
+  beat: number,
+  errors: { count: number; last?: string },
+): Promise<void> {
+  const names = ['operation-sweep'];
+  if (beat % 2 === 0) names.push('autoscale-just-in-time', 'commerce-sweep');
+  if (beat % 4 === 0) names.push('licence-sweep');
+  for (const name of names) {
+    try {
+      await world.host.runTimer(name);
+    } catch (error) {
+      errors.count += 1;
+      errors.last = `${name}: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+}
+
+export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promise<ChaosResult> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const replay = replayCommand(options.seed, options.faults);
+  log(`chaos: seed ${options.seed} (replay: ${replay})`);
+  const started = Date.now();
+  const root = mulberry32(options.seed);
+  const runId = `${options.seed.toString(36)}${randomUUID().slice(0, 4)}`;
+  const world = await startWorld({ runId });
+  try {
+    const work = await setUpWorkload(world, runId);
+    log(`chaos: world up in ${Date.now() - started} ms; injecting ${options.faults} faults`);
+    const injector = new FaultInjector(
+      world,
+      mulberry32(root.int(0, 2 ** 31)),
+      options.kinds ?? faultKinds,
+      options.slowFaultSpacingInMs,
+    );
+
+    let acting = true;
+    let timing = true;
+    const timerErrors = { count: 0 } as { count: number; last?: string };
+    const actionErrors: string[] = [];
+    const actors = Array.from({ length: options.actionConcurrency }, async (_, i) => {
+      const random = mulberry32(root.int(0, 2 ** 31) + i);
+      while (acting) {
+        try {
+          await act(world, work, random);
+        } catch (error) {
+          actionErrors.push(error instanceof Error ? error.message : String(error));
+        }
+        await sleep(random.int(20, 250));
+      }
+    });
+    const timers = (async () => {
+      for (let beat = 0; timing; beat++) {
+        await runTimers(world, beat, timerErrors);
+        await sleep(500);
+      }
+    })();
+
+    const faultDeadline = started + options.maxDurationInMs;
+    let injectedSoFar = 0;
+    let armedSoFar = 0;
+    while (injectedSoFar < options.faults && Date.now() < faultDeadline) {
+      const kind = injector.next();
+      try {
+        await injector.inject(kind);
+      } catch (error) {
+        actionErrors.push(`inject ${kind}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      injectedSoFar = await injector.total();
+      if (++armedSoFar % 50 === 0)
+        log(`chaos: ${injectedSoFar} faults took effect, ${work.operations.length} operations so far`);
+      await sleep(options.faultIntervalInMs);
+    }
+    acting = false;
+    await Promise.all(actors);
+    const faults = await injector.settle();
+    world.startAgent();
+    log(`chaos: ${faults.total} faults took effect; draining`);
+
+    // Drain: the timers run until every operation is final and the onboarding job completed.
+    const drainStarted = Date.now();
+    let quiet = false;
+    let onboarding = 'notStarted';
+    while (Date.now() - drainStarted < options.drainTimeoutInMs) {
+      onboarding = await advanceOnboarding(world, work).catch(() => onboarding);
+      const states = await operationStates(world, work);
+      const open = states.filter((s) => !finalStates.includes(s.state)).length;
+      if (
+        open === 0 &&
+        (onboarding === 'completed' || onboarding === 'notStarted' || onboarding.startsWith('failed'))
+      ) {
+        quiet = true;
+        break;
+      }
+      if ((Date.now() - drainStarted) % 10_000 < 1000) {
+        const open: Record<string, number> = {};
+        for (const st of states)
+          if (!finalStates.includes(st.state)) open[st.state] = (open[st.state] ?? 0) + 1;
+        log(`chaos: draining, open ${JSON.stringify(open)}, onboarding ${onboarding}`);
+      }
+      await sleep(1000);
+    }
+    timing = false;
+    await timers;
+    const drainInMs = Date.now() - drainStarted;
+    log(`chaos: drained in ${drainInMs} ms (${quiet ? 'quiet' : 'NOT quiet'}); checking invariants`);
+
+    const final = await requestsFinal(world, work, onboarding);
+    // Users whose own operations did not all succeed are judged by the failure figures, not placement.
+    const failedUsers = new Set(
+      (await operationStates(world, work))
+        .filter((s) => s.state !== 'succeeded')
+        .map((s) => `${s.op.actor.customerId}/${s.op.userId}`),
+    );
+    const invariants = [
+      final,
+      await directories(world, work, failedUsers),
+      await commerce(world, work),
+      await deadLetters(world),
+      await isolation(world, work),
+    ];
+    const violations = invariants.flatMap((i) => i.violations.map((v) => `${i.name}: ${v}`));
+    if (actionErrors.length > 0) violations.push(...actionErrors.slice(0, 20).map((e) => `driver: ${e}`));
+    const refused: Record<string, number> = {};
+    for (const r of work.refused) {
+      const key = `${r.action.split(' ').pop() ?? ''} ${r.status} ${r.code}: ${r.detail.slice(0, 120)}`;
+      refused[key] = (refused[key] ?? 0) + 1;
+    }
+    const result: ChaosResult = {
+      seed: options.seed,
+      replay,
+      durationInMs: Date.now() - started,
+      faults,
+      requests: {
+        sent: work.requests,
+        retriedAttempts: work.retriedRequests,
+        operations: work.operations.length,
+        refused,
+        maxLatencyInMs: work.maxLatencyInMs,
+        slowerThan10s: work.slowRequests,
+      },
+      drain: { inMs: drainInMs, quiet },
+      invariants,
+      violations,
+      timerErrors: timerErrors.count,
+      logLines: world.logLines,
+      secrets: [...world.secrets, ...work.passwords, ...Object.values(work.keys)],
+      storageConnectionString: world.storageConnectionString,
+    };
+    if (scan !== undefined) {
+      result.secretsFindings = await scan({
+        logLines: result.logLines,
+        storageConnectionString: result.storageConnectionString,
+        secrets: result.secrets,
+      });
+      for (const f of result.secretsFindings) violations.push(`secret #${f.secretIndex} found in ${f.where}`);
+    }
+    return result;
+  } finally {
+    await world.stop();
+  }
+}
+
+/** The figures for humans and `.local/chaos.json` (without the captured lines and secrets). */
+export function figures(result: ChaosResult): Record<string, unknown> {
+  const { logLines, secrets, storageConnectionString, ...rest } = result;
+  void storageConnectionString;
+  return { ...rest, logLines: logLines.length, secrets: secrets.length };
+}

@@ -1,0 +1,302 @@
+import { z } from 'zod';
+import type { Random } from './prng.js';
+import type { World } from './world.js';
+
+/**
+ * The fault kinds of a chaos run and how each is injected. Peer faults are armed through the peers' own
+ * fault admin APIs (dev/peers/<peer>/faults.ts) and count as injected only once a request met them (the peers
+ * report what they served); process faults (agent, DC, Azurite, Service Bus outage) count when done.
+ */
+export const faultKinds = [
+  'graph503',
+  'graph429',
+  'graphReplicationLag',
+  'partnerCenter429',
+  'partnerCenter5xx',
+  'partnerCenterLostAnswer',
+  'distributor429',
+  'distributor5xx',
+  'distributorLostAnswer',
+  'serviceBusDuplicate',
+  'serviceBusLockLoss',
+  'serviceBusOutage',
+  'agentKilled',
+  'dcRestarted',
+  'azuriteRestarted',
+  'workerKilled',
+] as const;
+export type FaultKind = (typeof faultKinds)[number];
+
+/** Faults that take a component away for a while (spaced out, see FaultInjector.next). */
+const slowKinds: readonly FaultKind[] = [
+  'serviceBusOutage',
+  'agentKilled',
+  'dcRestarted',
+  'azuriteRestarted',
+];
+
+/** How often each kind is drawn once every kind has been drawn once (the slow ones rarely). */
+const weights: Record<FaultKind, number> = {
+  graph503: 14,
+  graph429: 6,
+  graphReplicationLag: 5,
+  partnerCenter429: 5,
+  partnerCenter5xx: 5,
+  partnerCenterLostAnswer: 4,
+  distributor429: 5,
+  distributor5xx: 5,
+  distributorLostAnswer: 4,
+  serviceBusDuplicate: 12,
+  serviceBusLockLoss: 10,
+  serviceBusOutage: 2,
+  agentKilled: 4,
+  dcRestarted: 2,
+  azuriteRestarted: 2,
+  workerKilled: 12,
+};
+
+async function admin(url: string, method: string, body?: unknown): Promise<unknown> {
+  const response = await fetch(url, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`fault admin ${method} ${url}: ${response.status} ${text}`);
+  return text === '' ? undefined : (JSON.parse(text) as unknown);
+}
+
+const graphStats = z.object({ stats: z.object({ throttled: z.number(), unavailable: z.number() }) });
+
+export interface FaultFigures {
+  /** Faults that took effect, by kind. */
+  injected: Record<FaultKind, number>;
+  /** Peer faults armed (a request may never have met some of them). */
+  armed: Record<FaultKind, number>;
+  total: number;
+}
+
+const zero = (): Record<FaultKind, number> =>
+  Object.fromEntries(faultKinds.map((k) => [k, 0])) as Record<FaultKind, number>;
+
+export class FaultInjector {
+  private readonly armed = zero();
+  private readonly done = zero();
+  private readonly pcArmed = new Map<string, FaultKind>();
+  private readonly paxArmed = new Map<string, FaultKind>();
+  private order: FaultKind[];
+  private readonly crashesBefore: number;
+  private lastSlowAt = 0;
+
+  constructor(
+    private readonly world: World,
+    private readonly random: Random,
+    private readonly kinds: readonly FaultKind[] = faultKinds,
+    /** At most one outage or restart per this many milliseconds. */
+    private readonly slowSpacingInMs = 4000,
+  ) {
+    // Every kind once first (in a seeded order), so even a short run meets each of them.
+    const shuffled = [...kinds];
+    for (let i = shuffled.length - 1; i > 0; i--) {
+      const j = random.int(0, i);
+      [shuffled[i], shuffled[j]] = [shuffled[j] as FaultKind, shuffled[i] as FaultKind];
+    }
+    this.order = shuffled;
+    this.crashesBefore = world.store.crashes;
+  }
+
+  next(): FaultKind {
+    const first = this.order.shift();
+    const kind =
+      first ??
+      this.random.weighted(
+        Object.fromEntries(this.kinds.map((k) => [k, weights[k]])) as Record<FaultKind, number>,
+      );
+    if (!slowKinds.includes(kind)) return kind;
+    // Outages and restarts are spaced out, so the system is up most of the time and work goes on.
+    const fast = this.kinds.filter((k) => !slowKinds.includes(k));
+    if (Date.now() - this.lastSlowAt < this.slowSpacingInMs && fast.length > 0) {
+      if (first !== undefined) this.order.push(first);
+      return this.random.weighted(
+        Object.fromEntries(fast.map((k) => [k, weights[k]])) as Record<FaultKind, number>,
+      );
+    }
+    this.lastSlowAt = Date.now();
+    return kind;
+  }
+
+  /** Injects one fault; slow ones (restarts) resolve once the component is back. */
+  async inject(kind: FaultKind): Promise<void> {
+    const w = this.world;
+    const r = this.random;
+    this.armed[kind] += 1;
+    switch (kind) {
+      case 'graph503':
+        await admin(`${w.graph.adminUrl}/faults`, 'POST', {
+          next503Count: r.int(1, 3),
+          retryAfter503InSeconds: 0,
+        });
+        return;
+      case 'graph429': {
+        // Graph's documented limits scaled down for a moment: whoever calls now gets 429 + Retry-After.
+        await admin(`${w.graph.adminUrl}/faults`, 'POST', {
+          throttling: { enabled: true, scale: 0.0005, windowInMs: 1000, writeWindowInMs: 1000 },
+        });
+        await sleep(r.int(300, 1200));
+        await admin(`${w.graph.adminUrl}/faults`, 'POST', { throttling: { enabled: false } });
+        return;
+      }
+      case 'graphReplicationLag':
+        await admin(`${w.graph.adminUrl}/faults`, 'POST', { replicationLagInMs: r.int(500, 2000) });
+        await sleep(r.int(500, 2000));
+        await admin(`${w.graph.adminUrl}/faults`, 'POST', { replicationLagInMs: 0 });
+        this.done[kind] += 1;
+        return;
+      case 'partnerCenter429':
+      case 'partnerCenter5xx':
+      case 'partnerCenterLostAnswer': {
+        const body =
+          kind === 'partnerCenter429'
+            ? { kind: 'throttle', retryAfterInSeconds: 0 }
+            : kind === 'partnerCenter5xx'
+              ? { kind: 'error', status: r.pick([500, 502, 503]) }
+              : { kind: 'dropAfterCommit', match: { method: 'PATCH' } }; // a quantity change applied, its answer lost
+        const fault = z
+          .object({ id: z.string() })
+          .parse(await admin(`${w.partnerCenter.adminUrl}/faults`, 'POST', body));
+        this.pcArmed.set(fault.id, kind);
+        return;
+      }
+      case 'distributor429':
+      case 'distributor5xx':
+      case 'distributorLostAnswer': {
+        const body =
+          kind === 'distributor429'
+            ? { kind: 'throttle', retryAfterInSeconds: 0 }
+            : kind === 'distributor5xx'
+              ? { kind: 'error', status: r.pick([500, 502, 503]) }
+              : { kind: r.pick(['dropAfterCommit', 'errorAfterCommit']), match: { method: 'PUT' } };
+        const fault = z
+          .object({ id: z.string() })
+          .parse(await admin(`${w.distributor.adminUrl}/faults`, 'POST', body));
+        this.paxArmed.set(fault.id, kind);
+        return;
+      }
+      case 'serviceBusDuplicate':
+        w.serviceBus.faults.duplicateNextSends(
+          r.pick(['directory-work', 'agent-replies', 'agent-site-chaos']),
+          1,
+        );
+        return;
+      case 'serviceBusLockLoss': {
+        const lost = w.serviceBus.faults.loseLocks(
+          r.pick(['directory-work', 'agent-replies', 'agent-site-chaos']),
+          1,
+        );
+        this.done[kind] += lost;
+        return;
+      }
+      case 'serviceBusOutage':
+        // Every connection dropped: in-flight settlements fail, messages come back after their lock.
+        await w.serviceBus.restart(r.int(100, 500));
+        this.done[kind] += 1;
+        return;
+      case 'agentKilled':
+        await w.killAgent();
+        await sleep(r.int(200, 1500));
+        w.startAgent();
+        this.done[kind] += 1;
+        return;
+      case 'dcRestarted':
+        await w.dc.pause();
+        await sleep(r.int(200, 1500));
+        await w.dc.resume();
+        this.done[kind] += 1;
+        return;
+      case 'azuriteRestarted':
+        await w.restartAzurite(r.int(100, 600));
+        this.done[kind] += 1;
+        return;
+      case 'workerKilled':
+        w.store.crashAt(r.int(1, 6), r.pick(['before', 'after'] as const));
+        return;
+    }
+  }
+
+  /** Disarms what is still armed and answers what took effect. */
+  async settle(): Promise<FaultFigures> {
+    const w = this.world;
+    await admin(`${w.graph.adminUrl}/faults`, 'POST', {
+      next503Count: 0,
+      random503Rate: 0,
+      replicationLagInMs: 0,
+      throttling: { enabled: false },
+    });
+    const stats = graphStats.parse(await admin(`${w.graph.adminUrl}/faults`, 'GET')).stats;
+    this.done.graph503 = stats.unavailable;
+    this.done.graph429 = stats.throttled;
+    const remaining = async (url: string, armed: Map<string, FaultKind>, kinds: FaultKind[]) => {
+      const book = z
+        .object({ faults: z.array(z.object({ id: z.string(), remaining: z.number() })) })
+        .parse(await admin(`${url}/faults`, 'GET'));
+      await admin(`${url}/faults`, 'DELETE');
+      const left = new Set(book.faults.filter((f) => f.remaining > 0).map((f) => f.id));
+      for (const k of kinds) this.done[k] = 0;
+      for (const [id, kind] of armed) if (!left.has(id)) this.done[kind] += 1;
+    };
+    await remaining(w.partnerCenter.adminUrl, this.pcArmed, [
+      'partnerCenter429',
+      'partnerCenter5xx',
+      'partnerCenterLostAnswer',
+    ]);
+    await remaining(w.distributor.adminUrl, this.paxArmed, [
+      'distributor429',
+      'distributor5xx',
+      'distributorLostAnswer',
+    ]);
+    this.done.serviceBusDuplicate = w.serviceBus.faults.stats().duplicated;
+    w.store.disarm();
+    this.done.workerKilled = w.store.crashes - this.crashesBefore;
+    const injected = { ...this.done };
+    return {
+      injected,
+      armed: { ...this.armed },
+      total: Object.values(injected).reduce((a, b) => a + b, 0),
+    };
+  }
+
+  /** Faults that took effect so far: the peers' own counts, without disarming anything. */
+  async total(): Promise<number> {
+    const w = this.world;
+    const stats = graphStats.parse(await admin(`${w.graph.adminUrl}/faults`, 'GET')).stats;
+    const left = async (url: string, armed: Map<string, FaultKind>) => {
+      const book = z
+        .object({ faults: z.array(z.object({ id: z.string(), remaining: z.number() })) })
+        .parse(await admin(`${url}/faults`, 'GET'));
+      const open = new Set(book.faults.filter((f) => f.remaining > 0).map((f) => f.id));
+      return [...armed.keys()].filter((id) => !open.has(id)).length;
+    };
+    const peerKinds: FaultKind[] = ['graph503', 'graph429', 'serviceBusDuplicate', 'workerKilled'];
+    const own = Object.entries(this.done)
+      .filter(
+        ([k]) =>
+          !peerKinds.includes(k as FaultKind) &&
+          !k.startsWith('partnerCenter') &&
+          !k.startsWith('distributor'),
+      )
+      .reduce((a, [, v]) => a + v, 0);
+    return (
+      own +
+      stats.unavailable +
+      stats.throttled +
+      (await left(w.partnerCenter.adminUrl, this.pcArmed)) +
+      (await left(w.distributor.adminUrl, this.paxArmed)) +
+      w.serviceBus.faults.stats().duplicated +
+      (w.store.crashes - this.crashesBefore)
+    );
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
