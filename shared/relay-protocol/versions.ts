@@ -20,6 +20,7 @@ export const minimumAgentVersion = {
   groupRemove: '0.1.0',
   findUser: '0.1.0',
   listChanges: '0.1.0',
+  listGroupMembers: '0.2.0',
 } as const satisfies Record<CommandType, `${number}.${number}.${number}`>;
 
 /** Major.minor.patch as numbers; anything unparseable (or a pre-release tag) ranks below 0.0.0 parts. */
