@@ -16,6 +16,12 @@ import {
   siteKeys,
   strongPassword,
 } from '../integration/ad/support.js';
+import { startAgent, type RunningAgent } from '../../agent/runtime.js';
+import { resolveAgentConfig } from '../../agent/config.js';
+import type { RelayHub } from '../../shared/adapters/relay/index.js';
+import type { OnPremDirectory } from '../../shared/ports/on-prem-directory.js';
+import { createLogger } from '../../shared/logging.js';
+import { agentConfig, newHub, startRelayBus, type RelayBus } from '../integration/ad/bus.js';
 import { nastyStrings } from './arbitraries.js';
 
 /**
@@ -34,6 +40,9 @@ let dc: SambaPeer;
 let pool: DcPool;
 let executor: LdapExecutor;
 let admin: Client;
+let bus: RelayBus | undefined;
+let agent: RunningAgent | undefined;
+let hub: RelayHub | undefined;
 const outside = { ou: '', victimDn: '', victimGuid: '', lookAlikeOu: '', adminGuid: '', domainAdminsDn: '' };
 const inside = { userGuid: '', userDn: '' };
 
@@ -260,6 +269,9 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await hub?.close();
+  await agent?.stop();
+  await bus?.stop();
   await admin?.unbind();
   await pool?.close();
   await dc?.stop();
@@ -344,4 +356,55 @@ describe('hostile names, attributes, OUs and targets through the executor', () =
     });
     expect(inOu.searchEntries.length).toBeGreaterThan(1);
   });
+});
+
+describe('the same corpus through the relay (adapter → Service Bus → agent → DC)', () => {
+  it('touches nothing outside the allowed OU, and every call ends in a result or a typed AppError', async () => {
+    bus = await startRelayBus();
+    agent = await startAgent(resolveAgentConfig(agentConfig(bus, dc, keys), process.cwd()), {
+      log: createLogger(() => undefined),
+    });
+    hub = newHub(bus);
+    const directory: OnPremDirectory = hub.directoryFor({
+      siteId,
+      sitePublicKeyPem: keys.publicKeyPem,
+      agentPublicKeyPem: keys.agentPublicKeyPem,
+    });
+    const before = await outsideSnapshot();
+    const outcomes = new Map<string, number>();
+    await fc.assert(
+      fc.asyncProperty(commands(), async (command) => {
+        const options = { commandId: randomUUID(), timeoutInMs: 10_000 };
+        let outcome = 'ok';
+        try {
+          if (command.type === 'createUser') {
+            const { type: _type, ...user } = command;
+            await directory.createUser({ ...user, password: undefined, enabled: false }, options);
+          } else if (command.type === 'updateAttributes')
+            await directory.updateAttributes(command.target, command.set, options);
+          else if (command.type === 'move') await directory.move(command.target, command.newOu, options);
+          else if (command.type === 'delete') await directory.delete(command.target, options);
+          else if (command.type === 'disable') await directory.disable(command.target, options);
+          else if (command.type === 'enable') await directory.enable(command.target, options);
+          else if (command.type === 'groupAdd')
+            await directory.addToGroup(command.group, command.member, options);
+          else if (command.type === 'findUser') await directory.findUser(command.by, command.value, options);
+        } catch (error) {
+          if (!(error instanceof AppError))
+            throw new Error(
+              `${command.type} threw ${(error as Error).constructor.name}: ${(error as Error).message}`,
+              { cause: error },
+            );
+          outcome = error.code;
+        }
+        outcomes.set(`${command.type} ${outcome}`, (outcomes.get(`${command.type} ${outcome}`) ?? 0) + 1);
+      }),
+      { numRuns: Math.ceil(runs / 4), endOnFailure: true },
+    );
+    console.info(`LDAP relay fuzz: ${JSON.stringify(Object.fromEntries([...outcomes].sort()))}`);
+    const after = await outsideSnapshot();
+    expect([...after].filter(([dn, usn]) => before.get(dn) !== usn).map(([dn]) => dn)).toEqual([]);
+    expect([...before.keys()].filter((dn) => !after.has(dn))).toEqual([]);
+    expect([...outcomes.keys()].some((k) => !k.endsWith(' ok') && !k.endsWith(' Timeout'))).toBe(true);
+  }, 90_000);
 });
