@@ -53,15 +53,40 @@ export function createGroupLicensing(deps: GroupLicensingDeps) {
   }
 
   /**
+   * Seats already free serve waiting members at once: Entra leaves them in error until a reprocess, so
+   * without this a freed seat would sit unused while its group's members stay unlicensed.
+   */
+  async function reprocessWhereSeatsAreFree(
+    cloud: CloudDirectory,
+    bySku: Map<string, Set<string>>,
+  ): Promise<void> {
+    if (bySku.size === 0) return;
+    const done = new Set<string>();
+    for (const sku of await cloud.listSubscribedSkus()) {
+      let free = sku.enabledUnits - sku.consumedUnits;
+      for (const userId of [...(bySku.get(sku.skuId.toLowerCase()) ?? [])].sort()) {
+        if (free <= 0) break;
+        if (!done.has(userId)) await cloud.reprocessLicenceAssignment(userId);
+        done.add(userId);
+        free--;
+      }
+    }
+  }
+
+  /**
    * The autoscaler's demand input: per SKU, how many seats licensed groups wait for at this customer
-   * (none without an Entra tenant). Who waits is remembered, so `reprocessWaiting` can finish the job
-   * once seats were bought.
+   * (none without an Entra tenant). Members a free seat can serve are reprocessed now, and still counted
+   * here: the autoscaler's `assigned` was read before, so counting them as waiting keeps the total right
+   * (never a reduction for seats they just took). Who waits is remembered, so `reprocessWaiting` can
+   * finish the job once seats were bought.
    */
   async function demand(providerId: string, customerId: string): Promise<Map<string, number>> {
     const tenantId = (await customersCollection(deps.store).get(providerId, customerId))?.value.entra
       ?.tenantId;
     if (tenantId === undefined) return new Map();
-    const bySku = await waitingBySku(deps.cloudDirectory(tenantId));
+    const cloud = deps.cloudDirectory(tenantId);
+    const bySku = await waitingBySku(cloud);
+    await reprocessWhereSeatsAreFree(cloud, bySku);
     const userIds = [...new Set([...bySku.values()].flatMap((users) => [...users]))].sort();
     const rowKey = `${providerId}/${customerId}`;
     if (userIds.length === 0) await waiting.delete(WAITING, rowKey);

@@ -239,4 +239,34 @@ describe('group-based licensing as autoscaler demand', () => {
     await deps.autoscale.sweep({ runId: `gl-2-${run}` });
     expect(await pcQuantity()).toBe(6);
   }, 120_000);
+
+  it('serves a waiting member from a seat freed by a leaver, without buying or giving back a seat', async () => {
+    const group = await send(tenant, 'GET', "/groups?$filter=mailNickname eq 'e3-users'");
+    const groupId = z.object({ value: z.array(z.object({ id: z.string() }).loose()) }).parse(group.body)
+      .value[0]?.id;
+    if (groupId === undefined) throw new Error('the licensed group of the first test is missing');
+    const late = await newUser('late');
+    await join(groupId, late);
+    expect(await e3State(late)).toMatchObject({ state: 'Error', error: 'CountViolation' });
+    const members = z
+      .object({ value: z.array(z.object({ id: z.string() }).loose()) })
+      .parse((await send(tenant, 'GET', `/groups/${groupId}/members?$select=id`)).body).value;
+    const leaver = members.find((m) => m.id !== late)?.id ?? '';
+    expect((await send(tenant, 'DELETE', `/groups/${groupId}/members/${leaver}/$ref`)).status).toBe(204);
+    // Entra does not retry by itself: the freed seat stays free, the late member in error.
+    expect(await consumedE3()).toBe(5);
+    expect(await e3State(late)).toMatchObject({ state: 'Error' });
+
+    await deps.autoscale.sweep({ runId: `gl-3-${run}` });
+    expect(await e3State(late)).toMatchObject({ state: 'Active', error: null });
+    expect(await consumedE3()).toBe(6);
+    expect(await pcQuantity()).toBe(6);
+    const decisions = await api('GET', '/customers/contoso/licensing/decisions?limit=50');
+    const kinds = z
+      .object({ value: z.array(z.object({ kind: z.string() }).loose()) })
+      .parse(decisions.body)
+      .value.map((d) => d.kind);
+    // Still only the purchase of the first test: nothing bought, nothing given back.
+    expect(kinds).toEqual(['grow']);
+  });
 });
