@@ -364,8 +364,9 @@ describe('the same corpus through the relay (adapter → Service Bus → agent �
     agent = await startAgent(resolveAgentConfig(agentConfig(bus, dc, keys), process.cwd()), {
       log: createLogger(() => undefined),
     });
-    hub = newHub(bus);
-    const directory: OnPremDirectory = hub.directoryFor({
+    const relay = newHub(bus);
+    hub = relay;
+    const directory: OnPremDirectory = relay.directoryFor({
       siteId,
       sitePublicKeyPem: keys.publicKeyPem,
       agentPublicKeyPem: keys.agentPublicKeyPem,
@@ -387,7 +388,12 @@ describe('the same corpus through the relay (adapter → Service Bus → agent �
           else if (command.type === 'disable') await directory.disable(command.target, options);
           else if (command.type === 'enable') await directory.enable(command.target, options);
           else if (command.type === 'groupAdd')
-            await directory.addToGroup(command.group, command.member, options);
+            // Membership writes have no port method (they go through the engine's command channel).
+            await relay.call<'groupAdd'>(
+              siteId,
+              { type: 'groupAdd', group: command.group, member: command.member },
+              options,
+            );
           else if (command.type === 'findUser') await directory.findUser(command.by, command.value, options);
         } catch (error) {
           if (!(error instanceof AppError))
