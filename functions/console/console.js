@@ -251,7 +251,14 @@
             {},
             el('td', {}, site.siteId),
             el('td', {}, agent.agentId || '—'),
-            el('td', { class: `state-${agent.state}` }, agent.state),
+            el(
+              'td',
+              { class: `state-${agent.state}` },
+              // During a key rotation: whether this agent already signs with the next key.
+              agent.signedWithNextKey === undefined
+                ? agent.state
+                : `${agent.state} · ${agent.signedWithNextKey ? 'next key ✓' : 'next key pending'}`,
+            ),
             el('td', {}, when(agent.lastHeartbeatAt)),
             el('td', {}, agent.agentVersion || '—'),
             el('td', {}, (agent.dcsReachable || []).join(', ') || 'none'),
