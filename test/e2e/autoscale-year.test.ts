@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAzurite, type AzuritePeer } from '../../dev/peers/azurite.js';
 import { z } from 'zod';
 import { startIdentityGraphPeer, type IdentityGraphPeer } from '../../dev/peers/identity-graph/index.js';
 import type { PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
@@ -37,6 +38,7 @@ const customers = Number(process.env.AUTOSCALE_YEAR_CUSTOMERS ?? 5);
 const weeks = Number(process.env.AUTOSCALE_YEAR_WEEKS ?? 52);
 const dayInMs = 86_400_000;
 const start = new Date('2027-01-04T12:00:00Z');
+let azurite: AzuritePeer | undefined;
 let offsetInMs = start.getTime() - Date.now();
 const clock = { now: () => new Date(Date.now() + offsetInMs) };
 const partnerTenant = randomUUID();
@@ -157,6 +159,9 @@ async function advance(days: number): Promise<void> {
 }
 
 beforeAll(async () => {
+  // Storage of its own: this file moves the app's clock days ahead, and its sweeps would judge other
+  // files' operations in shared storage by that clock (past their deadlines).
+  azurite = await startAzurite();
   graph = await startIdentityGraphPeer({
     seed: {
       tenants: [
@@ -182,7 +187,7 @@ beforeAll(async () => {
   }));
   const settings = loadSettings({
     LOG_LEVEL: 'warn',
-    TableStorage: inject('storageConnectionString'),
+    TableStorage: azurite.connectionString,
     Graph__authorityHost: graph.authorityHost,
     Graph__baseUrl: graph.graphBaseUrl,
     Graph__clientId: graphApp.clientId,
@@ -194,7 +199,7 @@ beforeAll(async () => {
     PartnerCenter__providerId: provider,
     Autoscale__concurrency: String(Math.min(customers, 5)),
   });
-  const store = killableStore(createTableStore({ connectionString: inject('storageConnectionString') }));
+  const store = killableStore(createTableStore({ connectionString: azurite.connectionString }));
   deps = createComposition(settings, { log: quietLogger, clock, store });
 
   const all = demandSeries(customers, weeks * 7, 15);
@@ -274,6 +279,7 @@ afterAll(async () => {
   await deps?.close();
   await partnerCenter?.stop();
   await graph?.stop();
+  await azurite?.stop();
 });
 
 function seeded(seed: number): () => number {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAzurite, type AzuritePeer } from '../../dev/peers/azurite.js';
 import { z } from 'zod';
 import { definitions } from '../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../dev/host/local-host.js';
@@ -25,6 +26,7 @@ import { callApi } from '../support/http.js';
  * the Partner Center peer's virtual clock (both start at the real now, the peer frozen).
  */
 const dayInMs = 86_400_000;
+let azurite: AzuritePeer | undefined;
 let offsetInMs = 0;
 const clock = { now: () => new Date(Date.now() + offsetInMs) };
 const partnerTenant = randomUUID();
@@ -143,6 +145,9 @@ async function advance(days: number) {
 }
 
 beforeAll(async () => {
+  // Storage of its own: this file moves the app's clock days ahead, and its sweeps would judge other
+  // files' operations in shared storage by that clock (past their deadlines).
+  azurite = await startAzurite();
   serviceBus = await startServiceBusPeer({ config: join(process.cwd(), 'dev/peers/servicebus/config.json') });
   graph = await startIdentityGraphPeer({
     seed: {
@@ -185,7 +190,7 @@ beforeAll(async () => {
 
   const settings = loadSettings({
     LOG_LEVEL: 'warn',
-    TableStorage: inject('storageConnectionString'),
+    TableStorage: azurite.connectionString,
     ServiceBusConnection: serviceBus.connectionString,
     Graph__authorityHost: graph.authorityHost,
     Graph__baseUrl: graph.graphBaseUrl,
@@ -236,6 +241,7 @@ afterAll(async () => {
   await partnerCenter?.stop();
   await graph?.stop();
   await serviceBus?.stop();
+  await azurite?.stop();
 });
 
 const names = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
