@@ -437,6 +437,8 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
       body: JSON.stringify({ tenantId }),
     });
     expect(started.status).toBe(202);
+    // The call only records the job; the read runs from the onboarding-work queue.
+    expect(started.body).toMatchObject({ state: 'reading', progress: { read: 0 } });
     await waitFor(async () => ((await job()).state === 'awaitingApproval' ? true : undefined), 'dry run');
     const dry = await job();
     expect(dry.organization?.id).toBe(tenantId);
@@ -724,6 +726,20 @@ describe('onboarding an existing tenant (Tenant Connect) on the Graph peer', () 
     // The USN watermark moved: the same change is not applied twice.
     const again = await call(`/customers/${customerId}/onboarding/sync`, { method: 'POST' });
     expect(again.body).toMatchObject({ adChanges: 0 });
+    // Disabled in AD: disabled in Atria and in Entra (accountEnabled follows AD for a hybrid user).
+    await asAdmin((admin) =>
+      admin.modify(
+        adDn('ad-soft'),
+        new Change({
+          operation: 'replace',
+          modification: new Attribute({ type: 'userAccountControl', values: ['514'] }),
+        }),
+      ),
+    );
+    const disabled = await call(`/customers/${customerId}/onboarding/sync`, { method: 'POST' });
+    expect(disabled.body).toMatchObject({ adChanges: 1, failed: 0 });
+    expect((await record(adKey('ad-soft')))?.state).toBe('disabled');
+    expect((await cloud.getUser(ids.adSoft)).accountEnabled).toBe(false);
   });
 
   it('sees AD deletions only once the agent account may read CN=Deleted Objects; the full reconciliation repairs the one missed', async () => {

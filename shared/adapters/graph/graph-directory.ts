@@ -80,6 +80,11 @@ import {
   type GraphUser,
 } from './schemas.js';
 
+/**
+ * groups/delta pages carry every member of every group in a first round: small pages keep each response
+ * (and this process's heap) small; a hint the service may ignore (odata.maxpagesize, concepts/paging.md).
+ */
+const groupDeltaPageHint = 'odata.maxpagesize=20';
 /** Properties we read for a user (everything beyond the default 11 needs $select). */
 const userSelect = [
   'id',
@@ -866,9 +871,10 @@ class GraphDirectory implements CloudDirectory {
         cursor === undefined
           ? this.client
               .api('/groups/delta')
+              .header('Prefer', groupDeltaPageHint)
               .select('displayName,mailNickname,securityEnabled,mailEnabled,groupTypes,members')
               .get()
-          : this.client.api(cursor).get(),
+          : this.client.api(cursor).header('Prefer', groupDeltaPageHint).get(),
       groupDeltaPageSchema,
     );
     const changes: GroupChange[] = page.value.map((item): GroupChange => {
