@@ -128,10 +128,9 @@ export function createRequests(deps: RequestDeps) {
       .catch(ignoreExisting);
     // The active index first (the sweeper finds what a crash left); the rest are independent.
     await Promise.all([
-      c.operations.create(providerId, operationId, operation).then(
-        () => record.operationState(operation.kind, operation.state),
-        ignoreExisting,
-      ),
+      c.operations
+        .create(providerId, operationId, operation)
+        .then(() => record.operationState(operation.kind, operation.state), ignoreExisting),
       c.customerOperations
         .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), {
           operationId,
