@@ -499,6 +499,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     onboarding: createOnboarding({
       store,
       clock,
+      leaseInMs: settings.Onboarding__leaseInMs,
       ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
       ...(settings.Graph__homeTenantId === undefined ? {} : { homeTenantId: settings.Graph__homeTenantId }),
       ...(settings.Graph__clientId === undefined ? {} : { appClientId: settings.Graph__clientId }),

@@ -135,6 +135,8 @@ export const settingsSchema = z.object({
   Onboarding__deleteThresholdCount: positiveInt.default(500),
   Onboarding__deleteThresholdPercent: z.coerce.number().min(1).max(100).default(20),
   Onboarding__deleteThresholdMinimum: positiveInt.default(10),
+  /** How long a reading job's lease holds: after a crash the drift timer resumes it once this passed. */
+  Onboarding__leaseInMs: positiveInt.default(120_000),
 
   // Local host only.
   LocalHost__port: positiveInt.default(7071),

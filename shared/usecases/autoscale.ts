@@ -141,6 +141,13 @@ export function createAutoscale(deps: AutoscaleDeps) {
   const decisions = deps.store.collection('autoscaledecisions', decisionRecordSchema);
   const runs = deps.store.collection('autoscaleruns', runRecordSchema);
   const engine = engineCollections(deps.store);
+  // Customers with a decision sent but not known applied (a lost answer, a crash): the just-in-time run
+  // finishes them even when no operation is held any more — the seats may have reached Graph already.
+  const unfinished = deps.store.collection(
+    'autoscaleunfinished',
+    z.object({ providerId: z.string(), customerId: z.string() }),
+  );
+  const UNFINISHED_PARTITION = 'all';
   const now = (): Date => deps.clock.now();
 
   async function putPolicy(caller: Caller, customerId: string, input: AutoscalePolicyInput) {
@@ -358,6 +365,10 @@ export function createAutoscale(deps: AutoscaleDeps) {
   /** Sends a planned or failed decision and records the outcome on its row. */
   async function finish(ctx: CustomerContext, row: Versioned<DecisionRecord>) {
     const p = `${ctx.providerId}/${ctx.customerId}`;
+    await unfinished.upsert(UNFINISHED_PARTITION, p, {
+      providerId: ctx.providerId,
+      customerId: ctx.customerId,
+    });
     try {
       await send(ctx, row.value);
     } catch (error) {
@@ -530,6 +541,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
         providerId: held.value.providerId,
         customerId: held.value.customerId,
       });
+    for await (const row of unfinished.list(UNFINISHED_PARTITION))
+      customers.set(row.rowKey, { providerId: row.value.providerId, customerId: row.value.customerId });
     const budget: RunBudget = { seats: 0, spend: 0 };
     let applied = 0;
     let grew = false;
@@ -539,6 +552,11 @@ export function createAutoscale(deps: AutoscaleDeps) {
         const result = await runCustomer(providerId, customerId, 'justInTime', runId, budget);
         applied += result.applied;
         grew ||= result.grew;
+        const p = `${providerId}/${customerId}`;
+        let open = false;
+        for await (const d of decisions.list(p))
+          if (d.value.state === 'planned' || d.value.state === 'failed') open = true;
+        if (!open) await unfinished.delete(UNFINISHED_PARTITION, p);
       } catch (error) {
         const failure = toAppError(error);
         errors.push({ customerId, code: failure.code, message: failure.message });

@@ -88,7 +88,7 @@ async function runTimers(
 ): Promise<void> {
   const names = ['operation-sweep'];
   if (beat % 2 === 0) names.push('autoscale-just-in-time', 'commerce-sweep');
-  if (beat % 4 === 0) names.push('licence-sweep');
+  if (beat % 4 === 0) names.push('licence-sweep', 'onboarding-drift');
   for (const name of names) {
     const started = Date.now();
     try {

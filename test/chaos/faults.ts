@@ -291,9 +291,7 @@ export class FaultInjector {
       work()
         .then(() => {
           if (name === 'slow')
-            this.timeline.push(
-              `${new Date(started).toISOString()} ${kind} ${Date.now() - started} ms`,
-            );
+            this.timeline.push(`${new Date(started).toISOString()} ${kind} ${Date.now() - started} ms`);
         })
         .catch((error: unknown) => {
           this.laneErrors.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);

@@ -304,6 +304,7 @@ export async function startWorld(options: { runId: string; logCap?: number }): P
       Engine__parkTimeoutInMs: '5000',
       Engine__retryBaseDelayInMs: '200',
       Engine__retryMaxDelayInMs: '3000',
+      Onboarding__leaseInMs: '5000',
       // The bulk guard is another feature's; the run's deletes are ordinary leavers.
       Guard__minUsers: '1000',
     });
