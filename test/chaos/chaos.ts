@@ -199,6 +199,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
     const faults = await injector.settle();
     log(`chaos: drained in ${drainInMs} ms (${quiet ? 'quiet' : 'NOT quiet'}); checking invariants`);
 
+    const checkStarted = Date.now();
     const allStates = await operationStates(world, work);
     const final = requestsFinal(work, allStates, onboarding);
     // Users whose own operations did not all succeed are judged by the failure figures, not placement.
@@ -212,6 +213,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
       await deadLetters(world),
       await isolation(world, work),
     ];
+    log(`chaos: invariants checked in ${Date.now() - checkStarted} ms`);
     const violations = invariants.flatMap((i) => i.violations.map((v) => `${i.name}: ${v}`));
     actionErrors.push(...injector.laneErrors.map((e) => `fault lane ${e}`));
     if (actionErrors.length > 0) violations.push(...actionErrors.slice(0, 20).map((e) => `driver: ${e}`));
@@ -255,7 +257,9 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
     }
     return result;
   } finally {
+    const stopping = Date.now();
     await world.stop();
+    log(`chaos: world stopped in ${Date.now() - stopping} ms`);
   }
 }
 
