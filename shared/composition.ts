@@ -532,6 +532,7 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     onboarding: createOnboarding({
       store,
       clock,
+      leaseInMs: settings.Onboarding__leaseInMs,
       ...(cloudDirectory === undefined ? {} : { cloudDirectory }),
       ...(onPremDirectory === undefined ? {} : { onPremDirectory }),
       // Onboarding reads run from the onboarding-work queue; without a bus, in this process.

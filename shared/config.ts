@@ -148,6 +148,8 @@ export const settingsSchema = z.object({
     .trim()
     .regex(/^\S+( \S+){5}$/, 'six NCRONTAB fields: second minute hour day month day-of-week')
     .default('0 0 3 * * 0'),
+  /** How long a reading job's lease holds: after a crash the drift timer resumes it once this passed. */
+  Onboarding__leaseInMs: positiveInt.default(120_000),
 
   // Local host only.
   LocalHost__port: positiveInt.default(7071),

@@ -154,6 +154,13 @@ export function createAutoscale(deps: AutoscaleDeps) {
   const runs = deps.store.collection('autoscaleruns', runRecordSchema);
   const demandHistory = deps.store.collection('autoscaledemand', demandHistorySchema);
   const engine = engineCollections(deps.store);
+  // Customers with a decision sent but not known applied (a lost answer, a crash): the just-in-time run
+  // finishes them even when no operation is held any more — the seats may have reached Graph already.
+  const unfinishedCustomers = deps.store.collection(
+    'autoscaleunfinished',
+    z.object({ providerId: z.string(), customerId: z.string() }),
+  );
+  const UNFINISHED_PARTITION = 'all';
   const now = (): Date => deps.clock.now();
 
   async function putPolicy(caller: Caller, customerId: string, input: AutoscalePolicyInput) {
@@ -371,6 +378,10 @@ export function createAutoscale(deps: AutoscaleDeps) {
   /** Sends a planned or failed decision and records the outcome on its row. */
   async function finish(ctx: CustomerContext, row: Versioned<DecisionRecord>) {
     const p = `${ctx.providerId}/${ctx.customerId}`;
+    await unfinishedCustomers.upsert(UNFINISHED_PARTITION, p, {
+      providerId: ctx.providerId,
+      customerId: ctx.customerId,
+    });
     try {
       await send(ctx, row.value);
     } catch (error) {
@@ -687,6 +698,8 @@ export function createAutoscale(deps: AutoscaleDeps) {
         providerId: held.value.providerId,
         customerId: held.value.customerId,
       });
+    for await (const row of unfinishedCustomers.list(UNFINISHED_PARTITION))
+      customers.set(row.rowKey, { providerId: row.value.providerId, customerId: row.value.customerId });
     const budget: RunBudget = { seats: 0, spend: 0 };
     let applied = 0;
     const grew = new Set<string>();
@@ -696,6 +709,11 @@ export function createAutoscale(deps: AutoscaleDeps) {
         const result = await runCustomer(providerId, customerId, 'justInTime', runId, budget);
         applied += result.applied;
         if (result.grew) grew.add(providerId);
+        const p = `${providerId}/${customerId}`;
+        let open = false;
+        for await (const d of decisions.list(p))
+          if (d.value.state === 'planned' || d.value.state === 'failed') open = true;
+        if (!open) await unfinishedCustomers.delete(UNFINISHED_PARTITION, p);
       } catch (error) {
         const failure = toAppError(error);
         errors.push({ customerId, code: failure.code, message: failure.message });

@@ -55,11 +55,17 @@ export interface ChaosResult {
     /** The slowest answer the driver waited for (a hang shows here), and answers slower than 10 s. */
     maxLatencyInMs: number;
     slowerThan10s: number;
+    slowExamples: string[];
   };
+  /** When each outage/restart started and how long it took. */
+  timeline: string[];
   drain: { inMs: number; quiet: boolean };
   invariants: Invariant[];
   violations: string[];
   timerErrors: number;
+  timerLastError?: string;
+  /** How many times each timer ran, and its slowest run. */
+  timerRuns: Record<string, { runs: number; maxInMs: number }>;
   /** For the secrets scan (the lead wires scanForSecrets at merge; see runSecretsScan). */
   logLines: string[];
   secrets: string[];
@@ -78,13 +84,18 @@ async function runTimers(
   world: World,
   beat: number,
   errors: { count: number; last?: string },
+  runs: Record<string, { runs: number; maxInMs: number }>,
 ): Promise<void> {
   const names = ['operation-sweep'];
   if (beat % 2 === 0) names.push('autoscale-just-in-time', 'commerce-sweep');
-  if (beat % 4 === 0) names.push('licence-sweep');
+  if (beat % 4 === 0) names.push('licence-sweep', 'onboarding-drift');
   for (const name of names) {
+    const started = Date.now();
     try {
       await world.host.runTimer(name);
+      const r = (runs[name] ??= { runs: 0, maxInMs: 0 });
+      r.runs += 1;
+      r.maxInMs = Math.max(r.maxInMs, Date.now() - started);
     } catch (error) {
       errors.count += 1;
       errors.last = `${name}: ${error instanceof Error ? error.message : String(error)}`;
@@ -113,6 +124,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
     let acting = true;
     let timing = true;
     const timerErrors = { count: 0 } as { count: number; last?: string };
+    const timerRuns: Record<string, { runs: number; maxInMs: number }> = {};
     const actionErrors: string[] = [];
     const actors = Array.from({ length: options.actionConcurrency }, async (_, i) => {
       const random = mulberry32(root.int(0, 2 ** 31) + i);
@@ -127,7 +139,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
     });
     const timers = (async () => {
       for (let beat = 0; timing; beat++) {
-        await runTimers(world, beat, timerErrors);
+        await runTimers(world, beat, timerErrors, timerRuns);
         await sleep(500);
       }
     })();
@@ -142,24 +154,29 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
       } catch (error) {
         actionErrors.push(`inject ${kind}: ${error instanceof Error ? error.message : String(error)}`);
       }
-      injectedSoFar = await injector.total();
-      if (++armedSoFar % 50 === 0)
+      if (++armedSoFar % 5 === 0) injectedSoFar = await injector.total();
+      if (armedSoFar % 50 === 0)
         log(`chaos: ${injectedSoFar} faults took effect, ${work.operations.length} operations so far`);
       await sleep(options.faultIntervalInMs);
     }
     acting = false;
     await Promise.all(actors);
-    const faults = await injector.settle();
+    // Restarts finish before the drain; faults still armed at the peers stay armed through it (a drain
+    // meets them like any traffic) and are counted, then removed, once it is over.
+    await injector.quiesce();
     world.startAgent();
-    log(`chaos: ${faults.total} faults took effect; draining`);
+    log(`chaos: ${await injector.total()} faults took effect; timers ${JSON.stringify(timerRuns)}; draining`);
 
     // Drain: the timers run until every operation is final and the onboarding job completed.
     const drainStarted = Date.now();
     let quiet = false;
     let onboarding = 'notStarted';
+    const finished = new Set<string>();
     while (Date.now() - drainStarted < options.drainTimeoutInMs) {
       onboarding = await advanceOnboarding(world, work).catch(() => onboarding);
-      const states = await operationStates(world, work);
+      // Final states stay final: only the open ones are read again.
+      const states = await operationStates(world, work, (id) => !finished.has(id));
+      for (const s of states) if (finalStates.includes(s.state)) finished.add(s.op.operationId);
       const open = states.filter((s) => !finalStates.includes(s.state)).length;
       if (
         open === 0 &&
@@ -174,19 +191,20 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
           if (!finalStates.includes(st.state)) open[st.state] = (open[st.state] ?? 0) + 1;
         log(`chaos: draining, open ${JSON.stringify(open)}, onboarding ${onboarding}`);
       }
-      await sleep(1000);
+      await sleep(1500);
     }
     timing = false;
     await timers;
     const drainInMs = Date.now() - drainStarted;
+    const faults = await injector.settle();
     log(`chaos: drained in ${drainInMs} ms (${quiet ? 'quiet' : 'NOT quiet'}); checking invariants`);
 
-    const final = await requestsFinal(world, work, onboarding);
+    const checkStarted = Date.now();
+    const allStates = await operationStates(world, work);
+    const final = requestsFinal(work, allStates, onboarding);
     // Users whose own operations did not all succeed are judged by the failure figures, not placement.
     const failedUsers = new Set(
-      (await operationStates(world, work))
-        .filter((s) => s.state !== 'succeeded')
-        .map((s) => `${s.op.actor.customerId}/${s.op.userId}`),
+      allStates.filter((s) => s.state !== 'succeeded').map((s) => `${s.op.actor.customerId}/${s.op.userId}`),
     );
     const invariants = [
       final,
@@ -195,7 +213,9 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
       await deadLetters(world),
       await isolation(world, work),
     ];
+    log(`chaos: invariants checked in ${Date.now() - checkStarted} ms`);
     const violations = invariants.flatMap((i) => i.violations.map((v) => `${i.name}: ${v}`));
+    actionErrors.push(...injector.laneErrors.map((e) => `fault lane ${e}`));
     if (actionErrors.length > 0) violations.push(...actionErrors.slice(0, 20).map((e) => `driver: ${e}`));
     const refused: Record<string, number> = {};
     for (const r of work.refused) {
@@ -214,11 +234,15 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
         refused,
         maxLatencyInMs: work.maxLatencyInMs,
         slowerThan10s: work.slowRequests,
+        slowExamples: work.slowExamples,
       },
       drain: { inMs: drainInMs, quiet },
       invariants,
       violations,
       timerErrors: timerErrors.count,
+      ...(timerErrors.last === undefined ? {} : { timerLastError: timerErrors.last }),
+      timerRuns,
+      timeline: injector.timeline,
       logLines: world.logLines,
       secrets: [...world.secrets, ...work.passwords, ...Object.values(work.keys)],
       storageConnectionString: world.storageConnectionString,
@@ -233,7 +257,9 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
     }
     return result;
   } finally {
+    const stopping = Date.now();
     await world.stop();
+    log(`chaos: world stopped in ${Date.now() - stopping} ms`);
   }
 }
 

@@ -87,6 +87,8 @@ export class FaultInjector {
   private order: FaultKind[];
   private readonly crashesBefore: number;
   private lastSlowAt = 0;
+  private lastKind: FaultKind = 'graph503';
+  private readonly unseen: Set<FaultKind>;
 
   constructor(
     private readonly world: World,
@@ -102,10 +104,24 @@ export class FaultInjector {
       [shuffled[i], shuffled[j]] = [shuffled[j] as FaultKind, shuffled[i] as FaultKind];
     }
     this.order = shuffled;
+    this.unseen = new Set(kinds);
     this.crashesBefore = world.store.crashes;
   }
 
   next(): FaultKind {
+    for (let i = 0; i < 20; i++) {
+      const kind = this.draw();
+      if (!this.busy(kind)) {
+        this.unseen.delete(kind);
+        return kind;
+      }
+      // Its lane is still busy (e.g. a restart in progress): a kind not yet met waits for a later turn.
+      if (this.unseen.has(kind)) this.order.push(kind);
+    }
+    return this.kinds.find((k) => !slowKinds.includes(k) && !this.busy(k)) ?? 'graph503';
+  }
+
+  private draw(): FaultKind {
     const first = this.order.shift();
     const kind =
       first ??
@@ -125,11 +141,16 @@ export class FaultInjector {
     return kind;
   }
 
-  /** Injects one fault; slow ones (restarts) resolve once the component is back. */
+  /**
+   * Injects one fault. What lasts (a throttling window, a restart, looking for a lock to lose) runs in
+   * the background in its own lane, so the schedule goes on; every random choice is drawn here, in
+   * schedule order, so a seed replays the same faults with the same parameters.
+   */
   async inject(kind: FaultKind): Promise<void> {
     const w = this.world;
     const r = this.random;
     this.armed[kind] += 1;
+    this.lastKind = kind;
     switch (kind) {
       case 'graph503':
         await admin(`${w.graph.adminUrl}/faults`, 'POST', {
@@ -139,19 +160,27 @@ export class FaultInjector {
         return;
       case 'graph429': {
         // Graph's documented limits scaled down for a moment: whoever calls now gets 429 + Retry-After.
-        await admin(`${w.graph.adminUrl}/faults`, 'POST', {
-          throttling: { enabled: true, scale: 0.0005, windowInMs: 1000, writeWindowInMs: 1000 },
+        const forMs = r.int(1500, 3000);
+        this.lane(kind, async () => {
+          await admin(`${w.graph.adminUrl}/faults`, 'POST', {
+            throttling: { enabled: true, scale: 0.0005, windowInMs: 1000, writeWindowInMs: 1000 },
+          });
+          await sleep(forMs);
+          await admin(`${w.graph.adminUrl}/faults`, 'POST', { throttling: { enabled: false } });
         });
-        await sleep(r.int(300, 1200));
-        await admin(`${w.graph.adminUrl}/faults`, 'POST', { throttling: { enabled: false } });
         return;
       }
-      case 'graphReplicationLag':
-        await admin(`${w.graph.adminUrl}/faults`, 'POST', { replicationLagInMs: r.int(500, 2000) });
-        await sleep(r.int(500, 2000));
-        await admin(`${w.graph.adminUrl}/faults`, 'POST', { replicationLagInMs: 0 });
-        this.done[kind] += 1;
+      case 'graphReplicationLag': {
+        const lagMs = r.int(500, 2000);
+        const forMs = r.int(500, 2000);
+        this.lane(kind, async () => {
+          await admin(`${w.graph.adminUrl}/faults`, 'POST', { replicationLagInMs: lagMs });
+          await sleep(forMs);
+          await admin(`${w.graph.adminUrl}/faults`, 'POST', { replicationLagInMs: 0 });
+          this.done[kind] += 1;
+        });
         return;
+      }
       case 'partnerCenter429':
       case 'partnerCenter5xx':
       case 'partnerCenterLostAnswer': {
@@ -189,43 +218,101 @@ export class FaultInjector {
         );
         return;
       case 'serviceBusLockLoss': {
-        const lost = w.serviceBus.faults.loseLocks(
-          r.pick(['directory-work', 'agent-replies', 'agent-site-chaos']),
-          1,
-        );
-        this.done[kind] += lost;
+        // A lock exists only while a handler works on its message: look for one for a few seconds.
+        const queues = ['directory-work', 'agent-replies', 'agent-site-chaos'];
+        const first = r.int(0, queues.length - 1);
+        this.lane(kind, async () => {
+          for (let attempt = 0; attempt < 600; attempt++) {
+            const queue = queues[(first + attempt) % queues.length] ?? 'directory-work';
+            const lost = w.serviceBus.faults.loseLocks(queue, 1);
+            if (lost > 0) {
+              this.done[kind] += lost;
+              return;
+            }
+            if (attempt % queues.length === queues.length - 1) await sleep(10);
+          }
+        });
         return;
       }
-      case 'serviceBusOutage':
+      case 'serviceBusOutage': {
         // Every connection dropped: in-flight settlements fail, messages come back after their lock.
-        await w.serviceBus.restart(r.int(100, 500));
-        this.done[kind] += 1;
+        const downMs = r.int(100, 500);
+        this.lane('slow', async () => {
+          await w.serviceBus.restart(downMs);
+          this.done[kind] += 1;
+        });
         return;
-      case 'agentKilled':
-        await w.killAgent();
-        await sleep(r.int(200, 1500));
-        w.startAgent();
-        this.done[kind] += 1;
+      }
+      case 'agentKilled': {
+        const downMs = r.int(200, 1500);
+        this.lane('slow', async () => {
+          await w.killAgent();
+          await sleep(downMs);
+          w.startAgent();
+          this.done[kind] += 1;
+        });
         return;
-      case 'dcRestarted':
-        await w.dc.pause();
-        await sleep(r.int(200, 1500));
-        await w.dc.resume();
-        this.done[kind] += 1;
+      }
+      case 'dcRestarted': {
+        const downMs = r.int(200, 1500);
+        this.lane('slow', async () => {
+          await w.dc.pause();
+          await sleep(downMs);
+          await w.dc.resume();
+          this.done[kind] += 1;
+        });
         return;
-      case 'azuriteRestarted':
-        await w.restartAzurite(r.int(100, 600));
-        this.done[kind] += 1;
+      }
+      case 'azuriteRestarted': {
+        const downMs = r.int(100, 600);
+        this.lane('slow', async () => {
+          await w.restartAzurite(downMs);
+          this.done[kind] += 1;
+        });
         return;
+      }
       case 'workerKilled':
         w.store.crashAt(r.int(1, 6), r.pick(['before', 'after'] as const));
         return;
     }
   }
 
+  private readonly lanes = new Map<string, Promise<void>>();
+  readonly laneErrors: string[] = [];
+
+  /** What happened when, for the report: slow faults and their durations. */
+  readonly timeline: string[] = [];
+
+  private lane(name: string, work: () => Promise<void>): void {
+    const started = Date.now();
+    const kind = this.lastKind;
+    this.lanes.set(
+      name,
+      work()
+        .then(() => {
+          if (name === 'slow')
+            this.timeline.push(`${new Date(started).toISOString()} ${kind} ${Date.now() - started} ms`);
+        })
+        .catch((error: unknown) => {
+          this.laneErrors.push(`${name}: ${error instanceof Error ? error.message : String(error)}`);
+        })
+        .finally(() => this.lanes.delete(name)),
+    );
+  }
+
+  private busy(kind: FaultKind): boolean {
+    return this.lanes.has(slowKinds.includes(kind) ? 'slow' : kind);
+  }
+
+  /** Waits for what runs in the background (restarts, throttling windows) to end: everything is up again. */
+  async quiesce(): Promise<void> {
+    while (this.lanes.size > 0) await Promise.all([...this.lanes.values()]);
+  }
+
   /** Disarms what is still armed and answers what took effect. */
   async settle(): Promise<FaultFigures> {
     const w = this.world;
+    await Promise.all([...this.lanes.values()]);
     await admin(`${w.graph.adminUrl}/faults`, 'POST', {
       next503Count: 0,
       random503Rate: 0,

@@ -43,9 +43,13 @@ const operationSchema = z
   })
   .loose();
 
-export async function operationStates(world: World, work: Workload) {
+export type OperationState = Awaited<ReturnType<typeof operationStates>>[number];
+
+/** Each tracked operation's state as its provider reads it; `only` limits the reads to some of them. */
+export async function operationStates(world: World, work: Workload, only?: (id: string) => boolean) {
+  const ops = only === undefined ? work.operations : work.operations.filter((o) => only(o.operationId));
   return Promise.all(
-    work.operations.map(async (op) => {
+    ops.map(async (op) => {
       const answer = await call(world.host.url, op.actor.key, 'GET', `/operations/${op.operationId}`);
       const parsed = operationSchema.safeParse(answer.body);
       return { op, state: parsed.success ? parsed.data.state : `http${answer.status}`, body: parsed.data };
@@ -53,18 +57,17 @@ export async function operationStates(world: World, work: Workload) {
   );
 }
 
-export async function requestsFinal(
-  world: World,
-  work: Workload,
-  onboardingState: string,
-): Promise<Invariant> {
-  const states = await operationStates(world, work);
+export function requestsFinal(work: Workload, states: OperationState[], onboardingState: string): Invariant {
   const byState: Record<string, number> = {};
   const failures: Record<string, number> = {};
   const examples: string[] = [];
   const violations: string[] = [];
+  const succeededByCustomer: Record<string, number> = {};
   for (const { op, state, body } of states) {
     byState[state] = (byState[state] ?? 0) + 1;
+    if (state === 'succeeded')
+      succeededByCustomer[`${op.actor.mode}:${op.actor.customerId}`] =
+        (succeededByCustomer[`${op.actor.mode}:${op.actor.customerId}`] ?? 0) + 1;
     // The run never cancels: a cancelled operation is one a later delete of its user stopped.
     if (
       state === 'cancelled' &&
@@ -100,6 +103,7 @@ export async function requestsFinal(
     figures: {
       operations: states.length,
       byState,
+      succeededByCustomer,
       notSucceeded: failures,
       examples,
       onboarding: onboardingState,
@@ -426,7 +430,7 @@ export async function commerce(world: World, work: Workload): Promise<Invariant>
       blue: { ...blue, appliedDecisions: blueChanges.length, partnerCenterUpdates: pc?.updateCount ?? null },
       green: { ...green, appliedDecisions: greenChanges.length },
       partnerCenterOrders: (pcState as { orders?: unknown }).orders ?? null,
-      ...(violations.length > 0 ? { decisions: decisionLog.splice(0) } : {}),
+      decisions: decisionLog.splice(0).slice(-30),
     },
     violations,
   };

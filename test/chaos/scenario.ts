@@ -60,6 +60,7 @@ export interface Workload {
   retriedRequests: number;
   maxLatencyInMs: number;
   slowRequests: number;
+  slowExamples: string[];
   blue: { pcCustomerId: string; subscriptionId: string; initialQuantity: number };
   green: { initialQuantity: number };
   passwords: string[];
@@ -306,6 +307,7 @@ export async function setUpWorkload(world: World, run: string): Promise<Workload
     retriedRequests: 0,
     maxLatencyInMs: 0,
     slowRequests: 0,
+    slowExamples: [],
     blue: { pcCustomerId: created.customer.id, subscriptionId, initialQuantity: 1 },
     green: { initialQuantity: 1 },
     passwords: [],
@@ -338,7 +340,13 @@ export async function act(world: World, work: Workload, random: Random): Promise
     const answer = await call(world.host.url, a.key, method, path, body, headers, 180_000);
     const latency = Date.now() - started;
     work.maxLatencyInMs = Math.max(work.maxLatencyInMs, latency);
-    if (latency > 10_000) work.slowRequests += 1;
+    if (latency > 10_000) {
+      work.slowRequests += 1;
+      if (work.slowExamples.length < 10)
+        work.slowExamples.push(
+          `${new Date(started).toISOString()} ${method} ${path} ${latency} ms (${answer.status})`,
+        );
+    }
     work.retriedRequests += answer.retried;
     return answer;
   };

@@ -304,6 +304,7 @@ export async function startWorld(options: { runId: string; logCap?: number }): P
       Engine__parkTimeoutInMs: '5000',
       Engine__retryBaseDelayInMs: '200',
       Engine__retryMaxDelayInMs: '3000',
+      Onboarding__leaseInMs: '5000',
       // The bulk guard is another feature's; the run's deletes are ordinary leavers.
       Guard__minUsers: '1000',
     });
@@ -354,12 +355,13 @@ export async function startWorld(options: { runId: string; logCap?: number }): P
       agent = child;
     };
     startAgentProcess();
+    // Teardown: SIGKILL (a SIGTERM'd agent finishes its command in flight, which can take long).
     stops.push(async () => {
       const child = agent;
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
       await new Promise<void>((resolve) => {
         child.once('exit', () => resolve());
-        child.kill('SIGTERM');
+        child.kill('SIGKILL');
       });
     });
 
@@ -427,7 +429,9 @@ export async function startWorld(options: { runId: string; logCap?: number }): P
         return agent !== undefined && agent.exitCode === null && agent.signalCode === null;
       },
       async stop() {
-        for (const stop of stops.reverse()) await stop().catch(() => undefined);
+        // Each part gets 10 s: a client that hangs on close must not hold the run (or the test) up.
+        for (const stop of stops.reverse())
+          await Promise.race([stop().catch(() => undefined), new Promise((r) => setTimeout(r, 10_000))]);
       },
     };
   } catch (error) {

@@ -9,7 +9,11 @@ import {
   type AutoscaleSettings,
 } from '../../../shared/usecases/autoscale.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
-import { engineCollections, userPartition } from '../../../shared/usecases/operations/records.js';
+import {
+  engineCollections,
+  HELD_PARTITION,
+  userPartition,
+} from '../../../shared/usecases/operations/records.js';
 import { customer, MemoryStore, TestClock } from '../engine/world.js';
 
 /**
@@ -231,6 +235,37 @@ describe('autoscale sweep', () => {
       { state: 'applied', to: 12 },
     ]);
     expect(h.tenants.get('c1')?.ledger.quantity).toBe(12);
+  });
+
+  it('just in time finishes a purchase whose answer was lost even after no operation is held any more', async () => {
+    // Found by the chaos run: the lost PATCH landed, Graph showed the seats, the held users got them
+    // from the licence sweep, so no customer was held and the failed decision was never sent again —
+    // Partner Center had 12 seats, the ledger 10.
+    const h = harness({ customers: ['c1'] });
+    await h.setUp();
+    const held = engineCollections(h.store).held;
+    await held.create(HELD_PARTITION, 'prov/op-1', {
+      providerId: 'prov',
+      operationId: 'op-1',
+      customerId: 'c1',
+      heldAt: h.clock.now().toISOString(),
+    });
+    const tenant = h.tenants.get('c1');
+    if (tenant !== undefined) tenant.held = 2;
+    h.loseNextAnswer();
+    await h.autoscale.justInTime('jit-1');
+    expect(h.applied()).toBe(1);
+    expect(h.tenants.get('c1')?.ledger.quantity).toBe(10);
+    await held.delete(HELD_PARTITION, 'prov/op-1');
+    if (tenant !== undefined) tenant.held = 0;
+    await h.autoscale.justInTime('jit-2');
+    expect(h.applied()).toBe(1);
+    expect(h.tenants.get('c1')?.ledger.quantity).toBe(h.tenants.get('c1')?.pc.quantity);
+    expect((await h.autoscale.listDecisions(caller, 'c1', 10, undefined)).value).toMatchObject([
+      { state: 'applied' },
+    ]);
+    // Nothing is left to finish: a later run visits no customer.
+    expect((await h.autoscale.justInTime('jit-3')).customers).toBe(0);
   });
 
   it('decides a change again after its failed attempt went stale (Partner Center down for hours), and applies it once', async () => {
