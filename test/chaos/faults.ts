@@ -160,7 +160,7 @@ export class FaultInjector {
         return;
       case 'graph429': {
         // Graph's documented limits scaled down for a moment: whoever calls now gets 429 + Retry-After.
-        const forMs = r.int(1500, 3000);
+        const forMs = r.int(4000, 8000);
         this.lane(kind, async () => {
           await admin(`${w.graph.adminUrl}/faults`, 'POST', {
             throttling: { enabled: true, scale: 0.0005, windowInMs: 1000, writeWindowInMs: 1000 },

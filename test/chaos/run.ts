@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { scanForSecrets } from '../support/secrets-scan.js';
 import { figures, runChaos } from './chaos.js';
 import { faultKinds, type FaultKind } from './faults.js';
 import { seedFrom } from './prng.js';
@@ -24,15 +25,18 @@ const kinds = kindsFlag?.split(',').map((k) => {
   return k as FaultKind;
 });
 
-const result = await runChaos({
-  seed,
-  faults,
-  maxDurationInMs: minutes * 60_000,
-  faultIntervalInMs: 250,
-  actionConcurrency: 4,
-  drainTimeoutInMs: 240_000,
-  ...(kinds === undefined ? {} : { kinds }),
-});
+const result = await runChaos(
+  {
+    seed,
+    faults,
+    maxDurationInMs: minutes * 60_000,
+    faultIntervalInMs: 250,
+    actionConcurrency: 4,
+    drainTimeoutInMs: 240_000,
+    ...(kinds === undefined ? {} : { kinds }),
+  },
+  scanForSecrets,
+);
 const out = figures(result);
 mkdirSync(join(process.cwd(), '.local'), { recursive: true });
 writeFileSync(join(process.cwd(), '.local', 'chaos.json'), `${JSON.stringify(out, null, 2)}\n`);

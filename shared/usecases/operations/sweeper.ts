@@ -1,7 +1,8 @@
 import { isFinished, type Operation } from '../../domain/operation.js';
 import { deterministicMessageId } from '../../ports/bus.js';
 import type { Clock } from '../../ports/clock.js';
-import { ACTIVE_PARTITION, HELD_PARTITION, type EngineCollections } from './records.js';
+import { ACTIVE_PARTITION, activeKey, HELD_PARTITION, type EngineCollections } from './records.js';
+import { AppError } from '../../errors.js';
 import type { Runner } from './runner.js';
 
 /**
@@ -63,6 +64,23 @@ export function createSweeper(deps: {
         // The request stopped between its index and its operation; the client's retry stores it again.
         if (t - new Date(entry.value.since).getTime() > 10 * 60_000)
           await c.active.delete(ACTIVE_PARTITION, entry.rowKey, entry.etag);
+        continue;
+      }
+      // A hold is two writes (the operation, then its row in the licence sweep's index): a crash between
+      // them left an operation held that no sweep would ever retry. The active index sees it; repair it.
+      if (found.value.state === 'needsLicence') {
+        const key = activeKey(found.value.providerId, found.value.operationId);
+        if ((await c.held.get(HELD_PARTITION, key)) === undefined)
+          await c.held
+            .create(HELD_PARTITION, key, {
+              providerId: found.value.providerId,
+              operationId: found.value.operationId,
+              customerId: found.value.customerId,
+              heldAt: found.value.updatedAt,
+            })
+            .catch((error: unknown) => {
+              if (!(error instanceof AppError && error.code === 'AlreadyExists')) throw error;
+            });
         continue;
       }
       const due = dueAt(found.value);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AppError, InvalidMessageError } from '../../../shared/errors.js';
 import { world } from './world.js';
+import { activeKey, engineCollections, HELD_PARTITION } from '../../../shared/usecases/operations/records.js';
 
 const base = {
   type: 'user.create' as const,
@@ -125,6 +126,33 @@ describe('sweeps', () => {
       correlationId: 'c',
     });
     expect((await w.provisioning.sweepHeldOperations()).queued).toBe(1);
+  });
+
+  it('repairs a hold whose licence-sweep row a crash never wrote: the operation sweep re-indexes it and it is retried', async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    w.cloud.assignLicences = () => Promise.reject(new AppError('LicenceUnavailable', 'no free seat'));
+    const { operation } = await w.provisioning.requestCreateUser({
+      caller: w.caller,
+      customerId: 'contoso',
+      request: {
+        userId: 'u-r',
+        userPrincipalName: 'r@fed.contoso.example',
+        displayName: 'R',
+        accountEnabled: true,
+        licencePlan: 'E3',
+      },
+      correlationId: 'c',
+    });
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('needsLicence');
+    // The crash: the operation says held, its row in the licence sweep's index was never written.
+    await engineCollections(w.store).held.delete(HELD_PARTITION, activeKey('prov', operation.operationId));
+    expect((await w.provisioning.sweepHeldOperations()).queued).toBe(0);
+    await w.provisioning.sweepOperations();
+    expect((await w.provisioning.sweepHeldOperations()).queued).toBe(1);
+    w.cloud.assignLicences = () => Promise.resolve();
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
   });
 
   it('finishes a licence hold that outlasted the create deadline once seats arrive (the hold has its own bound)', async () => {
