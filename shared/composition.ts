@@ -460,7 +460,12 @@ export function createComposition(settings: Settings, overrides: CompositionOver
       licensing.recordSubscriptionChange(providerId, customerId, change),
     connectors,
     resumeHeld: async (providerId) => {
-      await provisioning.sweepHeldOperations(undefined, providerId);
+      // A cause of its own: an earlier pass this minute (no seat then) must not swallow this resume.
+      await provisioning.sweepHeldOperations(
+        undefined,
+        providerId,
+        `seats-bought-${clock.now().toISOString()}`,
+      );
       await groupLicensing?.reprocessWaiting();
     },
     ...(groupLicensing === undefined ? {} : { groupLicensingDemand: groupLicensing.demand }),

@@ -6,17 +6,28 @@ import { AppError } from '../../shared/errors.js';
  * does not meet policy), which decides between PasswordPolicy and other constraint violations.
  */
 export function isConnectionError(error: unknown): boolean {
-  if (error instanceof ResultCodeError) return error.code === 51 || error.code === 52 || error.code === 81;
+  if (error instanceof ResultCodeError)
+    return error.code === 51 || error.code === 52 || error.code === 81 || lostBind(error);
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code;
   if (typeof code === 'string' && /^(E[A-Z]+|ERR_SSL|ERR_TLS)/.test(code)) return true;
   return /connection|socket|timed? ?out|ECONN|EPIPE|EHOSTUNREACH/i.test(error.message);
 }
 
+/**
+ * ldapts reconnects a dropped socket by itself, unbound: after a DC restart the pooled client's next
+ * request runs anonymously and AD answers operationsError 00002020 ("Operation unavailable without
+ * authentication"). That is a lost connection (rebind and retry), not a refusal of the request.
+ */
+function lostBind(error: ResultCodeError): boolean {
+  return error.code === 1 && /\b00002020\b|without authentication/i.test(error.message);
+}
+
 export function ldapToAppError(error: unknown, context: string): AppError {
   if (error instanceof AppError) return error;
   if (error instanceof ResultCodeError) {
     const message = `${context}: ${error.message}`;
+    if (lostBind(error)) return new AppError('Unavailable', message, { cause: error, retryable: true });
     if (/\b0000052D\b/i.test(error.message)) return new AppError('PasswordPolicy', message, { cause: error });
     switch (error.code) {
       case 68:

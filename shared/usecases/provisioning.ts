@@ -190,8 +190,11 @@ export function createProvisioning(deps: ProvisioningDeps) {
     acceptAgentReply: (reply: OnPremReply, log: Logger) => runner.acceptReply(reply, log),
     sweepOperations: (limits: SweepLimits = { limit: 1000, budgetInMs: 50_000 }) =>
       sweeper.sweepOperations(limits),
-    sweepHeldOperations: (limits: SweepLimits = { limit: 500, budgetInMs: 50_000 }, providerId?: string) =>
-      sweeper.sweepHeld(limits, providerId),
+    sweepHeldOperations: (
+      limits: SweepLimits = { limit: 500, budgetInMs: 50_000 },
+      providerId?: string,
+      cause?: string,
+    ) => sweeper.sweepHeld(limits, providerId, cause),
   };
 }
 

@@ -162,8 +162,11 @@ export class FaultInjector {
         // Graph's documented limits scaled down for a moment: whoever calls now gets 429 + Retry-After.
         const forMs = r.int(4000, 8000);
         this.lane(kind, async () => {
+          // The scaled window, and the next requests answered 429 whatever their spacing (the app paces
+          // itself, so two requests to one tenant inside a short window are rare).
           await admin(`${w.graph.adminUrl}/faults`, 'POST', {
             throttling: { enabled: true, scale: 0.0005, windowInMs: 1000, writeWindowInMs: 1000 },
+            next429Count: 2,
           });
           await sleep(forMs);
           await admin(`${w.graph.adminUrl}/faults`, 'POST', { throttling: { enabled: false } });

@@ -458,7 +458,8 @@ export async function deadLetters(world: World): Promise<Invariant> {
           const explained =
             explainedReasons.includes(reason) ||
             reason.startsWith('Rejected') ||
-            (queue.startsWith('agent-site-') && reason === 'Replayed');
+            (queue.startsWith('agent-site-') && reason === 'Replayed') ||
+            (queue === 'agent-replies' && reason === 'ReplayedHeartbeat');
           if (!explained)
             violations.push(
               `${queue} dead letter ${String(m.messageId)}: ${reason} ${String(m.deadLetterErrorDescription ?? '')}`,

@@ -17,6 +17,8 @@ export const faultSettingsSchema = z.object({
   random503Rate: z.number().min(0).max(1).optional(),
   /** The next N Graph requests are answered 503 (deterministic, for tests). */
   next503Count: z.number().int().min(0).optional(),
+  /** The next N Graph requests are answered 429 as throttling would (deterministic, for tests). */
+  next429Count: z.number().int().min(0).optional(),
   /** Retry-After seconds sent with the 503s (none when unset). */
   retryAfter503InSeconds: z.number().int().min(0).optional(),
   /** For this long after creation, a new user or group reads as 404 (Entra replication lag). */
@@ -93,6 +95,7 @@ export class Faults {
   retryAfter503InSeconds: number | undefined;
   replicationLagInMs = 0;
   next503Count = 0;
+  next429Count = 0;
   /** What the faults did so far, for tests to assert on. */
   readonly stats = { throttled: 0, unavailable: 0 };
   private readonly buckets = new Map<string, Bucket>();
@@ -110,6 +113,7 @@ export class Faults {
       this.retryAfter503InSeconds = input.retryAfter503InSeconds;
     if (input.replicationLagInMs !== undefined) this.replicationLagInMs = input.replicationLagInMs;
     if (input.next503Count !== undefined) this.next503Count = input.next503Count;
+    if (input.next429Count !== undefined) this.next429Count = input.next429Count;
   }
 
   reset(): void {
@@ -121,6 +125,7 @@ export class Faults {
     this.retryAfter503InSeconds = undefined;
     this.replicationLagInMs = 0;
     this.next503Count = 0;
+    this.next429Count = 0;
     this.stats.throttled = 0;
     this.stats.unavailable = 0;
     this.buckets.clear();
@@ -162,6 +167,19 @@ export class Faults {
 
   charge(appId: string, tenantId: string, userCount: number, cost: Charge, nowMs = Date.now()): ChargeResult {
     const headers: Record<string, string> = { 'x-ms-resource-unit': String(cost.resourceUnits) };
+    if (this.next429Count > 0) {
+      this.next429Count -= 1;
+      this.stats.throttled += 1;
+      return {
+        throttled: true,
+        retryAfterInSeconds: 1,
+        headers: {
+          ...headers,
+          'x-ms-throttle-scope': `Tenant_Application/ReadWrite/${appId}/${tenantId}`,
+          'x-ms-throttle-information': 'ResourceUnitLimitExceeded',
+        },
+      };
+    }
     if (!this.throttlingEnabled) return { throttled: false, headers };
     const key = `${appId}/${tenantId}`;
     let bucket = this.buckets.get(key);

@@ -100,9 +100,15 @@ export function createSweeper(deps: {
    * stays `needsLicence`, says so in its error, and `POST /operations/{id}/retry` starts it again.
    */
   /** `providerId` narrows it to that provider's held operations (e.g. after buying seats for it). */
+  /**
+   * `cause` names this pass in the runs' message ids (default: the minute). Seats just bought pass their
+   * own, so Service Bus duplicate detection cannot drop their resume as a repeat of an earlier pass of
+   * the same minute that found no seat.
+   */
   async function sweepHeld(
     limits: SweepLimits,
     providerId?: string,
+    cause?: string,
   ): Promise<{ queued: number; stopped: number; more: boolean }> {
     const started = Date.now();
     const t = deps.clock.now().getTime();
@@ -134,7 +140,7 @@ export function createSweeper(deps: {
       }
       await deps.runner.sendRun(
         op.value,
-        deterministicMessageId('operation.licence-sweep', operationId, minute),
+        deterministicMessageId('operation.licence-sweep', operationId, cause ?? minute),
       );
       queued++;
     }
