@@ -18,7 +18,11 @@ import { licensingSourcesInputSchema } from '../../shared/usecases/licensing.js'
 import { demandSeries, type CustomerSeries } from '../bench/autoscale.js';
 import { sdkClient } from '../integration/graph/raw.js';
 import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
-import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
+import {
+  createCustomerWithAgreement,
+  partnerTenantSeed,
+  startPartnerCenterFixture,
+} from '../support/partner-center.js';
 import { quietLogger } from '../support/stack.js';
 
 /**
@@ -163,18 +167,7 @@ beforeAll(async () => {
   // files' operations in shared storage by that clock (past their deadlines).
   azurite = await startAzurite();
   graph = await startIdentityGraphPeer({
-    seed: {
-      tenants: [
-        {
-          id: partnerTenant,
-          displayName: 'Partner',
-          domains: [
-            { id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true },
-          ],
-        },
-      ],
-      apps: [{ ...graphApp, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
-    },
+    seed: partnerTenantSeed({ partnerTenant, app: graphApp, roles: graphRoles }),
   });
   let commerce: Commerce;
   ({ partnerCenter, commerce } = await startPartnerCenterFixture({

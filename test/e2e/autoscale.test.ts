@@ -13,7 +13,11 @@ import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import type { Commerce } from '../../shared/ports/commerce.js';
 import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
-import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
+import {
+  createCustomerWithAgreement,
+  partnerTenantSeed,
+  startPartnerCenterFixture,
+} from '../support/partner-center.js';
 import { quietLogger, waitFor } from '../support/stack.js';
 import { callApi } from '../support/http.js';
 
@@ -150,18 +154,7 @@ beforeAll(async () => {
   azurite = await startAzurite();
   serviceBus = await startServiceBusPeer({ config: join(process.cwd(), 'dev/peers/servicebus/config.json') });
   graph = await startIdentityGraphPeer({
-    seed: {
-      tenants: [
-        {
-          id: partnerTenant,
-          displayName: 'Partner',
-          domains: [
-            { id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true },
-          ],
-        },
-      ],
-      apps: [{ ...graphApp, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
-    },
+    seed: partnerTenantSeed({ partnerTenant, app: graphApp, roles: graphRoles }),
   });
   const agreedAt = new Date();
   let commerce: Commerce;

@@ -12,7 +12,11 @@ import type { Commerce } from '../../shared/ports/commerce.js';
 import { sdkClient, send } from '../integration/graph/raw.js';
 import { graphSkuIds, offers } from '../integration/partner-center/stack.js';
 import { callApi } from '../support/http.js';
-import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
+import {
+  createCustomerWithAgreement,
+  partnerTenantSeed,
+  startPartnerCenterFixture,
+} from '../support/partner-center.js';
 import { quietLogger } from '../support/stack.js';
 
 /**
@@ -99,18 +103,7 @@ async function join(groupId: string, userId: string): Promise<void> {
 
 beforeAll(async () => {
   graph = await startIdentityGraphPeer({
-    seed: {
-      tenants: [
-        {
-          id: partnerTenant,
-          displayName: 'Partner',
-          domains: [
-            { id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true },
-          ],
-        },
-      ],
-      apps: [{ ...graphApp, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
-    },
+    seed: partnerTenantSeed({ partnerTenant, app: graphApp, roles: graphRoles }),
   });
   const agreedAt = new Date();
   let commerce: Commerce;

@@ -15,7 +15,11 @@ import { AppError } from '../../shared/errors.js';
 import type { Clock } from '../../shared/ports/clock.js';
 import type { Store } from '../../shared/ports/store.js';
 import { graphSkuIds } from '../integration/partner-center/stack.js';
-import { createCustomerWithAgreement, startPartnerCenterFixture } from '../support/partner-center.js';
+import {
+  createCustomerWithAgreement,
+  partnerTenantSeed,
+  startPartnerCenterFixture,
+} from '../support/partner-center.js';
 import { callApi } from '../support/http.js';
 import { quietLogger } from '../support/stack.js';
 
@@ -144,18 +148,7 @@ function dyingAfterCheckout(store: Store): Store {
 
 beforeAll(async () => {
   graph = await startIdentityGraphPeer({
-    seed: {
-      tenants: [
-        {
-          id: partnerTenant,
-          displayName: 'Partner',
-          domains: [
-            { id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true },
-          ],
-        },
-      ],
-      apps: [{ ...app, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
-    },
+    seed: partnerTenantSeed({ partnerTenant, app: app, roles: graphRoles }),
   });
   ({ partnerCenter, commerce } = await startPartnerCenterFixture({
     graph,

@@ -1,3 +1,4 @@
+import { partnerTenantSeed } from '../support/partner-center.js';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -142,18 +143,7 @@ const newTenant = (overrides: Record<string, unknown> = {}) => ({
 
 beforeAll(async () => {
   graph = await startIdentityGraphPeer({
-    seed: {
-      tenants: [
-        {
-          id: partnerTenant,
-          displayName: 'Partner',
-          domains: [
-            { id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true },
-          ],
-        },
-      ],
-      apps: [{ ...app, homeTenantId: partnerTenant, tenants: [], roles: graphRoles }],
-    },
+    seed: partnerTenantSeed({ partnerTenant, app: app, roles: graphRoles }),
   });
   partnerCenter = await startPartnerCenterPeer({
     seed: {

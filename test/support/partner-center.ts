@@ -1,9 +1,31 @@
 import { ClientSecretCredential } from '@azure/identity';
-import type { IdentityGraphPeer } from '../../dev/peers/identity-graph/index.js';
+import type { IdentityGraphPeer, Seed } from '../../dev/peers/identity-graph/index.js';
 import { startPartnerCenterPeer, type PartnerCenterPeer } from '../../dev/peers/partner-center/index.js';
 import { createPartnerCenterCommerce } from '../../shared/adapters/partner-center/commerce.js';
 import type { Commerce, CreatedCustomer } from '../../shared/ports/commerce.js';
 import { demoCatalog } from '../integration/partner-center/stack.js';
+
+/**
+ * The Graph peer's seed for a Partner Center fixture: the partner's own tenant (with its initial domain)
+ * and the app registered there with `roles`; customer tenants come from Partner Center as it creates them.
+ */
+export function partnerTenantSeed(input: {
+  partnerTenant: string;
+  app: { clientId: string; clientSecret: string };
+  roles: string[];
+}): Seed {
+  const { partnerTenant } = input;
+  return {
+    tenants: [
+      {
+        id: partnerTenant,
+        displayName: 'Partner',
+        domains: [{ id: `p${partnerTenant.slice(0, 8)}.onmicrosoft.com`, isInitial: true, isDefault: true }],
+      },
+    ],
+    apps: [{ ...input.app, homeTenantId: partnerTenant, tenants: [], roles: input.roles }],
+  };
+}
 
 /**
  * The 1-Tier side of the commerce e2e files: a Partner Center peer (frozen virtual clock, the demo
