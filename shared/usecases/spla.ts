@@ -517,6 +517,15 @@ export function createSpla(deps: SplaDeps) {
     return { month, prepared };
   }
 
+  /** The groups (keys with `prefix`: `entra.` or `ad.`) the customer's SPLA rules authorise by. */
+  async function ruleGroupKeys(providerId: string, customerId: string, prefix: 'entra.' | 'ad.') {
+    const keys = new Set<string>();
+    for (const rule of await productRules(providerId, customerId))
+      if (rule.rule.authorisedBy?.kind === 'groups')
+        for (const key of rule.rule.authorisedBy.groups) if (key.startsWith(prefix)) keys.add(key);
+    return keys;
+  }
+
   /**
    * The daily safety net: the whole direct membership of every Entra group an SPLA rule names, as a
    * `group.members` event, so changes made outside atria-m365 (the portal, another tool) are evidence
@@ -536,10 +545,7 @@ export function createSpla(deps: SplaDeps) {
       const customer = await customersCollection(deps.store).get(providerId, customerId);
       const tenantId = customer?.value.entra?.tenantId;
       if (tenantId === undefined || deps.cloudDirectory === undefined) continue;
-      const groupKeys = new Set<string>();
-      for (const rule of await productRules(providerId, customerId))
-        if (rule.rule.authorisedBy?.kind === 'groups')
-          for (const key of rule.rule.authorisedBy.groups) if (key.startsWith('entra.')) groupKeys.add(key);
+      const groupKeys = await ruleGroupKeys(providerId, customerId, 'entra.');
       if (groupKeys.size === 0) continue;
       try {
         const byObjectId = new Map<string, string>();
@@ -607,10 +613,7 @@ export function createSpla(deps: SplaDeps) {
       const customer = await customersCollection(deps.store).get(providerId, customerId);
       const siteId = customer?.value.ad?.siteId;
       if (siteId === undefined || deps.onPremDirectory === undefined) continue;
-      const groupKeys = new Set<string>();
-      for (const rule of await productRules(providerId, customerId))
-        if (rule.rule.authorisedBy?.kind === 'groups')
-          for (const key of rule.rule.authorisedBy.groups) if (key.startsWith('ad.')) groupKeys.add(key);
+      const groupKeys = await ruleGroupKeys(providerId, customerId, 'ad.');
       if (groupKeys.size === 0) continue;
       try {
         const byGuid = new Map<string, string>();
