@@ -39,9 +39,10 @@ import {
 
 /**
  * What this agent understands (shared/relay-protocol/versions.ts gates commands on it). 0.2.0: replies
- * carry `commandIssuedAt`; key rotation (two site keys, `nextSignature`).
+ * carry `commandIssuedAt`; key rotation (two site keys, `nextSignature`). 0.3.0: createUser sends the
+ * password and the enabled flag in the add (3 LDAP round trips instead of 5); the protocol is unchanged.
  */
-export const agentVersion = '0.2.0';
+export const agentVersion = '0.3.0';
 
 export interface RunningAgent {
   /** Stops receiving, finishes in-flight commands (reply + complete), closes connections. */

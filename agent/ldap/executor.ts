@@ -415,119 +415,126 @@ export class LdapExecutor {
         command.cn ?? adCommonName(command.displayName, command.sAMAccountName, false),
         command.ou,
       );
-      let createdDn = dn;
-      // Indexed attributes only; a clash on the DN alone surfaces as LDAP 68 from the add below.
+      // Indexed attributes only; a clash on the DN alone surfaces as LDAP 68 from the add.
       const clash = new OrFilter({
         filters: [
           new EqualityFilter({ attribute: 'sAMAccountName', value: command.sAMAccountName }),
           new EqualityFilter({ attribute: 'userPrincipalName', value: command.userPrincipalName }),
         ],
       });
-      let existing = await this.searchAll(client, namingContext, clash);
-      let replayed = existing.length > 0;
-      if (existing.length === 0) {
-        const attributes: Attribute[] = [
-          new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
-          new Attribute({ type: 'sAMAccountName', values: [command.sAMAccountName] }),
-          new Attribute({ type: 'userPrincipalName', values: [command.userPrincipalName] }),
-          new Attribute({ type: 'displayName', values: [command.displayName] }),
-          // Created disabled: AD refuses (and we never allow) an enabled account without a password.
-          new Attribute({
-            type: 'userAccountControl',
-            values: [String(UF_NORMAL_ACCOUNT | UF_ACCOUNTDISABLE)],
-          }),
-          // Durable idempotency record: a redelivered command finds its own object by this stamp.
-          new Attribute({ type: 'adminDescription', values: [stamp] }),
-        ];
-        if (command.givenName !== undefined)
-          attributes.push(new Attribute({ type: 'givenName', values: [command.givenName] }));
-        if (command.sn !== undefined) attributes.push(new Attribute({ type: 'sn', values: [command.sn] }));
-        for (const [type, value] of Object.entries(command.attributes ?? {})) {
-          attributes.push(new Attribute({ type, values: [value] }));
-        }
-        let added = dn;
-        try {
-          await client.add(dn, attributes);
-        } catch (error) {
-          const mapped = ldapToAppError(error, 'createUser');
-          if (mapped.code !== 'AlreadyExists') throw mapped;
-          // Lost a race with a concurrent delivery of the same command, or a genuine clash: look again.
-          existing = await this.searchAll(client, namingContext, clash);
-          if (existing.length > 0) replayed = true;
-          else if (command.cn === undefined) {
-            // Only the name is taken in this OU (another "Ada Lovelace"): AD admins' convention, made
-            // deterministic — `<displayName> (<sAMAccountName>)`, unique because the sAMAccountName is.
-            added = childDn(
-              'cn',
-              adCommonName(command.displayName, command.sAMAccountName, true),
-              command.ou,
-            );
-            try {
-              await client.add(added, attributes);
-            } catch (second) {
-              const again = ldapToAppError(second, 'createUser');
-              if (again.code !== 'AlreadyExists') throw again;
-              existing = await this.searchAll(client, namingContext, clash);
-              if (existing.length === 0)
-                throw new AppError(
-                  'AlreadyExists',
-                  `cn: the names ${command.displayName} and ${adCommonName(command.displayName, command.sAMAccountName, true)} are both taken in ${command.ou}`,
-                  { retryable: false },
-                );
-              replayed = true;
-            }
-          } else
+      // Three round trips for a new user (add, one search, one modify), where the DC's password hashing
+      // is the cost that matters: the password and the enabled flag go into the add itself (LDAPS), so a
+      // user is never visible enabled without a password and a policy refusal leaves nothing behind.
+      const withPassword = password !== undefined;
+      const attributes: Attribute[] = [
+        new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
+        new Attribute({ type: 'sAMAccountName', values: [command.sAMAccountName] }),
+        new Attribute({ type: 'userPrincipalName', values: [command.userPrincipalName] }),
+        new Attribute({ type: 'displayName', values: [command.displayName] }),
+        // Enabled only together with its password (validateNewUser refuses enabled without one).
+        new Attribute({
+          type: 'userAccountControl',
+          values: [
+            String(
+              command.enabled && withPassword ? UF_NORMAL_ACCOUNT : UF_NORMAL_ACCOUNT | UF_ACCOUNTDISABLE,
+            ),
+          ],
+        }),
+        // Durable idempotency record: a redelivered command finds its own object by this stamp.
+        new Attribute({ type: 'adminDescription', values: [stamp] }),
+      ];
+      if (withPassword)
+        attributes.push(
+          new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${password}"`, 'utf16le')] }),
+        );
+      if (command.givenName !== undefined)
+        attributes.push(new Attribute({ type: 'givenName', values: [command.givenName] }));
+      if (command.sn !== undefined) attributes.push(new Attribute({ type: 'sn', values: [command.sn] }));
+      for (const [type, value] of Object.entries(command.attributes ?? {})) {
+        attributes.push(new Attribute({ type, values: [value] }));
+      }
+      let created = true;
+      try {
+        await client.add(dn, attributes);
+      } catch (error) {
+        const mapped = ldapToAppError(error, 'createUser');
+        if (mapped.code !== 'AlreadyExists') throw mapped;
+        // A redelivery of this command (its object carries our stamp), a concurrent delivery, or a
+        // genuine clash: the search below tells them apart.
+        created = false;
+        const taken = await this.searchAll(client, namingContext, clash);
+        if (taken.length === 0) {
+          if (command.cn !== undefined)
             throw new AppError('AlreadyExists', `cn: ${command.cn} is taken in ${command.ou}`, {
               retryable: false,
             });
-        }
-        createdDn = added;
-      }
-      let target = createdDn;
-      if (replayed) {
-        const mine = existing.find((entry) => one(entry, 'adminDescription') === stamp);
-        if (mine === undefined || existing.length > 1) {
-          // Say which attribute clashed (after truncation the sAMAccountName is often the surprise).
-          const other = existing.find((entry) => one(entry, 'adminDescription') !== stamp) ?? existing[0];
-          const attribute =
-            other !== undefined &&
-            (one(other, 'sAMAccountName') ?? '').toLowerCase() === command.sAMAccountName.toLowerCase()
-              ? 'sAMAccountName'
-              : 'userPrincipalName';
-          const value = attribute === 'sAMAccountName' ? command.sAMAccountName : command.userPrincipalName;
-          throw new AppError(
-            'AlreadyExists',
-            `${attribute}: ${value} is already used by ${other?.dn ?? 'another object'}`,
-            {
-              retryable: false,
-              details: { dn: other?.dn, attribute },
-            },
+          // Only the name is taken in this OU (another "Ada Lovelace"): AD admins' convention, made
+          // deterministic — `<displayName> (<sAMAccountName>)`, unique because the sAMAccountName is.
+          const suffixed = childDn(
+            'cn',
+            adCommonName(command.displayName, command.sAMAccountName, true),
+            command.ou,
           );
+          try {
+            await client.add(suffixed, attributes);
+            created = true;
+          } catch (second) {
+            const again = ldapToAppError(second, 'createUser');
+            if (again.code !== 'AlreadyExists') throw again;
+            if ((await this.searchAll(client, namingContext, clash)).length === 0)
+              throw new AppError(
+                'AlreadyExists',
+                `cn: the names ${command.displayName} and ${adCommonName(command.displayName, command.sAMAccountName, true)} are both taken in ${command.ou}`,
+                { retryable: false },
+              );
+          }
         }
-        target = mine.dn;
       }
-      const current = await this.readDn(client, target);
-      if (current === undefined)
-        throw new AppError('NotFound', 'created object vanished', { retryable: true });
-      const uac = Number(one(current, 'userAccountControl') ?? '0');
-      const guid = oneBuffer(current, 'objectGUID');
-      const consistency = oneBuffer(current, 'mS-DS-ConsistencyGuid');
+      // Our object and anything else with this sAMAccountName or UPN (a DC that does not enforce unique
+      // UPNs lets a stranger's duplicate through the add: ours is then removed, never kept beside it).
+      const existing = await this.searchAll(client, namingContext, clash);
+      const mine = existing.find((entry) => one(entry, 'adminDescription') === stamp);
+      const other = existing.find((entry) => one(entry, 'adminDescription') !== stamp);
+      if (mine === undefined || other !== undefined) {
+        if (created && mine !== undefined) await client.del(mine.dn).catch(() => undefined);
+        if (mine === undefined && other === undefined)
+          throw new AppError('NotFound', 'created object vanished', { retryable: true });
+        // Say which attribute clashed (after truncation the sAMAccountName is often the surprise).
+        const attribute =
+          other !== undefined &&
+          (one(other, 'sAMAccountName') ?? '').toLowerCase() === command.sAMAccountName.toLowerCase()
+            ? 'sAMAccountName'
+            : 'userPrincipalName';
+        const value = attribute === 'sAMAccountName' ? command.sAMAccountName : command.userPrincipalName;
+        throw new AppError(
+          'AlreadyExists',
+          `${attribute}: ${value} is already used by ${other?.dn ?? 'another object'}`,
+          {
+            retryable: false,
+            details: { dn: other?.dn, attribute },
+          },
+        );
+      }
+      const target = mine.dn;
+      const uac = Number(one(mine, 'userAccountControl') ?? '0');
+      const guid = oneBuffer(mine, 'objectGUID');
+      const consistency = oneBuffer(mine, 'mS-DS-ConsistencyGuid');
       const stamped = guid !== undefined && consistency?.equals(guid) === true;
+      // Only an object made by an older agent (created disabled, password set afterwards) still needs
+      // enabling; a redelivery then finds either none or all of this one ordered modify done.
       const mustEnable = command.enabled && (uac & UF_ACCOUNTDISABLE) !== 0;
-      // One modify, applied in order and atomically: password, then enable (512), then the anchor. A
-      // redelivery finds either none or all of it done, so it never enables an account without a password.
       const changes: Change[] = [];
-      if (!stamped || mustEnable) {
+      if (mustEnable) {
         if (password !== undefined) changes.push(unicodePwd(password));
-        if (mustEnable) changes.push(replace('userAccountControl', [String(uac & ~UF_ACCOUNTDISABLE)]));
-        // Anchor for a later Entra Connect / Cloud Sync install: it hard-matches our users instead of duplicating.
-        if (guid !== undefined && !stamped) changes.push(replace('mS-DS-ConsistencyGuid', [guid]));
+        changes.push(replace('userAccountControl', [String(uac & ~UF_ACCOUNTDISABLE)]));
       }
+      // Anchor for a later Entra Connect / Cloud Sync install: it hard-matches our users instead of duplicating.
+      if (guid !== undefined && !stamped) changes.push(replace('mS-DS-ConsistencyGuid', [guid]));
       if (changes.length > 0) {
         try {
           await client.modify(target, changes);
         } catch (error) {
-          const mapped = ldapToAppError(error, 'createUser: password/enable');
+          const mapped = ldapToAppError(error, 'createUser: anchor');
           if (mapped.code === 'PasswordPolicy' || !mapped.retryable) {
             // Leave nothing half-made: a new command (with a better password) can create it cleanly.
             await client.del(target).catch(() => undefined);
@@ -535,7 +542,17 @@ export class LdapExecutor {
           throw mapped;
         }
       }
-      return { user: await this.reread(client, target), replayed };
+      // The result is composed from the search and what the modify wrote (no re-read); its usnChanged
+      // is the one read before the anchor was stamped, and the change feed reports the later one.
+      const user = this.toUser(mine);
+      return {
+        user: {
+          ...user,
+          ...(mustEnable ? { enabled: true } : {}),
+          ...(guid?.length === 16 ? { consistencyGuid: guid.toString('base64') } : {}),
+        },
+        replayed: !created,
+      };
     });
   }
 

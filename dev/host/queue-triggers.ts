@@ -45,7 +45,7 @@ export function serviceBusTriggers(
           const props = { function: options.functionName, ...properties };
           if (level === 'error') log.error(message, props);
           else if (level === 'warning') log.warn(message, props);
-          else log.debug(message, props);
+          else log.info(message, props);
         },
       }),
     close: () => client.close(),

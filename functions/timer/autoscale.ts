@@ -48,6 +48,8 @@ export const autoscaleJustInTime: TimerFunctionDefinition = {
         customers: result.customers,
         applied: result.applied,
         errors: result.errors.length,
+        // Code and message per customer: a customer that fails every minute must be findable in the log.
+        failures: result.errors.map((e) => `${e.customerId}: ${e.code}: ${e.message}`).join('; '),
       });
   },
 };

@@ -1,7 +1,8 @@
 /**
  * The driver's HTTP client: what Atria would do against a flaky deployment. A 5xx or a dropped
  * connection (a killed worker, storage restarting) is retried with the same request and the same
- * `Idempotency-Key`, up to a deadline; 4xx answers come back as they are.
+ * `Idempotency-Key`, up to a deadline, and so is a 429 after its Retry-After; other 4xx answers come
+ * back as they are.
  */
 export interface Answer {
   status: number;
@@ -35,6 +36,15 @@ export async function call(
         signal: AbortSignal.timeout(70_000),
       });
       const text = await response.text();
+      // Like Atria: a 429 is retried after its Retry-After (capped), not reported as a refusal.
+      if (response.status === 429 && Date.now() < deadline) {
+        const after = Number(response.headers.get('retry-after') ?? '1');
+        retried += 1;
+        await new Promise((r) =>
+          setTimeout(r, Math.min(5000, Math.max(100, (Number.isFinite(after) ? after : 1) * 1000))),
+        );
+        continue;
+      }
       if (response.status < 500) {
         let parsed: unknown = {};
         try {

@@ -40,6 +40,8 @@ const result = await runChaos(
 const out = figures(result);
 mkdirSync(join(process.cwd(), '.local'), { recursive: true });
 writeFileSync(join(process.cwd(), '.local', 'chaos.json'), `${JSON.stringify(out, null, 2)}\n`);
+// Every captured line of the run (already scanned for secrets above), so a broken invariant can be traced.
+writeFileSync(join(process.cwd(), '.local', 'chaos-log.txt'), `${result.logLines.join('\n')}\n`);
 for (const invariant of result.invariants)
   console.log(
     `${invariant.violations.length === 0 ? 'HOLDS' : 'BROKEN'}  ${invariant.name}  ${JSON.stringify(invariant.figures)}`,

@@ -375,13 +375,16 @@ export async function act(world: World, work: Workload, random: Random): Promise
       },
     );
     work.requests += 1;
-    if (answer.status !== 202 && answer.status !== 200)
+    if (answer.status !== 202 && answer.status !== 200) {
+      // Refused (not started): nothing to drain; the refusal is reported and a later action tries again.
+      o.started = false;
       work.refused.push({
         action: 'onboarding start',
         status: answer.status,
         code: String(answer.body.code),
         detail: JSON.stringify(answer.body),
       });
+    }
     return;
   }
   if (kind === 'create') {

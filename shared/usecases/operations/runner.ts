@@ -1165,6 +1165,9 @@ export function createRunner(deps: RunnerDeps) {
       userOperationsPartition(o.providerId, o.customerId, o.userId),
     )) {
       if (entry.rowKey >= mine) break;
+      // A retried request whose first attempt died mid-store took a second place under the same id:
+      // its first place is itself, never an earlier operation to wait for.
+      if (entry.value.operationId === o.operationId) continue;
       const earlier = await c.operations.get(o.providerId, entry.value.operationId);
       if (earlier !== undefined && blocksLaterOperations(earlier.value)) return true;
     }

@@ -136,6 +136,44 @@ describe('createUser against a real AD', () => {
     expect(error.details?.attribute).toBe('sAMAccountName');
   });
 
+  it('a stranger holding the UPN under another sAMAccountName is AlreadyExists, and nothing of ours stays', async () => {
+    const name = sam();
+    const stranger = sam('s');
+    // An admin's own account, made outside Atria (no command stamp), with the UPN our command wants.
+    await admin.add(`CN=${stranger},${dc.usersOu}`, {
+      objectClass: ['top', 'person', 'organizationalPerson', 'user'],
+      sAMAccountName: stranger,
+      userPrincipalName: `${name}@atria.test`,
+      userAccountControl: '514',
+    });
+    const error = await rejects(create({ sam: name, password: strongPassword() }));
+    expect(error.code).toBe('AlreadyExists');
+    expect(error.details?.attribute).toBe('userPrincipalName');
+    expect(error.message).toContain(`CN=${stranger},`);
+    expect(await countBySam(name)).toBe(0);
+    expect(await countBySam(stranger)).toBe(1);
+  });
+
+  it('a redelivery finishes an object an older agent left disabled without its password and anchor', async () => {
+    const name = sam();
+    const password = strongPassword();
+    const command = createUserEnvelope(keys, dc, { sam: name, password });
+    // What an agent before 0.3 had written when it died: the stamped object, disabled, nothing else.
+    await admin.add(`CN=${name},${dc.usersOu}`, {
+      objectClass: ['top', 'person', 'organizationalPerson', 'user'],
+      sAMAccountName: name,
+      userPrincipalName: `${name}@atria.test`,
+      userAccountControl: '514',
+      adminDescription: `atria-command:${command.commandId}`,
+    });
+    const again = (await executor.execute(command)) as CommandResult<'createUser'>;
+    expect(again.replayed).toBe(true);
+    expect(again.user.enabled).toBe(true);
+    expect(again.user.consistencyGuid).toBe(again.user.objectGuid);
+    expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
+    expect(await countBySam(name)).toBe(1);
+  });
+
   it('a weak password is PasswordPolicy and leaves no half-made account', async () => {
     const name = sam();
     const error = await rejects(create({ sam: name, password: 'abc' }));

@@ -67,7 +67,15 @@ export class MemoryStore implements Store {
       value: schema.parse(structuredClone(row.value)),
       etag: row.etag,
     });
+    // A crash is a rejected promise, as over the network: writes started beside it (Promise.all) still land.
     const write = (apply: () => void): void => this.write(apply);
+    const attempt = <R>(run: () => R): Promise<R> => {
+      try {
+        return Promise.resolve(run());
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    };
     const collection: Collection<T> = {
       get(pk, rk) {
         const row = part(pk).get(rk);
@@ -77,8 +85,10 @@ export class MemoryStore implements Store {
         if (part(pk).has(rk))
           return Promise.reject(new AppError('AlreadyExists', `${name} ${pk}/${rk} exists`));
         const row = { value: structuredClone(schema.parse(value)), etag: randomUUID() };
-        write(() => part(pk).set(rk, row));
-        return Promise.resolve(versioned(pk, rk, row));
+        return attempt(() => {
+          write(() => part(pk).set(rk, row));
+          return versioned(pk, rk, row);
+        });
       },
       replace(pk, rk, value, etag) {
         const current = part(pk).get(rk);
@@ -86,21 +96,24 @@ export class MemoryStore implements Store {
         if (current.etag !== etag)
           return Promise.reject(new AppError('ConcurrencyConflict', `${name} ${pk}/${rk}`));
         const row = { value: structuredClone(schema.parse(value)), etag: randomUUID() };
-        write(() => part(pk).set(rk, row));
-        return Promise.resolve(versioned(pk, rk, row));
+        return attempt(() => {
+          write(() => part(pk).set(rk, row));
+          return versioned(pk, rk, row);
+        });
       },
       upsert(pk, rk, value) {
         const row = { value: structuredClone(schema.parse(value)), etag: randomUUID() };
-        write(() => part(pk).set(rk, row));
-        return Promise.resolve(versioned(pk, rk, row));
+        return attempt(() => {
+          write(() => part(pk).set(rk, row));
+          return versioned(pk, rk, row);
+        });
       },
       delete(pk, rk, etag) {
         const current = part(pk).get(rk);
         if (current === undefined) return Promise.resolve();
         if (etag !== undefined && current.etag !== etag)
           return Promise.reject(new AppError('ConcurrencyConflict', `${name} ${pk}/${rk}`));
-        write(() => part(pk).delete(rk));
-        return Promise.resolve();
+        return attempt(() => write(() => part(pk).delete(rk)));
       },
       listPage(pk, options: ListOptions = {}): Promise<Page<T>> {
         const keys = [...part(pk).keys()]
