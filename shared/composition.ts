@@ -45,13 +45,22 @@ import { createGroups, type Groups } from './usecases/groups.js';
 import { createGroupLicensing } from './usecases/group-licensing.js';
 import { createProvisioning, type Provisioning } from './usecases/provisioning.js';
 import { createSpla, type Spla } from './usecases/spla.js';
-import { assertAgentsUnderstand, createSites, trustedAgentKeys, type Sites } from './usecases/sites.js';
+import {
+  assertAgentsUnderstand,
+  createSites,
+  SITES_PARTITION,
+  sitesCollection,
+  trustedAgentKeys,
+  type Sites,
+} from './usecases/sites.js';
 import { createSubscriptions, type Subscriptions } from './usecases/subscriptions.js';
 import { startTelemetry } from './telemetry.js';
 import { createSagaRunner, type SagaRunner } from './usecases/tenants/saga.js';
 import { createTenants, type Tenants } from './usecases/tenants/tenants.js';
 import { createDomains, type Domains } from './usecases/domains.js';
 import { createGdap, type Gdap } from './usecases/gdap.js';
+import { recentReads } from './ports/recent-reads.js';
+import { OWNERSHIP_RECENT_IN_MS } from './usecases/tenancy.js';
 
 /**
  * The composition root: the only module that knows both adapters and use cases. Built once per
@@ -202,11 +211,16 @@ export function createComposition(settings: Settings, overrides: CompositionOver
   const customers = createCustomers({ store, clock });
   // The relay hub caches a site's trusted agent keys briefly; a key change here drops them at once.
   const keyCaches: { forget?: (siteId: string) => void } = {};
+  // Every agent command reads its site (keys, agents' versions); a process asks once a second.
+  const recentSites = recentReads(sitesCollection(store), { ttlInMs: OWNERSHIP_RECENT_IN_MS });
   const sites = createSites({
     store,
     clock,
     isSiteInUse: (site) => customers.usesSite(site.providerId, site.siteId),
-    onKeysChanged: (siteId) => keyCaches.forget?.(siteId),
+    onKeysChanged: (siteId) => {
+      keyCaches.forget?.(siteId);
+      recentSites.forget(SITES_PARTITION, siteId);
+    },
   });
   const replyStore = storeBackedReplyStore(store, clock);
   // Agent replies for parked saga steps resume their operation (bound below, once provisioning exists).
@@ -269,7 +283,8 @@ export function createComposition(settings: Settings, overrides: CompositionOver
     channels === undefined
       ? undefined
       : async (siteId: string): Promise<OnPremCommandChannel> => {
-          const site = await sites.get(siteId);
+          const site = (await recentSites.get(SITES_PARTITION, siteId))?.value;
+          if (site === undefined) throw new AppError('NotFound', `site ${siteId} not found`);
           const channel = channels.channelFor({ siteId, sitePublicKeyPem: site.publicKeyPem });
           return {
             siteId,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Customer } from '../domain/customer.js';
 import { AppError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
+import { recentReads } from '../ports/recent-reads.js';
 import type { Store } from '../ports/store.js';
 import { sitesCollection, SITES_PARTITION } from './sites.js';
 
@@ -34,13 +35,23 @@ export const tenantUnavailable = (tenantId: string): AppError =>
     details: { errors: [{ path: 'body.entra.tenantId', message: 'not available to this provider' }] },
   });
 
+/** How stale the worker's ownership checks may be (a released tenant or a deleted site). */
+export const OWNERSHIP_RECENT_IN_MS = 1000;
+
 export function createTenancy(deps: { store: Store; clock: Clock }) {
   const claims = tenantClaimsCollection(deps.store);
   const sites = sitesCollection(deps.store);
+  // The check before every run reads these two rows; a process asks Table storage once a second.
+  const recentClaims = recentReads(claims, { ttlInMs: OWNERSHIP_RECENT_IN_MS });
+  const recentSites = recentReads(sites, { ttlInMs: OWNERSHIP_RECENT_IN_MS });
 
   /** The provider's own site with an agent key (a site without one cannot be trusted with work). */
-  async function assertSiteUsable(providerId: string, siteId: string): Promise<void> {
-    const site = await sites.get(SITES_PARTITION, siteId);
+  async function assertSiteUsable(
+    providerId: string,
+    siteId: string,
+    read: Pick<typeof sites, 'get'> = sites,
+  ): Promise<void> {
+    const site = await read.get(SITES_PARTITION, siteId);
     if (site === undefined || site.value.providerId !== providerId) throw siteNotFound(siteId);
     if (site.value.agentPublicKeyPem === undefined)
       throw new AppError('Conflict', `site ${siteId} has no agent key registered (PUT /sites/${siteId})`);
@@ -77,19 +88,21 @@ export function createTenancy(deps: { store: Store; clock: Clock }) {
     const existing = await claims.get(TENANTS_PARTITION, key);
     if (existing?.value.providerId === providerId && existing.value.customerId === customerId)
       await claims.delete(TENANTS_PARTITION, key, existing.etag);
+    recentClaims.forget(TENANTS_PARTITION, key);
   }
 
   /**
    * Where work runs: the stored customer must still be the provider's, its site the provider's, its
    * tenant claimed by this very customer. A permanent NotFound otherwise, so a hand-made message naming
-   * another provider's resources is refused without touching any directory.
+   * another provider's resources is refused without touching any directory. Read through
+   * OWNERSHIP_RECENT_IN_MS of memory: ownership changes only by deleting and registering again.
    */
   async function assertWorkAllowed(providerId: string, customer: Customer): Promise<void> {
     if (customer.providerId !== providerId)
       throw new AppError('NotFound', `customer ${customer.customerId} not found`);
-    if (customer.ad !== undefined) await assertSiteUsable(providerId, customer.ad.siteId);
+    if (customer.ad !== undefined) await assertSiteUsable(providerId, customer.ad.siteId, recentSites);
     if (customer.entra !== undefined) {
-      const claim = await claims.get(TENANTS_PARTITION, customer.entra.tenantId.toLowerCase());
+      const claim = await recentClaims.get(TENANTS_PARTITION, customer.entra.tenantId.toLowerCase());
       if (claim?.value.providerId !== providerId || claim.value.customerId !== customer.customerId)
         throw new AppError(
           'NotFound',
