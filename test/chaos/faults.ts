@@ -189,9 +189,9 @@ export class FaultInjector {
       case 'partnerCenterLostAnswer': {
         const body =
           kind === 'partnerCenter429'
-            ? { kind: 'throttle', retryAfterInSeconds: 0 }
+            ? { kind: 'throttle', retryAfterInSeconds: 0, expiresInMs: commerceFaultLifeInMs }
             : kind === 'partnerCenter5xx'
-              ? { kind: 'error', status: r.pick([500, 502, 503]) }
+              ? { kind: 'error', status: r.pick([500, 502, 503]), expiresInMs: commerceFaultLifeInMs }
               : { kind: 'dropAfterCommit', match: { method: 'PATCH' } }; // a quantity change applied, its answer lost
         const fault = z
           .object({ id: z.string() })
@@ -204,9 +204,9 @@ export class FaultInjector {
       case 'distributorLostAnswer': {
         const body =
           kind === 'distributor429'
-            ? { kind: 'throttle', retryAfterInSeconds: 0 }
+            ? { kind: 'throttle', retryAfterInSeconds: 0, expiresInMs: commerceFaultLifeInMs }
             : kind === 'distributor5xx'
-              ? { kind: 'error', status: r.pick([500, 502, 503]) }
+              ? { kind: 'error', status: r.pick([500, 502, 503]), expiresInMs: commerceFaultLifeInMs }
               : { kind: r.pick(['dropAfterCommit', 'errorAfterCommit']), match: { method: 'PUT' } };
         const fault = z
           .object({ id: z.string() })
@@ -386,6 +386,14 @@ export class FaultInjector {
     );
   }
 }
+
+/**
+ * A commerce 429 or 5xx is an episode of this length: only the autoscaler calls Partner Center and
+ * Pax8 (about once a minute), so faults that waited for a caller piled up into an outage that outlived
+ * the run (1,000 faults armed ≈ 140 commerce faults, a few used per minute). Unused, it does not count.
+ * Lost answers stay armed until a write uses them: that fault is about the write, not a moment.
+ */
+const commerceFaultLifeInMs = 20_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
