@@ -6,6 +6,9 @@ import { AppError } from '../../shared/errors.js';
  * does not meet policy), which decides between PasswordPolicy and other constraint violations.
  */
 export function isConnectionError(error: unknown): boolean {
+  // Work that maps its own errors (createUser tells AlreadyExists apart) keeps the LDAP error as the
+  // cause: a lost connection under it must still make the pool reconnect, or it never recovers.
+  if (error instanceof AppError && error.cause !== undefined) return isConnectionError(error.cause);
   if (error instanceof ResultCodeError)
     return error.code === 51 || error.code === 52 || error.code === 81 || lostBind(error);
   if (!(error instanceof Error)) return false;

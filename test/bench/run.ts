@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { Attribute, Client } from 'ldapts';
 import { startLocalAgent } from '../../dev/local-agent.js';
 import { startAzurite } from '../../dev/peers/azurite.js';
@@ -12,6 +13,7 @@ import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-
 import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 import { benchAd } from './ad.js';
 import { benchAutoscale } from './autoscale.js';
+import { cpuBetween, cpuSnapshot } from './cpu.js';
 import { countingBus, countingStore, createCallCounts } from './counting.js';
 
 /**
@@ -463,6 +465,7 @@ try {
         rawLdapAdds(dc.url, dc.bindDn, dc.password, dc.caFile, dc.usersOu, n, concurrency);
       const rawBefore = await rawAdds(Math.ceil(hybridUsers / 2), agentConcurrency);
       counts.reset();
+      const cpuBefore = cpuSnapshot();
       const perSecond = await provision(
         stack,
         key,
@@ -476,12 +479,21 @@ try {
       );
       // Deterministic cost per user: Table round trips by collection.operation, and queue hops (the
       // directory-work messages the app sent, plus each agent command and its reply).
+      // Where the time went: CPU ms per user by component (the box's cores are shared by all of them).
+      const cpu = cpuBetween(cpuBefore, cpuSnapshot());
+      const cpuMsPerUser = Object.fromEntries(
+        Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1000) / hybridUsers)]),
+      );
       const tableCallsPerUser = counts.total('table') / hybridUsers;
       const agentCommands = counts.table.get('agentcommands.upsert') ?? 0;
       const directoryWork = counts.total('queue');
       const queueHopsPerUser = (directoryWork + 2 * agentCommands) / hybridUsers;
       const tableCalls = counts.perUnit('table', hybridUsers);
+      const rawCpuBefore = cpuSnapshot();
       const rawAfter = await rawAdds(Math.ceil(hybridUsers / 2), agentConcurrency);
+      const rawDcMsPerAdd = Math.round(
+        (cpuBetween(rawCpuBefore, cpuSnapshot()).samba * 1000) / Math.ceil(hybridUsers / 2),
+      );
       const rawSequential = await rawAdds(Math.ceil(hybridUsers / 2), 1);
       const raw = (rawBefore + rawAfter) / 2;
       results.hybrid = {
@@ -496,6 +508,9 @@ try {
         ratioToSequential: perSecond / rawSequential,
         tableCallsPerUser,
         queueHopsPerUser,
+        cpuMsPerUser,
+        rawDcMsPerAdd,
+        cores: availableParallelism(),
         directoryWorkMessagesPerUser: directoryWork / hybridUsers,
         tableCalls,
       };
@@ -503,6 +518,9 @@ try {
         `hybrid     ${perSecond.toFixed(1)} users/s (${hybridUsers} users, AD + Entra) vs ${raw.toFixed(1)} raw ldapts adds/s (with password, ${agentConcurrency} connections; ${rawSequential.toFixed(1)} with one) → ratio ${(perSecond / raw).toFixed(2)} (${(perSecond / rawSequential).toFixed(2)} to one connection); ${tableCallsPerUser.toFixed(1)} Table calls and ${queueHopsPerUser.toFixed(1)} queue hops per user`,
       );
       console.log(`           Table calls per user: ${JSON.stringify(tableCalls)}`);
+      console.log(
+        `           CPU ms per user: ${JSON.stringify(cpuMsPerUser)} on ${availableParallelism()} cores; a raw add costs the DC ${rawDcMsPerAdd} ms`,
+      );
     } finally {
       await agent.stop();
       await stack.stop();

@@ -37,6 +37,8 @@ afterAll(() => {
   if (result !== undefined) {
     mkdirSync('.local', { recursive: true });
     writeFileSync('.local/chaos-test.json', `${JSON.stringify(figures(result), null, 2)}\n`);
+    // The captured lines (scanned for secrets by the last test), to trace a failure after the fact.
+    writeFileSync('.local/chaos-test-log.txt', `${result.logLines.join('\n')}\n`);
   }
   if (process.env.CHAOS_VERBOSE !== undefined && result !== undefined)
     console.log(JSON.stringify({ requests: result.requests, timeline: result.timeline }, null, 1));

@@ -7,6 +7,7 @@ import {
   finalStates,
   isolation,
   operationStates,
+  heldForAPerson,
   requestsFinal,
   type Invariant,
 } from './invariants.js';
@@ -177,7 +178,16 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
       // Final states stay final: only the open ones are read again.
       const states = await operationStates(world, work, (id) => !finished.has(id));
       for (const s of states) if (finalStates.includes(s.state)) finished.add(s.op.operationId);
-      const open = states.filter((s) => !finalStates.includes(s.state)).length;
+      const openStates = states.filter((s) => !finalStates.includes(s.state));
+      let open = openStates.length;
+      // Creates left waiting for a new subscription only a person may buy are done waiting, not open.
+      if (open > 0 && openStates.every((s) => s.state === 'needsLicence' && s.op.kind === 'create')) {
+        const explained = await heldForAPerson(world, work);
+        const byCustomer = new Map<string, number>();
+        for (const s of openStates)
+          byCustomer.set(s.op.actor.customerId, (byCustomer.get(s.op.actor.customerId) ?? 0) + 1);
+        if ([...byCustomer].every(([customer, n]) => n <= (explained.get(customer) ?? 0))) open = 0;
+      }
       if (
         open === 0 &&
         (onboarding === 'completed' || onboarding === 'notStarted' || onboarding.startsWith('failed'))
@@ -201,7 +211,7 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
 
     const checkStarted = Date.now();
     const allStates = await operationStates(world, work);
-    const final = requestsFinal(work, allStates, onboarding);
+    const final = requestsFinal(work, allStates, onboarding, await heldForAPerson(world, work));
     // Users whose own operations did not all succeed are judged by the failure figures, not placement.
     const failedUsers = new Set(
       allStates.filter((s) => s.state !== 'succeeded').map((s) => `${s.op.actor.customerId}/${s.op.userId}`),

@@ -189,10 +189,17 @@ export class FaultInjector {
       case 'partnerCenterLostAnswer': {
         const body =
           kind === 'partnerCenter429'
-            ? { kind: 'throttle', retryAfterInSeconds: 0, expiresInMs: commerceFaultLifeInMs }
+            ? { kind: 'throttle', retryAfterInSeconds: 0 }
             : kind === 'partnerCenter5xx'
-              ? { kind: 'error', status: r.pick([500, 502, 503]), expiresInMs: commerceFaultLifeInMs }
+              ? { kind: 'error', status: r.pick([500, 502, 503]) }
               : { kind: 'dropAfterCommit', match: { method: 'PATCH' } }; // a quantity change applied, its answer lost
+        if (
+          !kind.endsWith('LostAnswer') &&
+          (await this.openCommerceFaults(w.partnerCenter.adminUrl, this.pcArmed)) >= maxOpenCommerceFaults
+        ) {
+          this.armed[kind] -= 1; // not armed after all
+          return;
+        }
         const fault = z
           .object({ id: z.string() })
           .parse(await admin(`${w.partnerCenter.adminUrl}/faults`, 'POST', body));
@@ -204,10 +211,17 @@ export class FaultInjector {
       case 'distributorLostAnswer': {
         const body =
           kind === 'distributor429'
-            ? { kind: 'throttle', retryAfterInSeconds: 0, expiresInMs: commerceFaultLifeInMs }
+            ? { kind: 'throttle', retryAfterInSeconds: 0 }
             : kind === 'distributor5xx'
-              ? { kind: 'error', status: r.pick([500, 502, 503]), expiresInMs: commerceFaultLifeInMs }
+              ? { kind: 'error', status: r.pick([500, 502, 503]) }
               : { kind: r.pick(['dropAfterCommit', 'errorAfterCommit']), match: { method: 'PUT' } };
+        if (
+          !kind.endsWith('LostAnswer') &&
+          (await this.openCommerceFaults(w.distributor.adminUrl, this.paxArmed)) >= maxOpenCommerceFaults
+        ) {
+          this.armed[kind] -= 1; // not armed after all
+          return;
+        }
         const fault = z
           .object({ id: z.string() })
           .parse(await admin(`${w.distributor.adminUrl}/faults`, 'POST', body));
@@ -355,6 +369,18 @@ export class FaultInjector {
     };
   }
 
+  /** Our armed faults at this peer that no request has used yet. */
+  private async openCommerceFaults(url: string, armed: Map<string, FaultKind>): Promise<number> {
+    const book = z
+      .object({ faults: z.array(z.object({ id: z.string(), remaining: z.number() })) })
+      .parse(await admin(`${url}/faults`, 'GET'));
+    // Lost answers wait for a write and never fail a read: only 429s and 5xx make an outage.
+    return book.faults.filter((f) => {
+      const kind = armed.get(f.id);
+      return f.remaining > 0 && kind !== undefined && !kind.endsWith('LostAnswer');
+    }).length;
+  }
+
   /** Faults that took effect so far: the peers' own counts, without disarming anything. */
   async total(): Promise<number> {
     const w = this.world;
@@ -388,12 +414,12 @@ export class FaultInjector {
 }
 
 /**
- * A commerce 429 or 5xx is an episode of this length: only the autoscaler calls Partner Center and
- * Pax8 (about once a minute), so faults that waited for a caller piled up into an outage that outlived
- * the run (1,000 faults armed ≈ 140 commerce faults, a few used per minute). Unused, it does not count.
- * Lost answers stay armed until a write uses them: that fault is about the write, not a moment.
+ * At most this many unused Partner Center (or Pax8) faults armed at once. Only the autoscaler calls
+ * them, about once a minute, so faults armed faster than that piled up (1,000 faults ≈ 140 commerce
+ * ones) into an outage that outlived the run: its just-in-time run never bought. Each stays armed until
+ * a request uses it, so every one that is armed also takes effect.
  */
-const commerceFaultLifeInMs = 20_000;
+const maxOpenCommerceFaults = 2;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

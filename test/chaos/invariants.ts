@@ -79,8 +79,46 @@ export async function operationStates(world: World, work: Workload, only?: (id: 
   return out;
 }
 
-export function requestsFinal(work: Workload, states: OperationState[], onboardingState: string): Invariant {
+/**
+ * Seats the autoscaler withheld because every subscription line is at its offer's maximum quantity: a
+ * new subscription is a purchase for a person, so that many creates wait `needsLicence` by design.
+ * From each licensed customer's newest withheld decision (its figures say how many seats).
+ */
+export async function heldForAPerson(world: World, work: Workload): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const actor of work.actors.filter((a) => a.licensed)) {
+    let newest: { at: string; seats: number } | undefined;
+    let path: string | undefined = `/customers/${actor.customerId}/licensing/decisions?limit=500`;
+    while (path !== undefined) {
+      const answer = await call(world.host.url, actor.key, 'GET', path);
+      const page = decisionsSchema.parse(answer.body);
+      for (const d of page.value) {
+        const seats = d.figures?.['withheld'];
+        if (
+          d.status !== 'withheld' ||
+          typeof seats !== 'number' ||
+          !String(d.reason).includes('a purchase for a person')
+        )
+          continue;
+        const at = String(d.at);
+        if (newest === undefined || at > newest.at) newest = { at, seats };
+      }
+      path = page.nextLink?.replace(/^\/api/, '');
+    }
+    if (newest !== undefined) out.set(actor.customerId, newest.seats);
+  }
+  return out;
+}
+
+export function requestsFinal(
+  work: Workload,
+  states: OperationState[],
+  onboardingState: string,
+  /** Creates per customer that may wait for a person's purchase (heldForAPerson). */
+  explainedHolds: Map<string, number> = new Map(),
+): Invariant {
   const byState: Record<string, number> = {};
+  const waitingForAPerson: Record<string, number> = {};
   const failures: Record<string, number> = {};
   const examples: string[] = [];
   const violations: string[] = [];
@@ -98,7 +136,15 @@ export function requestsFinal(work: Workload, states: OperationState[], onboardi
       violations.push(
         `operation ${op.operationId} (${op.actor.customerId} ${op.kind} ${op.userId}) cancelled, but nobody deleted its user`,
       );
-    if (!finalStates.includes(state))
+    const explained = explainedHolds.get(op.actor.customerId) ?? 0;
+    if (
+      state === 'needsLicence' &&
+      op.kind === 'create' &&
+      (waitingForAPerson[op.actor.customerId] ?? 0) < explained
+    )
+      // Not stuck: waiting, with a recorded reason, for the new subscription only a person may buy.
+      waitingForAPerson[op.actor.customerId] = (waitingForAPerson[op.actor.customerId] ?? 0) + 1;
+    else if (!finalStates.includes(state))
       violations.push(
         `operation ${op.operationId} (${op.actor.customerId} ${op.kind} ${op.userId}) stuck in ${state}`,
       );
@@ -126,6 +172,7 @@ export function requestsFinal(work: Workload, states: OperationState[], onboardi
       operations: states.length,
       byState,
       succeededByCustomer,
+      waitingForAPersonsPurchase: waitingForAPerson,
       notSucceeded: failures,
       examples,
       onboarding: onboardingState,
@@ -347,6 +394,7 @@ const decisionsSchema = z.object({
         from: z.number(),
         to: z.number(),
         source: z.string().optional(),
+        figures: z.record(z.string(), z.union([z.number(), z.string()])).optional(),
       })
       .loose(),
   ),

@@ -13,11 +13,6 @@ export const faultSchema = z
   .object({
     kind: z.enum(['throttle', 'error', 'dropAfterCommit', 'errorAfterCommit']),
     count: z.number().int().positive().default(1),
-    /**
-     * Real milliseconds after which an unused fault no longer fires (a throttling episode ends whether
-     * or not anyone called); it stays listed with its uses left, so it does not count as taken.
-     */
-    expiresInMs: z.number().int().positive().optional(),
     retryAfterInSeconds: z.number().int().nonnegative().default(1),
     /** Leave out the Retry-After header (Pax8 does not document one). */
     omitRetryAfter: z.boolean().default(false),
@@ -30,19 +25,14 @@ export const faultSchema = z
   .strict();
 
 export type FaultInput = z.input<typeof faultSchema>;
-export type Fault = z.infer<typeof faultSchema> & { id: string; remaining: number; expiresAt?: number };
+export type Fault = z.infer<typeof faultSchema> & { id: string; remaining: number };
 
 export class FaultBook {
   private faults: Fault[] = [];
 
   add(input: unknown): Fault {
     const parsed = faultSchema.parse(input);
-    const fault: Fault = {
-      ...parsed,
-      id: randomUUID(),
-      remaining: parsed.count,
-      ...(parsed.expiresInMs === undefined ? {} : { expiresAt: Date.now() + parsed.expiresInMs }),
-    };
+    const fault: Fault = { ...parsed, id: randomUUID(), remaining: parsed.count };
     this.faults.push(fault);
     return fault;
   }
@@ -61,7 +51,6 @@ export class FaultBook {
       (candidate) =>
         kinds.includes(candidate.kind) &&
         candidate.remaining > 0 &&
-        (candidate.expiresAt === undefined || candidate.expiresAt > Date.now()) &&
         (candidate.match.method === undefined || candidate.match.method.toUpperCase() === method) &&
         (candidate.match.pathIncludes === undefined ||
           path.toLowerCase().includes(candidate.match.pathIncludes.toLowerCase())),

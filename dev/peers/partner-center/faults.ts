@@ -43,11 +43,6 @@ export const faultSchema = z
     code: z.number().int().default(4018),
     description: z.string().default('Unable to process this order'),
     count: z.number().int().positive().default(1),
-    /**
-     * Real milliseconds after which an unused fault no longer fires (a throttling episode ends whether
-     * or not anyone called); it stays listed with its uses left, so it does not count as taken.
-     */
-    expiresInMs: z.number().int().positive().optional(),
     retryAfterInSeconds: z.number().int().nonnegative().default(1),
     status: z.number().int().min(500).max(599).default(503),
     stallInMs: z.number().int().nonnegative().default(30_000),
@@ -63,7 +58,7 @@ export const faultSchema = z
   .strict();
 
 export type FaultInput = z.input<typeof faultSchema>;
-export type Fault = z.infer<typeof faultSchema> & { id: string; remaining: number; expiresAt?: number };
+export type Fault = z.infer<typeof faultSchema> & { id: string; remaining: number };
 
 export interface RequestFacts {
   method: string;
@@ -77,12 +72,7 @@ export class FaultBook {
 
   add(input: unknown): Fault {
     const parsed = faultSchema.parse(input);
-    const fault: Fault = {
-      ...parsed,
-      id: randomUUID(),
-      remaining: parsed.count,
-      ...(parsed.expiresInMs === undefined ? {} : { expiresAt: Date.now() + parsed.expiresInMs }),
-    };
+    const fault: Fault = { ...parsed, id: randomUUID(), remaining: parsed.count };
     this.faults.push(fault);
     return fault;
   }
@@ -101,7 +91,6 @@ export class FaultBook {
       (candidate) =>
         kinds.includes(candidate.kind) &&
         candidate.remaining > 0 &&
-        (candidate.expiresAt === undefined || candidate.expiresAt > Date.now()) &&
         (candidate.match.method === undefined || candidate.match.method.toUpperCase() === facts.method) &&
         (candidate.match.pathIncludes === undefined ||
           facts.path.toLowerCase().includes(candidate.match.pathIncludes.toLowerCase())) &&

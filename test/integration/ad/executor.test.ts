@@ -174,6 +174,21 @@ describe('createUser against a real AD', () => {
     expect(await countBySam(name)).toBe(1);
   });
 
+  it('after a DC restart the next create reconnects and succeeds (the pool sees through mapped errors)', async () => {
+    await create({ sam: sam(), password: strongPassword() });
+    await dc.pause();
+    await dc.resume();
+    // ldapts reconnected its socket unbound: the add is refused "without authentication" and must be
+    // taken as a lost connection (rebind, run again), not answered Unavailable for ever.
+    const name = sam();
+    const user = await create({ sam: name, password: strongPassword() });
+    expect(user.enabled).toBe(true);
+    // The test's own admin connection went the same way: bind it again before reading.
+    await admin.unbind().catch(() => undefined);
+    admin = await adminClient(dc);
+    expect(await countBySam(name)).toBe(1);
+  });
+
   it('a weak password is PasswordPolicy and leaves no half-made account', async () => {
     const name = sam();
     const error = await rejects(create({ sam: name, password: 'abc' }));
