@@ -152,6 +152,9 @@ export const resolveCaseRequestSchema = z
   });
 
 /** The parsed request as a resolution (the schema guarantees userId with link). */
+/** Half the queue's maxDeliveryCount (10): a delivery this far along hands its job to a new message. */
+export const HAND_OFF_AFTER_DELIVERIES = 5;
+
 export function toResolution(body: z.infer<typeof resolveCaseRequestSchema>): CaseResolution {
   if (body.action === 'link') return { action: 'link', userId: body.userId ?? '' };
   return { action: body.action };
@@ -621,9 +624,19 @@ export function createOnboarding(deps: OnboardingDeps) {
   async function runQueued(
     work: { providerId: string; customerId: string; jobId: string },
     deliveryCount: number,
-  ): Promise<'done' | 'leased' | 'rescheduled' | 'gone'> {
+  ): Promise<'done' | 'leased' | 'rescheduled' | 'handedOff' | 'gone'> {
     const job = await jobs.get(userPartition(work.providerId, work.customerId), work.jobId);
     if (job?.value.providerId !== work.providerId || job.value.state !== 'reading') return 'gone';
+    if (deliveryCount >= HAND_OFF_AFTER_DELIVERIES) {
+      // A long read under outages keeps losing its lock, and the broker dead-letters the message at its
+      // tenth delivery although nothing is wrong with the job (its state is in storage, the message only
+      // names it). Hand it to a fresh message, counted and backed off like a retry, and complete this one.
+      const retries = (job.value.retries ?? 0) + 1;
+      const saved = await saveJob(job, { retries });
+      const delay = Math.min(1000 * 2 ** Math.min(retries, 8), 300_000);
+      await kick(saved.value, new Date(deps.clock.now().getTime() + delay));
+      return 'handedOff';
+    }
     if (job.value.leaseUntil !== undefined && job.value.leaseUntil > now()) {
       await kick(job.value, new Date(Date.parse(job.value.leaseUntil) + 1000));
       return 'leased';

@@ -12,7 +12,7 @@ import type {
   UserChangePage,
 } from '../../../shared/ports/cloud-directory.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
-import { createOnboarding } from '../../../shared/usecases/onboarding.js';
+import { createOnboarding, HAND_OFF_AFTER_DELIVERIES } from '../../../shared/usecases/onboarding.js';
 import { tenantClaimsCollection } from '../../../shared/usecases/tenancy.js';
 import { customer, MemoryStore, TestClock } from '../engine/world.js';
 
@@ -214,6 +214,27 @@ describe('onboarding job', () => {
     expect(sent).toHaveLength(3);
     // Another provider's message for the same job id is not run either.
     expect(await onboarding.runQueued({ ...work, providerId: 'other' }, 1)).toBe('gone');
+  });
+
+  it('hands a job whose message was delivered 5 times to a fresh message instead of letting it reach the dead-letter queue', async () => {
+    const { bus, sent } = recordingBus();
+    const { onboarding } = await setup([[cloudUser('h1')]], { bus });
+    const job = await onboarding.start(caller, 'contoso', tenantId);
+    await onboarding.idle();
+    const work = sent[0]?.body;
+    if (work === undefined) throw new Error('no message');
+    expect(await onboarding.runQueued(work, HAND_OFF_AFTER_DELIVERIES)).toBe('handedOff');
+    // Nothing was read by the worn delivery; a new message (its own id, scheduled) carries the job on.
+    const handed = await onboarding.get(caller, 'contoso');
+    expect(handed).toMatchObject({ state: 'reading', retries: 1, progress: { read: 0 } });
+    expect(sent).toHaveLength(2);
+    expect(sent[1]?.body).toEqual(work);
+    expect(sent[1]?.options.messageId).not.toBe(sent[0]?.options.messageId);
+    expect(sent[1]?.options.scheduledEnqueueTime).toBeInstanceOf(Date);
+    // The fresh message (delivery 1) reads the job to its dry run.
+    expect(await onboarding.runQueued(work, 1)).toBe('done');
+    expect((await onboarding.get(caller, 'contoso')).jobId).toBe(job.jobId);
+    expect((await onboarding.get(caller, 'contoso')).state).toBe('awaitingApproval');
   });
 
   it('has the drift timer resend the message of a read whose lease expired', async () => {
