@@ -4,7 +4,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 /**
  * CPU seconds by component on this machine (Linux /proc), so the bench can say where a hybrid user's
  * time goes when the app, its peers, Azurite, the agent and the DC share the cores: `this` is the bench
- * process (the app, the Graph and Service Bus peers), the others are classified by command line.
+ * process (the app, the Graph and Service Bus peers, and the bench's agent, which runs in it), the others
+ * are classified by command line (`agent` is an agent in a process of its own).
  */
 export type Component = 'app+peers' | 'azurite' | 'agent' | 'samba' | 'other';
 
