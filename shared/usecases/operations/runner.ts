@@ -137,6 +137,9 @@ const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entr
 /** A delivery over its customer's share of workers comes back no sooner than this. */
 const minShareWaitInMs = 200;
 
+/** How long after our own Entra create a 404 about that user is taken for replication lag. */
+const LAG_WINDOW_IN_MS = 60_000;
+
 export function createRunner(deps: RunnerDeps) {
   const { c } = deps;
   /** Queue deliveries running in this process, per provider/customer, and their turns (the worker share). */
@@ -775,6 +778,25 @@ export function createRunner(deps: RunnerDeps) {
     });
   }
 
+  /**
+   * Entra replicates a new user asynchronously: a step right after this operation's own create can be
+   * told the user does not exist. The adapter retries that briefly for ids its process created; past
+   * that, or on another instance, the operation itself knows: a 404 naming the object its create step
+   * made less than LAG_WINDOW_IN_MS ago is retried with the step's backoff, not undone as a failure.
+   */
+  function replicationLag<T>(ctx: Ctx, outcome: T | AppError): T | AppError {
+    if (!(outcome instanceof AppError) || outcome.code !== 'NotFound' || outcome.retryable) return outcome;
+    const made = op(ctx).steps.find((s) => s.name === 'entra.create' && s.state === 'done');
+    const objectId = made?.result?.objectId;
+    if (made?.finishedAt === undefined || objectId === undefined) return outcome;
+    if (nowDate().getTime() - new Date(made.finishedAt).getTime() > LAG_WINDOW_IN_MS) return outcome;
+    if (!outcome.message.toLowerCase().includes(objectId.toLowerCase())) return outcome;
+    return new AppError('NotFound', `replication lag: ${outcome.message}`, {
+      retryable: true,
+      cause: outcome,
+    });
+  }
+
   async function forwardStep(ctx: Ctx, step: Step, log: Logger): Promise<RunResult | undefined> {
     const name = step.name;
     const definition = stepDefinition(name);
@@ -804,7 +826,7 @@ export function createRunner(deps: RunnerDeps) {
     const agentStep = definition.directory === 'ad';
     if (!agentStep)
       await takeLease(ctx, name, step.state === 'waitingForAgent' ? 'waitingForAgent' : 'running');
-    const outcome = await execute(ctx, name, (sc) => definition.execute(sc));
+    const outcome = replicationLag(ctx, await execute(ctx, name, (sc) => definition.execute(sc)));
     if (outcome instanceof AppError) {
       if (outcome.code === 'LicenceUnavailable') return holdForLicence(ctx, name, outcome, log);
       if (outcome.retryable) return scheduleRetry(ctx, outcome, name, log);

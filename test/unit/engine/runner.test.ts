@@ -125,6 +125,42 @@ describe('the saga runner', () => {
     }
   });
 
+  it('takes a 404 about the user this create just made for replication lag: retried, never undone', async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    // Longer than the adapter's own in-process lag retries, and the run may be on another instance.
+    w.cloud.lagNotFound = 3;
+    const created = await create(w, {
+      userId: 'u-lag',
+      userPrincipalName: 'lag@fed.contoso.example',
+      displayName: 'Lag',
+      accountEnabled: true,
+      licencePlan: 'E3',
+    });
+    await w.pump();
+    const done = await op(w, created.operationId);
+    expect(done.state).toBe('succeeded');
+    expect(w.cloud.created).toBe(1);
+    expect(w.cloud.deleted).toBe(0);
+    expect(w.cloud.lagNotFound).toBe(0);
+  });
+
+  it('a 404 about the user long after its create is NotFound for good', async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    w.cloud.lagNotFound = 1000;
+    const created = await create(w, {
+      userId: 'u-gone',
+      userPrincipalName: 'gone@fed.contoso.example',
+      displayName: 'Gone',
+      accountEnabled: true,
+      licencePlan: 'E3',
+    });
+    await w.pump();
+    const done = await op(w, created.operationId);
+    expect(done.state).toBe('compensated');
+    expect(done.error?.code).toBe('NotFound');
+    expect(w.cloud.deleted).toBe(1);
+  });
+
   it('lets one of two concurrent deliveries run a step; the other backs off and runs nothing twice', async () => {
     const w = await world({ mode: 'cloudOnly' });
     const created = await create(w, {

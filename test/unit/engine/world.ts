@@ -259,8 +259,18 @@ export class FakeCloud implements Partial<CloudDirectory> {
     if (u !== undefined) u.accountEnabled = true;
     return Promise.resolve();
   }
+  /** Replication lag: the next this-many licence assignments 404 naming the user, as Graph words it. */
+  lagNotFound = 0;
   assignLicences(id: string, change: { add: { skuId: string }[] }) {
     this.maybeFail();
+    if (this.lagNotFound > 0) {
+      this.lagNotFound--;
+      return Promise.reject(
+        new AppError('NotFound', `assign licences: Resource '${id}' does not exist (Graph 404)`, {
+          retryable: false,
+        }),
+      );
+    }
     const u = this.users.get(id);
     if (u === undefined) return Promise.reject(new AppError('NotFound', 'no user'));
     for (const a of change.add)
