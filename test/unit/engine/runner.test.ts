@@ -125,19 +125,18 @@ describe('the saga runner', () => {
     }
   });
 
-  it('takes a 404 about the user this create just made for replication lag: retried, never undone', async () => {
+  /** A licensed cloud-only create whose licence assignment first meets `lag` replication-lag 404s. */
+  async function createLagged(lag: number) {
     const w = await world({ mode: 'cloudOnly' });
-    // Longer than the adapter's own in-process lag retries, and the run may be on another instance.
-    w.cloud.lagNotFound = 3;
-    const created = await create(w, {
-      userId: 'u-lag',
-      userPrincipalName: 'lag@fed.contoso.example',
-      displayName: 'Lag',
-      accountEnabled: true,
-      licencePlan: 'E3',
-    });
+    w.cloud.lagNotFound = lag;
+    const created = await create(w, { ...ada, userId: `u-lag${lag}`, password: undefined });
     await w.pump();
-    const done = await op(w, created.operationId);
+    return { w, done: await op(w, created.operationId) };
+  }
+
+  it('takes a 404 about the user this create just made for replication lag: retried, never undone', async () => {
+    // Longer than the adapter's own in-process lag retries, and the run may be on another instance.
+    const { w, done } = await createLagged(3);
     expect(done.state).toBe('succeeded');
     expect(w.cloud.created).toBe(1);
     expect(w.cloud.deleted).toBe(0);
@@ -145,17 +144,7 @@ describe('the saga runner', () => {
   });
 
   it('a 404 about the user long after its create is NotFound for good', async () => {
-    const w = await world({ mode: 'cloudOnly' });
-    w.cloud.lagNotFound = 1000;
-    const created = await create(w, {
-      userId: 'u-gone',
-      userPrincipalName: 'gone@fed.contoso.example',
-      displayName: 'Gone',
-      accountEnabled: true,
-      licencePlan: 'E3',
-    });
-    await w.pump();
-    const done = await op(w, created.operationId);
+    const { w, done } = await createLagged(1000);
     expect(done.state).toBe('compensated');
     expect(done.error?.code).toBe('NotFound');
     expect(w.cloud.deleted).toBe(1);
