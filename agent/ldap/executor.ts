@@ -157,11 +157,12 @@ function oneBuffer(entry: Entry, name: string): Buffer | undefined {
 }
 
 /** UTF-16LE of the password in double quotes: the only form AD accepts for unicodePwd. */
+function unicodePwdAttribute(password: string): Attribute {
+  return new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${password}"`, 'utf16le')] });
+}
+
 function unicodePwd(password: string): Change {
-  return new Change({
-    operation: 'replace',
-    modification: new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${password}"`, 'utf16le')] }),
-  });
+  return new Change({ operation: 'replace', modification: unicodePwdAttribute(password) });
 }
 
 function replace(type: string, values: string[] | Buffer[]): Change {
@@ -443,10 +444,7 @@ export class LdapExecutor {
         // Durable idempotency record: a redelivered command finds its own object by this stamp.
         new Attribute({ type: 'adminDescription', values: [stamp] }),
       ];
-      if (withPassword)
-        attributes.push(
-          new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"${password}"`, 'utf16le')] }),
-        );
+      if (password !== undefined) attributes.push(unicodePwdAttribute(password));
       if (command.givenName !== undefined)
         attributes.push(new Attribute({ type: 'givenName', values: [command.givenName] }));
       if (command.sn !== undefined) attributes.push(new Attribute({ type: 'sn', values: [command.sn] }));
