@@ -95,6 +95,36 @@ export function createCallerRegistry(deps: CallerDeps) {
     return { keyId, apiKey: `atr_${keyId}_${secret}` };
   }
 
+  /**
+   * Maps an Entra application or user (by id) to a provider: safe to repeat for the same provider, a
+   * Conflict for another (revoke it there first), so a principal never moves between providers by accident.
+   */
+  async function register(
+    partition: typeof ENTRA_APPS | typeof ENTRA_USERS,
+    what: 'application' | 'user',
+    parsed: z.infer<typeof entraAppInput>,
+  ): Promise<CredentialSummary> {
+    await providers.require(parsed.providerId);
+    const existing = await callers.get(partition, parsed.appId);
+    if (existing !== undefined && existing.value.providerId !== parsed.providerId)
+      throw new AppError(
+        'Conflict',
+        `${what} ${parsed.appId} is registered for another provider; revoke it there first`,
+      );
+    const value: CallerRecord = {
+      providerId: parsed.providerId,
+      ...(parsed.customerIds === undefined ? {} : { customerIds: parsed.customerIds }),
+      name: parsed.name,
+      createdAt: existing?.value.createdAt ?? deps.clock.now().toISOString(),
+      disabled: false,
+    };
+    const row =
+      existing === undefined
+        ? await callers.create(partition, parsed.appId, value)
+        : await callers.replace(partition, parsed.appId, value, existing.etag);
+    return summaryOf(row.rowKey, kindOf(partition), row.value);
+  }
+
   async function list(partition: string, providerId: string): Promise<CredentialSummary[]> {
     await providers.require(providerId);
     const out: CredentialSummary[] = [];
@@ -165,27 +195,7 @@ export function createCallerRegistry(deps: CallerDeps) {
      * between providers by accident.
      */
     async addEntraApp(input: EntraAppInput): Promise<CredentialSummary> {
-      const parsed = parseInput(entraAppInput, input);
-      await providers.require(parsed.providerId);
-      const existing = await callers.get(ENTRA_APPS, parsed.appId);
-      if (existing !== undefined && existing.value.providerId !== parsed.providerId) {
-        throw new AppError(
-          'Conflict',
-          `application ${parsed.appId} is registered for another provider; revoke it there first`,
-        );
-      }
-      const value: CallerRecord = {
-        providerId: parsed.providerId,
-        ...(parsed.customerIds === undefined ? {} : { customerIds: parsed.customerIds }),
-        name: parsed.name,
-        createdAt: existing?.value.createdAt ?? deps.clock.now().toISOString(),
-        disabled: false,
-      };
-      const row =
-        existing === undefined
-          ? await callers.create(ENTRA_APPS, parsed.appId, value)
-          : await callers.replace(ENTRA_APPS, parsed.appId, value, existing.etag);
-      return summaryOf(row.rowKey, 'entraApp', row.value);
+      return register(ENTRA_APPS, 'application', parseInput(entraAppInput, input));
     },
 
     async listEntraApps(providerId: string): Promise<CredentialSummary[]> {
@@ -237,26 +247,7 @@ export function createCallerRegistry(deps: CallerDeps) {
       customerIds?: string[];
       name: string;
     }): Promise<CredentialSummary> {
-      const parsed = parseInput(entraAppInput, { ...input, appId: input.objectId });
-      await providers.require(parsed.providerId);
-      const existing = await callers.get(ENTRA_USERS, parsed.appId);
-      if (existing !== undefined && existing.value.providerId !== parsed.providerId)
-        throw new AppError(
-          'Conflict',
-          `user ${parsed.appId} is registered for another provider; revoke it there first`,
-        );
-      const value: CallerRecord = {
-        providerId: parsed.providerId,
-        ...(parsed.customerIds === undefined ? {} : { customerIds: parsed.customerIds }),
-        name: parsed.name,
-        createdAt: existing?.value.createdAt ?? deps.clock.now().toISOString(),
-        disabled: false,
-      };
-      const row =
-        existing === undefined
-          ? await callers.create(ENTRA_USERS, parsed.appId, value)
-          : await callers.replace(ENTRA_USERS, parsed.appId, value, existing.etag);
-      return summaryOf(row.rowKey, 'entraUser', row.value);
+      return register(ENTRA_USERS, 'user', parseInput(entraAppInput, { ...input, appId: input.objectId }));
     },
 
     async authenticateBearer(token: string): Promise<Caller> {

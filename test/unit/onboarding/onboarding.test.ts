@@ -223,6 +223,12 @@ describe('onboarding job', () => {
     await onboarding.idle();
     const work = sent[0]?.body;
     if (work === undefined) throw new Error('no message');
+    // Another provider's hand-made message for this job, however worn, is not handed on: nothing changes.
+    expect(await onboarding.runQueued({ ...work, providerId: 'other' }, HAND_OFF_AFTER_DELIVERIES)).toBe(
+      'gone',
+    );
+    expect(sent).toHaveLength(1);
+    expect((await onboarding.get(caller, 'contoso')).retries ?? 0).toBe(0);
     expect(await onboarding.runQueued(work, HAND_OFF_AFTER_DELIVERIES)).toBe('handedOff');
     // Nothing was read by the worn delivery; a new message (its own id, scheduled) carries the job on.
     const handed = await onboarding.get(caller, 'contoso');
