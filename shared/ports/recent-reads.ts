@@ -9,7 +9,15 @@ import type { Collection, Versioned } from './store.js';
  * and reads: a read-modify-write must use the collection itself, whose etags are current.
  */
 export interface RecentReads<T> {
-  get(partitionKey: string, rowKey: string): Promise<Versioned<T> | undefined>;
+  /**
+   * `freshAfter` (ms, on the memo's clock): a remembered read counts only if it began after then, so
+   * a reader that must see every change made before some moment (an operation: its acceptance) does.
+   */
+  get(
+    partitionKey: string,
+    rowKey: string,
+    options?: { freshAfter?: number },
+  ): Promise<Versioned<T> | undefined>;
   /** Drops a row this process just changed, so its own next check reads it again. */
   forget(partitionKey: string, rowKey: string): void;
 }
@@ -23,12 +31,17 @@ export function recentReads<T>(
   const rows = new Map<string, { at: number; row: Promise<Versioned<T> | undefined> }>();
   const keyOf = (pk: string, rk: string): string => `${pk}\u0000${rk}`;
   return {
-    get(partitionKey, rowKey) {
+    get(partitionKey, rowKey, read = {}) {
       if (options.ttlInMs <= 0) return collection.get(partitionKey, rowKey);
       const key = keyOf(partitionKey, rowKey);
       const t = now();
       const hit = rows.get(key);
-      if (hit !== undefined && t - hit.at < options.ttlInMs) return hit.row;
+      if (
+        hit !== undefined &&
+        t - hit.at < options.ttlInMs &&
+        (read.freshAfter === undefined || hit.at > read.freshAfter)
+      )
+        return hit.row;
       const row = collection.get(partitionKey, rowKey);
       rows.delete(key);
       rows.set(key, { at: t, row });

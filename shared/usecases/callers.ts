@@ -5,6 +5,7 @@ import { customerIdSchema } from '../domain/customer.js';
 import { singleLineText } from '../domain/text.js';
 import { AppError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
+import { recentReads } from '../ports/recent-reads.js';
 import type { Store } from '../ports/store.js';
 import type { TokenVerifier } from '../ports/token-verifier.js';
 import { createProviders, parseInput, providerIdSchema } from './providers.js';
@@ -60,6 +61,13 @@ const ENTRA_APPS = 'entraapp';
 const ENTRA_USERS = 'entrauser';
 const keyPattern = /^atr_([a-z0-9]{12})_([A-Za-z0-9_-]{32,})$/;
 
+/**
+ * How long an instance may keep answering from a credential it read: a revocation (or a narrowed
+ * scope) made on another instance, or by `npm run admin`, takes effect within this; on the instance
+ * that made it, at once. Every request authenticates, so this is one Table read a second per caller.
+ */
+export const CALLER_RECENT_IN_MS = 1000;
+
 export interface CallerDeps {
   store: Store;
   clock: Clock;
@@ -74,6 +82,7 @@ const sha256 = (value: string): string => createHash('sha256').update(value).dig
 
 export function createCallerRegistry(deps: CallerDeps) {
   const callers = deps.store.collection('callers', callerRecord);
+  const recentCallers = recentReads(callers, { ttlInMs: CALLER_RECENT_IN_MS });
   const providers = createProviders(deps);
 
   /** Writes a new key for a provider already known to exist. */
@@ -122,6 +131,7 @@ export function createCallerRegistry(deps: CallerDeps) {
       existing === undefined
         ? await callers.create(partition, parsed.appId, value)
         : await callers.replace(partition, parsed.appId, value, existing.etag);
+    recentCallers.forget(partition, parsed.appId);
     return summaryOf(row.rowKey, kindOf(partition), row.value);
   }
 
@@ -149,6 +159,7 @@ export function createCallerRegistry(deps: CallerDeps) {
               row.etag,
             )
           ).value;
+    recentCallers.forget(partition, id);
     return summaryOf(id, kindOf(partition), value);
   }
 
@@ -181,8 +192,8 @@ export function createCallerRegistry(deps: CallerDeps) {
     },
 
     /**
-     * Revokes a key at once (the next request with it is 401). Revoking a revoked key keeps its first
-     * `revokedAt`; an unknown key is NotFound.
+     * Revokes a key: its next request is 401 on this instance at once, on others within
+     * CALLER_RECENT_IN_MS. Revoking a revoked key keeps its first `revokedAt`; an unknown key is NotFound.
      */
     async revokeApiKey(keyId: string): Promise<CredentialSummary> {
       return revoke(API_KEYS, keyId, 'API key');
@@ -228,7 +239,8 @@ export function createCallerRegistry(deps: CallerDeps) {
       const match = keyPattern.exec(apiKey);
       if (match === null) throw new AppError('Unauthenticated', 'the API key is malformed');
       const [, keyId = '', secret = ''] = match;
-      const row = await callers.get(API_KEYS, keyId);
+      // The secret is checked against the stored hash on every request; only the row is remembered.
+      const row = await recentCallers.get(API_KEYS, keyId);
       const expected = Buffer.from(row?.value.secretSha256 ?? sha256(`absent:${keyId}`), 'hex');
       const given = Buffer.from(sha256(secret), 'hex');
       if (row === undefined || row.value.disabled || !timingSafeEqual(expected, given)) {
@@ -255,12 +267,12 @@ export function createCallerRegistry(deps: CallerDeps) {
         throw new AppError('Unauthenticated', 'bearer tokens are not accepted here');
       const { appId, userObjectId } = await deps.tokenVerifier.verify(token);
       if (userObjectId !== undefined) {
-        const user = await callers.get(ENTRA_USERS, userObjectId);
+        const user = await recentCallers.get(ENTRA_USERS, userObjectId);
         if (user === undefined || user.value.disabled)
           throw new AppError('Forbidden', 'this user is not registered as an operator of any provider');
         return toCaller(userObjectId, 'entraUser', user.value);
       }
-      const row = await callers.get(ENTRA_APPS, appId);
+      const row = await recentCallers.get(ENTRA_APPS, appId);
       if (row === undefined || row.value.disabled)
         throw new AppError('Forbidden', 'this application is not registered as a caller');
       return toCaller(appId, 'entraApp', row.value);

@@ -50,6 +50,8 @@ export interface ProvisioningDeps {
   licenceHoldInMs?: number;
   /** Where work may run (tenancy); defaults to the tenancy rules over `store`. */
   assertWorkAllowed?: (providerId: string, customer: Customer) => Promise<void>;
+  /** Who registered a site (agent replies are routed by it); defaults to the tenancy rules over `store`. */
+  siteOwner?: (siteId: string) => Promise<string | undefined>;
   random?: () => number;
   /** Told of every finished operation, idempotently (SPLA evidence of directory events). */
   onOperationFinished?: (o: Operation) => Promise<void>;
@@ -89,6 +91,7 @@ export function createProvisioning(deps: ProvisioningDeps) {
     settings,
     random: deps.random ?? Math.random,
     assertWorkAllowed: deps.assertWorkAllowed ?? tenancy.assertWorkAllowed,
+    siteOwner: deps.siteOwner ?? tenancy.siteOwner,
     ...(deps.cloudDirectory === undefined ? {} : { cloudDirectory: deps.cloudDirectory }),
     ...(deps.agentChannel === undefined ? {} : { agentChannel: deps.agentChannel }),
     ...(deps.onOperationFinished === undefined ? {} : { onFinished: deps.onOperationFinished }),

@@ -111,7 +111,12 @@ export function createTenancy(deps: { store: Store; clock: Clock }) {
     }
   }
 
-  return { assertSiteUsable, claimTenant, releaseTenant, assertWorkAllowed };
+  /** Who registered a site: agent replies are routed by it (read through the same memo). */
+  async function siteOwner(siteId: string): Promise<string | undefined> {
+    return (await recentSites.get(SITES_PARTITION, siteId))?.value.providerId;
+  }
+
+  return { assertSiteUsable, claimTenant, releaseTenant, assertWorkAllowed, siteOwner };
 }
 
 export type Tenancy = ReturnType<typeof createTenancy>;

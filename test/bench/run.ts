@@ -465,6 +465,7 @@ try {
         rawLdapAdds(dc.url, dc.bindDn, dc.password, dc.caFile, dc.usersOu, n, concurrency);
       const rawBefore = await rawAdds(Math.ceil(hybridUsers / 2), agentConcurrency);
       counts.reset();
+      const answeredBefore = agent.answered;
       const cpuBefore = cpuSnapshot();
       const perSecond = await provision(
         stack,
@@ -485,7 +486,7 @@ try {
         Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1000) / hybridUsers)]),
       );
       const tableCallsPerUser = counts.total('table') / hybridUsers;
-      const agentCommands = counts.table.get('agentcommands.upsert') ?? 0;
+      const agentCommands = agent.answered - answeredBefore;
       const directoryWork = counts.total('queue');
       const queueHopsPerUser = (directoryWork + 2 * agentCommands) / hybridUsers;
       const tableCalls = counts.perUnit('table', hybridUsers);

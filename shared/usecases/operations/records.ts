@@ -5,9 +5,11 @@ import type { Store } from '../../ports/store.js';
 import { customersCollection } from '../customers.js';
 
 /**
- * The engine's tables. Operations are keyed by provider; the indexes let a reply find its operation
- * (agentcommands), the sweeper find unfinished work (activeoperations), a run find earlier operations
- * of its user (useroperations) and the guard count with an etag (guardcounters).
+ * The engine's tables. Operations are keyed by provider; the indexes let the sweeper find unfinished
+ * work (activeoperations), a run find earlier operations of its user (useroperations) and the guard
+ * count with an etag (guardcounters). An agent reply needs no index: its command id names the
+ * operation and its site the provider (runner.ts, acceptReply). Earlier builds wrote one
+ * `agentcommands` row per command; nothing reads that table any more.
  */
 const idempotencySchema = z.object({
   operationId: z.string(),
@@ -23,7 +25,6 @@ const heldSchema = z.object({
   heldAt: z.string(),
 });
 const activeSchema = z.object({ providerId: z.string(), operationId: z.string(), since: z.string() });
-const agentCommandSchema = z.object({ providerId: z.string(), operationId: z.string(), step: z.string() });
 const guardCounterSchema = z.object({
   /** Guarded requests per minute inside the window: [minute start (ms since epoch), count]. */
   minutes: z.array(z.tuple([z.number(), z.number().int().positive()])),
@@ -57,7 +58,6 @@ export function engineCollections(store: Store) {
     idempotency: store.collection('idempotency', idempotencySchema),
     held: store.collection('heldoperations', heldSchema),
     active: store.collection('activeoperations', activeSchema),
-    agentCommands: store.collection('agentcommands', agentCommandSchema),
     guardCounters: store.collection('guardcounters', guardCounterSchema),
     passwordDrops: store.collection('passworddrops', passwordDropSchema),
     userSequences: store.collection('usersequences', sequenceSchema),

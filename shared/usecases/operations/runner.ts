@@ -18,6 +18,7 @@ import type { Clock } from '../../ports/clock.js';
 import type { CloudDirectory } from '../../ports/cloud-directory.js';
 import type { OnPremCommand, OnPremCommandChannel, OnPremReply } from '../../ports/on-prem-directory.js';
 import type { SecretSealer } from '../../ports/secret-sealer.js';
+import { recentReads } from '../../ports/recent-reads.js';
 import type { Versioned } from '../../ports/store.js';
 import { directoryWork } from '../../contracts/directory-work.js';
 import {
@@ -72,6 +73,8 @@ export interface RunnerDeps {
   settings: EngineSettings;
   random: () => number;
   assertWorkAllowed(providerId: string, customer: Customer): Promise<void>;
+  /** The provider that registered a site (the only one whose operations its agent may answer). */
+  siteOwner(siteId: string): Promise<string | undefined>;
   cloudDirectory?: (tenantId: string) => CloudDirectory;
   agentChannel?: (siteId: string) => Promise<OnPremCommandChannel>;
   /** Told of every finished operation before it is marked applied (so a crash tells again): must be idempotent. */
@@ -140,12 +143,27 @@ const minShareWaitInMs = 200;
 /** How long after our own Entra create a 404 about that user is taken for replication lag. */
 const LAG_WINDOW_IN_MS = 60_000;
 
+/**
+ * How stale the customer a run works for may be. Never older than the operation (a read from before
+ * its acceptance is not used), so an operation accepted after a change of its customer always runs
+ * on the change; one accepted earlier may run on the previous version for up to this long.
+ */
+export const CUSTOMER_RECENT_IN_MS = 1000;
+
 export function createRunner(deps: RunnerDeps) {
   const { c } = deps;
   /** Queue deliveries running in this process, per provider/customer, and their turns (the worker share). */
   const shares = new Map<string, Share>();
   const nowDate = (): Date => deps.clock.now();
   const now = (): string => nowDate().toISOString();
+  // Every run reads its customer (a hybrid create: its run and its agent reply); one read a second
+  // per process serves them, on the engine's clock so `freshAfter` compares like with like.
+  const recentCustomers = recentReads(c.customers, {
+    ttlInMs: CUSTOMER_RECENT_IN_MS,
+    now: () => nowDate().getTime(),
+  });
+  const customerOf = (o: Operation) =>
+    recentCustomers.get(o.providerId, o.customerId, { freshAfter: new Date(o.createdAt).getTime() });
 
   interface Ctx {
     current: Versioned<Operation>;
@@ -432,7 +450,7 @@ export function createRunner(deps: RunnerDeps) {
     return 'finished';
   }
 
-  /** A finished operation's index rows (held, active, its agent commands' routes), then the next of its user. */
+  /** A finished operation's index rows (held, active), then the next of its user. */
   async function clearIndexes(ctx: Ctx): Promise<void> {
     const o = op(ctx);
     const key = activeKey(o.providerId, o.operationId);
@@ -440,22 +458,6 @@ export function createRunner(deps: RunnerDeps) {
     // Only an operation with a licence step can have been held for a seat (holdForLicence, retry).
     if (o.steps.some((s) => stepDefinition(s.name).directory === 'licences'))
       deletes.push(c.held.delete(HELD_PARTITION, key));
-    // No reply can matter any more: drop the reply index of its agent commands.
-    const siteId = ctx.customer?.ad?.siteId;
-    if (siteId !== undefined) {
-      for (const s of o.steps) {
-        const definition = stepDefinition(s.name);
-        // A command still with the agent may yet be answered: keep its route (see undoLateCreate).
-        if (definition.directory !== 'ad' || s.parked !== undefined) continue;
-        // Routes exist only for commands sent: the step's own when it ran, its undo's when undone.
-        if (s.attempts > 0) deletes.push(c.agentCommands.delete(siteId, definition.idempotencyKey(o)));
-        if (
-          definition.compensationKey !== undefined &&
-          (s.state === 'compensating' || s.state === 'compensated' || s.state === 'compensationFailed')
-        )
-          deletes.push(c.agentCommands.delete(siteId, definition.compensationKey(o)));
-      }
-    }
     await Promise.all(deletes);
     await wakeNext(o);
   }
@@ -555,8 +557,9 @@ export function createRunner(deps: RunnerDeps) {
   // ---- parking with the agent ---------------------------------------------------------------------
 
   /**
-   * Persists the park (index first, so a reply always finds its operation), then sends. Storage
-   * failures propagate (the message is redelivered); only the send's own failure is classified.
+   * Persists the park, then sends: the step's `parked.commandId` is what a reply is matched against
+   * (see acceptReply). Storage failures propagate (the message is redelivered); only the send's own
+   * failure is classified.
    */
   async function park(
     ctx: Ctx,
@@ -589,11 +592,6 @@ export function createRunner(deps: RunnerDeps) {
     const sendId = deterministicMessageId('agent.send', commandId, String(sends));
     const waitInMs = deps.settings.parkTimeoutInMs * 2 ** Math.min(sends - 1, 4);
     const deadline = new Date(Math.min(nowDate().getTime() + waitInMs, limitOf(o).getTime()));
-    await c.agentCommands.upsert(siteId, commandId, {
-      providerId: o.providerId,
-      operationId: o.operationId,
-      step: stepName,
-    });
     await save(ctx, (x) => {
       const s = stepOf(x, stepName);
       if (options.claim === true) {
@@ -636,24 +634,34 @@ export function createRunner(deps: RunnerDeps) {
    * step and a run is queued to consume it, as a plain delivery would.
    */
   async function acceptReply(reply: OnPremReply, log: Logger): Promise<'resumed' | 'ignored'> {
-    const index = await c.agentCommands.get(reply.siteId, reply.commandId);
-    if (index === undefined) return 'ignored';
+    // Which operation: a command id is `${operationId}.${step key}` (steps.ts); whose: the provider
+    // that owns the replying site (its agent key signed the reply). A reply therefore reaches only an
+    // operation of that provider, only a step parked on that very command, and only if the operation's
+    // customer works through that site; anything else is ignored like an unknown command.
+    const operationId = reply.commandId.slice(0, Math.max(0, reply.commandId.indexOf('.')));
+    if (operationId === '') return 'ignored';
+    const providerId = await deps.siteOwner(reply.siteId);
+    if (providerId === undefined) return 'ignored';
     let continueHere = true;
     for (let attempt = 0; attempt < 8; attempt++) {
-      const loaded = await c.operations.get(index.value.providerId, index.value.operationId);
+      const loaded = await c.operations.get(providerId, operationId);
       if (loaded === undefined) return 'ignored';
-      const step = loaded.value.steps.find((s) => s.name === index.value.step);
-      const gaveUp = isFinished(loaded.value.state) || step?.state === 'failed';
-      if (gaveUp && step?.parked?.commandId === reply.commandId && step.parked.phase === 'execute')
-        return undoLateCreate(loaded, step.name, reply, log);
-      if (
-        step?.parked?.commandId !== reply.commandId ||
-        step.reply !== undefined ||
-        isFinished(loaded.value.state)
-      )
+      const step = loaded.value.steps.find((s) => s.parked?.commandId === reply.commandId);
+      if (step?.parked === undefined) return 'ignored';
+      // A deleted customer's operation may still need its late create undone (below).
+      const customer = await customerOf(loaded.value);
+      if (customer !== undefined && customer.value.ad?.siteId !== reply.siteId) {
+        log.warn('agent reply from a site its operation does not use; ignored', {
+          siteId: reply.siteId,
+          commandId: reply.commandId,
+        });
         return 'ignored';
+      }
+      const gaveUp = isFinished(loaded.value.state) || step.state === 'failed';
+      if (gaveUp && step.parked.phase === 'execute') return undoLateCreate(loaded, step.name, reply, log);
+      if (step.reply !== undefined || isFinished(loaded.value.state)) return 'ignored';
       const next = structuredClone(loaded.value);
-      const target = stepOf(next, index.value.step);
+      const target = stepOf(next, step.name);
       target.reply = reply.ok
         ? { ok: true, commandId: reply.commandId, result: reply.result }
         : { ok: false, commandId: reply.commandId, error: reply.error };
@@ -1127,7 +1135,7 @@ export function createRunner(deps: RunnerDeps) {
         return 'waitingForEarlier';
       }
 
-      const customer = await c.customers.get(o.providerId, o.customerId);
+      const customer = await customerOf(o);
       const refused =
         customer === undefined
           ? new AppError('NotFound', `customer ${o.customerId} is gone`)

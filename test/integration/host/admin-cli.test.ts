@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ClientSecretCredential } from '@azure/identity';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { callerAppRole } from '../../../shared/adapters/entra-auth/token-verifier.js';
+import { CALLER_RECENT_IN_MS } from '../../../shared/usecases/callers.js';
 import { definitions } from '../../../functions/definitions.js';
 import { startLocalHost, type LocalHost } from '../../../dev/host/local-host.js';
 import type { AppDeps } from '../../../shared/composition.js';
@@ -159,6 +160,8 @@ describe('npm run admin: providers and API keys', { timeout: 180_000 }, () => {
 
     const revoked = await admin(['keys', 'revoke', keyId]);
     expect(revoked.code).toBe(0);
+    // Another process revoked it: the host may answer from its read of the key for CALLER_RECENT_IN_MS.
+    await new Promise((resolve) => setTimeout(resolve, CALLER_RECENT_IN_MS));
     const after = await stack.api('/whoami', { key: apiKey });
     expect(after.status).toBe(401);
     expect(after.headers.get('content-type')).toBe('application/problem+json');
@@ -208,6 +211,7 @@ describe('npm run admin: providers and API keys', { timeout: 180_000 }, () => {
       expect.objectContaining({ id: appId, kind: 'entraApp', providerId, customerIds: ['c9'] }),
     ]);
     expect((await admin(['apps', 'revoke', appId])).code).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, CALLER_RECENT_IN_MS));
     expect((await whoami()).status).toBe(403);
   });
 

@@ -63,6 +63,31 @@ describe('the saga runner', () => {
     expect(done.sealedPassword).toBeUndefined();
   });
 
+  it("takes a reply only from the customer's own site, for a command it parked on: all else is ignored", async () => {
+    const w = await world();
+    const created = await create(w);
+    expect(await w.deliverOne()).toBe(true);
+    const parked = await op(w, created.operationId);
+    const item = w.agent.inbox[0];
+    if (item === undefined) throw new Error('nothing sent to the agent');
+    const writes = w.store.writes;
+    const reply = w.agent.answer('site-1', item);
+    const tries = [
+      { ...reply, siteId: 'site-9' }, // a site of another provider
+      { ...reply, siteId: 'site-2' }, // another site of the same provider
+      { ...reply, siteId: 'nowhere' }, // no such site
+      { ...reply, commandId: `${created.operationId}.entra.create` }, // a command it did not park on
+      { ...reply, commandId: 'no-operation-id' },
+      { ...reply, commandId: `${crypto.randomUUID()}.ad.create` },
+    ];
+    for (const wrong of tries) expect(await w.provisioning.acceptAgentReply(wrong, quiet)).toBe('ignored');
+    expect(w.store.writes).toBe(writes);
+    expect(await op(w, created.operationId)).toEqual(parked);
+    // The customer's own site's reply continues the operation.
+    expect(await w.provisioning.acceptAgentReply(reply, quiet)).toBe('resumed');
+    expect((await op(w, created.operationId)).steps[0]?.state).toBe('done');
+  });
+
   it('survives a crash at every point between two writes: each effect once, the operation final', async () => {
     const clean = await world();
     await create(clean);

@@ -425,6 +425,9 @@ export async function world(
     cloudDirectory: () => cloud as unknown as CloudDirectory,
     agentChannel: (siteId) => Promise.resolve(agent.channel(siteId)),
     assertWorkAllowed: () => Promise.resolve(),
+    // site-1 is the customer's; site-2 another of the same provider's; site-9 another provider's.
+    siteOwner: (siteId) =>
+      Promise.resolve(({ 'site-1': 'prov', 'site-2': 'prov', 'site-9': 'other' } as const)[siteId]),
     random: () => 0.5,
     guard: { maxSharePercent: 10, minUsers: 3, windowInMinutes: 60 },
     ...options.deps,

@@ -38,6 +38,24 @@ describe('recentReads', () => {
     expect(inner.calls).toEqual(['a', 'a']);
   });
 
+  it('serves a remembered read only to a reader whose moment it began after (freshAfter)', async () => {
+    let t = 100;
+    const rows: Record<string, string> = { a: 'old' };
+    const inner = table(rows);
+    const reads = recentReads(inner, { ttlInMs: 1000, now: () => t });
+    expect((await reads.get('p', 'a'))?.value).toBe('old');
+    // The row changes, then an operation is accepted at 150: it must not get the read from 100.
+    rows.a = 'new';
+    t = 200;
+    expect((await reads.get('p', 'a', { freshAfter: 150 }))?.value).toBe('new');
+    // That read began at 200: readers from before then (or none) share it.
+    expect((await reads.get('p', 'a', { freshAfter: 199 }))?.value).toBe('new');
+    expect((await reads.get('p', 'a'))?.value).toBe('new');
+    // The same moment is not after it.
+    expect((await reads.get('p', 'a', { freshAfter: 200 }))?.value).toBe('new');
+    expect(inner.calls).toEqual(['a', 'a', 'a']);
+  });
+
   it('remembers neither a missing row nor a failed read, and forgets on request', async () => {
     const inner = table({ a: 'A' });
     const reads = recentReads(inner, { ttlInMs: 60_000, now: () => 0 });
