@@ -48,6 +48,8 @@ export const agentConfigSchema = z.strictObject({
     allowedAttributes: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/)).default([]),
     /** UPN suffixes new users may get; any when absent. */
     upnSuffixes: z.array(z.string().min(1)).optional(),
+    /** Stamp mS-DS-ConsistencyGuid = objectGUID on create (off: Connect falls back to objectGUID). */
+    stampConsistencyGuid: z.boolean().default(false),
     connectTimeoutInMs: z.number().int().positive().default(3000),
     operationTimeoutInMs: z.number().int().positive().default(15_000),
   }),

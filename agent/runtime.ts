@@ -41,8 +41,9 @@ import {
  * What this agent understands (shared/relay-protocol/versions.ts gates commands on it). 0.2.0: replies
  * carry `commandIssuedAt`; key rotation (two site keys, `nextSignature`). 0.3.0: createUser sends the
  * password and the enabled flag in the add (3 LDAP round trips instead of 5); the protocol is unchanged.
+ * 0.4.0: mS-DS-ConsistencyGuid is stamped only with `directory.stampConsistencyGuid` (2 round trips).
  */
-export const agentVersion = '0.3.0';
+export const agentVersion = '0.4.0';
 
 export interface RunningAgent {
   /** Stops receiving, finishes in-flight commands (reply + complete), closes connections. */
@@ -154,6 +155,7 @@ export async function startAgent(
     {
       allowedOus: config.directory.allowedOus,
       allowedAttributes: config.directory.allowedAttributes,
+      stampConsistencyGuid: config.directory.stampConsistencyGuid,
       ...(config.directory.upnSuffixes === undefined ? {} : { upnSuffixes: config.directory.upnSuffixes }),
     },
     {

@@ -35,6 +35,13 @@ export interface ExecutorPolicy {
   allowedAttributes: readonly string[];
   /** When set, a UPN must end in one of these suffixes. */
   upnSuffixes?: readonly string[];
+  /**
+   * Also write mS-DS-ConsistencyGuid = objectGUID on create (one more replicated write per user, and
+   * the service account needs write access to that attribute). Off by default: Entra Connect and Cloud
+   * Sync use objectGUID when it is empty (and write it back themselves), which is the immutable id we
+   * give the Entra user, so a later install hard-matches our users either way.
+   */
+  stampConsistencyGuid?: boolean;
 }
 
 export interface SecretOpener {
@@ -423,9 +430,10 @@ export class LdapExecutor {
           new EqualityFilter({ attribute: 'userPrincipalName', value: command.userPrincipalName }),
         ],
       });
-      // Three round trips for a new user (add, one search, one modify), where the DC's password hashing
-      // is the cost that matters: the password and the enabled flag go into the add itself (LDAPS), so a
-      // user is never visible enabled without a password and a policy refusal leaves nothing behind.
+      // Two round trips for a new user (add, one search; a modify only to stamp mS-DS-ConsistencyGuid
+      // when configured), where the DC's password hashing is the cost that matters: the password and the
+      // enabled flag go into the add itself (LDAPS), so a user is never visible enabled without a
+      // password and a policy refusal leaves nothing behind.
       const withPassword = password !== undefined;
       const attributes: Attribute[] = [
         new Attribute({ type: 'objectClass', values: ['top', 'person', 'organizationalPerson', 'user'] }),
@@ -526,8 +534,9 @@ export class LdapExecutor {
         if (password !== undefined) changes.push(unicodePwd(password));
         changes.push(replace('userAccountControl', [String(uac & ~UF_ACCOUNTDISABLE)]));
       }
-      // Anchor for a later Entra Connect / Cloud Sync install: it hard-matches our users instead of duplicating.
-      if (guid !== undefined && !stamped) changes.push(replace('mS-DS-ConsistencyGuid', [guid]));
+      // The anchor stamp, when configured (see ExecutorPolicy.stampConsistencyGuid).
+      const stamping = this.policy.stampConsistencyGuid === true && guid !== undefined && !stamped;
+      if (stamping) changes.push(replace('mS-DS-ConsistencyGuid', [guid]));
       if (changes.length > 0) {
         try {
           await client.modify(target, changes);
@@ -541,13 +550,13 @@ export class LdapExecutor {
         }
       }
       // The result is composed from the search and what the modify wrote (no re-read); its usnChanged
-      // is the one read before the anchor was stamped, and the change feed reports the later one.
+      // is the one read before the modify, and the change feed reports the later one.
       const user = this.toUser(mine);
       return {
         user: {
           ...user,
           ...(mustEnable ? { enabled: true } : {}),
-          ...(guid?.length === 16 ? { consistencyGuid: guid.toString('base64') } : {}),
+          ...(stamping && guid.length === 16 ? { consistencyGuid: guid.toString('base64') } : {}),
         },
         replayed: !created,
       };

@@ -3,12 +3,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { Attribute, Client } from 'ldapts';
+import { Attribute, Change, Client } from 'ldapts';
 import { startLocalAgent } from '../../dev/local-agent.js';
 import { startAzurite } from '../../dev/peers/azurite.js';
 import { startSambaPeer, SambaNotInstalledError } from '../../dev/peers/samba/index.js';
 import { createTableStore } from '../../shared/adapters/tables/table-store.js';
 import { operationSchema } from '../../shared/domain/operation.js';
+import { ACTIVE_PARTITION, engineCollections } from '../../shared/usecases/operations/records.js';
 import { generateSigningKeyPair, generateSiteKeyPair } from '../../shared/relay-protocol/index.js';
 import { graphSeed, startTestStack, waitFor, type TestStack } from '../support/stack.js';
 import { benchAd } from './ad.js';
@@ -84,6 +85,13 @@ async function provision(
   users: { userId: string; upn: string; password?: string; licencePlan?: string }[],
   /** How to read an operation's state (default GET /operations/{id}); the hybrid bench reads storage. */
   stateOf?: (operationId: string) => Promise<string>,
+  /**
+   * Whether every accepted operation has finished, in one light read (polled instead of each
+   * operation's state, so the bench's own reads cost the box little; each state is read once after).
+   */
+  settled?: () => Promise<boolean>,
+  /** Called the moment the run is over (before the states are read), e.g. for a CPU snapshot. */
+  whenSettled?: () => void,
 ): Promise<number> {
   const started = performance.now();
   const operationIds: string[] = [];
@@ -110,6 +118,16 @@ async function provision(
       )),
     );
   }
+  if (settled !== undefined) {
+    await waitFor(async () => ((await settled()) ? true : undefined), 'every operation finished', 600_000);
+    const finishedAt = performance.now();
+    whenSettled?.();
+    for (const id of operationIds) {
+      const state = await (stateOf?.(id) ?? Promise.resolve('missing'));
+      if (state !== 'succeeded') throw new Error(`operation ${id} ended ${state}`);
+    }
+    return users.length / ((finishedAt - started) / 1000);
+  }
   for (const id of operationIds) {
     const op = await waitFor(
       async () => {
@@ -135,6 +153,12 @@ async function rawLdapAdds(
   ou: string,
   count: number,
   concurrency: number,
+  /**
+   * `add`: the add with password alone (the issue's baseline). `agent`: what the agent's create does
+   * on the DC (the add, one search for the sAMAccountName/UPN): the most any hybrid pipeline through
+   * that agent can reach. `stamped`: the same plus the modify of `directory.stampConsistencyGuid`.
+   */
+  shape: 'add' | 'agent' | 'stamped' = 'add',
 ): Promise<number> {
   // One connection per concurrent writer, as the agent's pool has.
   const clients = Array.from(
@@ -157,6 +181,23 @@ async function rawLdapAdds(
           // unicodePwd is the UTF-16LE of the quoted password, sent as bytes.
           new Attribute({ type: 'unicodePwd', values: [Buffer.from(`"Raw!${sam}#1a"`, 'utf16le')] }),
         ]);
+        if (shape === 'add') continue;
+        const { searchEntries } = await client.search(ou, {
+          scope: 'sub',
+          filter: `(|(sAMAccountName=${sam})(userPrincipalName=${sam}@raw.example))`,
+          attributes: ['objectGUID'],
+          explicitBufferAttributes: ['objectGUID'],
+        });
+        const guid = searchEntries[0]?.objectGUID;
+        if (!Buffer.isBuffer(guid)) throw new Error(`raw ${sam}: no objectGUID read back`);
+        if (shape === 'agent') continue;
+        await client.modify(
+          `CN=${sam},${ou}`,
+          new Change({
+            operation: 'replace',
+            modification: new Attribute({ type: 'mS-DS-ConsistencyGuid', values: [guid] }),
+          }),
+        );
       }
     }),
   );
@@ -428,10 +469,9 @@ try {
       wrapBus: (bus) => countingBus(bus, counts),
     });
     // The bench's own polling reads storage outside the app, so the counts are the app's work alone.
-    const operations = createTableStore({ connectionString: azurite.connectionString }).collection(
-      'operations',
-      operationSchema,
-    );
+    const benchStore = createTableStore({ connectionString: azurite.connectionString });
+    const operations = benchStore.collection('operations', operationSchema);
+    const { active } = engineCollections(benchStore);
     const agentConcurrency = 4;
     const agent = await startLocalAgent({
       siteId: 'demo',
@@ -467,6 +507,11 @@ try {
       counts.reset();
       const answeredBefore = agent.answered;
       const cpuBefore = cpuSnapshot();
+      let cpuAfter = cpuBefore;
+      let agentCommands = 0;
+      let tableCallsPerUser = 0;
+      let tableCalls: Record<string, number> = {};
+      let directoryWork = 0;
       const perSecond = await provision(
         stack,
         key,
@@ -477,25 +522,45 @@ try {
           password: `Bench!${i}#Passw0rd`,
         })),
         async (id) => (await operations.get('bench', id))?.value.state ?? 'missing',
+        // The engine's active index (records.ts): a row per unfinished operation, deleted as it finishes.
+        async () =>
+          (await active.listPage(ACTIVE_PARTITION, { rowKeyPrefix: 'bench/', pageSize: 1 })).items.length ===
+          0,
+        () => {
+          cpuAfter = cpuSnapshot();
+          agentCommands = agent.answered - answeredBefore;
+          tableCallsPerUser = counts.total('table') / hybridUsers;
+          tableCalls = counts.perUnit('table', hybridUsers);
+          directoryWork = counts.total('queue');
+        },
       );
       // Deterministic cost per user: Table round trips by collection.operation, and queue hops (the
       // directory-work messages the app sent, plus each agent command and its reply).
       // Where the time went: CPU ms per user by component (the box's cores are shared by all of them).
-      const cpu = cpuBetween(cpuBefore, cpuSnapshot());
+      const cpu = cpuBetween(cpuBefore, cpuAfter);
       const cpuMsPerUser = Object.fromEntries(
         Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1000) / hybridUsers)]),
       );
-      const tableCallsPerUser = counts.total('table') / hybridUsers;
-      const agentCommands = agent.answered - answeredBefore;
-      const directoryWork = counts.total('queue');
       const queueHopsPerUser = (directoryWork + 2 * agentCommands) / hybridUsers;
-      const tableCalls = counts.perUnit('table', hybridUsers);
       const rawCpuBefore = cpuSnapshot();
       const rawAfter = await rawAdds(Math.ceil(hybridUsers / 2), agentConcurrency);
       const rawDcMsPerAdd = Math.round(
         (cpuBetween(rawCpuBefore, cpuSnapshot()).samba * 1000) / Math.ceil(hybridUsers / 2),
       );
       const rawSequential = await rawAdds(Math.ceil(hybridUsers / 2), 1);
+      const rawShaped = (shape: 'agent' | 'stamped') =>
+        rawLdapAdds(
+          dc.url,
+          dc.bindDn,
+          dc.password,
+          dc.caFile,
+          dc.usersOu,
+          Math.ceil(hybridUsers / 2),
+          agentConcurrency,
+          shape,
+        );
+      const rawAgentShape = await rawShaped('agent');
+      const rawStamped = await rawShaped('stamped');
       const raw = (rawBefore + rawAfter) / 2;
       results.hybrid = {
         users: hybridUsers,
@@ -507,6 +572,9 @@ try {
         rawLdapAddsSequentialPerSecond: rawSequential,
         ratio: perSecond / raw,
         ratioToSequential: perSecond / rawSequential,
+        rawAgentShapePerSecond: rawAgentShape,
+        ratioToAgentShape: perSecond / rawAgentShape,
+        rawWithConsistencyGuidStampPerSecond: rawStamped,
         tableCallsPerUser,
         queueHopsPerUser,
         cpuMsPerUser,
@@ -517,6 +585,9 @@ try {
       };
       console.log(
         `hybrid     ${perSecond.toFixed(1)} users/s (${hybridUsers} users, AD + Entra) vs ${raw.toFixed(1)} raw ldapts adds/s (with password, ${agentConcurrency} connections; ${rawSequential.toFixed(1)} with one) → ratio ${(perSecond / raw).toFixed(2)} (${(perSecond / rawSequential).toFixed(2)} to one connection); ${tableCallsPerUser.toFixed(1)} Table calls and ${queueHopsPerUser.toFixed(1)} queue hops per user`,
+      );
+      console.log(
+        `           the agent's own LDAP work alone (add + search, ${agentConcurrency} connections): ${rawAgentShape.toFixed(1)}/s = ${(rawAgentShape / raw).toFixed(2)} of raw adds → hybrid is ${(perSecond / rawAgentShape).toFixed(2)} of that; with the ConsistencyGuid stamp's modify ${rawStamped.toFixed(1)}/s = ${(rawStamped / raw).toFixed(2)}`,
       );
       console.log(`           Table calls per user: ${JSON.stringify(tableCalls)}`);
       console.log(

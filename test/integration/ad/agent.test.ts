@@ -131,7 +131,7 @@ describe('adapter → Service Bus → agent → DC', () => {
       { commandId: id() },
     );
     expect(replayed).toBe(false);
-    expect(user.consistencyGuid).toBe(user.objectGuid);
+    expect(user.consistencyGuid).toBeUndefined(); // not stamped by default (agent config)
     expect(user.attributes['department']).toBe('Ops');
     expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
     const ref = { objectGuid: user.objectGuid };

@@ -70,17 +70,51 @@ afterAll(async () => {
 });
 
 describe('createUser against a real AD', () => {
-  it('creates an enabled user with its password, ConsistencyGuid stamped with the objectGUID', async () => {
+  it('creates an enabled user with its password in one add, leaving mS-DS-ConsistencyGuid to Connect', async () => {
     const password = strongPassword();
     const name = sam();
     const user = await create({ sam: name, password });
     expect(Buffer.from(user.objectGuid, 'base64')).toHaveLength(16);
-    expect(user.consistencyGuid).toBe(user.objectGuid);
+    // Not stamped by default: Connect and Cloud Sync take objectGUID while it is empty.
+    expect(user.consistencyGuid).toBeUndefined();
+    const [entry] = (
+      await admin.search(user.dn, {
+        scope: 'base',
+        attributes: ['mS-DS-ConsistencyGuid'],
+        explicitBufferAttributes: ['mS-DS-ConsistencyGuid'],
+      })
+    ).searchEntries;
+    expect(entry).toBeDefined();
+    // ldapts lists an attribute asked for explicitly as a buffer even when the object has none.
+    expect([entry?.['mS-DS-ConsistencyGuid']].flat()).toEqual([]);
     expect(user.enabled).toBe(true);
     expect(user.dn).toBe(`CN=${name},${dc.usersOu}`);
     expect(user.userPrincipalName).toBe(`${name}@atria.test`);
     expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
     expect(await canBind(dc, `${name}@atria.test`, `${password}x`)).toBe(false);
+  });
+
+  it('stamps mS-DS-ConsistencyGuid with the objectGUID when the site asks for it, once per object', async () => {
+    const stamping = new LdapExecutor(
+      pool,
+      { allowedOus: [dc.atriaOu], allowedAttributes: [], stampConsistencyGuid: true },
+      { open: (sealed, binding) => openSecret(sealed, keys.privateKey, binding) },
+    );
+    const command = createUserEnvelope(keys, dc, { sam: sam(), password: strongPassword() });
+    const first = (await stamping.execute(command)) as CommandResult<'createUser'>;
+    expect(first.user.consistencyGuid).toBe(first.user.objectGuid);
+    const [entry] = (
+      await admin.search(first.user.dn, {
+        scope: 'base',
+        attributes: ['mS-DS-ConsistencyGuid', 'objectGUID'],
+        explicitBufferAttributes: ['mS-DS-ConsistencyGuid', 'objectGUID'],
+      })
+    ).searchEntries;
+    expect(entry?.['mS-DS-ConsistencyGuid']).toEqual(entry?.['objectGUID']);
+    // A redelivery finds it stamped and reports the same anchors.
+    const again = (await stamping.execute(command)) as CommandResult<'createUser'>;
+    expect(again.replayed).toBe(true);
+    expect(again.user.consistencyGuid).toBe(first.user.objectGuid);
   });
 
   it('a redelivered create returns the object it created instead of failing or duplicating', async () => {
@@ -169,7 +203,6 @@ describe('createUser against a real AD', () => {
     const again = (await executor.execute(command)) as CommandResult<'createUser'>;
     expect(again.replayed).toBe(true);
     expect(again.user.enabled).toBe(true);
-    expect(again.user.consistencyGuid).toBe(again.user.objectGuid);
     expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
     expect(await countBySam(name)).toBe(1);
   });
@@ -674,7 +707,6 @@ describe('the delegated service account', () => {
         createUserEnvelope(keys, dc, { sam: name, password }),
       )) as CommandResult<'createUser'>;
       expect(created.user.enabled).toBe(true);
-      expect(created.user.consistencyGuid).toBe(created.user.objectGuid);
       expect(await canBind(dc, `${name}@atria.test`, password)).toBe(true);
       const target = { objectGuid: created.user.objectGuid };
       await delegated.execute(
