@@ -26,7 +26,7 @@ import { createPax8Distributor } from './adapters/distributor/pax8.js';
 import { createPartnerCenterCommerce } from './adapters/partner-center/commerce.js';
 import type { Settings } from './config.js';
 import { AppError } from './errors.js';
-import type { Logger } from './logging.js';
+import { silentLogger, type Logger } from './logging.js';
 import type { Bus } from './ports/bus.js';
 import { systemClock, type Clock } from './ports/clock.js';
 import type { CloudDirectoryFactory } from './ports/cloud-directory.js';
@@ -122,13 +122,6 @@ function graphCustomHosts(baseUrl: string): string[] {
   return host === 'graph.microsoft.com' ? [] : [host];
 }
 
-const silentLogger: Logger = {
-  debug() {},
-  info() {},
-  warn() {},
-  error() {},
-  child: () => silentLogger,
-};
 
 export interface CompositionOverrides {
   clock?: Clock;

@@ -98,3 +98,12 @@ export const consoleSink: LogSink = (level, record) => {
   if (level === 'error' || level === 'warn') process.stderr.write(`${line}\n`);
   else process.stdout.write(`${line}\n`);
 };
+
+/** Says nothing (a caller that gave no logger). */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => silentLogger,
+};

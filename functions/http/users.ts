@@ -52,7 +52,7 @@ export const createUser = httpFunction({
       schema: operationSchema,
     },
   },
-  async handle({ caller, params: { customerId }, body, deps, headers, correlationId }) {
+  async handle({ caller, params: { customerId }, body, deps, headers, correlationId, log }) {
     const key = idempotencyKeyOf(headers);
     const { operation, replayed } = await deps.provisioning.requestCreateUser({
       caller: caller,
@@ -60,6 +60,7 @@ export const createUser = httpFunction({
       request: body,
       ...(key === undefined ? {} : { idempotencyKey: key }),
       correlationId,
+      log,
     });
     return {
       status: replayed ? 200 : 202,

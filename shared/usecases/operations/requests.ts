@@ -19,11 +19,12 @@ import {
 } from '../../domain/planning.js';
 import type { CreateUserRequest, UserRecord } from '../../domain/user.js';
 import { AppError } from '../../errors.js';
+import { silentLogger, type Logger } from '../../logging.js';
 import { record } from '../../metrics.js';
 import { deterministicMessageId } from '../../ports/bus.js';
 import type { Clock } from '../../ports/clock.js';
 import type { SecretSealer } from '../../ports/secret-sealer.js';
-import type { Store } from '../../ports/store.js';
+import type { Store, Versioned } from '../../ports/store.js';
 import { loadCustomer } from '../customers.js';
 import {
   ACTIVE_PARTITION,
@@ -117,7 +118,7 @@ export function createRequests(deps: RequestDeps) {
   }
 
   /** Stores the operation with its indexes (each write idempotent: a retried request repeats them). */
-  async function store(operation: Operation): Promise<void> {
+  async function store(operation: Operation): Promise<Versioned<Operation> | undefined> {
     const { providerId, customerId, userId, operationId, createdAt, userSequence } = operation;
     await c.active
       .create(ACTIVE_PARTITION, activeKey(providerId, operationId), {
@@ -127,10 +128,11 @@ export function createRequests(deps: RequestDeps) {
       })
       .catch(ignoreExisting);
     // The active index first (the sweeper finds what a crash left); the rest are independent.
-    await Promise.all([
-      c.operations
-        .create(providerId, operationId, operation)
-        .then(() => record.operationState(operation.kind, operation.state), ignoreExisting),
+    const [stored] = await Promise.all([
+      c.operations.create(providerId, operationId, operation).then((row) => {
+        record.operationState(operation.kind, operation.state);
+        return row;
+      }, ignoreExisting),
       c.customerOperations
         .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), {
           operationId,
@@ -144,6 +146,8 @@ export function createRequests(deps: RequestDeps) {
         )
         .catch(ignoreExisting),
     ]);
+    // Absent when a retried request found it stored already.
+    return stored ?? undefined;
   }
 
   type Claim = { operationId: string; existing?: Operation };
@@ -196,9 +200,12 @@ export function createRequests(deps: RequestDeps) {
     idempotencyKey?: string;
     correlationId: string;
     retryOf?: string;
+    /** Where the first step's lines go when it runs in this request (a hybrid create's park). */
+    log?: Logger;
   }): Promise<{ operation: Operation; replayed: boolean }> {
     const { caller, customerId, request } = input;
-    const customer = (await loadCustomer(deps.store, caller, customerId)).value;
+    const loadedCustomer = await loadCustomer(deps.store, caller, customerId);
+    const customer = loadedCustomer.value;
     const issues = createRequestIssues(customer, request);
     if (issues.length > 0) {
       throw new AppError(
@@ -295,8 +302,24 @@ export function createRequests(deps: RequestDeps) {
         await c.users.replace(partition, request.userId, fresh, user.etag);
       }
     }
-    await store(operation);
-    await enqueue(operation);
+    const storedRow = await store(operation);
+    // A hybrid create parks for the agent here; anything else (or a create this request cannot start)
+    // goes to the directory worker's queue.
+    const started =
+      storedRow !== undefined &&
+      (await deps.runner.startAccepted(storedRow, loadedCustomer, input.log ?? silentLogger).catch(
+        (error: unknown) => {
+          // Storage or the bus refused (AppError): the worker takes it from the queue. Anything else
+          // is a fault of this process: the client's retry of the request queues it (claim, above).
+          if (!(error instanceof AppError)) throw error;
+          (input.log ?? silentLogger).warn('could not start the operation here; queued', {
+            operationId,
+            code: error.code,
+          });
+          return false;
+        },
+      ));
+    if (!started) await enqueue(operation);
     return { operation: visibleOperation(operation), replayed: false };
   }
 

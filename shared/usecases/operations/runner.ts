@@ -168,6 +168,8 @@ export function createRunner(deps: RunnerDeps) {
   interface Ctx {
     current: Versioned<Operation>;
     customer?: Customer;
+    /** The customer as read by whoever hands the operation over (acceptance): no second read. */
+    customerInHand?: Versioned<Customer>;
     user?: UserRecord;
     input: RunInput;
     /** Whether this run has written the operation (a reply continued in-process must be persisted). */
@@ -1135,7 +1137,7 @@ export function createRunner(deps: RunnerDeps) {
         return 'waitingForEarlier';
       }
 
-      const customer = await customerOf(o);
+      const customer = ctx.customerInHand ?? (await customerOf(o));
       const refused =
         customer === undefined
           ? new AppError('NotFound', `customer ${o.customerId} is gone`)
@@ -1189,6 +1191,44 @@ export function createRunner(deps: RunnerDeps) {
     }
   }
 
+  /**
+   * A create just stored by its request, whose first step is the agent's, parks here: its command goes
+   * to the agent at once, with no queue hop and no second read of the operation or its customer. Only a
+   * user's first operation (nothing earlier to wait for). `false`: nothing was run, queue it instead.
+   * A throw after the park's write leaves a parked operation the sweep resends; before it, a queued one.
+   */
+  async function startAccepted(
+    accepted: Versioned<Operation>,
+    customer: Versioned<Customer>,
+    log: Logger,
+  ): Promise<boolean> {
+    const o = accepted.value;
+    const first = o.steps.find((s) => s.state !== 'done' && s.state !== 'skipped');
+    if (
+      o.state !== 'queued' ||
+      o.userSequence !== 1 ||
+      first === undefined ||
+      first.state !== 'pending' ||
+      stepDefinition(first.name).directory !== 'ad'
+    )
+      return false;
+    const ctx: Ctx = {
+      current: accepted,
+      customerInHand: customer,
+      input: {
+        providerId: o.providerId,
+        operationId: o.operationId,
+        runId: `accept:${o.operationId}:${randomUUID()}`,
+        // The id its queued run would have had: messages this run sends derive theirs from it.
+        messageId: deterministicMessageId('operation.run', o.providerId, o.operationId),
+        log,
+      },
+      persisted: false,
+    };
+    await runLoaded(ctx);
+    return ctx.persisted;
+  }
+
   async function earlierOperationPending(o: Operation): Promise<boolean> {
     const mine = operationIndexKey(o.userSequence, o.operationId);
     for await (const entry of c.userOperations.list(
@@ -1204,7 +1244,7 @@ export function createRunner(deps: RunnerDeps) {
     return false;
   }
 
-  return { run, acceptReply, applyOutcome, sendRun };
+  return { run, acceptReply, applyOutcome, sendRun, startAccepted };
 }
 
 export type Runner = ReturnType<typeof createRunner>;

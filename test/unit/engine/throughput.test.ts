@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { operationSchema } from '../../../shared/domain/operation.js';
 import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import type { NewCloudUser } from '../../../shared/ports/cloud-directory.js';
+import { AppError } from '../../../shared/errors.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
 import { customer, quiet, world } from './world.js';
 
@@ -34,8 +35,9 @@ describe('engine throughput', () => {
   it("continues a hybrid create in the agent's reply: Entra and licences done with no queue message between", async () => {
     const w = await world();
     const { operation } = await create(w, ada);
-    expect(await w.deliverOne()).toBe(true); // parks ad.create
+    // The request parked ad.create itself: the command went to the agent with no queue message.
     expect(w.bus.queue).toHaveLength(0);
+    expect(w.agent.inbox).toHaveLength(1);
     const writesBefore = w.store.writes;
     expect(await w.deliverAgent()).toBe(true);
     const done = await w.provisioning.getOperation(w.caller, operation.operationId);
@@ -48,6 +50,37 @@ describe('engine throughput', () => {
     // licences lease (1), the user record (1), the final state with outcomeApplied (1), and the active
     // index deleted (1). The reply needs no route of its own: its command id names the operation.
     expect(w.store.writes - writesBefore).toBe(5);
+  });
+
+  it('runs only an agent first step in the request: a cloud-only create is queued for the worker untouched', async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    const { operation } = await create(w, { ...ada, password: undefined });
+    expect(w.bus.queue.map((m) => m.body.type)).toEqual(['operation.run']);
+    expect(w.cloud.created).toBe(0);
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('queued');
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+  });
+
+  it('an agent channel down at acceptance schedules a retry; the create still succeeds once', async () => {
+    let down = true;
+    const w = await world({
+      deps: {
+        agentChannel: () =>
+          down
+            ? Promise.reject(new AppError('Unavailable', 'the bus is down', { retryable: true }))
+            : Promise.resolve(w.agent.channel('site-1')),
+      },
+    });
+    const { operation } = await create(w, ada);
+    const accepted = await w.provisioning.getOperation(w.caller, operation.operationId);
+    expect(accepted.state).toBe('retryScheduled');
+    expect(w.agent.inbox).toHaveLength(0);
+    down = false;
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+    expect(w.agent.creates).toBe(1);
+    expect(w.cloud.created).toBe(1);
   });
 
   it('saves the reply and queues a run when the operation is leased elsewhere: the reply is never lost', async () => {
