@@ -122,7 +122,6 @@ function graphCustomHosts(baseUrl: string): string[] {
   return host === 'graph.microsoft.com' ? [] : [host];
 }
 
-
 export interface CompositionOverrides {
   clock?: Clock;
   store?: Store;

@@ -131,6 +131,11 @@ const base = {
   deadline: z.string(),
   /** Its place among the operations of its user (they apply in this order). */
   userSequence: z.number().int().nonnegative().optional(),
+  /**
+   * A create: the etag of the user record its request wrote (`acceptedUserRecord`). While the record
+   * still has it, finishing needs no read of it. Internal, never shown.
+   */
+  userRecordEtag: z.string().optional(),
   /** Forward (running the steps) or compensating (undoing the done ones, newest first). */
   phase: z.enum(['forward', 'compensating']).default('forward'),
   /** Retryable failures so far (drives the backoff). */
@@ -190,7 +195,7 @@ export function blocksLaterOperations(op: Pick<Operation, 'state' | 'outcomeAppl
 
 /** What a stored operation shows a caller: never the sealed password, nor the internal lease. */
 export function visibleOperation(op: Operation): Operation {
-  const { sealedPassword: _sealed, lease: _lease, ...visible } = op;
+  const { sealedPassword: _sealed, lease: _lease, userRecordEtag: _etag, ...visible } = op;
   return visible;
 }
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { operationSchema } from '../../domain/operation.js';
-import { userRecordSchema } from '../../domain/user.js';
+import { operationSchema, type Operation } from '../../domain/operation.js';
+import { userRecordSchema, type UserRecord } from '../../domain/user.js';
 import type { Store } from '../../ports/store.js';
 import { customersCollection } from '../customers.js';
 
@@ -36,6 +36,28 @@ const passwordDropSchema = z.object({
   sealedPassword: z.string(),
   expiresAt: z.string(),
 });
+
+/**
+ * The user record a create's request writes, rebuilt from the operation alone (the runner uses it to
+ * finish without reading the record while its etag is still `userRecordEtag`): keep it the one source.
+ */
+export function acceptedUserRecord(o: Extract<Operation, { kind: 'user.create' }>): UserRecord {
+  const { request } = o;
+  return {
+    userId: request.userId,
+    providerId: o.providerId,
+    customerId: o.customerId,
+    userPrincipalName: request.userPrincipalName,
+    displayName: request.displayName,
+    state: 'provisioning',
+    licences: [],
+    ...(request.startDate === undefined ? {} : { startDate: request.startDate }),
+    ...(request.endDate === undefined ? {} : { endDate: request.endDate }),
+    lastOperationId: o.operationId,
+    createdAt: o.createdAt,
+    updatedAt: o.createdAt,
+  };
+}
 
 export const HELD_PARTITION = 'needsLicence';
 export const ACTIVE_PARTITION = 'active';

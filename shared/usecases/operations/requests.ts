@@ -27,6 +27,7 @@ import type { SecretSealer } from '../../ports/secret-sealer.js';
 import type { Store, Versioned } from '../../ports/store.js';
 import { loadCustomer } from '../customers.js';
 import {
+  acceptedUserRecord,
   ACTIVE_PARTITION,
   activeKey,
   HELD_PARTITION,
@@ -87,19 +88,16 @@ export function createRequests(deps: RequestDeps) {
     return found;
   }
 
-  /** The next place in a user's order, claimed with the etag (two requests never share one). */
+  /**
+   * The next place in a user's order, claimed with the etag (two requests never share one). Place 1
+   * is the brand-new user's create, which takes it by creating the user record (no sequence row):
+   * a missing row therefore means 1 is taken. (Rows written before that hold `next: 1` for it.)
+   */
   async function nextSequence(providerId: string, customerId: string, userId: string): Promise<number> {
     const partition = userPartition(providerId, customerId);
-    // Most requests are a new user's first: claim 1 straight away (one write, no read before it).
-    try {
-      await c.userSequences.create(partition, userId, { next: 1 });
-      return 1;
-    } catch (error) {
-      ignoreExisting(error);
-    }
     for (let attempt = 0; attempt < 50; attempt++) {
       const row = await c.userSequences.get(partition, userId);
-      const next = (row?.value.next ?? 0) + 1;
+      const next = (row?.value.next ?? 1) + 1;
       try {
         if (row === undefined) await c.userSequences.create(partition, userId, { next });
         else await c.userSequences.replace(partition, userId, { next }, row.etag);
@@ -246,7 +244,7 @@ export function createRequests(deps: RequestDeps) {
     const startsAt = request.startDate === undefined ? undefined : new Date(`${request.startDate}T00:00:00Z`);
     const later =
       startsAt !== undefined && startsAt.getTime() > deps.clock.now().getTime() ? startsAt : undefined;
-    const operation: Operation = {
+    const operation: Extract<Operation, { kind: 'user.create' }> = {
       operationId,
       providerId: caller.providerId,
       customerId,
@@ -261,28 +259,17 @@ export function createRequests(deps: RequestDeps) {
       ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }),
       ...(input.retryOf === undefined ? {} : { retryOf: input.retryOf }),
       request: stored,
-      userSequence: await nextSequence(caller.providerId, customerId, request.userId),
+      userSequence: 0, // set below, with the user record
       ...(password === undefined ? {} : { sealedPassword: deps.sealer.seal(password) }),
       createdAt: created,
       updatedAt: created,
       deadline: deadlineFor('user.create', later ?? deps.clock.now(), deps.deadlines).toISOString(),
     };
-    const fresh: UserRecord = {
-      userId: request.userId,
-      providerId: caller.providerId,
-      customerId,
-      userPrincipalName: request.userPrincipalName,
-      displayName: request.displayName,
-      state: 'provisioning',
-      licences: [],
-      ...(request.startDate === undefined ? {} : { startDate: request.startDate }),
-      ...(request.endDate === undefined ? {} : { endDate: request.endDate }),
-      lastOperationId: operationId,
-      createdAt: created,
-      updatedAt: created,
-    };
+    const fresh = acceptedUserRecord(operation);
     try {
-      await c.users.create(partition, request.userId, fresh);
+      operation.userRecordEtag = (await c.users.create(partition, request.userId, fresh)).etag;
+      // A brand-new user: its create is the first in the user's order.
+      operation.userSequence = 1;
     } catch (error) {
       ignoreExisting(error);
       const user = await c.users.get(partition, request.userId);
@@ -299,16 +286,20 @@ export function createRequests(deps: RequestDeps) {
             `user ${request.userId} already exists for customer ${customerId}`,
           );
         // A deleted user's id, or a failed create, starts again as a new user record.
-        await c.users.replace(partition, request.userId, fresh, user.etag);
+        operation.userRecordEtag = (await c.users.replace(partition, request.userId, fresh, user.etag)).etag;
       }
+      // A new place for a re-created id, and for a retry of this very request (its first attempt may
+      // have stored its index under another place: earlierOperationPending skips its own id).
+      operation.userSequence = await nextSequence(caller.providerId, customerId, request.userId);
     }
     const storedRow = await store(operation);
     // A hybrid create parks for the agent here; anything else (or a create this request cannot start)
     // goes to the directory worker's queue.
     const started =
       storedRow !== undefined &&
-      (await deps.runner.startAccepted(storedRow, loadedCustomer, input.log ?? silentLogger).catch(
-        (error: unknown) => {
+      (await deps.runner
+        .startAccepted(storedRow, loadedCustomer, input.log ?? silentLogger)
+        .catch((error: unknown) => {
           // Storage or the bus refused (AppError): the worker takes it from the queue. Anything else
           // is a fault of this process: the client's retry of the request queues it (claim, above).
           if (!(error instanceof AppError)) throw error;
@@ -317,8 +308,7 @@ export function createRequests(deps: RequestDeps) {
             code: error.code,
           });
           return false;
-        },
-      ));
+        }));
     if (!started) await enqueue(operation);
     return { operation: visibleOperation(operation), replayed: false };
   }

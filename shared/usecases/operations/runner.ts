@@ -22,6 +22,7 @@ import { recentReads } from '../../ports/recent-reads.js';
 import type { Versioned } from '../../ports/store.js';
 import { directoryWork } from '../../contracts/directory-work.js';
 import {
+  acceptedUserRecord,
   ACTIVE_PARTITION,
   activeKey,
   HELD_PARTITION,
@@ -371,6 +372,23 @@ export function createRunner(deps: RunnerDeps) {
 
   async function updateUserRecord(o: Operation): Promise<void> {
     const partition = userPartition(o.providerId, o.customerId);
+    // A create whose record is still as its request wrote it: no read (the etag proves the content).
+    if (o.kind === 'user.create' && o.userRecordEtag !== undefined) {
+      const next = acceptedUserRecord(o);
+      applyOutcome(o, next);
+      next.updatedAt = now();
+      try {
+        await c.users.replace(partition, o.userId, next, o.userRecordEtag);
+        return;
+      } catch (error) {
+        // Changed since (a hold, a delete, another incarnation): read it, as below.
+        if (!(
+          error instanceof AppError &&
+          (error.code === 'ConcurrencyConflict' || error.code === 'NotFound')
+        ))
+          throw error;
+      }
+    }
     for (let attempt = 0; attempt < 8; attempt++) {
       const user = await c.users.get(partition, o.userId);
       // Another incarnation of this user id (deleted, then created again) is not this operation's.

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { operationSchema, type Operation } from '../../../shared/domain/operation.js';
 import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
@@ -417,6 +418,30 @@ describe('lifecycle and order', () => {
     const held = results.filter((r) => r.operation.state === 'heldForConfirmation');
     // minUsers 3, 10 %: the 3rd and every later one of 10 users is held.
     expect(held).toHaveLength(8);
+  });
+
+  it("numbers a user's operations from its create (place 1, no sequence row) on, old rows included", async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    await activeUsers(w, 2);
+    const sequences = w.store.collection('usersequences', z.object({ next: z.number() }));
+    expect(await sequences.get('prov/contoso', 'u-0')).toBeUndefined();
+    // A user whose create was numbered by an earlier build: its row says 1 is taken.
+    await sequences.create('prov/contoso', 'u-1', { next: 1 });
+    const disable = (userId: string) =>
+      w.provisioning.requestUserChange({
+        caller: w.caller,
+        customerId: 'contoso',
+        userId,
+        change: { kind: 'user.disable', request: {} },
+        correlationId: `c-${userId}`,
+      });
+    const created = await w.provisioning.listOperations(w.caller, 'contoso', { limit: 10 });
+    expect(created.value.map((o) => o.userSequence)).toEqual([1, 1]);
+    expect((await disable('u-0')).operation.userSequence).toBe(2);
+    expect((await disable('u-1')).operation.userSequence).toBe(2);
+    expect((await sequences.get('prov/contoso', 'u-0'))?.value.next).toBe(2);
+    await w.pump();
+    expect((await user(w, 'u-0')).state).toBe('disabled');
   });
 
   it('applies operations of one user in the order they were accepted', async () => {

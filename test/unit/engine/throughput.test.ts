@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { operationSchema } from '../../../shared/domain/operation.js';
-import type { CreateUserRequest } from '../../../shared/domain/user.js';
+import { userRecordSchema, type CreateUserRequest } from '../../../shared/domain/user.js';
 import type { NewCloudUser } from '../../../shared/ports/cloud-directory.js';
 import { AppError } from '../../../shared/errors.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
@@ -50,6 +50,37 @@ describe('engine throughput', () => {
     // licences lease (1), the user record (1), the final state with outcomeApplied (1), and the active
     // index deleted (1). The reply needs no route of its own: its command id names the operation.
     expect(w.store.writes - writesBefore).toBe(5);
+  });
+
+  it('finishes a create without reading its user record while it is as the request wrote it', async () => {
+    const w = await world();
+    const { operation } = await create(w, ada);
+    const before = w.store.reads.get('users') ?? 0;
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+    // The hold-free create read it only through getUser below, never to finish.
+    expect((w.store.reads.get('users') ?? 0) - before).toBe(0);
+    const u = await w.provisioning.getUser(w.caller, 'contoso', 'u-ada');
+    expect(u).toMatchObject({ state: 'active', lastOperationId: operation.operationId });
+    expect(u.ad?.objectGuid).toBeDefined();
+    expect(u.entra?.onPremisesImmutableId).toBe(u.ad?.objectGuid);
+    expect(u.licences.map((l) => l.skuId)).toEqual(['6fd2c87f-b296-42f0-b197-1e91e994b900']);
+  });
+
+  it('reads the user record to finish once something else changed it', async () => {
+    const w = await world();
+    const { operation } = await create(w, ada);
+    const users = w.store.collection('users', userRecordSchema);
+    const row = await users.get('prov/contoso', 'u-ada');
+    if (row === undefined) throw new Error('no user record');
+    await users.replace('prov/contoso', 'u-ada', { ...row.value, displayName: 'Ada King' }, row.etag);
+    await w.pump();
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+    // The change is kept: the finish applied its outcome to the record as it is now.
+    expect(await w.provisioning.getUser(w.caller, 'contoso', 'u-ada')).toMatchObject({
+      state: 'active',
+      displayName: 'Ada King',
+    });
   });
 
   it('runs only an agent first step in the request: a cloud-only create is queued for the worker untouched', async () => {

@@ -35,6 +35,8 @@ type Row = { value: unknown; etag: string };
 export class MemoryStore implements Store {
   private readonly rows = new Map<string, Map<string, Map<string, { value: unknown; etag: string }>>>();
   writes = 0;
+  /** Point reads by table (`users` → n), for tests of what a flow reads. */
+  readonly reads = new Map<string, number>();
   /** Throws on the write with this number (1-based): `before` it lands or `after`. */
   crashAt: { write: number; when: 'before' | 'after' } | undefined;
 
@@ -77,7 +79,8 @@ export class MemoryStore implements Store {
       }
     };
     const collection: Collection<T> = {
-      get(pk, rk) {
+      get: (pk, rk) => {
+        this.reads.set(name, (this.reads.get(name) ?? 0) + 1);
         const row = part(pk).get(rk);
         return Promise.resolve(row === undefined ? undefined : versioned(pk, rk, row));
       },
