@@ -135,6 +135,8 @@ const agentCodes = [
 
 /** A run waiting for an earlier operation of its user looks again after this, if not woken before. */
 const orderSafetyNetInMs = 60_000;
+/** When the earlier operation is a create writing its end (see runLoaded). */
+const finishingRecheckInMs = 2_000;
 
 const passwordSteps = new Set(['ad.create', 'entra.create', 'ad.password', 'entra.password']);
 
@@ -370,7 +372,12 @@ export function createRunner(deps: RunnerDeps) {
     }
   }
 
-  async function updateUserRecord(o: Operation): Promise<void> {
+  /**
+   * Applies the operation's outcome to its user record. `true`: a create found the record exactly as
+   * its request wrote it, i.e. `provisioning` all along, so no change of this user can have been
+   * accepted before this write (requests refuse a user being created).
+   */
+  async function updateUserRecord(o: Operation): Promise<boolean> {
     const partition = userPartition(o.providerId, o.customerId);
     // A create whose record is still as its request wrote it: no read (the etag proves the content).
     if (o.kind === 'user.create' && o.userRecordEtag !== undefined) {
@@ -379,7 +386,7 @@ export function createRunner(deps: RunnerDeps) {
       next.updatedAt = now();
       try {
         await c.users.replace(partition, o.userId, next, o.userRecordEtag);
-        return;
+        return true;
       } catch (error) {
         // Changed since (a hold, a delete, another incarnation): read it, as below.
         if (!(
@@ -392,13 +399,13 @@ export function createRunner(deps: RunnerDeps) {
     for (let attempt = 0; attempt < 8; attempt++) {
       const user = await c.users.get(partition, o.userId);
       // Another incarnation of this user id (deleted, then created again) is not this operation's.
-      if (user === undefined || user.value.createdAt > o.createdAt) return;
+      if (user === undefined || user.value.createdAt > o.createdAt) return false;
       const next = structuredClone(user.value);
       applyOutcome(o, next);
       next.updatedAt = now();
       try {
         await c.users.replace(partition, o.userId, next, user.etag);
-        return;
+        return false;
       } catch (error) {
         if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
       }
@@ -459,19 +466,21 @@ export function createRunner(deps: RunnerDeps) {
     const final = structuredClone(op(ctx));
     finalChanges(final);
     final.updatedAt = now();
-    await updateUserRecord(final);
+    // Nothing of this user was accepted before the record write (see updateUserRecord): a change
+    // accepted in the moment since finds this create finishing and looks again shortly.
+    const nothingLater = await updateUserRecord(final);
     await deps.onFinished?.(final);
     await save(ctx, (o) => {
       finalChanges(o);
       o.outcomeApplied = true;
     });
-    await clearIndexes(ctx);
+    await clearIndexes(ctx, { wakeNext: !nothingLater });
     log.info('operation finished', { operationId: op(ctx).operationId, state });
     return 'finished';
   }
 
   /** A finished operation's index rows (held, active), then the next of its user. */
-  async function clearIndexes(ctx: Ctx): Promise<void> {
+  async function clearIndexes(ctx: Ctx, options: { wakeNext?: boolean } = {}): Promise<void> {
     const o = op(ctx);
     const key = activeKey(o.providerId, o.operationId);
     const deletes: Promise<void>[] = [c.active.delete(ACTIVE_PARTITION, key)];
@@ -479,7 +488,7 @@ export function createRunner(deps: RunnerDeps) {
     if (o.steps.some((s) => stepDefinition(s.name).directory === 'licences'))
       deletes.push(c.held.delete(HELD_PARTITION, key));
     await Promise.all(deletes);
-    await wakeNext(o);
+    if (options.wakeNext !== false) await wakeNext(o);
   }
 
   /** A failure no retry can fix: forward → compensation of the done steps (creates); else failed. */
@@ -1150,8 +1159,21 @@ export function createRunner(deps: RunnerDeps) {
       // Per-user order: an earlier operation of this user that is still running goes first. When it
       // finishes it wakes this one; the scheduled run is only the safety net. The user's first
       // operation (sequence 1) has no earlier one to look for.
-      if (o.userSequence !== 1 && (await earlierOperationPending(o))) {
-        await comeBackLater(ctx, new Date(t + orderSafetyNetInMs), `order:${o.updatedAt}`);
+      const earlier = o.userSequence === 1 ? undefined : await earlierOperationPending(o);
+      if (earlier !== undefined) {
+        // A change waits for its user's create only in the moment the create has written the user
+        // record (requests refuse a user being created) and not yet its end, and such a finish does
+        // not wake it (finish): look again soon while the create is recent. Otherwise the earlier
+        // one's finish wakes this one and the scheduled run is the safety net.
+        const finishing =
+          earlier.kind === 'user.create' &&
+          o.kind !== 'user.create' &&
+          t - new Date(earlier.updatedAt).getTime() < 10 * finishingRecheckInMs;
+        await comeBackLater(
+          ctx,
+          new Date(t + (finishing ? finishingRecheckInMs : orderSafetyNetInMs)),
+          `order:${o.updatedAt}`,
+        );
         return 'waitingForEarlier';
       }
 
@@ -1247,7 +1269,7 @@ export function createRunner(deps: RunnerDeps) {
     return ctx.persisted;
   }
 
-  async function earlierOperationPending(o: Operation): Promise<boolean> {
+  async function earlierOperationPending(o: Operation): Promise<Operation | undefined> {
     const mine = operationIndexKey(o.userSequence, o.operationId);
     for await (const entry of c.userOperations.list(
       userOperationsPartition(o.providerId, o.customerId, o.userId),
@@ -1257,9 +1279,9 @@ export function createRunner(deps: RunnerDeps) {
       // its first place is itself, never an earlier operation to wait for.
       if (entry.value.operationId === o.operationId) continue;
       const earlier = await c.operations.get(o.providerId, entry.value.operationId);
-      if (earlier !== undefined && blocksLaterOperations(earlier.value)) return true;
+      if (earlier !== undefined && blocksLaterOperations(earlier.value)) return earlier.value;
     }
-    return false;
+    return undefined;
   }
 
   return { run, acceptReply, applyOutcome, sendRun, startAccepted };

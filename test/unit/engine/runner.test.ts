@@ -444,6 +444,44 @@ describe('lifecycle and order', () => {
     expect((await user(w, 'u-0')).state).toBe('disabled');
   });
 
+  it('a change accepted while its create is writing its end looks again within seconds, then runs', async () => {
+    const w = await world({ mode: 'cloudOnly' });
+    const created = await create(w, { ...ada, password: undefined });
+    // Crash the worker right after the create's user record became active (its final write not done).
+    const probe = await world({ mode: 'cloudOnly' });
+    await create(probe, { ...ada, password: undefined });
+    const from = probe.store.writes;
+    await probe.pump();
+    const userWrite = probe.store.writeLog.findIndex((t, i) => i >= from && t === 'users') + 1;
+    expect(userWrite).toBeGreaterThan(0);
+    w.store.crashAt = { write: userWrite, when: 'after' };
+    expect(await w.deliverOne()).toBe(true);
+    expect((await user(w)).state).toBe('active');
+    expect((await op(w, created.operationId)).state).not.toBe('succeeded');
+    const { operation: disable } = await w.provisioning.requestUserChange({
+      caller: w.caller,
+      customerId: 'contoso',
+      userId: ada.userId,
+      change: { kind: 'user.disable', request: {} },
+      correlationId: 'c-disable',
+    });
+    const t = w.clock.t;
+    // Deliver the disable (the create's redelivery waits 30 s): the create is only finishing.
+    const next = w.bus.queue.findIndex(
+      (m) => m.body.type === 'operation.run' && m.body.operationId === disable.operationId,
+    );
+    w.bus.queue.unshift(...w.bus.queue.splice(next, 1));
+    expect(await w.deliverOne()).toBe(true);
+    const again = w.bus.queue.find(
+      (m) => m.body.type === 'operation.run' && m.body.operationId === disable.operationId,
+    );
+    expect(again?.options.scheduledEnqueueTime?.getTime()).toBe(t + 2_000);
+    await w.pump();
+    expect((await op(w, created.operationId)).state).toBe('succeeded');
+    expect((await op(w, disable.operationId)).state).toBe('succeeded');
+    expect((await user(w)).state).toBe('disabled');
+  });
+
   it('applies operations of one user in the order they were accepted', async () => {
     const w = await world({ mode: 'cloudOnly' });
     await activeUsers(w, 1);

@@ -46,8 +46,12 @@ export class MemoryStore implements Store {
     return t;
   }
 
-  private write(apply: () => void): void {
+  /** The table of every write, in order (write n is `writeLog[n - 1]`). */
+  readonly writeLog: string[] = [];
+
+  private write(table: string, apply: () => void): void {
     this.writes++;
+    this.writeLog.push(table);
     const crash = this.crashAt;
     if (crash !== undefined && crash.write === this.writes && crash.when === 'before')
       throw new Crash('before');
@@ -70,7 +74,7 @@ export class MemoryStore implements Store {
       etag: row.etag,
     });
     // A crash is a rejected promise, as over the network: writes started beside it (Promise.all) still land.
-    const write = (apply: () => void): void => this.write(apply);
+    const write = (apply: () => void): void => this.write(name, apply);
     const attempt = <R>(run: () => R): Promise<R> => {
       try {
         return Promise.resolve(run());
@@ -437,6 +441,7 @@ export async function world(
   });
   await customersCollection(store).create('prov', 'contoso', customer(options.mode ?? 'hybridFederated'));
   store.writes = 0;
+  store.writeLog.length = 0;
   const caller = { id: 'test', kind: 'apiKey' as const, providerId: 'prov' };
 
   /** One delivery of the oldest due message; false when nothing is due (advance the clock). */
