@@ -27,8 +27,21 @@ function pemPair(publicKey: KeyObject, privateKey: KeyObject): PemKeyPair {
   };
 }
 
+// Parsed public keys by PEM: every command and reply needs its site's keys, and parsing costs more
+// than the signature itself. KeyObjects are immutable; a bounded map (oldest dropped) is enough.
+const parsedPublicKeys = new Map<string, KeyObject>();
+const MAX_PARSED_PUBLIC_KEYS = 1000;
+
 export function publicKeyFromPem(pem: string, expected: 'ed25519' | 'x25519'): KeyObject {
-  const key = createPublicKey(pem);
+  let key = parsedPublicKeys.get(pem);
+  if (key === undefined) {
+    key = createPublicKey(pem);
+    parsedPublicKeys.set(pem, key);
+    if (parsedPublicKeys.size > MAX_PARSED_PUBLIC_KEYS) {
+      const oldest = parsedPublicKeys.keys().next().value;
+      if (oldest !== undefined) parsedPublicKeys.delete(oldest);
+    }
+  }
   if (key.asymmetricKeyType !== expected) throw new TypeError(`expected an ${expected} public key`);
   return key;
 }

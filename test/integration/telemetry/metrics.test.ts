@@ -93,8 +93,16 @@ afterAll(async () => {
 
 describe('metrics on real flows', () => {
   it("records a hybrid create's state transitions, its Graph requests, the agent round trip and the queue lag", async () => {
-    const operationId = await createUser(f, `m-${randomUUID().slice(0, 6)}`);
+    const userId = `m-${randomUUID().slice(0, 6)}`;
+    const operationId = await createUser(f, userId);
     await untilState(f, operationId);
+    // The create parked in its request (no operation.run message): a disable goes through the worker.
+    const disabled = await f.stack.api(`/customers/${f.customerId}/users/${userId}/disable`, {
+      method: 'POST',
+      key: f.key,
+    });
+    expect(disabled.status, await disabled.clone().text()).toBe(202);
+    await untilState(f, ((await disabled.json()) as { operationId: string }).operationId);
 
     const kind = { 'atria.operation.kind': 'user.create' };
     expect(await total('atria.operation.transitions', { ...kind, 'atria.operation.state': 'queued' })).toBe(
