@@ -100,7 +100,11 @@ export interface AgentProcess {
  * The agent as its own process (as on customer premises): `tsx agent/main.ts --config <file>`, a child
  * of the caller, so Ctrl-C in the terminal stops it too. Its output is prefixed with `[agent]`.
  */
-export function spawnAgentProcess(configFile: string): AgentProcess {
+export function spawnAgentProcess(
+  configFile: string,
+  /** Each output line instead of the prefixed copy on this process's stdout/stderr (e.g. to count). */
+  onLine?: (line: string) => void,
+): AgentProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts', '--config', configFile], {
     cwd: process.cwd(),
     env: process.env,
@@ -113,8 +117,23 @@ export function spawnAgentProcess(configFile: string): AgentProcess {
       .filter((line) => line !== '')
       .map((line) => `[agent] ${line}\n`)
       .join('');
-  child.stdout.on('data', (chunk: Buffer) => process.stdout.write(prefix(chunk)));
-  child.stderr.on('data', (chunk: Buffer) => process.stderr.write(prefix(chunk)));
+  const lines = (write: (text: string) => void) => {
+    let partial = '';
+    return (chunk: Buffer): void => {
+      if (onLine === undefined) return void write(prefix(chunk));
+      const parts = (partial + chunk.toString('utf8')).split('\n');
+      partial = parts.pop() ?? '';
+      for (const line of parts) if (line !== '') onLine(line);
+    };
+  };
+  child.stdout.on(
+    'data',
+    lines((text) => process.stdout.write(text)),
+  );
+  child.stderr.on(
+    'data',
+    lines((text) => process.stderr.write(text)),
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     pid: child.pid,
