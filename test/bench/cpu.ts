@@ -4,10 +4,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 /**
  * CPU seconds by component on this machine (Linux /proc), so the bench can say where a hybrid user's
  * time goes when the app, its peers, Azurite, the agent and the DC share the cores: `this` is the bench
- * process (the app, the Graph and Service Bus peers, and the bench's agent, which runs in it), the others
- * are classified by command line (`agent` is an agent in a process of its own).
+ * process (the app, its Graph peer, and whatever else the bench runs in it), the others are classified
+ * by command line (`agent` and `servicebus`: the agent and the Service Bus peer in processes of their own).
  */
-export type Component = 'app+peers' | 'azurite' | 'agent' | 'samba' | 'other';
+export type Component = 'app+peers' | 'azurite' | 'agent' | 'servicebus' | 'samba' | 'other';
 
 const ticksPerSecond = (() => {
   try {
@@ -20,6 +20,7 @@ const ticksPerSecond = (() => {
 function classify(cmdline: string): Component {
   if (cmdline.includes('azurite')) return 'azurite';
   if (cmdline.includes('agent/main.ts')) return 'agent';
+  if (cmdline.includes('peers/servicebus/main.ts')) return 'servicebus';
   if (cmdline.startsWith('samba') || cmdline.includes('/samba ') || cmdline.includes('sbin/samba'))
     return 'samba';
   return 'other';
@@ -55,7 +56,14 @@ export function cpuBetween(
   before: ReturnType<typeof cpuSnapshot>,
   after: ReturnType<typeof cpuSnapshot>,
 ): Record<Component, number> {
-  const used: Record<Component, number> = { 'app+peers': 0, azurite: 0, agent: 0, samba: 0, other: 0 };
+  const used: Record<Component, number> = {
+    'app+peers': 0,
+    azurite: 0,
+    agent: 0,
+    servicebus: 0,
+    samba: 0,
+    other: 0,
+  };
   for (const [pid, now] of after) used[now.component] += now.seconds - (before.get(pid)?.seconds ?? 0);
   return used;
 }

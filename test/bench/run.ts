@@ -467,6 +467,8 @@ try {
         domains: [{ id: 'fed.bench.example', authenticationType: 'Federated' }],
       }),
       extraSettings: { Relay__signingKeyPem: signing.privateKeyPem, Relay__signingKeyId: 'bench' },
+      // The namespace is not in the app's process in Azure either (BENCH_BUS_IN_PROCESS=1: it is).
+      serviceBusInOwnProcess: process.env.BENCH_BUS_IN_PROCESS === undefined,
       wrapStore: (store) => countingStore(store, counts),
       wrapBus: (bus) => countingBus(bus, counts),
     });

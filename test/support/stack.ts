@@ -11,6 +11,7 @@ import {
   type Seed,
 } from '../../dev/peers/identity-graph/index.js';
 import { startServiceBusPeer, type ServiceBusPeer } from '../../dev/peers/servicebus/index.js';
+import { spawnServiceBusPeer } from '../../dev/peers/servicebus/process.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
@@ -53,6 +54,8 @@ export async function startTestStack(options: {
   log?: Logger;
   /** Another Service Bus entity config (e.g. with a site queue of the file's own); default the dev one. */
   serviceBusConfig?: string;
+  /** Run the Service Bus peer as a process of its own (the bench: the app's event loop is the app's). */
+  serviceBusInOwnProcess?: boolean;
   /** Instrumentation (the bench counts Table calls and queue sends): wraps the app's store and bus. */
   wrapStore?: (store: Store) => Store;
   wrapBus?: (bus: Bus) => Bus;
@@ -62,9 +65,12 @@ export async function startTestStack(options: {
     serviceBus: ServiceBusPeer;
   }) => Promise<Record<string, string>>;
 }): Promise<TestStack> {
-  const serviceBus = await startServiceBusPeer({
-    config: options.serviceBusConfig ?? join(process.cwd(), 'dev/peers/servicebus/config.json'),
-  });
+  const serviceBusConfig =
+    options.serviceBusConfig ?? join(process.cwd(), 'dev/peers/servicebus/config.json');
+  const serviceBus =
+    options.serviceBusInOwnProcess === true
+      ? await spawnServiceBusPeer({ config: serviceBusConfig })
+      : await startServiceBusPeer({ config: serviceBusConfig });
   const graph = await startIdentityGraphPeer({ seed: options.graphSeed });
   const app = options.graphSeed.apps?.[0];
   if (app?.clientSecret === undefined) throw new Error('graph seed needs an app with a secret');
