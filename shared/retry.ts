@@ -18,6 +18,23 @@ export interface RetryOptions {
   abortSignal?: AbortSignal;
 }
 
+/**
+ * A server's Retry-After: seconds or an HTTP date (RFC 9110 §10.2.3), for Graph, Partner Center and Pax8
+ * alike. A value beyond an hour is not a wait anyone should schedule (1e20 s would make an invalid Date
+ * downstream): it is held to an hour, and the operation's deadline decides from there.
+ */
+export const maxRetryAfterInSeconds = 3600;
+
+export function parseRetryAfter(value: string | null | undefined): number | undefined {
+  if (value === null || value === undefined || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.min(maxRetryAfterInSeconds, Math.max(0, seconds));
+  const date = Date.parse(value);
+  return Number.isNaN(date)
+    ? undefined
+    : Math.min(maxRetryAfterInSeconds, Math.max(0, Math.ceil((date - Date.now()) / 1000)));
+}
+
 const defaultSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function retryDelayInMs(error: AppError, attempt: number, options: RetryOptions = {}): number {

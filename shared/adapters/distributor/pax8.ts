@@ -16,7 +16,7 @@ import type {
   DistributorWriteOptions,
   ListDistributorSubscriptionsOptions,
 } from '../../ports/distributor.js';
-import { withRetry, type RetryOptions } from '../../retry.js';
+import { parseRetryAfter, withRetry, type RetryOptions } from '../../retry.js';
 import {
   companySchema,
   dependenciesSchema,
@@ -93,14 +93,6 @@ function asBillingTerm(value: string | null | undefined): DistributorBillingTerm
 
 const optional = <T>(value: T | null | undefined): T | undefined => value ?? undefined;
 
-function retryAfterInSeconds(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
-}
-
 /**
  * Pax8's answer → our typed error (https://devx.pax8.com/docs/errors: 400 bad syntax, 422 a processing
  * refusal, 429 too many requests, 50x server). `outcomeUnknown` marks answers after which a write may
@@ -124,7 +116,7 @@ export function mapPax8Error(
   const error = (code: ErrorCode, extra: { retryAfterInSeconds?: number; status?: number } = {}): AppError =>
     new AppError(code, `Pax8 ${status} on ${request}: ${reason}`, { details, ...extra });
   if (status === 429) {
-    const wait = retryAfterInSeconds(retryAfter);
+    const wait = parseRetryAfter(retryAfter);
     return error('Throttled', wait === undefined ? {} : { retryAfterInSeconds: wait });
   }
   if (status === 408 || status >= 500) {

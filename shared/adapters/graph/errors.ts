@@ -1,3 +1,4 @@
+import { maxRetryAfterInSeconds, parseRetryAfter } from '../../retry.js';
 import { deferredRetryAfter } from './budget.js';
 import { GraphError } from '@microsoft/microsoft-graph-client';
 import { AppError, type ErrorCode } from '../../errors.js';
@@ -12,22 +13,8 @@ export interface GraphFailure {
   retryAfterInSeconds: number | undefined;
 }
 
-/**
- * Graph's Retry-After is seconds (or an HTTP date). A value beyond an hour is not a wait anyone should
- * schedule (1e20 s would make an invalid Date downstream): it is held to an hour, and the operation's
- * deadline decides from there.
- */
-export const maxRetryAfterInSeconds = 3600;
-
-export function parseRetryAfter(value: string | null | undefined): number | undefined {
-  if (value === null || value === undefined || value === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.min(maxRetryAfterInSeconds, Math.max(0, seconds));
-  const date = Date.parse(value);
-  return Number.isNaN(date)
-    ? undefined
-    : Math.min(maxRetryAfterInSeconds, Math.max(0, Math.ceil((date - Date.now()) / 1000)));
-}
+// Graph's Retry-After is parsed by the one parser of all our upstreams (shared/retry.ts).
+export { maxRetryAfterInSeconds, parseRetryAfter };
 
 export function failureFromBatchItem(
   status: number,

@@ -3,7 +3,7 @@ import type { TokenCredential } from '@azure/identity';
 import type { z } from 'zod';
 import { AppError, type ErrorCode } from '../../errors.js';
 import { record } from '../../metrics.js';
-import { withRetry, type RetryOptions } from '../../retry.js';
+import { parseRetryAfter, withRetry, type RetryOptions } from '../../retry.js';
 import { errorBodySchema } from './schemas.js';
 
 export const partnerCenterScope = 'https://api.partnercenter.microsoft.com/.default';
@@ -120,14 +120,6 @@ const knownCodes: Record<string, { code: ErrorCode; message: string; retryable?:
   '20002': { code: 'Forbidden', message: 'we have no commerce relationship with this customer' },
 };
 
-function retryAfterInSeconds(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds);
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
-}
-
 /** Partner Center's answer → our typed error; never a generic 500. */
 export function mapPartnerCenterError(status: number, body: unknown, retryAfter: string | null): AppError {
   const parsed = errorBodySchema.safeParse(body);
@@ -148,7 +140,7 @@ export function mapPartnerCenterError(status: number, body: unknown, retryAfter:
       },
     );
   if (status === 429) {
-    const wait = retryAfterInSeconds(retryAfter);
+    const wait = parseRetryAfter(retryAfter);
     return error('Throttled', wait === undefined ? {} : { retryAfterInSeconds: wait });
   }
   if (status >= 500) return error('Unavailable');

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { mapPartnerCenterError } from '../../../shared/adapters/partner-center/client.js';
 import { mapPax8Error } from '../../../shared/adapters/distributor/pax8.js';
 import { pax8Date } from '../../../shared/adapters/distributor/schemas.js';
 
@@ -49,6 +50,14 @@ describe('Pax8 answers → AppError (https://devx.pax8.com/docs/errors)', () => 
     expect(dated.retryAfterInSeconds).toBeGreaterThanOrEqual(28);
     expect(dated.retryAfterInSeconds).toBeLessThanOrEqual(31);
     expect(mapPax8Error(429, undefined, null, 'GET /v1/x').retryAfterInSeconds).toBeUndefined();
+  });
+
+  it('reads Retry-After with the parser every upstream shares: an empty one is none, a huge one an hour', () => {
+    // The same parser as Graph's and Partner Center's (shared/retry.ts); it once took '' for 0 s.
+    expect(mapPax8Error(429, undefined, '', 'GET /v1/x').retryAfterInSeconds).toBeUndefined();
+    expect(mapPax8Error(429, undefined, '1e20', 'GET /v1/x').retryAfterInSeconds).toBe(3600);
+    expect(mapPartnerCenterError(429, undefined, '').retryAfterInSeconds).toBeUndefined();
+    expect(mapPartnerCenterError(429, undefined, '1e20').retryAfterInSeconds).toBe(3600);
   });
 
   it('marks 5xx and 408 retryable with an unknown outcome (a write may have happened)', () => {
