@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
  * process (the app, its Graph peer, and whatever else the bench runs in it), the others are classified
  * by command line (`agent` and `servicebus`: the agent and the Service Bus peer in processes of their own).
  */
-export type Component = 'app+peers' | 'azurite' | 'agent' | 'servicebus' | 'samba' | 'other';
+export type Component = 'app+peers' | 'azurite' | 'agent' | 'servicebus' | 'graph' | 'samba' | 'other';
 
 const ticksPerSecond = (() => {
   try {
@@ -21,6 +21,7 @@ function classify(cmdline: string): Component {
   if (cmdline.includes('azurite')) return 'azurite';
   if (cmdline.includes('agent/main.ts')) return 'agent';
   if (cmdline.includes('peers/servicebus/main.ts')) return 'servicebus';
+  if (cmdline.includes('peers/identity-graph/main.ts')) return 'graph';
   if (cmdline.startsWith('samba') || cmdline.includes('/samba ') || cmdline.includes('sbin/samba'))
     return 'samba';
   return 'other';
@@ -61,6 +62,7 @@ export function cpuBetween(
     azurite: 0,
     agent: 0,
     servicebus: 0,
+    graph: 0,
     samba: 0,
     other: 0,
   };

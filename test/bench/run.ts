@@ -467,8 +467,9 @@ try {
         domains: [{ id: 'fed.bench.example', authenticationType: 'Federated' }],
       }),
       extraSettings: { Relay__signingKeyPem: signing.privateKeyPem, Relay__signingKeyId: 'bench' },
-      // The namespace is not in the app's process in Azure either (BENCH_BUS_IN_PROCESS=1: it is).
-      serviceBusInOwnProcess: process.env.BENCH_BUS_IN_PROCESS === undefined,
+      // Neither the namespace nor Graph is in the app's process in Azure (BENCH_PEERS_IN_PROCESS=1: they are).
+      serviceBusInOwnProcess: process.env.BENCH_PEERS_IN_PROCESS === undefined,
+      graphInOwnProcess: process.env.BENCH_PEERS_IN_PROCESS === undefined,
       wrapStore: (store) => countingStore(store, counts),
       wrapBus: (bus) => countingBus(bus, counts),
     });

@@ -12,6 +12,7 @@ import {
 } from '../../dev/peers/identity-graph/index.js';
 import { startServiceBusPeer, type ServiceBusPeer } from '../../dev/peers/servicebus/index.js';
 import { spawnServiceBusPeer } from '../../dev/peers/servicebus/process.js';
+import { spawnIdentityGraphPeer } from '../../dev/peers/identity-graph/process.js';
 import { createComposition, type AppDeps } from '../../shared/composition.js';
 import { loadSettings } from '../../shared/config.js';
 import { createCredentialFor, createGraphDirectoryFactory } from '../../shared/adapters/graph/index.js';
@@ -56,6 +57,8 @@ export async function startTestStack(options: {
   serviceBusConfig?: string;
   /** Run the Service Bus peer as a process of its own (the bench: the app's event loop is the app's). */
   serviceBusInOwnProcess?: boolean;
+  /** The same for the Graph and login peer (its fault and admin hooks stay reachable over HTTP). */
+  graphInOwnProcess?: boolean;
   /** Instrumentation (the bench counts Table calls and queue sends): wraps the app's store and bus. */
   wrapStore?: (store: Store) => Store;
   wrapBus?: (bus: Bus) => Bus;
@@ -71,7 +74,10 @@ export async function startTestStack(options: {
     options.serviceBusInOwnProcess === true
       ? await spawnServiceBusPeer({ config: serviceBusConfig })
       : await startServiceBusPeer({ config: serviceBusConfig });
-  const graph = await startIdentityGraphPeer({ seed: options.graphSeed });
+  const graph =
+    options.graphInOwnProcess === true
+      ? await spawnIdentityGraphPeer({ seed: options.graphSeed })
+      : await startIdentityGraphPeer({ seed: options.graphSeed });
   const app = options.graphSeed.apps?.[0];
   if (app?.clientSecret === undefined) throw new Error('graph seed needs an app with a secret');
   const settings = loadSettings({
