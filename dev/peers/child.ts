@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 /**
  * Starts a peer as a child process that dies with us: it gets SIGTERM when this process exits or is
@@ -38,4 +39,40 @@ export async function stopChild(
     });
     child.kill(signal);
   });
+}
+
+/**
+ * Runs one of our peers' CLIs (`dev/peers/<name>/main.ts`) as a child that dies with us, and answers
+ * the one JSON line it prints once listening, with a `stop` that ends it (SIGTERM) and waits.
+ */
+export async function spawnAnnouncingPeer(
+  mainScript: string,
+  args: string[],
+): Promise<{ announced: unknown; stop(): Promise<void> }> {
+  const child = spawnPeer(process.execPath, ['--import', 'tsx', mainScript, ...args], {
+    cwd: process.cwd(),
+    env: process.env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stdout = child.stdout;
+  if (stdout === null) throw new Error(`${mainScript}: no stdout`);
+  const first = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: stdout });
+    lines.once('line', (line) => {
+      lines.close();
+      resolve(line);
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`${mainScript} exited (${String(code)}) before listening`)),
+    );
+  });
+  stdout.resume();
+  return {
+    announced: JSON.parse(first) as unknown,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { z } from 'zod';
+import { spawnAnnouncingPeer } from '../child.js';
 import type { ServiceBusPeer } from './index.js';
 
 const announced = z.object({ name: z.literal('servicebus'), port: z.number(), connectionString: z.string() });
@@ -11,24 +10,13 @@ const announced = z.object({ name: z.literal('servicebus'), port: z.number(), co
  * namespace key's connection string and `stop`; fault hooks and rules live with in-process peers only.
  */
 export async function spawnServiceBusPeer(options: { config: string }): Promise<ServiceBusPeer> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'dev/peers/servicebus/main.ts', '--config', options.config, '--port', '0'],
-    { cwd: process.cwd(), env: process.env, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const first = await new Promise<string>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.once('line', (line) => {
-      lines.close();
-      resolve(line);
-    });
-    child.once('exit', (code) =>
-      reject(new Error(`servicebus peer exited (${String(code)}) before listening`)),
-    );
-  });
-  const { port, connectionString } = announced.parse(JSON.parse(first));
-  child.stdout.resume();
+  const peer = await spawnAnnouncingPeer('dev/peers/servicebus/main.ts', [
+    '--config',
+    options.config,
+    '--port',
+    '0',
+  ]);
+  const { port, connectionString } = announced.parse(peer.announced);
   const inProcessOnly = (what: string) => (): never => {
     throw new Error(`servicebus peer in its own process: ${what} is not available`);
   };
@@ -46,9 +34,6 @@ export async function spawnServiceBusPeer(options: { config: string }): Promise<
       loseLocks: inProcessOnly('loseLocks'),
       stats: inProcessOnly('stats'),
     },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
+    stop: () => peer.stop(),
   };
 }
