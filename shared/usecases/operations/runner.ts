@@ -388,12 +388,8 @@ export function createRunner(deps: RunnerDeps) {
         await c.users.replace(partition, o.userId, next, o.userRecordEtag);
         return true;
       } catch (error) {
-        // Changed since (a hold, a delete, another incarnation): read it, as below.
-        if (!(
-          error instanceof AppError &&
-          (error.code === 'ConcurrencyConflict' || error.code === 'NotFound')
-        ))
-          throw error;
+        // Changed or deleted since (a hold, a delete, another incarnation): read it, as below.
+        if (!(error instanceof AppError && error.code === 'ConcurrencyConflict')) throw error;
       }
     }
     for (let attempt = 0; attempt < 8; attempt++) {

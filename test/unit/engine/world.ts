@@ -99,7 +99,11 @@ export class MemoryStore implements Store {
       },
       replace(pk, rk, value, etag) {
         const current = part(pk).get(rk);
-        if (current === undefined) return Promise.reject(new AppError('NotFound', `${name} ${pk}/${rk}`));
+        // As the Table adapter: replacing a row deleted meanwhile is a lost update, not NotFound.
+        if (current === undefined)
+          return Promise.reject(
+            new AppError('ConcurrencyConflict', `${name} ${pk}/${rk} was deleted meanwhile`),
+          );
         if (current.etag !== etag)
           return Promise.reject(new AppError('ConcurrencyConflict', `${name} ${pk}/${rk}`));
         const row = { value: structuredClone(schema.parse(value)), etag: randomUUID() };
