@@ -136,6 +136,11 @@ const base = {
    * still has it, finishing needs no read of it. Internal, never shown.
    */
   userRecordEtag: z.string().optional(),
+  /**
+   * A create under the implicit key: its request's fingerprint, which its user record keeps (`creation`)
+   * to answer a repeat of the request. Internal, never shown.
+   */
+  requestHash: z.string().optional(),
   /** Forward (running the steps) or compensating (undoing the done ones, newest first). */
   phase: z.enum(['forward', 'compensating']).default('forward'),
   /** Retryable failures so far (drives the backoff). */
@@ -195,7 +200,13 @@ export function blocksLaterOperations(op: Pick<Operation, 'state' | 'outcomeAppl
 
 /** What a stored operation shows a caller: never the sealed password, nor the internal lease. */
 export function visibleOperation(op: Operation): Operation {
-  const { sealedPassword: _sealed, lease: _lease, userRecordEtag: _etag, ...visible } = op;
+  const {
+    sealedPassword: _sealed,
+    lease: _lease,
+    userRecordEtag: _etag,
+    requestHash: _hash,
+    ...visible
+  } = op;
   return visible;
 }
 

@@ -132,10 +132,22 @@ export const userRecordSchema = z.object({
   startDate: z.string().optional(),
   endDate: z.string().optional(),
   lastOperationId: z.string(),
+  /**
+   * The create that made this incarnation of the user id: its operation, and for a create under the
+   * implicit key (the user id) the request's fingerprint, so a repeat of that request is answered from
+   * this record (no idempotency row). Internal, never shown (visibleUser).
+   */
+  creation: z.object({ operationId: z.string(), requestHash: z.string().optional() }).optional(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
 export type UserRecord = z.infer<typeof userRecordSchema>;
+
+/** What a stored user record shows a caller: not the internal `creation`. */
+export function visibleUser(user: UserRecord): UserRecord {
+  const { creation: _creation, ...visible } = user;
+  return visible;
+}
 
 /** PATCH …/users/{userId}: attributes written to every directory the user lives in. */
 export const updateUserRequestSchema = z

@@ -1,7 +1,7 @@
 import type { Caller } from '../domain/caller.js';
 import { canAccessCustomer } from '../domain/caller.js';
 import { customerSchema, type Customer, type CustomerInput } from '../domain/customer.js';
-import { userRecordSchema, type UserRecord } from '../domain/user.js';
+import { userRecordSchema, visibleUser, type UserRecord } from '../domain/user.js';
 import { AppError } from '../errors.js';
 import type { Clock } from '../ports/clock.js';
 import type { Store, Versioned } from '../ports/store.js';
@@ -183,7 +183,7 @@ export function createCustomers(deps: { store: Store; clock: Clock }) {
     ): Promise<PageOf<UserRecord>> {
       await loadCustomer(deps.store, caller, customerId);
       return pageOf(users, usersPartition(caller.providerId, customerId), request, (row) =>
-        request.state === undefined || row.value.state === request.state ? row.value : undefined,
+        request.state === undefined || row.value.state === request.state ? visibleUser(row.value) : undefined,
       );
     },
 

@@ -54,6 +54,10 @@ export function acceptedUserRecord(o: Extract<Operation, { kind: 'user.create' }
     ...(request.startDate === undefined ? {} : { startDate: request.startDate }),
     ...(request.endDate === undefined ? {} : { endDate: request.endDate }),
     lastOperationId: o.operationId,
+    creation: {
+      operationId: o.operationId,
+      ...(o.requestHash === undefined ? {} : { requestHash: o.requestHash }),
+    },
     createdAt: o.createdAt,
     updatedAt: o.createdAt,
   };

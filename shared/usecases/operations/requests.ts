@@ -17,7 +17,7 @@ import {
   type DeadlineSettings,
   type GuardSettings,
 } from '../../domain/planning.js';
-import type { CreateUserRequest, UserRecord } from '../../domain/user.js';
+import { visibleUser, type CreateUserRequest, type UserRecord } from '../../domain/user.js';
 import { AppError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logging.js';
 import { record } from '../../metrics.js';
@@ -115,35 +115,43 @@ export function createRequests(deps: RequestDeps) {
     });
   }
 
-  /** Stores the operation with its indexes (each write idempotent: a retried request repeats them). */
+  /**
+   * Stores the operation after its indexes (each write idempotent: a retried request repeats them), so
+   * a stored operation always has them: a repeat of the request that finds it stored answers with it
+   * and writes nothing. An index row whose operation never got stored is skipped by its readers; the
+   * active row of one is removed by the sweeper.
+   */
   async function store(operation: Operation): Promise<Versioned<Operation> | undefined> {
     const { providerId, customerId, userId, operationId, createdAt, userSequence } = operation;
-    await c.active
-      .create(ACTIVE_PARTITION, activeKey(providerId, operationId), {
-        providerId,
-        operationId,
-        since: createdAt,
-      })
-      .catch(ignoreExisting);
-    // The active index first (the sweeper finds what a crash left); the rest are independent.
-    const [stored] = await Promise.all([
-      c.operations.create(providerId, operationId, operation).then((row) => {
-        record.operationState(operation.kind, operation.state);
-        return row;
-      }, ignoreExisting),
+    await Promise.all([
+      c.active
+        .create(ACTIVE_PARTITION, activeKey(providerId, operationId), {
+          providerId,
+          operationId,
+          since: createdAt,
+        })
+        .catch(ignoreExisting),
       c.customerOperations
         .create(userPartition(providerId, customerId), newestFirstKey(createdAt, operationId), {
           operationId,
         })
         .catch(ignoreExisting),
-      c.userOperations
-        .create(
-          userOperationsPartition(providerId, customerId, userId),
-          operationIndexKey(userSequence, operationId),
-          { operationId },
-        )
-        .catch(ignoreExisting),
+      // A brand-new user's create (place 1) needs no row: nothing of the user can be accepted while it
+      // is provisioning, and later operations find it through the record's `creation` (runner.ts).
+      operation.kind === 'user.create' && userSequence === 1
+        ? undefined
+        : c.userOperations
+            .create(
+              userOperationsPartition(providerId, customerId, userId),
+              operationIndexKey(userSequence, operationId),
+              { operationId },
+            )
+            .catch(ignoreExisting),
     ]);
+    const stored = await c.operations.create(providerId, operationId, operation).then((row) => {
+      record.operationState(operation.kind, operation.state);
+      return row;
+    }, ignoreExisting);
     // Absent when a retried request found it stored already.
     return stored ?? undefined;
   }
@@ -215,27 +223,17 @@ export function createRequests(deps: RequestDeps) {
     const partition = userPartition(caller.providerId, customerId);
     const hash = deps.fingerprint(JSON.stringify({ kind: 'user.create', request }));
     const implicit = input.idempotencyKey === undefined;
-    const userReusable = async (): Promise<boolean> => {
-      const user = await c.users.get(partition, request.userId);
-      if (user === undefined) return false;
-      if (user.value.state === 'deleted') return true;
-      if (user.value.state !== 'failed') return false;
-      const last = await c.operations.get(caller.providerId, user.value.lastOperationId);
+    /** Whether a new create may take this user id: the user was deleted, or its create failed. */
+    const reusable = async (user: UserRecord): Promise<boolean> => {
+      if (user.state === 'deleted') return true;
+      if (user.state !== 'failed') return false;
+      const last = await c.operations.get(caller.providerId, user.lastOperationId);
       return last === undefined || isFinished(last.value.state);
     };
-    const { operationId, existing } = await claim(
-      caller.providerId,
-      partition,
-      input.idempotencyKey ?? `user:${request.userId}`,
-      hash,
-      {
-        conflictMessage: implicit
-          ? `user ${request.userId} already exists with different details`
-          : 'this Idempotency-Key was used for a different request',
-        ...(implicit ? { reusable: userReusable } : {}),
-      },
-    );
-    if (existing !== undefined) return { operation: visibleOperation(existing), replayed: true };
+    const replay = async (found: Operation): Promise<{ operation: Operation; replayed: boolean }> => {
+      if (found.state === 'queued') await enqueue(found);
+      return { operation: visibleOperation(found), replayed: true };
+    };
 
     const created = now();
     const { password, ...stored } = request;
@@ -244,7 +242,8 @@ export function createRequests(deps: RequestDeps) {
     const startsAt = request.startDate === undefined ? undefined : new Date(`${request.startDate}T00:00:00Z`);
     const later =
       startsAt !== undefined && startsAt.getTime() > deps.clock.now().getTime() ? startsAt : undefined;
-    const operation: Extract<Operation, { kind: 'user.create' }> = {
+    const sealedPassword = password === undefined ? undefined : deps.sealer.seal(password);
+    const operationFor = (operationId: string): Extract<Operation, { kind: 'user.create' }> => ({
       operationId,
       providerId: caller.providerId,
       customerId,
@@ -257,60 +256,131 @@ export function createRequests(deps: RequestDeps) {
       steps: planCreateSteps(customer, request),
       correlationId: input.correlationId,
       ...(input.idempotencyKey === undefined ? {} : { idempotencyKey: input.idempotencyKey }),
+      ...(implicit ? { requestHash: hash } : {}),
       ...(input.retryOf === undefined ? {} : { retryOf: input.retryOf }),
       request: stored,
       userSequence: 0, // set below, with the user record
-      ...(password === undefined ? {} : { sealedPassword: deps.sealer.seal(password) }),
+      ...(sealedPassword === undefined ? {} : { sealedPassword }),
       createdAt: created,
       updatedAt: created,
       deadline: deadlineFor('user.create', later ?? deps.clock.now(), deps.deadlines).toISOString(),
-    };
-    const fresh = acceptedUserRecord(operation);
-    try {
-      operation.userRecordEtag = (await c.users.create(partition, request.userId, fresh)).etag;
-      // A brand-new user: its create is the first in the user's order.
-      operation.userSequence = 1;
-    } catch (error) {
-      ignoreExisting(error);
-      const user = await c.users.get(partition, request.userId);
-      if (user !== undefined && user.value.lastOperationId !== operationId) {
-        const reusable =
-          user.value.state === 'deleted' ||
-          (user.value.state === 'failed' &&
-            (await c.operations
-              .get(caller.providerId, user.value.lastOperationId)
-              .then((last) => last === undefined || isFinished(last.value.state))));
-        if (!reusable)
-          throw new AppError(
-            'AlreadyExists',
-            `user ${request.userId} already exists for customer ${customerId}`,
-          );
-        // A deleted user's id, or a failed create, starts again as a new user record.
-        operation.userRecordEtag = (await c.users.replace(partition, request.userId, fresh, user.etag)).etag;
+    });
+
+    let operation = operationFor(randomUUID());
+    // Under the implicit key the user record is the claim: creating it takes the id, and the record
+    // keeps the request's fingerprint (`creation`) to answer the same request again. A record without
+    // one (written by an earlier build, an explicit-key create, onboarding) falls back to the
+    // idempotency row, as every create under an explicit key does.
+    let claimed = false;
+    if (implicit) {
+      try {
+        operation.userRecordEtag = (
+          await c.users.create(partition, request.userId, acceptedUserRecord(operation))
+        ).etag;
+        // A brand-new user: its create is the first in the user's order.
+        operation.userSequence = 1;
+        claimed = true;
+      } catch (error) {
+        ignoreExisting(error);
       }
-      // A new place for a re-created id, and for a retry of this very request (its first attempt may
-      // have stored its index under another place: earlierOperationPending skips its own id).
-      operation.userSequence = await nextSequence(caller.providerId, customerId, request.userId);
+      const user = claimed ? undefined : await c.users.get(partition, request.userId);
+      const creation = user?.value.creation;
+      if (user !== undefined && creation?.requestHash !== undefined) {
+        const again = creation.requestHash === hash && !(await reusable(user.value));
+        if (again) {
+          const first = await c.operations.get(caller.providerId, creation.operationId);
+          if (first !== undefined) return replay(first.value);
+          // The first attempt died before storing its operation: finish storing it, under its id.
+          operation = operationFor(creation.operationId);
+        } else if (await reusable(user.value)) {
+          // A deleted user's id, or a failed create, starts again as a new user record.
+          operation.userRecordEtag = (
+            await c.users.replace(partition, request.userId, acceptedUserRecord(operation), user.etag)
+          ).etag;
+        } else {
+          throw new AppError('Conflict', `user ${request.userId} already exists with different details`);
+        }
+        // A new place for a re-created id, and for a retry of this very request (its first attempt may
+        // have stored its index under another place: earlierOperationPending skips its own id).
+        operation.userSequence = await nextSequence(caller.providerId, customerId, request.userId);
+        claimed = true;
+      }
     }
-    const storedRow = await store(operation);
-    // A hybrid create parks for the agent here; anything else (or a create this request cannot start)
-    // goes to the directory worker's queue.
+    if (!claimed) {
+      const { operationId, existing } = await claim(
+        caller.providerId,
+        partition,
+        input.idempotencyKey ?? `user:${request.userId}`,
+        hash,
+        {
+          conflictMessage: implicit
+            ? `user ${request.userId} already exists with different details`
+            : 'this Idempotency-Key was used for a different request',
+          ...(implicit
+            ? {
+                reusable: async () => {
+                  const user = await c.users.get(partition, request.userId);
+                  return user !== undefined && (await reusable(user.value));
+                },
+              }
+            : {}),
+        },
+      );
+      if (existing !== undefined) return { operation: visibleOperation(existing), replayed: true };
+      operation = operationFor(operationId);
+      const fresh = acceptedUserRecord(operation);
+      try {
+        operation.userRecordEtag = (await c.users.create(partition, request.userId, fresh)).etag;
+        operation.userSequence = 1;
+      } catch (error) {
+        ignoreExisting(error);
+        const user = await c.users.get(partition, request.userId);
+        if (user !== undefined && user.value.lastOperationId !== operationId) {
+          if (!(await reusable(user.value)))
+            throw new AppError(
+              'AlreadyExists',
+              `user ${request.userId} already exists for customer ${customerId}`,
+            );
+          operation.userRecordEtag = (
+            await c.users.replace(partition, request.userId, fresh, user.etag)
+          ).etag;
+        }
+        operation.userSequence = await nextSequence(caller.providerId, customerId, request.userId);
+      }
+    }
+    const log = input.log ?? silentLogger;
+    // A hybrid (or AD-only) create is stored already parked for the agent and its command sent from
+    // here; anything else (or a create this request cannot start) goes to the directory worker's queue.
+    const parked = await deps.runner.parkOnAcceptance(operation, loadedCustomer);
+    const accepted = parked?.operation ?? operation;
+    const storedRow = await store(accepted);
+    if (storedRow !== undefined && parked !== undefined) {
+      await parked.send(storedRow, log).catch((error: unknown) => {
+        // Stored parked: the sweeper sends the command again at the park's deadline. Anything but
+        // storage or the bus refusing is a fault of this process (the client's retry replays).
+        if (!(error instanceof AppError)) throw error;
+        log.warn('could not send the command here; the sweep sends it again', {
+          operationId: operation.operationId,
+          code: error.code,
+        });
+      });
+      return { operation: visibleOperation(storedRow.value), replayed: false };
+    }
     const started =
       storedRow !== undefined &&
-      (await deps.runner
-        .startAccepted(storedRow, loadedCustomer, input.log ?? silentLogger)
-        .catch((error: unknown) => {
-          // Storage or the bus refused (AppError): the worker takes it from the queue. Anything else
-          // is a fault of this process: the client's retry of the request queues it (claim, above).
-          if (!(error instanceof AppError)) throw error;
-          (input.log ?? silentLogger).warn('could not start the operation here; queued', {
-            operationId,
-            code: error.code,
-          });
-          return false;
-        }));
-    if (!started) await enqueue(operation);
-    return { operation: visibleOperation(operation), replayed: false };
+      parked === undefined &&
+      (await deps.runner.startAccepted(storedRow, loadedCustomer, log).catch((error: unknown) => {
+        // Storage or the bus refused (AppError): the worker takes it from the queue. Anything else
+        // is a fault of this process: the client's retry of the request queues it (claim, above).
+        if (!(error instanceof AppError)) throw error;
+        log.warn('could not start the operation here; queued', {
+          operationId: operation.operationId,
+          code: error.code,
+        });
+        return false;
+      }));
+    if (!started) await enqueue(accepted);
+    return { operation: visibleOperation(accepted), replayed: false };
   }
 
   /** Counts a disable/delete in the customer's window with an etag, so N parallel requests count as N. */
@@ -611,7 +681,7 @@ export function createRequests(deps: RequestDeps) {
     await loadCustomer(deps.store, caller, customerId);
     const user = await c.users.get(userPartition(caller.providerId, customerId), userId);
     if (user === undefined) throw new AppError('NotFound', `user ${userId} not found`);
-    return user.value;
+    return visibleUser(user.value);
   }
 
   return {

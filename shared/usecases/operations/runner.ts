@@ -6,6 +6,7 @@ import {
   type ErrorInfo,
   type Operation,
   type OperationState,
+  type ParkedCommand,
   type Step,
 } from '../../domain/operation.js';
 import { retryDelayInMs, type BackoffSettings } from '../../domain/planning.js';
@@ -269,14 +270,22 @@ export function createRunner(deps: RunnerDeps) {
   }
 
   function stepContext(ctx: Ctx, step: Step): StepContext {
-    const o = op(ctx);
     const customer = ctx.customer;
     if (customer === undefined) throw new AppError('Internal', 'customer not loaded');
+    return contextOf(op(ctx), step, customer, ctx.user);
+  }
+
+  function contextOf(
+    o: Operation,
+    step: Step,
+    customer: Customer,
+    user: UserRecord | undefined,
+  ): StepContext {
     return {
       op: o,
       step,
       customer,
-      user: ctx.user,
+      user,
       cloud: () => {
         if (deps.cloudDirectory === undefined || customer.entra === undefined)
           throw new AppError('Unavailable', 'Microsoft Graph is not configured', { retryable: false });
@@ -581,6 +590,42 @@ export function createRunner(deps: RunnerDeps) {
 
   // ---- parking with the agent ---------------------------------------------------------------------
 
+  /** The park record of a step's next send (a new send id per send; the wait doubles per send). */
+  function parkRecord(o: Operation, stepName: string, phase: ParkedCommand['phase']): ParkedCommand {
+    const definition = stepDefinition(stepName);
+    const commandId =
+      phase === 'execute'
+        ? definition.idempotencyKey(o)
+        : (definition.compensationKey ?? definition.idempotencyKey)(o);
+    const previous = stepOf(o, stepName).parked;
+    const sends = previous?.commandId === commandId ? previous.sends + 1 : 1;
+    const waitInMs = deps.settings.parkTimeoutInMs * 2 ** Math.min(sends - 1, 4);
+    const deadline = new Date(Math.min(nowDate().getTime() + waitInMs, limitOf(o).getTime()));
+    return {
+      commandId,
+      sendId: deterministicMessageId('agent.send', commandId, String(sends)),
+      sends,
+      sentAt: now(),
+      deadline: deadline.toISOString(),
+      phase,
+    };
+  }
+
+  /** What a park writes. `claim`: the park is the step's claim (no lease was taken): it counts the attempt. */
+  function parkChanges(x: Operation, stepName: string, parked: ParkedCommand, claim: boolean): void {
+    const s = stepOf(x, stepName);
+    if (claim) {
+      s.attempts += 1;
+      s.startedAt ??= now();
+      delete s.error;
+    }
+    s.state = parked.phase === 'execute' ? 'waitingForAgent' : 'compensating';
+    s.parked = parked;
+    delete s.reply;
+    x.state = 'waitingForAgent';
+    delete x.lease;
+  }
+
   /**
    * Persists the park, then sends: the step's `parked.commandId` is what a reply is matched against
    * (see acceptReply). Storage failures propagate (the message is redelivered); only the send's own
@@ -594,60 +639,63 @@ export function createRunner(deps: RunnerDeps) {
     log: Logger,
     options: { claim?: boolean } = {},
   ): Promise<RunResult | undefined> {
-    const o = op(ctx);
-    const customer = ctx.customer;
-    const siteId = customer?.ad?.siteId;
-    const fail = async (error: AppError): Promise<RunResult | undefined> => {
-      if (error.retryable) return scheduleRetry(ctx, error, stepName, log);
-      if (phase === 'compensate') return compensationFailed(ctx, stepName, info(error), log);
-      await failPermanently(ctx, info(error), stepName, { compensate: op(ctx).kind === 'user.create' });
-      return undefined;
-    };
+    const siteId = ctx.customer?.ad?.siteId;
     if (deps.agentChannel === undefined || siteId === undefined)
-      return fail(
+      return parkFailed(
+        ctx,
+        stepName,
+        phase,
         new AppError('Unavailable', 'no relay agent is configured for this customer', { retryable: false }),
+        log,
       );
-    const definition = stepDefinition(stepName);
-    const commandId =
-      phase === 'execute'
-        ? definition.idempotencyKey(o)
-        : (definition.compensationKey ?? definition.idempotencyKey)(o);
-    const previous = stepOf(o, stepName).parked;
-    const sends = previous?.commandId === commandId ? previous.sends + 1 : 1;
-    const sendId = deterministicMessageId('agent.send', commandId, String(sends));
-    const waitInMs = deps.settings.parkTimeoutInMs * 2 ** Math.min(sends - 1, 4);
-    const deadline = new Date(Math.min(nowDate().getTime() + waitInMs, limitOf(o).getTime()));
+    const parked = parkRecord(op(ctx), stepName, phase);
     await save(ctx, (x) => {
-      const s = stepOf(x, stepName);
-      if (options.claim === true) {
-        // This write is the step's claim (no lease was taken): it counts the attempt.
-        s.attempts += 1;
-        s.startedAt ??= now();
-        delete s.error;
-      }
-      s.state = phase === 'execute' ? 'waitingForAgent' : 'compensating';
-      s.parked = { commandId, sendId, sends, sentAt: now(), deadline: deadline.toISOString(), phase };
-      delete s.reply;
-      x.state = 'waitingForAgent';
-      delete x.lease;
+      parkChanges(x, stepName, parked, options.claim === true);
     });
+    return sendParked(ctx, siteId, stepName, command, parked, log);
+  }
+
+  /** The send of a park already written (the sweeper sends again past its deadline if this never ran). */
+  async function sendParked(
+    ctx: Ctx,
+    siteId: string,
+    stepName: string,
+    command: OnPremCommand,
+    parked: ParkedCommand,
+    log: Logger,
+  ): Promise<RunResult | undefined> {
+    const o = op(ctx);
     try {
+      if (deps.agentChannel === undefined) throw new AppError('Internal', 'no agent channel');
       const channel = await deps.agentChannel(siteId);
       await channel.submit(command, {
-        commandId,
-        sendId,
+        commandId: parked.commandId,
+        sendId: parked.sendId,
         expiresAt: limitOf(o),
         correlationId: o.correlationId,
       });
     } catch (thrown) {
-      return fail(toAppError(thrown));
+      return parkFailed(ctx, stepName, parked.phase, toAppError(thrown), log);
     }
     log.info('command sent to the agent; operation parked', {
       operationId: o.operationId,
       step: stepName,
-      sends,
+      sends: parked.sends,
     });
     return 'parked';
+  }
+
+  async function parkFailed(
+    ctx: Ctx,
+    stepName: string,
+    phase: ParkedCommand['phase'],
+    error: AppError,
+    log: Logger,
+  ): Promise<RunResult | undefined> {
+    if (error.retryable) return scheduleRetry(ctx, error, stepName, log);
+    if (phase === 'compensate') return compensationFailed(ctx, stepName, info(error), log);
+    await failPermanently(ctx, info(error), stepName, { compensate: op(ctx).kind === 'user.create' });
+    return undefined;
   }
 
   /**
@@ -1155,7 +1203,14 @@ export function createRunner(deps: RunnerDeps) {
       // Per-user order: an earlier operation of this user that is still running goes first. When it
       // finishes it wakes this one; the scheduled run is only the safety net. The user's first
       // operation (sequence 1) has no earlier one to look for.
-      const earlier = o.userSequence === 1 ? undefined : await earlierOperationPending(o);
+      // A change reads its user first: the record names the create that made it (`creation`), which a
+      // brand-new user's create leaves out of the user's index (requests.ts, store).
+      const change = o.kind !== 'user.create' && o.userSequence !== 1;
+      const userNow = change
+        ? (await c.users.get(userPartition(o.providerId, o.customerId), o.userId))?.value
+        : undefined;
+      const earlier =
+        o.userSequence === 1 ? undefined : await earlierOperationPending(o, userNow?.creation?.operationId);
       if (earlier !== undefined) {
         // A change waits for its user's create only in the moment the create has written the user
         // record (requests refuse a user being created) and not yet its end, and such a finish does
@@ -1191,7 +1246,8 @@ export function createRunner(deps: RunnerDeps) {
       ctx.customer = customer?.value;
       // A create's steps work from their own results; its user record matters only to a held create
       // (deleted meanwhile?). Every other kind acts on the linked accounts of the record.
-      if (o.kind !== 'user.create' || o.state === 'needsLicence')
+      if (change) ctx.user = userNow;
+      else if (o.kind !== 'user.create' || o.state === 'needsLicence')
         ctx.user = (await c.users.get(userPartition(o.providerId, o.customerId), o.userId))?.value;
 
       if (o.kind === 'user.create' && o.state === 'needsLicence' && ctx.user?.state === 'deleted') {
@@ -1265,7 +1321,92 @@ export function createRunner(deps: RunnerDeps) {
     return ctx.persisted;
   }
 
-  async function earlierOperationPending(o: Operation): Promise<Operation | undefined> {
+  /**
+   * A create whose first step is the agent's is stored already parked: the request's one write of the
+   * operation is then also the step's claim and park record (instead of a queued row rewritten a moment
+   * later), and `send` hands the command over once that row is stored. The checks are a run's (tenancy
+   * first). `undefined`: store it queued and start it as any other (startAccepted), which also makes a
+   * refusal visible. A crash between the store and the send leaves a park that the sweeper sends again
+   * at its deadline, as a crash right after any park's write does.
+   */
+  async function parkOnAcceptance(
+    o: Operation,
+    customer: Versioned<Customer>,
+  ): Promise<
+    { operation: Operation; send(stored: Versioned<Operation>, log: Logger): Promise<void> } | undefined
+  > {
+    const first = o.steps.find((s) => s.state !== 'done' && s.state !== 'skipped');
+    const siteId = customer.value.ad?.siteId;
+    if (
+      o.kind !== 'user.create' ||
+      o.state !== 'queued' ||
+      o.userSequence !== 1 ||
+      first === undefined ||
+      first.state !== 'pending' ||
+      stepDefinition(first.name).directory !== 'ad' ||
+      deps.agentChannel === undefined ||
+      siteId === undefined ||
+      nowDate().getTime() > new Date(o.deadline).getTime()
+    )
+      return undefined;
+    const allowed = await deps.assertWorkAllowed(o.providerId, customer.value).then(
+      () => true,
+      () => false,
+    );
+    if (!allowed) return undefined;
+    const outcome = await stepDefinition(first.name)
+      .execute(contextOf(o, first, customer.value, undefined))
+      .catch(() => undefined);
+    if (outcome?.kind !== 'agent') return undefined;
+    const parked = parkRecord(o, first.name, 'execute');
+    const operation = structuredClone(o);
+    parkChanges(operation, first.name, parked, true);
+    return {
+      operation,
+      send: async (stored, log) => {
+        const ctx: Ctx = {
+          current: stored,
+          customer: customer.value,
+          customerInHand: customer,
+          input: {
+            providerId: o.providerId,
+            operationId: o.operationId,
+            runId: `accept:${o.operationId}:${randomUUID()}`,
+            // The id its queued run would have had: messages this run sends derive theirs from it.
+            messageId: deterministicMessageId('operation.run', o.providerId, o.operationId),
+            log,
+          },
+          persisted: true,
+        };
+        try {
+          await sendParked(ctx, siteId, first.name, outcome.command, parked, log);
+        } catch (error) {
+          // Another delivery (the sweeper) took it meanwhile: it is theirs now.
+          if (!(error instanceof LostRace)) throw error;
+        }
+      },
+    };
+  }
+
+  /**
+   * An operation of the user accepted before `o` that must finish first: the create that made the
+   * user record (`createdBy`, its `creation`: a brand-new user's create is not in the user's index),
+   * then the user's index in acceptance order.
+   */
+  async function earlierOperationPending(
+    o: Operation,
+    createdBy: string | undefined,
+  ): Promise<Operation | undefined> {
+    const blocking = async (operationId: string): Promise<Operation | undefined> => {
+      const earlier = await c.operations.get(o.providerId, operationId);
+      return earlier !== undefined && blocksLaterOperations(earlier.value) ? earlier.value : undefined;
+    };
+    // The user's create comes before every change of it (changes are refused while it provisions).
+    const create = createdBy === undefined || createdBy === o.operationId ? undefined : createdBy;
+    if (create !== undefined) {
+      const pending = await blocking(create);
+      if (pending !== undefined) return pending;
+    }
     const mine = operationIndexKey(o.userSequence, o.operationId);
     for await (const entry of c.userOperations.list(
       userOperationsPartition(o.providerId, o.customerId, o.userId),
@@ -1273,14 +1414,14 @@ export function createRunner(deps: RunnerDeps) {
       if (entry.rowKey >= mine) break;
       // A retried request whose first attempt died mid-store took a second place under the same id:
       // its first place is itself, never an earlier operation to wait for.
-      if (entry.value.operationId === o.operationId) continue;
-      const earlier = await c.operations.get(o.providerId, entry.value.operationId);
-      if (earlier !== undefined && blocksLaterOperations(earlier.value)) return earlier.value;
+      if (entry.value.operationId === o.operationId || entry.value.operationId === create) continue;
+      const pending = await blocking(entry.value.operationId);
+      if (pending !== undefined) return pending;
     }
     return undefined;
   }
 
-  return { run, acceptReply, applyOutcome, sendRun, startAccepted };
+  return { run, acceptReply, applyOutcome, sendRun, startAccepted, parkOnAcceptance };
 }
 
 export type Runner = ReturnType<typeof createRunner>;

@@ -95,7 +95,7 @@ describe('the saga runner', () => {
     await create(clean);
     await clean.pump();
     const writes = clean.store.writes;
-    expect(writes).toBeGreaterThan(10);
+    expect(writes).toBeGreaterThan(8);
     for (let write = 1; write <= writes; write++) {
       for (const when of ['before', 'after'] as const) {
         const w = await world();

@@ -52,6 +52,42 @@ describe('engine throughput', () => {
     expect(w.store.writes - writesBefore).toBe(5);
   });
 
+  it('stores a hybrid create already parked: its request writes the operation once, then sends', async () => {
+    const w = await world();
+    w.store.writeLog.length = 0;
+    const { operation } = await create(w, ada);
+    // One write of the operation (created parked, after its indexes), none rewritten. A brand-new
+    // user's create has no row in the user's index (its record names it).
+    expect(w.store.writeLog.slice(0, 2)).toEqual(['idempotency', 'users']);
+    expect(w.store.writeLog.slice(2, 4).sort()).toEqual(['activeoperations', 'customeroperations']);
+    expect(w.store.writeLog.slice(4)).toEqual(['operations']);
+    expect(operation.state).toBe('waitingForAgent');
+    const stored = await w.provisioning.getOperation(w.caller, operation.operationId);
+    expect(stored.state).toBe('waitingForAgent');
+    const step = stored.steps.find((s) => s.name === 'ad.create');
+    expect(step).toMatchObject({ state: 'waitingForAgent', attempts: 1 });
+    expect(step?.parked).toMatchObject({ commandId: `${operation.operationId}.ad.create`, sends: 1 });
+    expect(w.agent.inbox).toHaveLength(1);
+    expect(w.bus.queue).toHaveLength(0);
+    expect(await w.deliverAgent()).toBe(true);
+    expect((await w.provisioning.getOperation(w.caller, operation.operationId)).state).toBe('succeeded');
+    expect(w.agent.creates).toBe(1);
+  });
+
+  it('a hybrid create its tenancy check refuses is stored queued and fails visibly, nothing sent', async () => {
+    const w = await world({
+      deps: {
+        assertWorkAllowed: () => Promise.reject(new AppError('Forbidden', 'not your site')),
+      },
+    });
+    const { operation } = await create(w, ada);
+    expect(w.agent.inbox).toHaveLength(0);
+    const stored = await w.provisioning.getOperation(w.caller, operation.operationId);
+    expect(stored.state).toBe('failed');
+    expect(stored.error?.code).toBe('Forbidden');
+    expect(w.agent.creates).toBe(0);
+  });
+
   it('finishes a create without reading its user record while it is as the request wrote it', async () => {
     const w = await world();
     const { operation } = await create(w, ada);
