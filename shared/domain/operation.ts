@@ -151,6 +151,8 @@ const base = {
   error: errorInfoSchema.optional(),
   /** Set once the user record reflects this finished operation (a crash in between heals on the next run). */
   outcomeApplied: z.boolean().optional(),
+  /** It was held for a licence (so it may have a row in the licence sweep's index to remove at its end). */
+  heldForLicence: z.literal(true).optional(),
   /** Someone asked to stop it: no new step starts; done steps are undone; it ends `cancelled`. */
   cancelRequested: z.boolean().optional(),
   /** The failed/compensated operation this one retries, and the one that retried this. */

@@ -489,9 +489,9 @@ export function createRunner(deps: RunnerDeps) {
     const o = op(ctx);
     const key = activeKey(o.providerId, o.operationId);
     const deletes: Promise<void>[] = [c.active.delete(ACTIVE_PARTITION, key)];
-    // Only an operation with a licence step can have been held for a seat (holdForLicence, retry).
-    if (o.steps.some((s) => stepDefinition(s.name).directory === 'licences'))
-      deletes.push(c.held.delete(HELD_PARTITION, key));
+    // Only an operation once held for a seat has a row there (holdForLicence marks it before writing
+    // the row). One held by an earlier build without the mark: the licence sweep drops its row.
+    if (o.heldForLicence === true) deletes.push(c.held.delete(HELD_PARTITION, key));
     await Promise.all(deletes);
     if (options.wakeNext !== false) await wakeNext(o);
   }
@@ -1005,6 +1005,7 @@ export function createRunner(deps: RunnerDeps) {
       s.state = 'waiting';
       s.error = info(error);
       x.state = 'needsLicence';
+      x.heldForLicence = true;
       delete x.lease;
     };
     // The user exists in its directories: link both (from the held operation, before anyone can read

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { operationSchema, type Operation } from '../../../shared/domain/operation.js';
 import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
+import { engineCollections, HELD_PARTITION } from '../../../shared/usecases/operations/records.js';
 import { Crash, quiet, world } from './world.js';
 
 /**
@@ -607,5 +608,31 @@ describe('lifecycle and order', () => {
     await w.pump();
     expect((await op(w, created.operationId)).state).toBe('succeeded');
     expect((await user(w)).state).toBe('disabled'); // the later disable stands
+  });
+
+  it('removes the licence-hold row of a create that was held when it ends, and touches none otherwise', async () => {
+    const w = await world();
+    const held = engineCollections(w.store).held;
+    const original = w.cloud.assignLicences.bind(w.cloud);
+    let seats = 0;
+    w.cloud.assignLicences = (id, change) =>
+      seats > 0 ? original(id, change) : Promise.reject(new AppError('LicenceUnavailable', 'no free seat'));
+    const created = await create(w);
+    await w.pump();
+    expect((await op(w, created.operationId)).heldForLicence).toBe(true);
+    expect(await held.get(HELD_PARTITION, `prov/${created.operationId}`)).toBeDefined();
+    seats = 1;
+    await w.provisioning.sweepHeldOperations();
+    await w.pump();
+    expect((await op(w, created.operationId)).state).toBe('succeeded');
+    expect(await held.get(HELD_PARTITION, `prov/${created.operationId}`)).toBeUndefined();
+
+    // Never held: its end writes nothing to the licence sweep's index.
+    w.store.writeLog.length = 0;
+    const other = await create(w, { ...ada, userId: 'u-bob', userPrincipalName: 'bob@fed.contoso.example' });
+    await w.pump();
+    expect((await op(w, other.operationId)).state).toBe('succeeded');
+    expect((await op(w, other.operationId)).heldForLicence).toBeUndefined();
+    expect(w.store.writeLog).not.toContain('heldoperations');
   });
 });
