@@ -156,7 +156,8 @@ export function createRequests(deps: RequestDeps) {
     return stored ?? undefined;
   }
 
-  type Claim = { operationId: string; existing?: Operation };
+  /** `createdAt`: the operation's, the first attempt's when a retry finds its claim but no operation. */
+  type Claim = { operationId: string; createdAt: string; existing?: Operation };
 
   /**
    * Claims an idempotency key for a new operation id. The same request again answers with the first
@@ -169,12 +170,13 @@ export function createRequests(deps: RequestDeps) {
     partition: string,
     key: string,
     hash: string,
+    createdAt: string,
     options: { conflictMessage: string; reusable?: () => Promise<boolean> },
   ): Promise<Claim> {
     const operationId: string = randomUUID();
     try {
-      await c.idempotency.create(partition, key, { operationId, requestHash: hash, createdAt: now() });
-      return { operationId };
+      await c.idempotency.create(partition, key, { operationId, requestHash: hash, createdAt });
+      return { operationId, createdAt };
     } catch (error) {
       ignoreExisting(error);
     }
@@ -183,18 +185,20 @@ export function createRequests(deps: RequestDeps) {
       throw new AppError('Unavailable', 'idempotency record vanished; retry', { retryable: true });
     const existing = await c.operations.get(providerId, first.value.operationId);
     if (first.value.requestHash === hash && (options.reusable === undefined || !(await options.reusable()))) {
-      if (existing === undefined) return { operationId: first.value.operationId };
+      // The first attempt died before storing its operation: store it under its id and time (its
+      // index rows, keyed by that time, are then the same rows).
+      if (existing === undefined)
+        return { operationId: first.value.operationId, createdAt: first.value.createdAt };
       if (existing.value.state === 'queued') await enqueue(existing.value);
-      return { operationId: first.value.operationId, existing: existing.value };
+      return {
+        operationId: first.value.operationId,
+        createdAt: first.value.createdAt,
+        existing: existing.value,
+      };
     }
     if (options.reusable !== undefined && (await options.reusable())) {
-      await c.idempotency.replace(
-        partition,
-        key,
-        { operationId, requestHash: hash, createdAt: now() },
-        first.etag,
-      );
-      return { operationId };
+      await c.idempotency.replace(partition, key, { operationId, requestHash: hash, createdAt }, first.etag);
+      return { operationId, createdAt };
     }
     throw new AppError('Conflict', options.conflictMessage);
   }
@@ -243,7 +247,10 @@ export function createRequests(deps: RequestDeps) {
     const later =
       startsAt !== undefined && startsAt.getTime() > deps.clock.now().getTime() ? startsAt : undefined;
     const sealedPassword = password === undefined ? undefined : deps.sealer.seal(password);
-    const operationFor = (operationId: string): Extract<Operation, { kind: 'user.create' }> => ({
+    const operationFor = (
+      operationId: string,
+      createdAt = created,
+    ): Extract<Operation, { kind: 'user.create' }> => ({
       operationId,
       providerId: caller.providerId,
       customerId,
@@ -261,8 +268,8 @@ export function createRequests(deps: RequestDeps) {
       request: stored,
       userSequence: 0, // set below, with the user record
       ...(sealedPassword === undefined ? {} : { sealedPassword }),
-      createdAt: created,
-      updatedAt: created,
+      createdAt,
+      updatedAt: createdAt,
       deadline: deadlineFor('user.create', later ?? deps.clock.now(), deps.deadlines).toISOString(),
     });
 
@@ -290,8 +297,9 @@ export function createRequests(deps: RequestDeps) {
         if (again) {
           const first = await c.operations.get(caller.providerId, creation.operationId);
           if (first !== undefined) return replay(first.value);
-          // The first attempt died before storing its operation: finish storing it, under its id.
-          operation = operationFor(creation.operationId);
+          // The first attempt died before storing its operation: store it under its id and time (the
+          // record's), so the index rows it may have written are the same rows.
+          operation = operationFor(creation.operationId, user.value.createdAt);
         } else if (await reusable(user.value)) {
           // A deleted user's id, or a failed create, starts again as a new user record.
           operation.userRecordEtag = (
@@ -307,11 +315,12 @@ export function createRequests(deps: RequestDeps) {
       }
     }
     if (!claimed) {
-      const { operationId, existing } = await claim(
+      const { operationId, createdAt, existing } = await claim(
         caller.providerId,
         partition,
         input.idempotencyKey ?? `user:${request.userId}`,
         hash,
+        created,
         {
           conflictMessage: implicit
             ? `user ${request.userId} already exists with different details`
@@ -327,7 +336,7 @@ export function createRequests(deps: RequestDeps) {
         },
       );
       if (existing !== undefined) return { operation: visibleOperation(existing), replayed: true };
-      operation = operationFor(operationId);
+      operation = operationFor(operationId, createdAt);
       const fresh = acceptedUserRecord(operation);
       try {
         operation.userRecordEtag = (await c.users.create(partition, request.userId, fresh)).etag;
@@ -462,6 +471,7 @@ export function createRequests(deps: RequestDeps) {
       );
 
     let operationId: string = randomUUID();
+    let created = now();
     const key = input.idempotencyKey;
     if (key !== undefined) {
       const claimed = await claim(
@@ -469,11 +479,13 @@ export function createRequests(deps: RequestDeps) {
         partition,
         key,
         deps.fingerprint(JSON.stringify({ ...change, userId, password: input.password ?? null })),
+        created,
         { conflictMessage: 'this Idempotency-Key was used for a different request' },
       );
       if (claimed.existing !== undefined)
         return { operation: visibleOperation(claimed.existing), replayed: true };
       operationId = claimed.operationId;
+      created = claimed.createdAt;
     }
     let held: { affected: number; total: number } | undefined;
     if (guardedKinds.has(change.kind) && deps.guard !== undefined) {
@@ -482,7 +494,6 @@ export function createRequests(deps: RequestDeps) {
       for await (const u of c.users.list(partition)) if (u.value.state !== 'deleted') total++;
       if (guardHolds(deps.guard, affected, total)) held = { affected, total };
     }
-    const created = now();
     const operation: Operation = {
       operationId,
       providerId: caller.providerId,

@@ -25,7 +25,7 @@ type World = Awaited<ReturnType<typeof world>>;
 const createImplicit = (w: World, request: CreateUserRequest = ada) =>
   w.provisioning.requestCreateUser({ caller: w.caller, customerId: 'contoso', request, correlationId: 'c' });
 
-/** The HTTP client retries its request when the server died answering it. */
+/** The HTTP client retries its request, a moment later, when the server died answering it. */
 async function createRetrying(w: World, request: CreateUserRequest = ada): Promise<Operation> {
   for (;;) {
     try {
@@ -33,6 +33,7 @@ async function createRetrying(w: World, request: CreateUserRequest = ada): Promi
     } catch (error) {
       if (!(error instanceof Crash)) throw error;
       w.store.crashAt = undefined;
+      w.clock.advance(1500);
     }
   }
 }
@@ -75,7 +76,7 @@ describe('a create under its implicit key', () => {
     expect(await operationsOfCustomer(w)).toBe(1);
   });
 
-  it('survives a crash at every write of its request: the retry stores one operation, run once', async () => {
+  it('survives a crash at every write of its request: the retry stores one operation, listed once, run once', async () => {
     const clean = await world();
     await createImplicit(clean);
     const writes = clean.store.writes;

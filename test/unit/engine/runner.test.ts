@@ -37,6 +37,7 @@ async function create(w: World, request: CreateUserRequest = ada): Promise<Opera
     } catch (error) {
       if (!(error instanceof Crash)) throw error;
       w.store.crashAt = undefined;
+      w.clock.advance(1500); // a moment later
     }
   }
 }
@@ -113,6 +114,12 @@ describe('the saga runner', () => {
         expect(u.state, where).toBe('active');
         expect(u.ad, where).toBeDefined();
         expect(u.entra, where).toBeDefined();
+        // Listed once: the retry stored it under the first attempt's time, so its index rows are the same.
+        const listed = await w.provisioning.listOperations(w.caller, 'contoso', { limit: 10 });
+        expect(
+          listed.value.map((o) => o.operationId),
+          where,
+        ).toEqual([created.operationId]);
       }
     }
   });
