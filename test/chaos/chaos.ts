@@ -229,7 +229,11 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
     if (actionErrors.length > 0) violations.push(...actionErrors.slice(0, 20).map((e) => `driver: ${e}`));
     const refused: Record<string, number> = {};
     for (const r of work.refused) {
-      const key = `${r.action.split(' ').pop() ?? ''} ${r.status} ${r.code}: ${r.detail.slice(0, 120)}`;
+      // Grouped by what was refused and why, not by which user or operation (ids would make each unique).
+      const why = r.detail
+        .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '…')
+        .replace(/\buser \S+/g, 'user …');
+      const key = `${r.action.split(' ').pop() ?? ''} ${r.status} ${r.code}: ${why.slice(0, 120)}`;
       refused[key] = (refused[key] ?? 0) + 1;
     }
     const result: ChaosResult = {
