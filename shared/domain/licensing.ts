@@ -583,9 +583,14 @@ export function reconcile(input: ReconcileInput): SkuReconciliation[] {
 
   return [...skuIds].sort().map((skuId) => {
     const sku = state.skus.find((k) => k.skuId.toLowerCase() === skuId);
-    const ofSku = matches.filter(
-      (m) => m.graph.skuId.toLowerCase() === skuId && m.graph.status !== 'Deleted',
-    );
+    // Largest first, then by id: the same state reads the same whatever order storage returned it in.
+    const ofSku = matches
+      .filter((m) => m.graph.skuId.toLowerCase() === skuId && m.graph.status !== 'Deleted')
+      .sort(
+        (a, b) =>
+          b.graph.totalLicenses - a.graph.totalLicenses ||
+          (a.graph.id < b.graph.id ? -1 : a.graph.id > b.graph.id ? 1 : 0),
+      );
     const supply: Record<SourceKind, number> = {
       partnerCenter: 0,
       distributor: 0,

@@ -229,6 +229,32 @@ describe('reconciliation', () => {
     ]);
   });
 
+  it('reads the same whatever order storage returns the subscriptions in: largest first, then by id', () => {
+    const views = [state.graphSubscriptions, [...state.graphSubscriptions].reverse()].map(
+      (graphSubscriptions) =>
+        reconcile({
+          state: {
+            ...state,
+            graphSubscriptions: [
+              ...graphSubscriptions,
+              graphSub({ id: 'g-b', totalLicenses: 2 }),
+              graphSub({ id: 'g-a', totalLicenses: 2 }),
+            ],
+          },
+          distributorName: 'Pax8',
+          policy: ['ea', 'distributor', 'partnerCenter'],
+          connectors: { partnerCenter: true, distributor: false },
+        })[0],
+    );
+    for (const view of views)
+      expect(
+        view?.differences
+          .filter((d) => d.code === 'unexplainedSubscription')
+          .map((d) => d.figures.graphSubscriptionId),
+      ).toEqual(['g-ea', 'g-old', 'g-a', 'g-b']);
+    expect(views[0]?.subscriptions).toEqual(views[1]?.subscriptions);
+  });
+
   it('once labelled EA the subscription is explained, and a new seat comes from the policy source that supplies it', () => {
     const [view] = reconcile({
       state: { ...state, labels: [{ graphSubscriptionId: 'g-ea', kind: 'ea', resellerName: 'SoftwareOne' }] },
