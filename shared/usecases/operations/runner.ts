@@ -1284,6 +1284,29 @@ export function createRunner(deps: RunnerDeps) {
     }
   }
 
+  /** A run inside the request that accepted the operation, with the customer that request read. */
+  function acceptanceCtx(
+    stored: Versioned<Operation>,
+    customer: Versioned<Customer>,
+    log: Logger,
+    persisted: boolean,
+  ): Ctx {
+    const o = stored.value;
+    return {
+      current: stored,
+      customerInHand: customer,
+      input: {
+        providerId: o.providerId,
+        operationId: o.operationId,
+        runId: `accept:${o.operationId}:${randomUUID()}`,
+        // The id its queued run would have had: messages this run sends derive theirs from it.
+        messageId: deterministicMessageId('operation.run', o.providerId, o.operationId),
+        log,
+      },
+      persisted,
+    };
+  }
+
   /**
    * A create just stored by its request, whose first step is the agent's, parks here: its command goes
    * to the agent at once, with no queue hop and no second read of the operation or its customer. Only a
@@ -1305,19 +1328,7 @@ export function createRunner(deps: RunnerDeps) {
       stepDefinition(first.name).directory !== 'ad'
     )
       return false;
-    const ctx: Ctx = {
-      current: accepted,
-      customerInHand: customer,
-      input: {
-        providerId: o.providerId,
-        operationId: o.operationId,
-        runId: `accept:${o.operationId}:${randomUUID()}`,
-        // The id its queued run would have had: messages this run sends derive theirs from it.
-        messageId: deterministicMessageId('operation.run', o.providerId, o.operationId),
-        log,
-      },
-      persisted: false,
-    };
+    const ctx = acceptanceCtx(accepted, customer, log, false);
     await runLoaded(ctx);
     return ctx.persisted;
   }
@@ -1365,20 +1376,8 @@ export function createRunner(deps: RunnerDeps) {
     return {
       operation,
       send: async (stored, log) => {
-        const ctx: Ctx = {
-          current: stored,
-          customer: customer.value,
-          customerInHand: customer,
-          input: {
-            providerId: o.providerId,
-            operationId: o.operationId,
-            runId: `accept:${o.operationId}:${randomUUID()}`,
-            // The id its queued run would have had: messages this run sends derive theirs from it.
-            messageId: deterministicMessageId('operation.run', o.providerId, o.operationId),
-            log,
-          },
-          persisted: true,
-        };
+        const ctx = acceptanceCtx(stored, customer, log, true);
+        ctx.customer = customer.value;
         try {
           await sendParked(ctx, siteId, first.name, outcome.command, parked, log);
         } catch (error) {

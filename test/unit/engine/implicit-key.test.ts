@@ -3,7 +3,7 @@ import type { Operation } from '../../../shared/domain/operation.js';
 import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
 import { engineCollections, userPartition } from '../../../shared/usecases/operations/records.js';
-import { Crash, world } from './world.js';
+import { ada, retryingCrashes, world } from './world.js';
 
 /**
  * A create without an Idempotency-Key is keyed by its user id, and its user record is the claim: the
@@ -11,31 +11,13 @@ import { Crash, world } from './world.js';
  * request for the id a Conflict, and no idempotency row is written. Records written before (or by an
  * explicit-key create) are answered through the idempotency row as before.
  */
-const ada: CreateUserRequest = {
-  userId: 'u-ada',
-  userPrincipalName: 'ada@fed.contoso.example',
-  displayName: 'Ada Lovelace',
-  password: 'Str0ng!Passw0rd#1',
-  accountEnabled: true,
-  licencePlan: 'E3',
-};
-
 type World = Awaited<ReturnType<typeof world>>;
 
 const createImplicit = (w: World, request: CreateUserRequest = ada) =>
   w.provisioning.requestCreateUser({ caller: w.caller, customerId: 'contoso', request, correlationId: 'c' });
 
-/** The HTTP client retries its request, a moment later, when the server died answering it. */
 async function createRetrying(w: World, request: CreateUserRequest = ada): Promise<Operation> {
-  for (;;) {
-    try {
-      return (await createImplicit(w, request)).operation;
-    } catch (error) {
-      if (!(error instanceof Crash)) throw error;
-      w.store.crashAt = undefined;
-      w.clock.advance(1500);
-    }
-  }
+  return (await retryingCrashes(w.clock, w.store, () => createImplicit(w, request))).operation;
 }
 
 async function operationsOfCustomer(w: World): Promise<number> {

@@ -4,42 +4,27 @@ import { operationSchema, type Operation } from '../../../shared/domain/operatio
 import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
 import { engineCollections, HELD_PARTITION } from '../../../shared/usecases/operations/records.js';
-import { Crash, quiet, world } from './world.js';
+import { ada, Crash, noFreeSeats, quiet, retryingCrashes, world } from './world.js';
 
 /**
  * The saga runner against in-memory ports: crashes between any two writes, concurrent deliveries,
  * lease expiry, agent outages, undo failures. Every case ends with each effect applied once and the
  * operation in a final state.
  */
-const ada: CreateUserRequest = {
-  userId: 'u-ada',
-  userPrincipalName: 'ada@fed.contoso.example',
-  displayName: 'Ada Lovelace',
-  password: 'Str0ng!Passw0rd#1',
-  accountEnabled: true,
-  licencePlan: 'E3',
-};
-
 type World = Awaited<ReturnType<typeof world>>;
 
 async function create(w: World, request: CreateUserRequest = ada): Promise<Operation> {
   // The HTTP client retries its request (same Idempotency-Key) when the server died answering it.
-  for (;;) {
-    try {
-      const { operation } = await w.provisioning.requestCreateUser({
-        caller: w.caller,
-        customerId: 'contoso',
-        request,
-        idempotencyKey: `key-${request.userId}`,
-        correlationId: 'c-1',
-      });
-      return operation;
-    } catch (error) {
-      if (!(error instanceof Crash)) throw error;
-      w.store.crashAt = undefined;
-      w.clock.advance(1500); // a moment later
-    }
-  }
+  const { operation } = await retryingCrashes(w.clock, w.store, () =>
+    w.provisioning.requestCreateUser({
+      caller: w.caller,
+      customerId: 'contoso',
+      request,
+      idempotencyKey: `key-${request.userId}`,
+      correlationId: 'c-1',
+    }),
+  );
+  return operation;
 }
 
 const op = (w: World, id: string) => w.provisioning.getOperation(w.caller, id);
@@ -590,10 +575,7 @@ describe('lifecycle and order', () => {
   it('keeps the AD link of a hybrid user held for a licence, so disable reaches AD', async () => {
     const w = await world();
     w.cloud.failNext = [];
-    const original = w.cloud.assignLicences.bind(w.cloud);
-    let seats = 0;
-    w.cloud.assignLicences = (id, change) =>
-      seats > 0 ? original(id, change) : Promise.reject(new AppError('LicenceUnavailable', 'no free seat'));
+    const seats = noFreeSeats(w.cloud);
     const created = await create(w);
     await w.pump();
     expect((await op(w, created.operationId)).state).toBe('needsLicence');
@@ -610,7 +592,7 @@ describe('lifecycle and order', () => {
     expect(disable.operation.steps.map((s) => s.name)).toEqual(['ad.disable', 'entra.disable']);
     await w.pump();
     expect([...w.agent.objects.values()][0]?.enabled).toBe(false);
-    seats = 1;
+    seats.free = 1;
     await w.provisioning.sweepHeldOperations();
     await w.pump();
     expect((await op(w, created.operationId)).state).toBe('succeeded');
@@ -620,15 +602,12 @@ describe('lifecycle and order', () => {
   it('removes the licence-hold row of a create that was held when it ends, and touches none otherwise', async () => {
     const w = await world();
     const held = engineCollections(w.store).held;
-    const original = w.cloud.assignLicences.bind(w.cloud);
-    let seats = 0;
-    w.cloud.assignLicences = (id, change) =>
-      seats > 0 ? original(id, change) : Promise.reject(new AppError('LicenceUnavailable', 'no free seat'));
+    const seats = noFreeSeats(w.cloud);
     const created = await create(w);
     await w.pump();
     expect((await op(w, created.operationId)).heldForLicence).toBe(true);
     expect(await held.get(HELD_PARTITION, `prov/${created.operationId}`)).toBeDefined();
-    seats = 1;
+    seats.free = 1;
     await w.provisioning.sweepHeldOperations();
     await w.pump();
     expect((await op(w, created.operationId)).state).toBe('succeeded');

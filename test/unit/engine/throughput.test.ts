@@ -4,22 +4,13 @@ import { userRecordSchema, type CreateUserRequest } from '../../../shared/domain
 import type { NewCloudUser } from '../../../shared/ports/cloud-directory.js';
 import { AppError } from '../../../shared/errors.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
-import { customer, quiet, world } from './world.js';
+import { ada, customer, quiet, world } from './world.js';
 
 /**
  * What the engine spends per user, and how it shares the workers: an agent's reply continues the
  * operation where it lands (no queue hop, one write per step transition), and one customer's bulk
  * cannot hold every worker slot of a process.
  */
-const ada: CreateUserRequest = {
-  userId: 'u-ada',
-  userPrincipalName: 'ada@fed.contoso.example',
-  displayName: 'Ada Lovelace',
-  password: 'Str0ng!Passw0rd#1',
-  accountEnabled: true,
-  licencePlan: 'E3',
-};
-
 type World = Awaited<ReturnType<typeof world>>;
 
 const create = (w: World, request: CreateUserRequest, customerId = 'contoso') =>

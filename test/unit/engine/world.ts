@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import type { Customer } from '../../../shared/domain/customer.js';
+import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
 import type { Logger } from '../../../shared/logging.js';
 import {
@@ -374,6 +375,44 @@ export class FakeAgent {
     this.outcomes.set(id, reply);
     return reply;
   }
+}
+
+/** The engine tests' user: hybrid, with a password and a licence plan. */
+export const ada: CreateUserRequest = {
+  userId: 'u-ada',
+  userPrincipalName: 'ada@fed.contoso.example',
+  displayName: 'Ada Lovelace',
+  password: 'Str0ng!Passw0rd#1',
+  accountEnabled: true,
+  licencePlan: 'E3',
+};
+
+/** Like an HTTP client: a request the server died answering is sent again, a moment later. */
+export async function retryingCrashes<T>(
+  clock: TestClock,
+  store: MemoryStore,
+  send: () => Promise<T>,
+): Promise<T> {
+  for (;;) {
+    try {
+      return await send();
+    } catch (error) {
+      if (!(error instanceof Crash)) throw error;
+      store.crashAt = undefined;
+      clock.advance(1500);
+    }
+  }
+}
+
+/** Makes the fake tenant have no free seat until `seats.free` is set above 0. */
+export function noFreeSeats(cloud: FakeCloud): { free: number } {
+  const seats = { free: 0 };
+  const original = cloud.assignLicences.bind(cloud);
+  cloud.assignLicences = (id, change) =>
+    seats.free > 0
+      ? original(id, change)
+      : Promise.reject(new AppError('LicenceUnavailable', 'no free seat'));
+  return seats;
 }
 
 export const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
