@@ -9,6 +9,7 @@ import {
   operationStates,
   heldForAPerson,
   requestsFinal,
+  unfinishedDecisions,
   type Invariant,
 } from './invariants.js';
 import { mulberry32 } from './prng.js';
@@ -188,8 +189,11 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
           byCustomer.set(s.op.actor.customerId, (byCustomer.get(s.op.actor.customerId) ?? 0) + 1);
         if ([...byCustomer].every(([customer, n]) => n <= (explained.get(customer) ?? 0))) open = 0;
       }
+      // Purchases a fault left unfinished are resent by the timers: the ledger settles once they land.
+      const decisions = open === 0 ? await unfinishedDecisions(world, work).catch(() => 1) : 0;
       if (
         open === 0 &&
+        decisions === 0 &&
         (onboarding === 'completed' || onboarding === 'notStarted' || onboarding.startsWith('failed'))
       ) {
         quiet = true;
@@ -199,7 +203,9 @@ export async function runChaos(options: ChaosOptions, scan?: SecretsScan): Promi
         const open: Record<string, number> = {};
         for (const st of states)
           if (!finalStates.includes(st.state)) open[st.state] = (open[st.state] ?? 0) + 1;
-        log(`chaos: draining, open ${JSON.stringify(open)}, onboarding ${onboarding}`);
+        log(
+          `chaos: draining, open ${JSON.stringify(open)}, unfinished decisions ${decisions}, onboarding ${onboarding}`,
+        );
       }
       await sleep(1500);
     }

@@ -110,6 +110,25 @@ export async function heldForAPerson(world: World, work: Workload): Promise<Map<
   return out;
 }
 
+/**
+ * Autoscale decisions still to be sent again (planned, or failed on a fault: a 429, a lost answer, a
+ * killed worker). The just-in-time timer resends each with its operation key until it lands, so the
+ * ledger matches Partner Center and the distributor only once none is left; the drain waits for that.
+ */
+export async function unfinishedDecisions(world: World, work: Workload): Promise<number> {
+  let n = 0;
+  for (const actor of work.actors.filter((a) => a.licensed)) {
+    let path: string | undefined = `/customers/${actor.customerId}/licensing/decisions?limit=500`;
+    while (path !== undefined) {
+      const answer = await call(world.host.url, actor.key, 'GET', path);
+      const page = decisionsSchema.parse(answer.body);
+      for (const d of page.value) if (d.state === 'planned' || d.state === 'failed') n++;
+      path = page.nextLink?.replace(/^\/api/, '');
+    }
+  }
+  return n;
+}
+
 export function requestsFinal(
   work: Workload,
   states: OperationState[],
