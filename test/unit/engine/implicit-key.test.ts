@@ -3,7 +3,8 @@ import type { Operation } from '../../../shared/domain/operation.js';
 import type { CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
 import { engineCollections, userPartition } from '../../../shared/usecases/operations/records.js';
-import { ada, retryingCrashes, world } from './world.js';
+import { customersCollection } from '../../../shared/usecases/customers.js';
+import { ada, customer, retryingCrashes, world } from './world.js';
 
 /**
  * A create without an Idempotency-Key is keyed by its user id, and its user record is the claim: the
@@ -124,6 +125,32 @@ describe('a create under its implicit key', () => {
     const other = createImplicit(w, { ...ada, displayName: 'Ada King' });
     await expect(other).rejects.toBeInstanceOf(AppError);
     await expect(other).rejects.toMatchObject({ code: 'Conflict' });
+    expect(await operationsOfCustomer(w)).toBe(1);
+  });
+
+  it("another provider's create of the same customer and user id touches nothing of the first's", async () => {
+    const w = await world();
+    const first = await createImplicit(w);
+    const other = { id: 'other-key', kind: 'apiKey' as const, providerId: 'other' };
+    const foreign = w.provisioning.requestCreateUser({
+      caller: other,
+      customerId: 'contoso',
+      request: ada,
+      correlationId: 'c',
+    });
+    await expect(foreign).rejects.toMatchObject({ code: 'NotFound' });
+    // With a customer of its own under the same id, its user is its own: a new operation, not a replay.
+    await customersCollection(w.store).create('other', 'contoso', customer('hybridFederated', 'other'));
+    const own = await w.provisioning.requestCreateUser({
+      caller: other,
+      customerId: 'contoso',
+      request: ada,
+      correlationId: 'c',
+    });
+    expect(own.replayed).toBe(false);
+    expect(own.operation.operationId).not.toBe(first.operation.operationId);
+    const mine = await w.provisioning.getUser(w.caller, 'contoso', 'u-ada');
+    expect(mine.lastOperationId).toBe(first.operation.operationId);
     expect(await operationsOfCustomer(w)).toBe(1);
   });
 
