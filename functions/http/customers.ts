@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { customerIdSchema, customerInputSchema, customerSchema } from '../../shared/domain/customer.js';
-import { userRecordSchema, userStates } from '../../shared/domain/user.js';
+import { visibleUserSchema, userStates } from '../../shared/domain/user.js';
 import { pageQuerySchema } from '../../shared/usecases/paging.js';
 import { httpFunction } from './endpoint.js';
 import { pagedBody } from './paging.js';
@@ -119,7 +119,7 @@ export const listCustomerUsers = httpFunction({
   responses: {
     200: {
       description: 'A page of users',
-      schema: z.object({ value: z.array(userRecordSchema), nextLink: z.string().optional() }),
+      schema: z.object({ value: z.array(visibleUserSchema), nextLink: z.string().optional() }),
     },
   },
   async handle({ caller, params: { customerId }, query, deps }) {

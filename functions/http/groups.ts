@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { customerIdSchema } from '../../shared/domain/customer.js';
-import { operationSchema } from '../../shared/domain/operation.js';
+import { visibleOperationSchema } from '../../shared/domain/operation.js';
 import { groupPathIdSchema, userIdSchema } from '../../shared/domain/user.js';
 import { AppError } from '../../shared/errors.js';
 import { httpFunction } from './endpoint.js';
@@ -25,10 +25,10 @@ const membershipParams = z.object({
   groupId: groupPathIdSchema,
 });
 const changeResponses = {
-  202: { description: 'Accepted; follow the operation', schema: operationSchema },
+  202: { description: 'Accepted; follow the operation', schema: visibleOperationSchema },
   200: {
     description: 'A replay of an earlier request with the same Idempotency-Key',
-    schema: operationSchema,
+    schema: visibleOperationSchema,
   },
 };
 

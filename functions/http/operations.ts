@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { customerIdSchema } from '../../shared/domain/customer.js';
-import { operationSchema } from '../../shared/domain/operation.js';
+import { visibleOperationSchema } from '../../shared/domain/operation.js';
 import { createUserRequestSchema } from '../../shared/domain/user.js';
 import { httpFunction } from './endpoint.js';
 
@@ -14,7 +14,7 @@ export const getOperation = httpFunction({
   tags: ['operations'],
   auth: 'caller',
   params: operationParams,
-  responses: { 200: { description: 'The operation', schema: operationSchema } },
+  responses: { 200: { description: 'The operation', schema: visibleOperationSchema } },
   async handle({ caller, params: { operationId }, deps }) {
     return {
       status: 200,
@@ -43,7 +43,7 @@ export const listOperations = httpFunction({
   responses: {
     200: {
       description: 'A page of operations',
-      schema: z.object({ value: z.array(operationSchema), nextLink: z.string().optional() }),
+      schema: z.object({ value: z.array(visibleOperationSchema), nextLink: z.string().optional() }),
     },
   },
   async handle({ caller, params: { customerId }, query, deps }) {
@@ -67,7 +67,7 @@ export const confirmOperation = httpFunction({
   tags: ['operations'],
   auth: 'caller',
   params: operationParams,
-  responses: { 200: { description: 'Queued', schema: operationSchema } },
+  responses: { 200: { description: 'Queued', schema: visibleOperationSchema } },
   async handle({ caller, params: { operationId }, deps }) {
     return {
       status: 200,
@@ -85,7 +85,9 @@ export const cancelOperation = httpFunction({
   tags: ['operations'],
   auth: 'caller',
   params: operationParams,
-  responses: { 202: { description: 'Cancellation accepted; follow the operation', schema: operationSchema } },
+  responses: {
+    202: { description: 'Cancellation accepted; follow the operation', schema: visibleOperationSchema },
+  },
   async handle({ caller, params: { operationId }, deps }) {
     const operation = await deps.provisioning.cancelOperation(caller, operationId);
     return { status: 202, body: operation, headers: { location: `/api/operations/${operationId}` } };
@@ -112,8 +114,8 @@ export const retryOperation = httpFunction({
   params: operationParams,
   body: retryBody,
   responses: {
-    202: { description: 'The new operation', schema: operationSchema },
-    200: { description: 'The retry was already accepted', schema: operationSchema },
+    202: { description: 'The new operation', schema: visibleOperationSchema },
+    200: { description: 'The retry was already accepted', schema: visibleOperationSchema },
   },
   async handle({ caller, params: { operationId }, body, deps, correlationId }) {
     const { operation, replayed } = await deps.provisioning.retryOperation({

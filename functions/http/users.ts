@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { customerIdSchema } from '../../shared/domain/customer.js';
 import {
   changeRequest,
-  operationSchema,
+  visibleOperationSchema,
   type ChangeKind,
   type RequestOf,
 } from '../../shared/domain/operation.js';
@@ -12,7 +12,7 @@ import {
   passwordRequestSchema,
   updateUserRequestSchema,
   userIdSchema,
-  userRecordSchema,
+  visibleUserSchema,
 } from '../../shared/domain/user.js';
 import { AppError } from '../../shared/errors.js';
 import { httpFunction } from './endpoint.js';
@@ -46,10 +46,10 @@ export const createUser = httpFunction({
     'Idempotency-Key': { description: 'Repeat a request safely: the same key returns the same operation' },
   },
   responses: {
-    202: { description: 'Accepted; follow the operation', schema: operationSchema },
+    202: { description: 'Accepted; follow the operation', schema: visibleOperationSchema },
     200: {
       description: 'A replay of an earlier request with the same Idempotency-Key',
-      schema: operationSchema,
+      schema: visibleOperationSchema,
     },
   },
   async handle({ caller, params: { customerId }, body, deps, headers, correlationId, log }) {
@@ -81,7 +81,7 @@ export const getUser = httpFunction({
   tags: ['users'],
   auth: 'caller',
   params: z.object({ customerId: customerIdSchema, userId: userIdSchema }),
-  responses: { 200: { description: 'The user', schema: userRecordSchema } },
+  responses: { 200: { description: 'The user', schema: visibleUserSchema } },
   async handle({ caller, params: { customerId, userId }, deps }) {
     return {
       status: 200,
@@ -92,10 +92,10 @@ export const getUser = httpFunction({
 
 const userParams = z.object({ customerId: customerIdSchema, userId: userIdSchema });
 const changeResponses = {
-  202: { description: 'Accepted; follow the operation', schema: operationSchema },
+  202: { description: 'Accepted; follow the operation', schema: visibleOperationSchema },
   200: {
     description: 'A replay of an earlier request with the same Idempotency-Key',
-    schema: operationSchema,
+    schema: visibleOperationSchema,
   },
 };
 const idempotencyHeader = {

@@ -161,17 +161,29 @@ const base = {
 };
 
 /** The operation's request is typed by its kind: no record of unknowns, no casts. */
-export const operationSchema = z.discriminatedUnion('kind', [
-  z.object({ ...base, kind: z.literal('user.create'), request: storedCreateRequestSchema }),
-  z.object({ ...base, kind: z.literal('user.update'), request: updateUserRequestSchema }),
-  z.object({ ...base, kind: z.literal('user.disable'), request: noBody }),
-  z.object({ ...base, kind: z.literal('user.enable'), request: noBody }),
-  z.object({ ...base, kind: z.literal('user.delete'), request: noBody }),
-  z.object({ ...base, kind: z.literal('user.password'), request: passwordChangeSchema }),
-  z.object({ ...base, kind: z.literal('user.licences'), request: licencesRequestSchema }),
-  z.object({ ...base, kind: z.literal('user.groupAdd'), request: groupMembershipRequestSchema }),
-  z.object({ ...base, kind: z.literal('user.groupRemove'), request: groupMembershipRequestSchema }),
-]);
+function byKind<B extends z.ZodRawShape>(fields: B) {
+  return z.discriminatedUnion('kind', [
+    z.object({ ...fields, kind: z.literal('user.create'), request: storedCreateRequestSchema }),
+    z.object({ ...fields, kind: z.literal('user.update'), request: updateUserRequestSchema }),
+    z.object({ ...fields, kind: z.literal('user.disable'), request: noBody }),
+    z.object({ ...fields, kind: z.literal('user.enable'), request: noBody }),
+    z.object({ ...fields, kind: z.literal('user.delete'), request: noBody }),
+    z.object({ ...fields, kind: z.literal('user.password'), request: passwordChangeSchema }),
+    z.object({ ...fields, kind: z.literal('user.licences'), request: licencesRequestSchema }),
+    z.object({ ...fields, kind: z.literal('user.groupAdd'), request: groupMembershipRequestSchema }),
+    z.object({ ...fields, kind: z.literal('user.groupRemove'), request: groupMembershipRequestSchema }),
+  ]);
+}
+export const operationSchema = byKind(base);
+// What a caller is shown (visibleOperation) and what the API documents: no secret, no internal field.
+const {
+  sealedPassword: _sealed,
+  lease: _lease,
+  userRecordEtag: _etag,
+  requestHash: _hash,
+  ...visibleBase
+} = base;
+export const visibleOperationSchema = byKind(visibleBase);
 export type Operation = z.infer<typeof operationSchema>;
 export type OperationOf<K extends OperationKind> = Extract<Operation, { kind: K }>;
 export type RequestOf<K extends OperationKind> = OperationOf<K>['request'];
@@ -200,16 +212,9 @@ export function blocksLaterOperations(op: Pick<Operation, 'state' | 'outcomeAppl
   return op.state !== 'needsLicence' && op.state !== 'heldForConfirmation';
 }
 
-/** What a stored operation shows a caller: never the sealed password, nor the internal lease. */
+/** What a stored operation shows a caller: never the sealed password, nor the internal fields. */
 export function visibleOperation(op: Operation): Operation {
-  const {
-    sealedPassword: _sealed,
-    lease: _lease,
-    userRecordEtag: _etag,
-    requestHash: _hash,
-    ...visible
-  } = op;
-  return visible;
+  return visibleOperationSchema.parse(op);
 }
 
 export type ChangeKind = Exclude<OperationKind, 'user.create'>;

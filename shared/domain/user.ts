@@ -143,10 +143,12 @@ export const userRecordSchema = z.object({
 });
 export type UserRecord = z.infer<typeof userRecordSchema>;
 
+/** The user record as the API shows and documents it (visibleUser). */
+export const visibleUserSchema = userRecordSchema.omit({ creation: true });
+
 /** What a stored user record shows a caller: not the internal `creation`. */
 export function visibleUser(user: UserRecord): UserRecord {
-  const { creation: _creation, ...visible } = user;
-  return visible;
+  return visibleUserSchema.parse(user);
 }
 
 /** PATCH …/users/{userId}: attributes written to every directory the user lives in. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Operation } from '../../../shared/domain/operation.js';
-import type { CreateUserRequest } from '../../../shared/domain/user.js';
+import { visibleOperationSchema, type Operation } from '../../../shared/domain/operation.js';
+import { visibleUserSchema, type CreateUserRequest } from '../../../shared/domain/user.js';
 import { AppError } from '../../../shared/errors.js';
 import { engineCollections, userPartition } from '../../../shared/usecases/operations/records.js';
 import { customersCollection } from '../../../shared/usecases/customers.js';
@@ -47,6 +47,11 @@ describe('a create under its implicit key', () => {
     // The fingerprint stays internal: neither the operation nor the user shows it.
     expect(later.operation).not.toHaveProperty('requestHash');
     expect(await w.provisioning.getUser(w.caller, 'contoso', 'u-ada')).not.toHaveProperty('creation');
+    // Nor does the API document it: the response schemas are the visible ones.
+    for (const kind of visibleOperationSchema.options)
+      for (const hidden of ['sealedPassword', 'lease', 'userRecordEtag', 'requestHash'])
+        expect(Object.keys(kind.shape)).not.toContain(hidden);
+    expect(Object.keys(visibleUserSchema.shape)).not.toContain('creation');
   });
 
   it('refuses another request for the same user id, while provisioning and once active', async () => {
